@@ -1,0 +1,189 @@
+"""``mlwatch demo``: the whole path on one machine, in about a minute.
+
+Trains a small scikit-learn classifier on the breast-cancer data set that ships
+with scikit-learn, starts a sidecar on the embedded store, serves predictions
+through ``@mlwatch.monitor``, injects a drift half-way (and a few failing
+requests), sends delayed ground truth for part of the traffic, then prints what
+was recorded and where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+MODEL = "breast-cancer"
+VERSION = "1"
+DRIFTED = ("mean radius", "mean texture")
+LABELLED_SHARE = 0.6
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r  {label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    sys.stderr.flush()
+
+
+def _get(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        body = resp.read()
+    return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_sidecar(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
+    log = open(data_dir / "sidecar.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
+                             "--data-dir", str(data_dir)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {proc.returncode}; see {data_dir}/sidecar.log")
+        try:
+            if _get(f"http://127.0.0.1:{port}/readyz").get("ready"):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"sidecar did not become ready in 30 s; see {data_dir}/sidecar.log")
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int = 0) -> int:
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import mlwatch
+
+    started = time.monotonic()
+    root = Path(data_dir).resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    print(f"mlwatch demo: {requests} predictions of a '{MODEL}' classifier")
+    data = load_breast_cancer()
+    names = [str(n) for n in data.feature_names]
+    x_train, x_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.4,
+                                                        random_state=0, stratify=data.target)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
+    clf.fit(x_train, y_train)
+    print(f"  trained LogisticRegression on {len(x_train)} rows, "
+          f"{len(names)} features (held-out accuracy {clf.score(x_test, y_test):.3f})")
+
+    sidecar = _start_sidecar(root, port)
+    print(f"  sidecar ready at {url} (data in {root})")
+    try:
+        mlwatch.configure(sidecar_url=url, model=MODEL, version=VERSION, batch_size=200,
+                          flush_interval_ms=100)
+
+        @mlwatch.monitor(request_id="request_id", params={"C": 1.0, "model": "LogisticRegression"})
+        def predict(features: dict[str, float], request_id: str) -> int:
+            if features["mean area"] <= 0:
+                raise ValueError("mean area must be positive")
+            row = np.array([[features[n] for n in names]])
+            return int(clf.predict(row)[0])
+
+        rng = np.random.default_rng(7)
+        truth: list[tuple[str, int]] = []
+        failures = 0
+        drift_at = requests // 2
+        for i in range(requests):
+            j = int(rng.integers(len(x_test)))
+            row = x_test[j] * rng.normal(1.0, 0.02, size=len(names))
+            features = dict(zip(names, row.tolist()))
+            if i >= drift_at:  # the population changes: bigger, rougher cells
+                for name in DRIFTED:
+                    features[name] *= 1.35
+            if i % 97 == 0:
+                features["mean area"] = -1.0  # a malformed request the model rejects
+            request_id = f"req-{i:06d}"
+            try:
+                predict(features, request_id=request_id)
+            except ValueError:
+                failures += 1
+            if rng.random() < LABELLED_SHARE:
+                truth.append((request_id, int(y_test[j])))
+            if i % 100 == 0 or i == requests - 1:
+                _progress("serving predictions", i + 1, requests)
+        mlwatch.flush()
+        print(f"  injected drift on {', '.join(DRIFTED)} from request {drift_at}; "
+              f"{failures} requests failed on purpose")
+
+        for k, (request_id, label) in enumerate(truth):  # ground truth, arriving later
+            mlwatch.log_feedback(request_id, label, model=MODEL)
+            if k % 200 == 0 or k == len(truth) - 1:
+                _progress("sending ground truth", k + 1, len(truth))
+        mlwatch.flush()
+
+        deadline = time.monotonic() + 60
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = _get(f"{url}/v1/models/{MODEL}/status")
+            if status["events_stored"] >= requests and status["feedback_stored"] >= len(truth):
+                break
+            time.sleep(0.2)
+        events = _get(f"{url}/v1/models/{MODEL}/events?limit=1000")["events"]
+        latencies = [e["latency_ms"] for e in events]
+        metrics = _get(f"{url}/metrics")
+        lines = [ln for ln in metrics.splitlines()
+                 if ln.startswith(("mlwatch_predictions_total", "mlwatch_predicted_class_total"))]
+        print("\nWhat was recorded")
+        print(f"  events stored      {status['events_stored']} (sent {requests}, "
+              f"{failures} with status=error)")
+        print(f"  feedback stored    {status['feedback_stored']} labels "
+              f"({LABELLED_SHARE:.0%} of requests)")
+        print(f"  latency (last {len(latencies)}) p50 {_quantile(latencies, 0.5):.3f} ms, "
+              f"p99 {_quantile(latencies, 0.99):.3f} ms")
+        versions = status.get("versions") or [{}]
+        print(f"  model version      {MODEL}:{VERSION}, code {versions[0].get('code_version')}, "
+              f"params {versions[0].get('params')}")
+        print("  metrics:")
+        for line in lines:
+            print(f"    {line}")
+        print("\nWhere to look")
+        print(f"  embedded store     {root / 'store.db'} (SQLite; table events, feedback, models)")
+        print(f"  spool              {root / 'spool'}")
+        print(f"  events API         curl '{url}/v1/models/{MODEL}/events?limit=5'")
+        print(f"  Prometheus scrape  - job_name: mlwatch\n"
+              f"                       static_configs: [{{targets: ['127.0.0.1:{port}']}}]")
+        ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(truth)
+        print(f"\nDone in {time.monotonic() - started:.1f} s"
+              + ("" if ok else " — WARNING: not every record reached the store"))
+        return 0 if ok else 1
+    finally:
+        mlwatch.shutdown()
+        sidecar.send_signal(signal.SIGTERM)
+        try:
+            sidecar.wait(15)
+        except subprocess.TimeoutExpired:
+            sidecar.kill()

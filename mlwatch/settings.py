@@ -1,0 +1,359 @@
+"""Every mlwatch setting, documented in one place.
+
+A setting has a key (used in ``mlwatch.yaml``), an environment variable
+(``MLWATCH_`` + the key in upper case) and a keyword of ``mlwatch.configure()``.
+Precedence, lowest first: the default, the config file (``MLWATCH_CONFIG`` or an
+explicit path), the environment, then keyword arguments.
+
+Values are checked when loaded; a bad value raises :class:`~mlwatch.errors.ConfigError`
+naming the key and where it came from (the file, or the environment variable).
+
+The module is standard-library only so the client can use it; YAML files need
+PyYAML (part of ``mlwatch[sidecar]``); a ``.json`` config file needs nothing.
+
+>>> cfg = load_config(env={"MLWATCH_SAMPLE_RATE": "0.5"})
+>>> cfg.sample_rate
+0.5
+>>> load_config(env={"MLWATCH_SAMPLE_RATE": "2"})
+Traceback (most recent call last):
+...
+mlwatch.errors.ConfigError: sample_rate: must be at most 1.0, got 2.0 (in MLWATCH_SAMPLE_RATE)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlwatch.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+TASKS = ("classification", "regression")
+FEATURE_TYPES = ("numeric", "categorical")
+SENSITIVE_ACTIONS = ("hash", "drop")
+
+
+def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+             choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi,
+                                            "choices": choices, "secret": secret})
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input feature of a model: its type drives metrics and drift methods."""
+
+    name: str
+    type: str = "numeric"
+    sensitive: str | None = None  # None, "hash" or "drop"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What mlwatch knows about a model beyond its events."""
+
+    name: str
+    version: str | None = None
+    task: str = "classification"
+    features: tuple[FeatureSpec, ...] = ()
+    prediction_field: str | None = None  # dotted path in the return value; None = the value itself
+    label_field: str | None = None  # dotted path in the feedback label; None = the label itself
+
+    def feature(self, name: str) -> FeatureSpec | None:
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved settings. Build it with :func:`load_config`."""
+
+    # --- client ---
+    sidecar_url: str | None = _setting(
+        None, "URL of the sidecar, e.g. http://127.0.0.1:8765. Unset: events go to the "
+        "embedded store in data_dir (local mode). 'off': monitoring does nothing.")
+    token: str | None = _setting(
+        None, "Bearer token. When set, the sidecar requires it on /v1/* and /metrics "
+        "(not on /healthz, /readyz); the client sends it. Never logged.", secret=True)
+    enabled: bool = _setting(True, "Master switch; false turns the decorator into a plain call.")
+    model: str | None = _setting(None, "Default model name for @monitor and log_feedback.")
+    version: str | None = _setting(None, "Default model version.")
+    code_version: str | None = _setting(
+        None, "Code version recorded on every event. Unset: the git commit of the working "
+        "directory, else the mlwatch package version.")
+    run_id: str | None = _setting(None, "Experiment run id (e.g. an MLflow run) recorded on events.")
+    sample_rate: float = _setting(
+        1.0, "Share of events whose feature and prediction payloads are kept. Counts and "
+        "latency stay exact.", lo=0.0, hi=1.0)
+    queue_size: int = _setting(
+        10_000, "Bound of the in-process queue; events beyond it are dropped and counted "
+        "(reason queue_full).", lo=1, hi=10_000_000)
+    batch_size: int = _setting(500, "Events per request to the sidecar.", lo=1, hi=10_000)
+    flush_interval_ms: int = _setting(
+        200, "Longest time an event waits in the client before it is sent.", lo=1, hi=60_000)
+    send_timeout_s: float = _setting(5.0, "Timeout of one HTTP request to the sidecar.",
+                                     lo=0.01, hi=300)
+    retry_timeout_s: float = _setting(
+        30.0, "How long the client retries one batch (sidecar down, 429, 503) before it "
+        "drops it (reason send_failed).", lo=0.0, hi=3600)
+    # --- sidecar ---
+    data_dir: str = _setting(
+        "mlwatch-data", "Directory of the spool and the embedded store (store.db).")
+    host: str = _setting("127.0.0.1", "Address the sidecar binds to. Localhost unless told otherwise.")
+    port: int = _setting(8765, "Port of the sidecar's HTTP API.", lo=0, hi=65535)
+    max_body_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest request body the sidecar accepts, after gzip "
+        "decompression (413 beyond).", lo=1024, hi=1 << 31)
+    max_events_per_request: int = _setting(
+        10_000, "Most events in one POST /v1/events (413 beyond).", lo=1, hi=1_000_000)
+    spool_fsync: str = _setting(
+        "interval", "When the spool calls fsync: 'always' (before each 202) or 'interval' "
+        "(group commit; the 202 waits for the next periodic fsync).",
+        choices=("always", "interval"))
+    spool_fsync_interval_ms: int = _setting(
+        20, "Group-commit period of the 'interval' policy.", lo=1, hi=10_000)
+    spool_segment_bytes: int = _setting(
+        64 * 1024 * 1024, "Size at which the spool starts a new segment file.",
+        lo=4096, hi=1 << 34)
+    spool_max_bytes: int = _setting(
+        1024 * 1024 * 1024, "Disk bound of the spool; when reached, ingest answers 503 with "
+        "Retry-After until sinks catch up.", lo=8192, hi=1 << 42)
+    retention_days: float = _setting(
+        30.0, "Embedded store retention; older events and feedback are deleted. 0 keeps all.",
+        lo=0, hi=36_500)
+    hash_key: str | None = _setting(
+        None, "Key of the HMAC-SHA256 applied to features marked 'sensitive: hash'. Unset: a "
+        "random key is created once in data_dir/hash.key.", secret=True)
+    log_level: str = _setting("info", "Log level of the sidecar.",
+                              choices=("debug", "info", "warning", "error"))
+    # --- models (file only) ---
+    models: tuple[ModelSpec, ...] = field(
+        default=(), metadata={"doc": "Model specs (config file only); see the README.",
+                              "file_only": True})
+    source: str | None = field(default=None, metadata={"internal": True})
+
+    def model_spec(self, name: str) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        return None
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked — safe to log."""
+        out: dict[str, Any] = {}
+        for f in settings_fields():
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.metadata.get("secret") and value else value
+        return out
+
+
+def settings_fields() -> list[dataclasses.Field[Any]]:
+    """The user-facing settings, in documentation order."""
+    return [f for f in dataclasses.fields(Config)
+            if not f.metadata.get("internal") and not f.metadata.get("file_only")]
+
+
+def settings_table() -> str:
+    """The settings reference as a Markdown table (the README embeds it; a test compares)."""
+    rows = ["| key | environment | default | meaning |", "|---|---|---|---|"]
+    for f in settings_fields():
+        default = f.default
+        shown = "(unset)" if default is None else ("***" if f.metadata.get("secret") else default)
+        rows.append(f"| `{f.name}` | `{env_name(f.name)}` | `{shown}` | {f.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
+
+
+def env_name(key: str) -> str:
+    return "MLWATCH_" + key.upper()
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    """Convert a raw file/env/keyword value to the field's type, checking bounds."""
+    key = f.name
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if raw is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(key, "must not be empty", source=source)
+    value: Any
+    if kind.startswith("bool"):
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise ConfigError(key, f"expected true or false, got {raw!r}", source=source)
+    elif kind.startswith("int"):
+        try:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected an integer, got {raw!r}", source=source) from None
+    elif kind.startswith("float"):
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {raw!r}", source=source) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(key, f"expected a finite number, got {raw!r}", source=source)
+    else:
+        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+            raise ConfigError(key, f"expected a string, got {type(raw).__name__}", source=source)
+        value = str(raw)
+        if value == "" and "None" in kind:
+            return None
+    lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+    if lo is not None and value < lo:
+        raise ConfigError(key, f"must be at least {lo}, got {value}", source=source)
+    if hi is not None and value > hi:
+        raise ConfigError(key, f"must be at most {hi}, got {value}", source=source)
+    if choices and value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}", source=source)
+    return value
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}", source=str(path)) from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config", f"invalid JSON at line {exc.lineno}: {exc.msg}",
+                              source=str(path)) from exc
+    else:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError("config", "reading YAML needs PyYAML: pip install 'mlwatch[sidecar]'",
+                              source=str(path)) from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError("config", f"invalid YAML{where}: {exc}", source=str(path)) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config", "the top level must be a mapping of keys to values",
+                          source=str(path))
+    return data
+
+
+def _parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("models", "expected a list of model specs", source=source)
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"models[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
+        unknown = set(item) - {"name", "version", "task", "features", "prediction_field",
+                               "label_field"}
+        if unknown:
+            raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
+        name = item.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"{at}.name", "expected a name of letters, digits, '_.:-' "
+                              f"(at most 128), got {name!r}", source=source)
+        if name in seen:
+            raise ConfigError(f"{at}.name", f"model {name!r} is listed twice", source=source)
+        seen.add(name)
+        task = item.get("task", "classification")
+        if task not in TASKS:
+            raise ConfigError(f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}",
+                              source=source)
+        version = item.get("version")
+        if version is not None:
+            version = str(version)
+        features = _parse_features(item.get("features", []), f"{at}.features", source)
+        for key in ("prediction_field", "label_field"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
+        specs.append(ModelSpec(name=name, version=version, task=task, features=features,
+                               prediction_field=item.get("prediction_field"),
+                               label_field=item.get("label_field")))
+    return tuple(specs)
+
+
+def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(at, "expected a list of features", source=source)
+    out: list[FeatureSpec] = []
+    for j, feat in enumerate(raw):
+        fat = f"{at}[{j}]"
+        if isinstance(feat, str):
+            feat = {"name": feat}
+        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str) or not feat["name"]:
+            raise ConfigError(f"{fat}.name", "every feature needs a non-empty 'name'", source=source)
+        unknown = set(feat) - {"name", "type", "sensitive"}
+        if unknown:
+            raise ConfigError(f"{fat}.{sorted(unknown)[0]}", "unknown key", source=source)
+        ftype = feat.get("type", "numeric")
+        if ftype not in FEATURE_TYPES:
+            raise ConfigError(f"{fat}.type", f"must be numeric or categorical, got {ftype!r}",
+                              source=source)
+        sensitive = feat.get("sensitive")
+        if sensitive is True:
+            sensitive = "hash"
+        elif sensitive is False:
+            sensitive = None
+        if sensitive is not None and sensitive not in SENSITIVE_ACTIONS:
+            raise ConfigError(f"{fat}.sensitive", f"must be true, false, hash or drop, got "
+                              f"{sensitive!r}", source=source)
+        out.append(FeatureSpec(name=feat["name"], type=ftype, sensitive=sensitive))
+    return tuple(out)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Resolve the settings from defaults, the config file, the environment and keywords.
+
+    ``path`` defaults to ``$MLWATCH_CONFIG``; ``env`` to ``os.environ``.
+    """
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
+    values: dict[str, Any] = {}
+    file_path = Path(path) if path is not None else (
+        Path(env["MLWATCH_CONFIG"]) if env.get("MLWATCH_CONFIG") else None)
+    source = str(file_path) if file_path is not None else None
+    if file_path is not None:
+        data = _read_file(file_path)
+        for key, raw in data.items():
+            if key not in fields:
+                raise ConfigError(str(key), "unknown key", source=source)
+            if key == "models":
+                values["models"] = _parse_models(raw, str(file_path))
+            else:
+                values[key] = _coerce(fields[key], raw, str(file_path))
+    for f in settings_fields():
+        name = env_name(f.name)
+        if name in env:
+            values[f.name] = _coerce(f, env[name], name)
+    for key, raw in overrides.items():
+        if key not in fields or fields[key].metadata.get("file_only"):
+            raise ConfigError(key, "unknown setting", source="keyword argument")
+        if raw is not None:
+            values[key] = _coerce(fields[key], raw, "keyword argument")
+    return Config(source=source, **values)
+
+
+if __name__ == "__main__":  # python -m mlwatch.settings prints the README's reference table
+    print(settings_table(), end="")

@@ -1,0 +1,171 @@
+"""The sidecar's HTTP API (FastAPI). Routing, auth and limits only; the work is in service.py.
+
+Every refusal is a 4xx whose ``detail`` names the problem (line, field, header or
+parameter); a bad request never reaches a 500 and never touches the spool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from mlwatch import __version__, wire
+from mlwatch.errors import ValidationError
+from mlwatch.settings import Config
+from mlwatch.sidecar.ingest import IngestError
+from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS
+from mlwatch.sidecar.service import Sidecar
+
+log = logging.getLogger("mlwatch.sidecar")
+
+_RECORDS_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A JSON array of records, or NDJSON (one record per line); "
+                       "optionally Content-Encoding: gzip.",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    },
+    "responses": {
+        "202": {"description": "Durably accepted: {\"accepted\": n}"},
+        "400": {"description": "Malformed body (names the line)"},
+        "401": {"description": "Missing or wrong bearer token"},
+        "413": {"description": "Body or record count over the limit"},
+        "415": {"description": "Unsupported Content-Type or Content-Encoding"},
+        "422": {"description": "A record breaks the wire format (names line and field)"},
+        "503": {"description": "Spool full or shutting down; see Retry-After"},
+    },
+}
+
+
+def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> FastAPI:
+    """Build the sidecar app; its lifespan starts and stops the sink consumers."""
+    sidecar = Sidecar(config, registry=registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        sidecar.start()
+        try:
+            yield
+        finally:
+            sidecar.stop()
+
+    app = FastAPI(title="mlwatch sidecar", version=__version__, lifespan=lifespan)
+    app.state.sidecar = sidecar
+    token = config.token.encode() if config.token else None
+
+    def authorize(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+            raise IngestError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+    Auth = Depends(authorize)
+
+    @app.exception_handler(IngestError)
+    async def _ingest_error(_: Request, exc: IngestError) -> JSONResponse:
+        sidecar.metrics.rejected.labels(str(exc.status)).inc()
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _param_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        sidecar.metrics.rejected.labels("422").inc()
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+                  for e in exc.errors()]
+        first = errors[0] if errors else {"field": "?", "message": "invalid request"}
+        return JSONResponse({"detail": f"{first['field']}: {first['message']}", "errors": errors},
+                            status_code=422)
+
+    async def read_body(request: Request) -> bytes:
+        limit = config.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise IngestError(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise IngestError(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def accept(request: Request, kind: bytes) -> JSONResponse:
+        raw = await read_body(request)
+        n = await run_in_threadpool(
+            sidecar.ingest, kind, raw, content_type=request.headers.get("content-type"),
+            content_encoding=request.headers.get("content-encoding"),
+            dropped=request.headers.get("x-mlwatch-dropped"))
+        return JSONResponse({"accepted": n}, status_code=202)
+
+    @app.post("/v1/events", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+              summary="Record prediction events (wire format v1)")
+    async def post_events(request: Request) -> JSONResponse:
+        return await accept(request, EVENTS)
+
+    @app.post("/v1/feedback", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+              summary="Record ground truth by request_id")
+    async def post_feedback(request: Request) -> JSONResponse:
+        return await accept(request, FEEDBACK)
+
+    @app.post("/v1/models", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+              summary="Register model versions with code version, run id and parameters")
+    async def post_models(request: Request) -> JSONResponse:
+        return await accept(request, MODELS)
+
+    @app.get("/metrics", dependencies=[Auth], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        sidecar.refresh_gauges()
+        return Response(generate_latest(sidecar.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: spool open and every sink healthy")
+    async def readyz() -> JSONResponse:
+        ok, detail = sidecar.readiness()
+        return JSONResponse(detail, status_code=200 if ok else 503)
+
+    def check_model(model: str) -> str:
+        if not wire.NAME_RE.match(model):
+            raise IngestError(422, f"path parameter 'model': not a model name: {model[:64]!r}")
+        return model
+
+    @app.get("/v1/models/{model}/status", dependencies=[Auth],
+             summary="Counts, sink lag and versions of one model")
+    async def status(model: str) -> dict[str, Any]:
+        return await run_in_threadpool(sidecar.status, check_model(model))
+
+    @app.get("/v1/models/{model}/events", dependencies=[Auth],
+             summary="Stored events of one model, newest first")
+    async def events(model: str,
+                     since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+                     until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+                     version: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        bounds: dict[str, int | None] = {"since": None, "until": None}
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                try:
+                    bounds[name] = wire.parse_ts(value, line=None, field=name)[1]
+                except ValidationError as exc:
+                    raise IngestError(422, f"query parameter {exc}") from None
+        rows = await run_in_threadpool(sidecar.store.events, check_model(model),
+                                       since_us=bounds["since"], until_us=bounds["until"],
+                                       version=version, limit=limit)
+        return {"model": model, "count": len(rows), "events": rows}
+
+    return app

@@ -1,0 +1,128 @@
+"""Feed every sink from the spool, one consumer thread per sink.
+
+The exporter contract (one for every sink): ``export(batch)`` delivers a batch or
+raises; it is never called concurrently for one sink; ``close()`` releases it.
+The consumer commits a sink's spool cursor only after ``export`` returned, so a
+crash replays at most the batch in flight, and sinks are idempotent (keys are
+event ids), hence "delivered once". A failing sink is retried with capped,
+jittered backoff and counted in ``mlwatch_sink_errors_total``; it never blocks
+ingest or the other sinks — the spool absorbs the backlog up to its disk bound.
+
+Spool record payloads are versioned: two bytes of kind and format version, then
+a JSON array (``E1`` events, ``F1`` feedback, ``M1`` model registrations).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from mlwatch.sidecar.spool import Spool
+from mlwatch.store import EmbeddedStore
+
+log = logging.getLogger("mlwatch.sidecar")
+
+EVENTS, FEEDBACK, MODELS = b"E1", b"F1", b"M1"
+
+
+def encode(kind: bytes, items: list[dict[str, Any]]) -> bytes:
+    return kind + orjson.dumps(items)
+
+
+@dataclass
+class Batch:
+    """What one export call delivers: consecutive spool records, decoded."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    registrations: list[dict[str, Any]] = field(default_factory=list)
+    unknown_records: int = 0
+
+    def add(self, payload: bytes) -> None:
+        kind, body = payload[:2], payload[2:]
+        if kind == EVENTS:
+            self.events.extend(orjson.loads(body))
+        elif kind == FEEDBACK:
+            self.feedback.extend(orjson.loads(body))
+        elif kind == MODELS:
+            self.registrations.extend(orjson.loads(body))
+        else:  # written by a newer mlwatch; keep going rather than wedge the stream
+            self.unknown_records += 1
+
+
+class Sink(Protocol):
+    name: str
+
+    def export(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StoreSink:
+    """The embedded store as a sink."""
+
+    name = "store"
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self.store = store
+
+    def export(self, batch: Batch) -> None:
+        for reg in batch.registrations:
+            self.store.register_model(reg)
+        self.store.insert_events(batch.events)
+        self.store.insert_feedback(batch.feedback)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Consumer(threading.Thread):
+    """Moves records from the spool into one sink, in order, until stopped."""
+
+    def __init__(self, spool: Spool, sink: Sink, *, on_error: Any, max_records: int = 64,
+                 max_backoff_s: float = 30.0) -> None:
+        super().__init__(name=f"mlwatch-sink-{sink.name}", daemon=True)
+        self.spool = spool
+        self.sink = sink
+        self.max_records = max_records
+        self.max_backoff_s = max_backoff_s
+        self._on_error = on_error
+        self._stop_event = threading.Event()
+        self.healthy = True
+        self.last_error: str | None = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            records = self.spool.read(self.sink.name, self.max_records, timeout=0.25)
+            if not records:
+                continue
+            batch = Batch()
+            for record in records:
+                batch.add(record.payload)
+            if self._deliver(batch):
+                self.spool.commit(self.sink.name, records[-1])
+
+    def _deliver(self, batch: Batch) -> bool:
+        delay = 0.1
+        while not self._stop_event.is_set():
+            try:
+                self.sink.export(batch)
+            except Exception as exc:  # any failure is retried: the spool keeps the data
+                self.healthy = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._on_error(self.sink.name, exc)
+                self._stop_event.wait(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.max_backoff_s)
+                continue
+            self.healthy = True
+            self.last_error = None
+            return True
+        return False

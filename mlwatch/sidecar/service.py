@@ -1,0 +1,174 @@
+"""The sidecar's core, independent of HTTP: ingest, spool, sinks, status.
+
+``ingest`` is the whole acknowledged path: decode → validate → redact → one
+durable spool append → fold into metrics. It returns only once the records are
+durable under the fsync policy, which is when the HTTP layer may answer 202.
+Everything after that (the store, later Elasticsearch) is fed from the spool by
+:mod:`mlwatch.sidecar.pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+
+from mlwatch import wire
+from mlwatch.errors import ValidationError
+from mlwatch.redact import Redactor, load_or_create_key
+from mlwatch.settings import Config
+from mlwatch.sidecar import ingest as body
+from mlwatch.sidecar.metrics import SidecarMetrics
+from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS, Consumer, StoreSink, encode
+from mlwatch.sidecar.spool import Spool, SpoolClosed, SpoolFull
+from mlwatch.store import EmbeddedStore
+
+log = logging.getLogger("mlwatch.sidecar")
+
+VALIDATORS = {EVENTS: wire.validate_event, FEEDBACK: wire.validate_feedback,
+              MODELS: wire.validate_registration}
+RETRY_AFTER_FULL_S = 5
+PURGE_EVERY_S = 3600.0
+
+
+class Sidecar:
+    """Owns the spool, the store, the sink consumers and the metrics of one sidecar."""
+
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._tasks: dict[str, str] = {m.name: m.task for m in config.models}
+        self.metrics = SidecarMetrics(self.registry, self._tasks.get)
+        if registry is None:
+            ProcessCollector(registry=self.registry)
+        self.store = EmbeddedStore(self.data_dir / "store.db", retention_days=config.retention_days)
+        self.sinks = [StoreSink(self.store)]
+        self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
+                           fsync=config.spool_fsync,  # type: ignore[arg-type]
+                           fsync_interval_ms=config.spool_fsync_interval_ms,
+                           segment_bytes=config.spool_segment_bytes,
+                           max_bytes=config.spool_max_bytes)
+        if self.spool.corrupt_records:
+            log.warning("spool recovery: %d torn or corrupt record(s) skipped",
+                        self.spool.corrupt_records)
+            self.metrics.spool_corrupt.inc(self.spool.corrupt_records)
+        self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
+                                                                        self.data_dir))
+        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
+                          for sink in self.sinks]
+        self._stop = threading.Event()
+        self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
+                                             daemon=True)
+        self._error_logged: dict[str, float] = {}
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for consumer in self.consumers:
+            consumer.start()
+        self._maintenance.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop consumers (what they have not committed is replayed at the next start)."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        self.spool.close()
+        for consumer in self.consumers:
+            if consumer.is_alive():
+                consumer.join(max(0.0, deadline - time.monotonic()))
+        for sink in self.sinks:
+            sink.close()
+
+    def _maintain(self) -> None:
+        while True:
+            try:
+                removed = self.store.purge()
+                if removed:
+                    log.info("retention: removed %d rows older than %s days", removed,
+                             self.config.retention_days)
+            except Exception as exc:  # keep running; the next round retries
+                self._sink_error("retention", exc)
+            if self._stop.wait(PURGE_EVERY_S):
+                return
+
+    def _sink_error(self, sink: str, exc: BaseException) -> None:
+        self.metrics.sink_errors.labels(sink).inc()
+        now = time.monotonic()
+        if now - self._error_logged.get(sink, -1e9) >= 60.0:  # at most once a minute per sink
+            self._error_logged[sink] = now
+            log.warning("sink %s failed (will retry): %s: %s", sink, type(exc).__name__, exc)
+
+    # -- ingest ------------------------------------------------------------
+    def ingest(self, kind: bytes, raw: bytes, *, content_type: str | None,
+               content_encoding: str | None, dropped: str | None = None) -> int:
+        """Validate and durably append one request's records; return how many were accepted.
+
+        Raises :class:`~mlwatch.sidecar.ingest.IngestError` for anything refused.
+        """
+        try:
+            drops = wire.validate_drop_report(orjson.loads(dropped)) if dropped else []
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            raise body.IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
+        data = body.decompress(raw, content_encoding, self.config.max_body_bytes)
+        items = body.parse_documents(data, content_type)
+        records = body.validate_all(items, VALIDATORS[kind], self.config.max_events_per_request)
+        if kind == EVENTS and self.redactor:
+            for record in records:
+                self.redactor.apply(record)
+        try:
+            self.spool.append([encode(kind, records)])
+        except SpoolFull:
+            raise body.IngestError(503, "spool is full (sinks are behind); retry later",
+                                   headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
+        except SpoolClosed:
+            raise body.IngestError(503, "sidecar is shutting down",
+                                   headers={"Retry-After": "1"}) from None
+        if kind == EVENTS:
+            self.metrics.models.observe_events(records)
+        elif kind == FEEDBACK:
+            self.metrics.models.observe_feedback(records)
+        else:
+            for reg in records:
+                if reg.get("task"):
+                    self._tasks.setdefault(reg["model"], reg["task"])
+                self.metrics.models.observe_registration(reg)
+        if drops:
+            self.metrics.models.observe_drops(drops)
+        return len(records)
+
+    # -- queries -----------------------------------------------------------
+    def refresh_gauges(self) -> None:
+        self.metrics.spool_bytes.set(self.spool.total_bytes())
+        for sink in self.sinks:
+            self.metrics.sink_lag.labels(sink.name).set(self.spool.lag_bytes(sink.name))
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        sinks = {c.sink.name: {"healthy": c.healthy, "alive": c.is_alive(),
+                               "last_error": c.last_error} for c in self.consumers}
+        ok = all(s["healthy"] and s["alive"] for s in sinks.values()) and not self._stop.is_set()
+        return ok, {"ready": ok, "sinks": sinks}
+
+    def status(self, model: str) -> dict[str, Any]:
+        return {
+            "model": model,
+            "events_stored": self.store.count_events(model),
+            "feedback_stored": self.store.count_feedback(model),
+            "versions": self.store.registrations(model),
+            "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name),
+                                    "healthy": c.healthy, "last_error": c.last_error}
+                      for c in self.consumers},
+            "spool_bytes": self.spool.total_bytes(),
+        }

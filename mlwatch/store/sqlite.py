@@ -1,0 +1,315 @@
+"""The embedded store: SQLite in WAL mode, one file, standard library only.
+
+Why SQLite (and not DuckDB): it ships with Python, so the client's local mode and
+the sidecar write the same file with no dependency; WAL mode lets the API and the
+scheduler read while the sidecar's single writer appends; row inserts in large
+transactions are fast (the sidecar's ingest benchmark sustains its target), and
+window queries by model and time use a plain index. Analytical scans (drift over a
+window) read only the columns they need.
+
+Writes are idempotent: an event is keyed by its ``event_id`` and feedback by
+``(model, request_id)`` (the newest label wins), so a replay from the spool after
+a crash never duplicates anything.
+
+Schema version 1 (table ``meta`` holds it):
+
+- ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
+- ``feedback``: ground truth by ``(model, request_id)``.
+- ``models``: registrations ``(model, version, code_version, run_id)`` with ``params``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+try:  # faster when present (it is, with mlwatch[sidecar]); the client works without it
+    import orjson
+
+    def _dumps(value: Any) -> str:
+        return orjson.dumps(value).decode()
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the install
+    def _dumps(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    _loads = json.loads
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    ts TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    request_id TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    latency_ms REAL NOT NULL,
+    features TEXT,
+    prediction TEXT,
+    code_version TEXT,
+    run_id TEXT,
+    labels TEXT,
+    batch_size INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts_us);
+CREATE INDEX IF NOT EXISTS events_model_request ON events (model, request_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    model TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    feedback_id TEXT NOT NULL,
+    label TEXT,
+    ts TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    PRIMARY KEY (model, request_id)
+);
+CREATE INDEX IF NOT EXISTS feedback_model_ts ON feedback (model, ts_us);
+CREATE TABLE IF NOT EXISTS models (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    code_version TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT '',
+    task TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    first_seen_us INTEGER NOT NULL,
+    last_seen_us INTEGER NOT NULL,
+    PRIMARY KEY (model, version, code_version, run_id)
+);
+"""
+
+_EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
+                  "latency_ms", "features", "prediction", "code_version", "run_id", "labels",
+                  "batch_size")
+_INSERT_EVENT = (f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
+_INSERT_FEEDBACK = (
+    "INSERT INTO feedback (model, request_id, feedback_id, label, ts, ts_us) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, request_id) DO UPDATE SET "
+    "feedback_id = excluded.feedback_id, label = excluded.label, ts = excluded.ts, "
+    "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us")
+_JSON_COLUMNS = ("features", "prediction", "labels")
+
+
+class StoreError(Exception):
+    """The store file cannot be opened or has an unknown schema."""
+
+
+class EmbeddedStore:
+    """Events, feedback and model registrations in one SQLite file.
+
+    One connection per thread (SQLite connections are not shared across threads);
+    writes are serialised by a lock so that concurrent writers never see
+    ``database is locked``. ``synchronous=FULL`` because the spool deletes what the
+    store has committed: a committed transaction must survive power loss too.
+
+    >>> import tempfile, os
+    >>> store = EmbeddedStore(os.path.join(tempfile.mkdtemp(), "store.db"))
+    >>> from mlwatch.wire import validate_event
+    >>> ev = validate_event({"model": "m", "latency_ms": 1.0, "request_id": "r1"})
+    >>> store.insert_events([ev, ev])
+    1
+    >>> store.count_events("m")
+    1
+    >>> store.close()
+    """
+
+    def __init__(self, path: str | Path, *, retention_days: float = 30.0) -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        try:
+            conn = self._conn()
+            with self._write_lock, conn:
+                conn.executescript(_SCHEMA)
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: schema version {row[0]}, this mlwatch "
+                                     f"reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    # -- connections -------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: store is closed")
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened (idempotent)."""
+        self._closed = True
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- writes ------------------------------------------------------------
+    def insert_events(self, events: Iterable[dict[str, Any]]) -> int:
+        """Insert validated events (``wire.validate_event``); duplicates are ignored.
+
+        Returns the number of new rows.
+        """
+        rows = [(e["event_id"], e["ts"], e["ts_us"], e["model"], e["version"], e.get("request_id"),
+                 e["status"], e.get("error"), e["latency_ms"],
+                 None if e.get("features") is None else _dumps(e["features"]),
+                 None if e.get("prediction") is None else _dumps(e["prediction"]),
+                 e.get("code_version"), e.get("run_id"),
+                 None if e.get("labels") is None else _dumps(e["labels"]), e.get("batch_size"))
+                for e in events]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT_EVENT, rows)
+            return conn.total_changes - before
+
+    def insert_feedback(self, feedback: Iterable[dict[str, Any]]) -> int:
+        """Upsert validated feedback; for one request the newest label wins. Returns rows changed."""
+        rows = [(f["model"], f["request_id"], f["feedback_id"], _dumps(f["label"]), f["ts"],
+                 f["ts_us"]) for f in feedback]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT_FEEDBACK, rows)
+            return conn.total_changes - before
+
+    def register_model(self, reg: dict[str, Any], *, now_us: int | None = None) -> None:
+        """Record a model version's identity and experiment parameters (idempotent)."""
+        now = now_us if now_us is not None else time.time_ns() // 1000
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO models (model, version, code_version, run_id, task, params, "
+                "first_seen_us, last_seen_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (model, version, code_version, run_id) DO UPDATE SET "
+                "task = coalesce(excluded.task, models.task), params = excluded.params, "
+                "last_seen_us = excluded.last_seen_us",
+                (reg["model"], reg["version"], reg.get("code_version") or "",
+                 reg.get("run_id") or "", reg.get("task"), _dumps(reg.get("params") or {}),
+                 now, now))
+
+    def purge(self, *, now_us: int | None = None) -> int:
+        """Delete events and feedback older than the retention. Returns rows deleted."""
+        if not self.retention_days:
+            return 0
+        now = now_us if now_us is not None else time.time_ns() // 1000
+        cutoff = now - int(self.retention_days * 86_400 * 1_000_000)
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.execute("DELETE FROM events WHERE ts_us < ?", (cutoff,))
+            conn.execute("DELETE FROM feedback WHERE ts_us < ?", (cutoff,))
+            return conn.total_changes - before
+
+    # -- reads -------------------------------------------------------------
+    def count_events(self, model: str, *, version: str | None = None) -> int:
+        sql, args = "SELECT count(*) FROM events WHERE model = ?", [model]
+        if version is not None:
+            sql += " AND version = ?"
+            args.append(version)
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
+    def count_feedback(self, model: str) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM feedback WHERE model = ?",
+                                        (model,)).fetchone()[0])
+
+    def models(self) -> list[str]:
+        """Every model name with events, feedback or a registration."""
+        rows = self._conn().execute(
+            "SELECT model FROM models UNION SELECT DISTINCT model FROM events "
+            "UNION SELECT DISTINCT model FROM feedback ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def registrations(self, model: str) -> list[dict[str, Any]]:
+        cur = self._conn().execute(
+            "SELECT model, version, code_version, run_id, task, params, first_seen_us, "
+            "last_seen_us FROM models WHERE model = ? ORDER BY last_seen_us DESC", (model,))
+        out = []
+        for row in cur.fetchall():
+            item = dict(zip([c[0] for c in cur.description], row))
+            item["params"] = _loads(item["params"])
+            out.append(item)
+        return out
+
+    def events(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
+               version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Stored events of one model, newest first, in the wire format."""
+        sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE model = ?"
+        args: list[Any] = [model]
+        for clause, value in (("ts_us >= ?", since_us), ("ts_us < ?", until_us),
+                              ("version = ?", version)):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
+        args.append(limit)
+        return [self._event_row(row) for row in self._conn().execute(sql, args)]
+
+    def joined(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
+               version: str | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
+        """Events of a window joined to their ground truth by request_id (label or None).
+
+        Windows are by prediction time; a label that arrives late still joins its event.
+        """
+        sql = (f"SELECT {', '.join('e.' + c for c in _EVENT_COLUMNS)}, f.label FROM events e "
+               "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
+               "WHERE e.model = ?")
+        args: list[Any] = [model]
+        for clause, value in (("e.ts_us >= ?", since_us), ("e.ts_us < ?", until_us),
+                              ("e.version = ?", version)):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        sql += " ORDER BY e.ts_us, e.seq"
+        for row in self._conn().execute(sql, args):
+            label = row[-1]
+            yield self._event_row(row[:-1]), (None if label is None else _loads(label))
+
+    @staticmethod
+    def _event_row(row: tuple[Any, ...]) -> dict[str, Any]:
+        item = dict(zip(_EVENT_COLUMNS, row))
+        for key in _JSON_COLUMNS:
+            if item[key] is not None:
+                item[key] = _loads(item[key])
+        return item

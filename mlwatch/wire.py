@@ -1,0 +1,321 @@
+"""Event wire format v1: what a prediction, a label and a model registration look like.
+
+One JSON object per prediction::
+
+    {"event_id": "0190c1de-...-7...", "ts": "2026-11-21T12:00:00.123456Z",
+     "model": "iris", "version": "3", "request_id": "req-42",
+     "features": {"sepal_length": 5.1, "species_hint": "a"}, "prediction": 0,
+     "latency_ms": 1.7, "status": "ok", "code_version": "9f2c1e0", "run_id": "abc",
+     "labels": {"region": "eu"}, "batch_size": 32}
+
+Required: ``model`` and ``latency_ms``. Defaults when absent: ``event_id`` a new
+UUIDv7, ``ts`` the time of receipt, ``version`` ``"unknown"``, ``status`` ``"ok"``.
+``features`` is an object of scalars (number, string, boolean or null; non-finite
+numbers are sent as null by the client) or null when the payload was sampled out.
+Unknown fields are rejected so that typos are caught at the first request.
+
+Feedback (ground truth): ``{"model", "request_id", "label", "ts"?, "feedback_id"?}``.
+Registration (once per process and model version):
+``{"model", "version", "code_version"?, "run_id"?, "task"?, "params"?}``.
+
+Validation is plain Python on decoded JSON, written for the sidecar's hot ingest
+path; errors are :class:`~mlwatch.errors.ValidationError` naming line and field.
+
+>>> ev = validate_event({"model": "iris", "latency_ms": 2, "features": {"x": 1.5}}, line=1)
+>>> ev["status"], ev["version"], len(ev["event_id"])
+('ok', 'unknown', 36)
+>>> validate_event({"model": "iris", "latency_ms": "fast"}, line=3)
+Traceback (most recent call last):
+...
+mlwatch.errors.ValidationError: line 3, field 'latency_ms': expected a non-negative number, got str
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from mlwatch.errors import ValidationError
+from mlwatch.ids import event_id as new_event_id
+
+WIRE_VERSION = 1
+
+# Explicit limits (documented in the README). Bodies are bounded by max_body_bytes.
+MAX_FEATURES = 2_000
+MAX_STRING = 2_048
+MAX_NAME = 128
+MAX_LABELS = 32
+MAX_ID = 256
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+EVENT_FIELDS = frozenset({
+    "event_id", "ts", "model", "version", "request_id", "features", "prediction",
+    "latency_ms", "status", "error", "code_version", "run_id", "labels", "batch_size",
+})
+FEEDBACK_FIELDS = frozenset({"feedback_id", "ts", "model", "request_id", "label"})
+REGISTRATION_FIELDS = frozenset({"model", "version", "code_version", "run_id", "task", "params"})
+STATUSES = ("ok", "error")
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def format_ts(ts_ns: int) -> str:
+    """RFC 3339 UTC with microseconds: the form mlwatch writes.
+
+    >>> format_ts(1_700_000_000_123_456_789)
+    '2023-11-14T22:13:20.123456Z'
+    """
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, int]:
+    """Validate an RFC 3339 timestamp; return it normalised to UTC and as epoch microseconds."""
+    if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == ".":
+        try:  # fast path: the canonical form mlwatch itself writes
+            return value, (datetime.fromisoformat(value[:26]) - _EPOCH) // _MICROSECOND
+        except ValueError:
+            pass  # fall through to the general path and its message
+    if not isinstance(value, str) or not _TS_RE.match(value):
+        raise ValidationError(
+            f"expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got {_show(value)}",
+            line=line, field=field)
+    try:
+        text = value
+        frac = re.search(r"\.(\d+)", text)
+        if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
+            text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        raise ValidationError(f"not a valid date/time: {value!r}", line=line, field=field) from None
+    us = (dt.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), us
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return type(value).__name__
+
+
+def _typename(value: Any) -> str:
+    return {dict: "object", list: "array", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _name(obj: dict[str, Any], key: str, line: int | None, *, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ValidationError("required", line=line, field=key)
+        return None
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValidationError(
+            f"expected a name of letters, digits and '_.:-' (at most {MAX_NAME}), got {_show(value)}",
+            line=line, field=key)
+    return value
+
+
+def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValidationError(f"expected a non-empty string of at most {limit} characters, "
+                              f"got {_show(value)}", line=line, field=key)
+    return value
+
+
+def _check_unknown(obj: dict[str, Any], allowed: frozenset[str], line: int | None) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise ValidationError(f"unknown field (allowed: {', '.join(sorted(allowed))})",
+                                  line=line, field=str(key))
+
+
+def _require_object(obj: Any, line: int | None, what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValidationError(f"expected a JSON object ({what}), got {_typename(obj)}", line=line)
+    return obj
+
+
+def validate_features(features: Any, line: int | None) -> dict[str, Any] | None:
+    """Features are a flat object of finite scalars; null means "payload not kept"."""
+    if features is None:
+        return None
+    if not isinstance(features, dict):
+        raise ValidationError(f"expected an object, got {_typename(features)}",
+                              line=line, field="features")
+    if len(features) > MAX_FEATURES:
+        raise ValidationError(f"at most {MAX_FEATURES} features, got {len(features)}",
+                              line=line, field="features")
+    for key, value in features.items():
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                raise ValidationError("NaN and infinity are not allowed; send null",
+                                      line=line, field=f"features.{key}")
+        elif kind is str:
+            if len(value) > MAX_STRING:
+                raise ValidationError(f"string longer than {MAX_STRING} characters",
+                                      line=line, field=f"features.{key}")
+        elif kind is not int and kind is not bool and value is not None:
+            raise ValidationError(
+                f"expected a number, string, boolean or null, got {_typename(value)}",
+                line=line, field=f"features.{key}")
+    return features
+
+
+def _check_json_value(value: Any, line: int | None, field: str) -> None:
+    """Predictions and labels may be any JSON, but never NaN or infinity."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError("NaN and infinity are not allowed", line=line, field=field)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_value(item, line, f"{field}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_value(item, line, f"{field}.{key}")
+
+
+def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
+    """Check one prediction event and fill its defaults. Returns a new dict."""
+    obj = _require_object(obj, line, "one prediction event")
+    _check_unknown(obj, EVENT_FIELDS, line)
+    model = _name(obj, "model", line, required=True)
+    version = _text(obj, "version", line, MAX_NAME) or "unknown"
+    latency = obj.get("latency_ms")
+    if latency is None:
+        raise ValidationError("required", line=line, field="latency_ms")
+    if type(latency) not in (int, float):
+        raise ValidationError(f"expected a non-negative number, got {_typename(latency)}",
+                              line=line, field="latency_ms")
+    if not 0 <= latency < math.inf:
+        raise ValidationError(f"expected a non-negative finite number, got {latency!r}",
+                              line=line, field="latency_ms")
+    status = obj.get("status", "ok")
+    if status not in STATUSES:
+        raise ValidationError(f"expected 'ok' or 'error', got {_show(status)}", line=line,
+                              field="status")
+    ev_id = _text(obj, "event_id", line, 64)
+    raw_ts = obj.get("ts")
+    if raw_ts is None:
+        now = time.time_ns()
+        ts, ts_us = format_ts(now), now // 1000
+    else:
+        ts, ts_us = parse_ts(raw_ts, line=line)
+    labels = obj.get("labels")
+    if labels is not None:
+        if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+            raise ValidationError(f"expected an object of at most {MAX_LABELS} string values",
+                                  line=line, field="labels")
+        for key, value in labels.items():
+            if not isinstance(value, str) or len(value) > MAX_NAME:
+                raise ValidationError(f"expected a string of at most {MAX_NAME} characters, "
+                                      f"got {_show(value)}", line=line, field=f"labels.{key}")
+    batch_size = obj.get("batch_size")
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise ValidationError(f"expected a positive integer, got {_show(batch_size)}",
+                              line=line, field="batch_size")
+    prediction = obj.get("prediction")
+    _check_json_value(prediction, line, "prediction")
+    return {
+        "event_id": ev_id or new_event_id(ts_us * 1000),
+        "ts": ts,
+        "ts_us": ts_us,
+        "model": model,
+        "version": version,
+        "request_id": _text(obj, "request_id", line),
+        "features": validate_features(obj.get("features"), line),
+        "prediction": prediction,
+        "latency_ms": float(latency),
+        "status": status,
+        "error": _text(obj, "error", line, MAX_NAME),
+        "code_version": _text(obj, "code_version", line, MAX_NAME),
+        "run_id": _text(obj, "run_id", line, MAX_NAME),
+        "labels": labels,
+        "batch_size": batch_size,
+    }
+
+
+def validate_feedback(obj: Any, *, line: int | None = None) -> dict[str, Any]:
+    """Check one ground-truth record and fill its defaults."""
+    obj = _require_object(obj, line, "one feedback record")
+    _check_unknown(obj, FEEDBACK_FIELDS, line)
+    model = _name(obj, "model", line, required=True)
+    request_id = _text(obj, "request_id", line)
+    if request_id is None:
+        raise ValidationError("required", line=line, field="request_id")
+    if "label" not in obj:
+        raise ValidationError("required", line=line, field="label")
+    _check_json_value(obj["label"], line, "label")
+    raw_ts = obj.get("ts")
+    if raw_ts is None:
+        now = time.time_ns()
+        ts, ts_us = format_ts(now), now // 1000
+    else:
+        ts, ts_us = parse_ts(raw_ts, line=line)
+    return {
+        "feedback_id": _text(obj, "feedback_id", line, 64) or new_event_id(ts_us * 1000),
+        "ts": ts,
+        "ts_us": ts_us,
+        "model": model,
+        "request_id": request_id,
+        "label": obj["label"],
+    }
+
+
+def validate_registration(obj: Any, *, line: int | None = None) -> dict[str, Any]:
+    """Check a model-registration record (identity and experiment parameters)."""
+    obj = _require_object(obj, line, "one model registration")
+    _check_unknown(obj, REGISTRATION_FIELDS, line)
+    params = obj.get("params")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise ValidationError(f"expected an object, got {_typename(params)}", line=line,
+                                  field="params")
+        _check_json_value(params, line, "params")
+    task = obj.get("task")
+    if task is not None and task not in ("classification", "regression"):
+        raise ValidationError(f"expected 'classification' or 'regression', got {_show(task)}",
+                              line=line, field="task")
+    return {
+        "model": _name(obj, "model", line, required=True),
+        "version": _text(obj, "version", line, MAX_NAME) or "unknown",
+        "code_version": _text(obj, "code_version", line, MAX_NAME),
+        "run_id": _text(obj, "run_id", line, MAX_NAME),
+        "task": task,
+        "params": params or {},
+    }
+
+
+def validate_drop_report(obj: Any) -> list[tuple[str, str, str, int]]:
+    """The client's drop counts, sent in the ``X-Mlwatch-Dropped`` header as JSON.
+
+    ``[{"model": "iris", "version": "3", "reason": "queue_full", "count": 12}]``
+    """
+    if not isinstance(obj, list):
+        raise ValidationError("X-Mlwatch-Dropped: expected a JSON array", field="X-Mlwatch-Dropped")
+    out = []
+    for i, item in enumerate(obj):
+        if not isinstance(item, dict):
+            raise ValidationError("expected an object", field=f"X-Mlwatch-Dropped[{i}]")
+        model = item.get("model")
+        version = item.get("version", "unknown")
+        reason = item.get("reason")
+        count = item.get("count")
+        if not (isinstance(model, str) and NAME_RE.match(model) and isinstance(version, str)
+                and len(version) <= MAX_NAME and isinstance(reason, str)
+                and re.match(r"^[a-z_]{1,32}$", reason) and type(count) is int and count >= 0):
+            raise ValidationError("expected {model, version, reason: [a-z_]+, count: int >= 0}",
+                                  field=f"X-Mlwatch-Dropped[{i}]")
+        out.append((model, version, reason, count))
+    return out

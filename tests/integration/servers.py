@@ -1,0 +1,109 @@
+"""Real servers as subprocesses: the mlwatch sidecar and Debian's Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port, require_binary, wait_until
+
+
+class SidecarProcess:
+    """``python -m mlwatch sidecar`` on a free port, restartable on the same data dir."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"sidecar-{self.port}.log"
+
+    def start(self) -> SidecarProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
+        env.update(self.env)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlwatch", "sidecar", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(self._ready, timeout=30, what=f"sidecar on {self.url}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sidecar exited {self.proc.returncode}: {self.log()}")
+        with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+            return bool(json.loads(r.read())["ready"])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class PrometheusProcess:
+    """Debian's ``prometheus`` binary with a scrape config written for the test."""
+
+    def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]]) -> None:
+        self.binary = require_binary("prometheus")
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = workdir / "prometheus.yml"
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": scrape_configs}
+        self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrometheusProcess:
+        log = open(self.workdir / "prometheus.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.config_path}",
+             f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
+                   timeout=30, what="prometheus ready")
+        return self
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.loads(r.read())
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def targets_up(self) -> bool:
+        with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=5) as r:
+            active = json.loads(r.read())["data"]["activeTargets"]
+        return bool(active) and all(t["health"] == "up" for t in active)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -1,0 +1,106 @@
+"""Config loading: precedence, types, and errors that name the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlwatch.errors import ConfigError
+from mlwatch.settings import load_config, settings_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def write(tmp_path: Path, text: str, name: str = "mlwatch.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_safe() -> None:
+    cfg = load_config(env={})
+    assert cfg.host == "127.0.0.1"
+    assert cfg.token is None and cfg.sidecar_url is None
+    assert cfg.spool_fsync == "interval"
+
+
+def test_precedence_file_env_keywords(tmp_path: Path) -> None:
+    path = write(tmp_path, "sample_rate: 0.2\nqueue_size: 50\nport: 9000\n")
+    cfg = load_config(path, env={"MLWATCH_QUEUE_SIZE": "70"}, port=9100)
+    assert (cfg.sample_rate, cfg.queue_size, cfg.port) == (0.2, 70, 9100)
+    cfg = load_config(env={"MLWATCH_CONFIG": str(path)})
+    assert cfg.source == str(path) and cfg.port == 9000
+
+
+def test_models_section(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+models:
+  - name: churn
+    version: 3
+    task: classification
+    features:
+      - {name: age, type: numeric}
+      - {name: email, type: categorical, sensitive: true}
+      - {name: ssn, type: categorical, sensitive: drop}
+      - plan
+""")
+    spec = load_config(path, env={}).model_spec("churn")
+    assert spec is not None and spec.version == "3"
+    assert [(f.name, f.type, f.sensitive) for f in spec.features] == [
+        ("age", "numeric", None), ("email", "categorical", "hash"),
+        ("ssn", "categorical", "drop"), ("plan", "numeric", None)]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("queue_size: lots\n", "queue_size: expected an integer, got 'lots'"),
+    ("sample_rate: 1.5\n", "sample_rate: must be at most 1.0, got 1.5"),
+    ("spool_fsync: never\n", "spool_fsync: must be one of always, interval, got 'never'"),
+    ("colour: blue\n", "colour: unknown key"),
+    ("enabled: maybe\n", "enabled: expected true or false"),
+    ("models:\n  - name: m\n    task: clustering\n", "models[0].task: must be one of"),
+    ("models:\n  - name: m\n    features:\n      - {name: a, type: text}\n",
+     "models[0].features[0].type: must be numeric or categorical"),
+    ("models:\n  - name: m\n    features:\n      - {name: a, sensitive: maybe}\n",
+     "models[0].features[0].sensitive"),
+    ("models:\n  - name: m\n  - name: m\n", "models[1].name: model 'm' is listed twice"),
+    ("models:\n  - {name: m, owner: x}\n", "models[0].owner: unknown key"),
+    ("- a\n- b\n", "config: the top level must be a mapping"),
+    ("port: [1\n", "config: invalid YAML at line"),
+])
+def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_env_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"port: must be at most 65535.*MLWATCH_PORT"):
+        load_config(env={"MLWATCH_PORT": "70000"})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(env={}, sample=1)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_json_config_needs_no_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"batch_size": 7}', "mlwatch.json")
+    assert load_config(path, env={}).batch_size == 7
+
+
+def test_secrets_are_masked() -> None:
+    cfg = load_config(env={"MLWATCH_TOKEN": "abc", "MLWATCH_HASH_KEY": "k"})
+    assert cfg.redacted()["token"] == "***" and cfg.redacted()["hash_key"] == "***"
+    assert "abc" not in repr(cfg.redacted())
+
+
+def test_readme_settings_table_matches_the_code() -> None:
+    text = README.read_text()
+    start = text.index("<!-- settings:start -->") + len("<!-- settings:start -->\n")
+    end = text.index("<!-- settings:end -->")
+    assert text[start:end] == settings_table(), "regenerate: python -m mlwatch.settings"
