@@ -1,0 +1,525 @@
+"""The sidecar's durable spool: append-only checksummed segments, a cursor per sink.
+
+The sidecar answers 202 only once a batch is fsynced here; the sinks (embedded store,
+Elasticsearch) read it back at their own pace. A ``kill -9`` or a power cut at any moment
+loses nothing acknowledged, and a segment goes only when every sink has committed past it.
+Sinks are idempotent: after a crash a few records may be read twice, none is skipped.
+
+On-disk format, version 1 (integers little-endian), in one directory:
+
+- ``NNNNNNNNNNNNNNNNNNNN.seg``: a segment, its number zero-padded to 20 digits (from 1 up).
+  A 12-byte header, ``b"MLWSPOOL"`` then the format version (u32), then records back to
+  back, each a 12-byte header (magic ``b"\\xf5MLW"``; payload length, u32; CRC-32, u32, by
+  ``zlib.crc32`` over the 4 length bytes followed by the payload) and the payload. 0xF5
+  never occurs in UTF-8, so the magic cannot occur inside a JSON payload. A batch is one
+  ``pwrite`` into one segment; a new segment starts when the batch would take the active
+  one past ``segment_bytes`` (a larger batch fills one segment alone).
+- ``cursor.<consumer>``: ``v1 <segment> <offset> <crc>\\n`` in ASCII, the offset being the
+  consumer's next record, ``<crc>`` the CRC-32 of ``v1 <segment> <offset>`` in 8 hex digits.
+  Written to ``cursor.<consumer>.tmp`` then ``os.replace``d; not fsynced, since losing a
+  commit in a power cut only replays records to idempotent sinks. Unlisted consumers' files
+  are ignored; an unreadable cursor means "from the oldest record".
+- ``spool.lock``: ``flock``-ed while a :class:`Spool` has the directory open.
+
+Recovery scans every segment. A bad magic, length or CRC starts a corrupt stretch, counted
+once in :attr:`Spool.corrupt_records` and skipped up to the next magic that begins a record
+whose length and CRC check out; bytes after the last good record (a torn write) are
+truncated. A cursor moves on to the next record boundary; one naming a segment past the
+newest means "from the oldest record". Readers check every CRC again.
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as d, Spool(d, consumers=["store"]) as spool:
+...     spool.append([b'{"n": 1}', b'{"n": 2}'])
+...     records = spool.read("store")
+...     spool.commit("store", records[-1])
+>>> [r.payload for r in records], records[0].segment, records[0].offset, records[0].end
+([b'{"n": 1}', b'{"n": 2}'], 1, 12, 32)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mlwatch.errors import MlwatchError
+
+__all__ = ["FORMAT_VERSION", "HEADER_LEN", "Record", "Spool", "SpoolClosed", "SpoolError", "SpoolFull"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_SEG_MAGIC = b"MLWSPOOL"
+_SEG_HEADER = struct.Struct("<8sI")
+HEADER_LEN = _SEG_HEADER.size  # offset of a segment's first record
+_REC_MAGIC = b"\xf5MLW"
+_REC = struct.Struct("<4sII")
+_CHUNK = 1 << 20
+_SEG_RE = re.compile(r"^(\d{20})\.seg$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CURSOR_RE = re.compile(rb"^(v1 (\d{1,20}) (\d{1,20})) ([0-9a-f]{8})\n$")
+
+Pos = tuple[int, int]  # (segment, offset): tuples order like the log itself
+
+
+class SpoolError(MlwatchError):
+    """The directory is in use, or an fsync failed (then every later append is refused)."""
+
+
+class SpoolFull(SpoolError):
+    """Disk bound reached; the caller answers 503 with Retry-After."""
+
+
+class SpoolClosed(SpoolError):
+    """The spool was closed; nothing more can be appended."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A payload read back, with where it lives; :meth:`Spool.commit` takes it."""
+
+    segment: int  # segment number
+    offset: int  # byte offset of the record start in that segment
+    end: int  # byte offset just after the record
+    payload: bytes
+
+
+def _frame(payloads: Sequence[bytes]) -> bytes:
+    """Every record of a batch in one buffer, so that the append is a single write."""
+    parts: list[bytes] = []
+    for p in payloads:
+        length = len(p).to_bytes(4, "little")
+        parts += (_REC.pack(_REC_MAGIC, len(p), zlib.crc32(p, zlib.crc32(length))), p)
+    return b"".join(parts)
+
+
+class _Window:
+    """``[0, limit)`` of a segment through a 1 MiB ``pread`` window: bounded memory."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd, self.limit, self.start, self.buf = fd, limit, 0, b""
+
+    def get(self, pos: int, n: int) -> bytes | None:
+        if pos + n > self.limit:
+            return None
+        if not self.start <= pos <= self.start + len(self.buf) - n:
+            self.start, self.buf = pos, os.pread(self.fd, min(max(n, _CHUNK), self.limit - pos), pos)
+        i = pos - self.start
+        return self.buf[i:i + n] if i + n <= len(self.buf) else None  # None: the file shrank
+
+    def record(self, pos: int) -> bytes | None:
+        """The payload of the record at ``pos``, if its magic, length and CRC check out."""
+        head = self.get(pos, _REC.size)
+        if head is None:
+            return None
+        magic, n, crc = _REC.unpack(head)
+        payload = self.get(pos + _REC.size, n) if magic == _REC_MAGIC else None
+        ok = payload is not None and zlib.crc32(payload, zlib.crc32(head[4:8])) == crc
+        return payload if ok else None
+
+    def resync(self, pos: int) -> int:
+        """The offset of the first valid record at or after ``pos``, or ``limit``."""
+        while self.get(pos, _REC.size) is not None:
+            j = self.buf.find(_REC_MAGIC, pos - self.start)
+            if j < 0:
+                pos = self.start + len(self.buf) - len(_REC_MAGIC) + 1
+                continue
+            pos = self.start + j  # before record() moves the window
+            if self.record(pos) is not None:
+                return pos
+            pos += 1
+        return self.limit
+
+
+def _scan(fd: int, pos: int, limit: int) -> Iterator[tuple[int, int, bytes | None]]:
+    """``(start, end, payload)`` for each record in ``[pos, limit)``; ``payload`` is None for
+    a corrupt stretch, which ends where the next valid record starts (or at ``limit``)."""
+    win = _Window(fd, limit)
+    while pos < limit:
+        payload = win.record(pos)
+        end = pos + _REC.size + len(payload) if payload is not None else win.resync(pos + 1)
+        yield pos, end, payload
+        pos = end
+
+
+class Spool:
+    """A durable append-only log feeding several consumers (sinks), each with its own cursor.
+
+    ``append`` is called from many threads at once; each consumer is read by one thread at
+    a time (``read``, ``rewind``); ``commit`` may come from any thread.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, consumers: Sequence[str],
+                 fsync: Literal["always", "interval"] = "interval", fsync_interval_ms: int = 20,
+                 segment_bytes: int = 64 << 20, max_bytes: int = 1 << 30) -> None:
+        names = list(consumers)
+        if not names or len(set(names)) < len(names) or not all(map(_NAME_RE.match, names)):
+            raise ValueError(f"consumers: need distinct names matching {_NAME_RE.pattern}, got {names!r}")
+        if fsync not in ("always", "interval"):
+            raise ValueError(f"fsync: must be 'always' or 'interval', got {fsync!r}")
+        if fsync_interval_ms <= 0:
+            raise ValueError(f"fsync_interval_ms: must be positive, got {fsync_interval_ms}")
+        if segment_bytes <= HEADER_LEN or max_bytes < 2 * segment_bytes:  # room beside the active one
+            raise ValueError(f"max_bytes ({max_bytes}) must be at least 2 * segment_bytes ({segment_bytes})")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._consumers, self._always, self._interval = names, fsync == "always", fsync_interval_ms / 1000
+        self._segment_bytes, self._max_bytes = segment_bytes, max_bytes
+        self._lock = threading.Lock()
+        self._durable_cv = threading.Condition(self._lock)  # the durable position moved, or closed
+        self._dirty_cv = threading.Condition(self._lock)  # bytes written for the flusher
+        self._cursor_locks = {n: threading.Lock() for n in names}
+        self._stop = threading.Event()
+        self._closed = self._syncing = self._dir_dirty = False
+        self._failed: BaseException | None = None
+        self._bad: set[Pos] = set()  # where the corrupt stretches seen since open start
+        self._sizes: dict[int, int] = {}  # segment -> bytes, oldest first
+        self._unsynced: list[int] = []  # fds of sealed segments awaiting their fsync
+        self._lock_fd = os.open(self.directory / "spool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._fd, self._committed = self._recover()
+        except BaseException as exc:
+            os.close(self._lock_fd)
+            if isinstance(exc, BlockingIOError):
+                raise SpoolError(f"{self.directory} is already open by another Spool") from exc
+            raise
+        last = max(self._sizes)
+        self._write_pos = self._durable = (last, self._sizes[last])
+        self._total = sum(self._sizes.values())
+        self._read_pos = dict(self._committed)
+        with self._lock:
+            self._unlink(self._collect_locked())  # a crash may have come between commit and unlink
+        self._flusher = None if self._always else threading.Thread(
+            target=self._flush_loop, name="mlwatch-spool-flusher", daemon=True)
+        if self._flusher is not None:
+            self._flusher.start()
+
+    @property
+    def corrupt_records(self) -> int:
+        """Corrupt or torn records found since open (a damaged stretch counts once)."""
+        with self._lock:
+            return len(self._bad)
+
+    def append(self, payloads: Sequence[bytes]) -> None:
+        """Append the payloads as contiguous records; return once an fsync covers them."""
+        buf = _frame(payloads)  # the CRCs are computed outside the lock
+        with self._lock:
+            if self._closed:
+                raise SpoolClosed("the spool is closed")
+            if self._failed is not None:
+                raise SpoolError("an fsync failed earlier; the spool refuses appends") from self._failed
+            if not buf:
+                return
+            seg, off = self._write_pos
+            roll = off > HEADER_LEN and off + len(buf) > self._segment_bytes
+            if self._total + len(buf) + roll * HEADER_LEN > self._max_bytes:
+                raise SpoolFull(f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}")
+            if roll:
+                seg, off = self._roll_locked(seg)
+            try:
+                if os.pwrite(self._fd, buf, off) != len(buf):
+                    raise OSError(errno.ENOSPC, "short write to the spool")
+            except OSError:
+                os.ftruncate(self._fd, off)  # a partial batch must not stay under the next one
+                raise
+            self._write_pos = target = (seg, off + len(buf))
+            self._sizes[seg] += len(buf)
+            self._total += len(buf)
+            self._dirty_cv.notify()
+            while not self._always and self._durable < target:  # the flusher's next fsync
+                if self._failed is not None:
+                    raise SpoolError("fsync failed; the batch may not be durable") from self._failed
+                self._durable_cv.wait()
+        if self._always:
+            self._sync_to(target)
+
+    def read(self, consumer: str, max_records: int = 100, timeout: float = 0.0) -> list[Record]:
+        """The next durable records for ``consumer``, waiting up to ``timeout`` seconds for
+        some; ``[]`` on timeout or once closed. The position moves on in memory only."""
+        self._check(consumer)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return []
+                    seg, off = pos = self._normalize(self._read_pos[consumer])
+                    if pos < self._durable:
+                        break
+                    if (left := deadline - time.monotonic()) <= 0:
+                        return []
+                    self._durable_cv.wait(left)
+                limit = self._durable[1] if seg == self._durable[0] else self._sizes[seg]
+            records, off = self._read_segment(seg, off, limit, max_records)
+            with self._lock:
+                self._read_pos[consumer] = (seg, off)
+            if records:  # else only a corrupt stretch was skipped: go on
+                return records
+
+    def commit(self, consumer: str, record: Record) -> None:
+        """Persist that ``consumer`` has everything up to and including ``record``, then delete
+        the segments that every consumer has passed (never the active one)."""
+        self._check(consumer)
+        with self._cursor_locks[consumer]:
+            with self._lock:
+                pos = min((record.segment, record.end), self._durable)
+                if pos <= self._committed[consumer]:
+                    return
+            line = f"v1 {pos[0]} {pos[1]}".encode()
+            tmp = self.directory / f"cursor.{consumer}.tmp"
+            tmp.write_bytes(b"%s %08x\n" % (line, zlib.crc32(line)))
+            os.replace(tmp, self.directory / f"cursor.{consumer}")
+            with self._lock:
+                self._committed[consumer] = pos
+                self._read_pos[consumer] = max(self._read_pos[consumer], pos)
+                doomed = self._collect_locked()
+        self._unlink(doomed)
+
+    def rewind(self, consumer: str) -> None:
+        """Move the read position back to the last commit (the sink failed and will retry)."""
+        self._check(consumer)
+        with self._lock:
+            self._read_pos[consumer] = self._committed[consumer]
+
+    def lag_bytes(self, consumer: str) -> int:
+        """Durable bytes (record headers included) that ``consumer`` has not committed."""
+        self._check(consumer)
+        with self._lock:
+            (seg, off), (dseg, doff) = self._normalize(self._committed[consumer]), self._durable
+            return sum(max(0, (doff if s == dseg else size) - (off if s == seg else HEADER_LEN))
+                       for s, size in self._sizes.items() if seg <= s <= dseg)
+
+    def total_bytes(self) -> int:
+        """Bytes of all segment files on disk: what ``max_bytes`` bounds."""
+        with self._lock:
+            return self._total
+
+    def close(self) -> None:
+        """A final fsync, then the files are released; wakes blocked readers and appenders
+        (whose batches that fsync covers). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._dirty_cv.notify_all()
+            self._durable_cv.notify_all()
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        try:
+            if self._failed is None:  # after a failed fsync, nothing more can be made durable
+                self._sync_to(None)
+        finally:
+            with self._lock:
+                for fd in (*self._unsynced, self._fd, self._lock_fd):
+                    os.close(fd)
+                self._unsynced = []
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _sync_to(self, target: Pos | None) -> None:
+        """Group commit: one thread fsyncs, outside the lock, everything written so far; the
+        others wait for it, and start their own only if it did not cover them."""
+        with self._lock:
+            target = self._write_pos if target is None else target
+            while True:
+                if self._failed is not None:
+                    raise SpoolError("fsync failed; the batch may not be durable") from self._failed
+                if self._durable >= target:
+                    return
+                if not self._syncing:
+                    break
+                self._durable_cv.wait()
+            self._syncing = True
+            fds, self._unsynced = self._unsynced, []
+            fd, snap, sync_dir, self._dir_dirty = self._fd, self._write_pos, self._dir_dirty, False
+        err: OSError | None = None
+        try:
+            for sealed in fds:
+                os.fsync(sealed)
+            os.fsync(fd)
+            if sync_dir:  # a new segment's name must survive a power cut too
+                self._fsync_dir()
+        except OSError as exc:
+            err = exc
+        finally:
+            for sealed in fds:
+                os.close(sealed)
+        with self._lock:
+            self._syncing = False
+            if err is None:
+                self._durable = max(self._durable, snap)
+            else:  # retrying an fsync after EIO can falsely succeed: refuse from now on
+                log.error("spool fsync failed, refusing appends from now on: %s", err)
+                self._failed = err
+            self._durable_cv.notify_all()
+        if err is not None:
+            raise SpoolError("fsync failed; the batch may not be durable") from err
+
+    def _flush_loop(self) -> None:
+        """Policy "interval": an fsync at most every interval, covering every append since."""
+        last = 0.0
+        try:
+            while True:
+                with self._lock:
+                    while self._durable >= self._write_pos and not self._closed:
+                        self._dirty_cv.wait()
+                    if self._closed:
+                        return  # close() does the final fsync
+                pause = last + self._interval - time.monotonic()
+                if pause > 0 and self._stop.wait(pause):
+                    return
+                last = time.monotonic()
+                self._sync_to(None)
+        except SpoolError:
+            return  # recorded in self._failed, and the appenders were woken
+        except Exception as exc:  # a bug, but appenders must not wait for ever
+            log.exception("spool flusher stopped")
+            with self._lock:
+                self._failed = self._failed or exc
+                self._durable_cv.notify_all()
+
+    def _roll_locked(self, seg: int) -> Pos:
+        """Seal the active segment (the next fsync covers it) and start the next one."""
+        fd = os.open(self._path(seg + 1), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.pwrite(fd, _SEG_HEADER.pack(_SEG_MAGIC, FORMAT_VERSION), 0)
+        except OSError:
+            os.close(fd)  # the header-less file is harmless: recovery writes the header
+            raise
+        self._unsynced.append(self._fd)
+        self._fd, self._dir_dirty, self._sizes[seg + 1] = fd, True, HEADER_LEN
+        self._total += HEADER_LEN
+        return seg + 1, HEADER_LEN
+
+    def _fsync_dir(self) -> None:
+        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _check(self, consumer: str) -> None:
+        if consumer not in self._cursor_locks:
+            raise ValueError(f"consumer: {consumer!r} is not one of {self._consumers!r}")
+
+    def _path(self, seg: int) -> Path:
+        return self.directory / f"{seg:020d}.seg"
+
+    def _normalize(self, pos: Pos) -> Pos:
+        """The same place in the log, moved off deleted segments and past sealed ends."""
+        seg, off = pos
+        for s, size in self._sizes.items():
+            if s >= seg:
+                off = HEADER_LEN if s > seg else max(off, HEADER_LEN)
+                if off < size or s == self._write_pos[0]:
+                    return s, off
+        return self._write_pos
+
+    def _read_segment(self, seg: int, off: int, limit: int, n: int) -> tuple[list[Record], int]:
+        """Up to ``n`` valid records from ``off``, and where the next read starts."""
+        out: list[Record] = []
+        fd = os.open(self._path(seg), os.O_RDONLY | os.O_CLOEXEC)  # its own: no fd to share
+        try:
+            for start, end, payload in _scan(fd, off, limit):
+                off = end
+                if payload is not None:
+                    out.append(Record(seg, start, end, payload))
+                    if len(out) >= n:
+                        break
+                    continue
+                with self._lock:  # damage since open (recovery found the rest)
+                    if (seg, start) not in self._bad:
+                        log.warning("spool: corrupt record in segment %d at %d", seg, start)
+                        self._bad.add((seg, start))
+        finally:
+            os.close(fd)
+        return out, off
+
+    def _collect_locked(self) -> list[int]:
+        """Forget the segments every consumer has passed; the caller unlinks them."""
+        low = min(self._normalize(p) for p in self._committed.values())[0]
+        doomed = [s for s in self._sizes if s < low]
+        for s in doomed:
+            self._total -= self._sizes.pop(s)
+        return doomed
+
+    def _unlink(self, segs: list[int]) -> None:
+        for s in segs:
+            self._path(s).unlink(missing_ok=True)
+
+    def _recover(self) -> tuple[int, dict[str, Pos]]:
+        """Scan every segment, truncate torn tails, clamp the cursors; returns the active
+        segment's fd and the cursors."""
+        for tmp in self.directory.glob("cursor.*.tmp"):
+            tmp.unlink()
+        segs = sorted(int(m[1]) for p in self.directory.iterdir() if (m := _SEG_RE.match(p.name)))
+        segs = segs or [1]
+        cursors = {name: self._load_cursor(name, segs) for name in self._consumers}
+        fd = -1
+        for seg in segs:
+            fd = os.open(self._path(seg), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self._sizes[seg] = self._recover_segment(seg, fd, cursors)
+            except BaseException:
+                os.close(fd)
+                raise
+            if seg != segs[-1]:
+                os.close(fd)
+        self._fsync_dir()
+        return fd, cursors
+
+    def _load_cursor(self, name: str, segs: list[int]) -> Pos:
+        try:
+            raw = (self.directory / f"cursor.{name}").read_bytes()
+        except FileNotFoundError:
+            return segs[0], HEADER_LEN  # a new consumer starts at the oldest record
+        m = _CURSOR_RE.match(raw)
+        if m and b"%08x" % zlib.crc32(m[1]) == m[4] and int(m[2]) <= segs[-1]:
+            return int(m[2]), int(m[3])
+        log.warning("spool: the cursor of %r is damaged; replaying from the oldest record", name)
+        return segs[0], HEADER_LEN
+
+    def _recover_segment(self, seg: int, fd: int, cursors: dict[str, Pos]) -> int:
+        """Check one segment; returns its valid length, to which the file is truncated."""
+        size = os.fstat(fd).st_size
+        magic, version = _SEG_HEADER.unpack(os.pread(fd, HEADER_LEN, 0).ljust(HEADER_LEN, b"\0"))
+        if magic == _SEG_MAGIC and version > FORMAT_VERSION:
+            raise SpoolError(f"{self._path(seg)}: format version {version} is newer than {FORMAT_VERSION}")
+        if (magic, version) != (_SEG_MAGIC, FORMAT_VERSION):
+            if size >= HEADER_LEN:  # shorter: a crash right after creating the file
+                log.warning("spool: the header of segment %d is damaged; rewriting it", seg)
+                self._bad.add((seg, 0))
+            os.pwrite(fd, _SEG_HEADER.pack(_SEG_MAGIC, FORMAT_VERSION), 0)
+            size = max(size, HEADER_LEN)
+        here = sorted((off, name) for name, (s, off) in cursors.items() if s == seg)
+        end = HEADER_LEN
+        for start, stop, payload in _scan(fd, HEADER_LEN, size):
+            while here and here[0][0] <= start:  # a cursor inside a bad stretch moves past it
+                cursors[here.pop(0)[1]] = (seg, start)
+            if payload is not None:
+                end = stop
+            else:
+                log.warning("spool: %d corrupt bytes in segment %d at %d", stop - start, seg, start)
+                self._bad.add((seg, start))
+        for _, name in here:
+            cursors[name] = (seg, end)
+        if end < size:
+            os.ftruncate(fd, end)
+        os.fsync(fd)
+        return end
