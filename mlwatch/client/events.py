@@ -1,0 +1,143 @@
+"""From queued calls to wire-format events — on the worker, never on the calling thread.
+
+The decorator's hot path appends one tuple per call (an :data:`Entry`)::
+
+    (site, end_wall_ns, latency_ns, inputs, result, request_id, error, rows)
+
+``inputs`` is :data:`NO_PAYLOAD` when the payload was not kept (``capture=False`` or
+sampled out); ``rows`` is the batch size (1 for single predictions). Everything
+else — feature extraction, JSON conversion, ids (``ids.event_ids``, one OS random
+call per batch), timestamps (``wire.format_ts``) — happens here.
+
+Each part is guarded separately: a feature extractor that fails leaves
+``features`` null and the event is still counted with its latency and status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlwatch.client import features as feat
+from mlwatch.client.identity import Identity
+from mlwatch.client.ratelimit import failures
+from mlwatch.ids import event_ids
+from mlwatch.wire import MAX_ID, MAX_NAME, format_ts
+
+NO_PAYLOAD: Any = type("NoPayload", (), {"__repr__": lambda self: "NO_PAYLOAD"})()
+
+Entry = tuple[Any, int, int, Any, Any, Any, "str | None", int]
+Extractor = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Site:
+    """One decorated function and its ``@monitor`` options (hashable by identity)."""
+
+    name: str
+    model: str | None = None
+    version: str | None = None
+    batch: bool = False
+    feature_names: tuple[str, ...] | None = None
+    prediction: str | Callable[[Any], Any] | None = None
+    capture: bool = True
+    sample_rate: float | None = None
+    labels: dict[str, str] | None = None
+    params: dict[str, Any] | None = None
+    run_id: str | None = None
+
+
+def _safely(kind: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        failures.warning(kind, "mlwatch: %s failed (%s: %s); the event is kept without it",
+                         kind, type(exc).__name__, exc)
+        return None
+
+
+def _request_ids(rid: Any, n: int) -> list[str | None]:
+    if rid is None:
+        return [None] * n
+    if isinstance(rid, (list, tuple)) and len(rid) == n:
+        return [None if r is None else str(r)[:MAX_ID] or None for r in rid]
+    text = str(rid)
+    if n == 1:
+        return [text[:MAX_ID] or None]
+    return [f"{text[:MAX_ID - 8]}:{i}" for i in range(n)]
+
+
+def _prediction(site: Site, result: Any) -> Any:
+    return feat.to_jsonable(feat.select(result, site.prediction))
+
+
+def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], list[int]]:
+    """The events of one call (several for a batch) and their start times in ns."""
+    site, end_ns, lat_ns, inputs, result, rid, err, n = entry
+    start = end_ns - lat_ns
+    base: dict[str, Any] = {"ts": format_ts(start), "model": ident.model,
+                            "version": ident.version, "latency_ms": lat_ns / 1e6,
+                            "status": "error" if err else "ok",
+                            "code_version": ident.code_version}
+    if err:
+        base["error"] = err[:MAX_NAME]
+    if ident.run_id:
+        base["run_id"] = ident.run_id
+    if ident.labels:
+        base["labels"] = ident.labels
+    kept = inputs is not NO_PAYLOAD
+    rids = _request_ids(rid, n)
+    if not site.batch:
+        base["request_id"] = rids[0]
+        base["features"] = _safely("features", feat.to_features, inputs,
+                                   site.feature_names) if kept else None
+        base["prediction"] = (_safely("prediction", _prediction, site, result)
+                              if kept and not err else None)
+        return [base], [start]
+    rows: Sequence[Any] = [None] * n
+    preds: Sequence[Any] = [None] * n
+    if kept:
+        got = _safely("features", feat.to_rows, inputs, site.feature_names)
+        if got is not None and len(got) == n:
+            rows = got
+        elif got is not None:
+            failures.warning("features.rows", "mlwatch: a batch input gave %d rows, expected %d; "
+                             "recording null features", len(got), n)
+        if not err:
+            whole = _safely("prediction", _prediction, site, result)
+            split = feat.split_rows(whole, n)
+            if split is not None:
+                preds = split
+            elif whole is not None:
+                failures.warning("prediction.split", "mlwatch: the prediction of a batch of %d "
+                                 "rows does not split into %d rows; recording null", n, n)
+    out = []
+    for i in range(n):
+        ev = dict(base)
+        ev["batch_size"] = n
+        ev["request_id"] = rids[i]
+        ev["features"] = rows[i]
+        ev["prediction"] = preds[i]
+        out.append(ev)
+    return out, [start] * n
+
+
+def build(entries: Sequence[Entry], identity_of: Callable[[Site], Identity],
+          on_error: Callable[[Entry, BaseException], None]) -> list[dict[str, Any]]:
+    """Events of many calls, with time-ordered ids (also the request id when none was given)."""
+    events: list[dict[str, Any]] = []
+    starts: list[int] = []
+    for entry in entries:
+        try:
+            evs, ts = entry_events(entry, identity_of(entry[0]))
+        except Exception as exc:  # a bug here must cost this call's events, not the batch
+            on_error(entry, exc)
+            continue
+        events.extend(evs)
+        starts.extend(ts)
+    for ev, eid in zip(events, event_ids(starts), strict=True):
+        ev["event_id"] = eid
+        if ev["request_id"] is None:
+            ev["request_id"] = eid
+    return events

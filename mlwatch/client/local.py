@@ -1,0 +1,148 @@
+"""Sinks in this process: the embedded SQLite store (local mode) and memory (tests).
+
+Local mode is what runs when no ``sidecar_url`` is set: a notebook or a single
+machine gets monitoring without a sidecar. The worker validates each record with
+the wire validators (the store trusts its input) and writes through
+:class:`mlwatch.store.EmbeddedStore` at ``<data_dir>/store.db``. The store module
+is imported on the worker's first export, not at ``import mlwatch``. There is no
+sidecar to report drop counts to, so they are logged (rate-limited) instead.
+
+:class:`MemoryExporter` keeps everything in lists: use it to test code that is
+decorated with ``@monitor`` (``mlwatch.client.runtime.start(config, exporter=...)``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mlwatch.client.exporter import Result
+from mlwatch.client.ratelimit import failures, logger
+from mlwatch.errors import ValidationError
+from mlwatch.settings import Config
+from mlwatch.wire import validate_event, validate_feedback, validate_registration
+
+_VALIDATORS = {"events": validate_event, "feedback": validate_feedback,
+               "models": validate_registration}
+
+
+class LocalExporter:
+    """Writes to the embedded store; opened lazily on the worker thread."""
+
+    def __init__(self, path: str | Path, *, retention_days: float = 30.0,
+                 config: Config | None = None) -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self._config = config
+        self._store: Any = None
+        self._redactor: Any = None
+        self._announced = False
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from mlwatch.store import EmbeddedStore
+
+            self._store = EmbeddedStore(self.path, retention_days=self.retention_days)
+            if self._config is not None and self._config.models:
+                # the same rules as the sidecar's ingest: sensitive features never stored raw
+                from mlwatch.redact import Redactor, load_or_create_key
+
+                self._redactor = Redactor(self._config.models, key=load_or_create_key(
+                    self._config.hash_key, self.path.parent))
+            if not self._announced:
+                self._announced = True
+                logger.info("mlwatch: no sidecar_url set; writing events to %s (local mode)",
+                            self.path.resolve())
+        return self._store
+
+    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
+               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
+               ) -> Result:
+        if dropped:
+            failures.warning("local.dropped", "mlwatch: events dropped: %s", dropped)
+        validate = _VALIDATORS[kind]
+        valid = []
+        for i, rec in enumerate(records, 1):
+            try:
+                valid.append(validate(rec, line=i))
+            except ValidationError as exc:
+                failures.error(f"local.invalid.{kind}", "mlwatch: invalid %s record not "
+                               "stored: %s", kind, exc)
+        try:
+            store = self._open()
+            if kind == "events":
+                if self._redactor:
+                    for event in valid:
+                        self._redactor.apply(event)
+                store.insert_events(valid)
+            elif kind == "feedback":
+                store.insert_feedback(valid)
+            else:
+                for reg in valid:
+                    store.register_model(reg)
+        except Exception as exc:  # StoreError, sqlite3 errors, a full disk
+            failures.error(f"local.{kind}", "mlwatch: writing %d %s to %s failed: %s",
+                           len(valid), kind, self.path, exc)
+            return Result.FAILED
+        return Result.OK
+
+    def after_fork(self) -> None:
+        """SQLite connections must not cross a fork: the child opens its own."""
+        self._store = None
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+
+class MemoryExporter:
+    """Keeps exported records in lists; ``wait_for`` lets tests wait without sleeping.
+
+    >>> import threading
+    >>> exp = MemoryExporter()
+    >>> exp.export("events", [{"model": "m"}], deadline=0.0, interrupt=threading.Event())
+    <Result.OK: 'ok'>
+    >>> exp.wait_for("events", 1, timeout=0.1), len(exp.records["events"])
+    (True, 1)
+    """
+
+    def __init__(self, result: Result = Result.OK) -> None:
+        self.result = result
+        self.records: dict[str, list[dict[str, Any]]] = {"events": [], "feedback": [],
+                                                         "models": []}
+        self.dropped: list[list[dict[str, Any]]] = []
+        self.calls = 0
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
+               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
+               ) -> Result:
+        with self._cond:
+            self.calls += 1
+            if self.result is Result.OK:
+                self.records[kind].extend(records)
+                if dropped:
+                    self.dropped.append(dropped)
+            self._cond.notify_all()
+            return self.result
+
+    def wait_for(self, kind: str, n: int, timeout: float = 5.0) -> bool:
+        """Wait until at least ``n`` records of ``kind`` arrived."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while len(self.records[kind]) < n:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def after_fork(self) -> None:
+        self._cond = threading.Condition()
+
+    def close(self) -> None:
+        self.closed = True
