@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlwatch.store import EmbeddedStore  # noqa: E402
-from mlwatch.wire import validate_event  # noqa: E402
+from mlwatch.store import EmbeddedStore
+from mlwatch.wire import validate_event
 
 PLACEHOLDER = b"@@@@@@@@@@"
 

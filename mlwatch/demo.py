@@ -26,12 +26,23 @@ DRIFTED = ("mean radius", "mean texture")
 LABELLED_SHARE = 0.6
 
 
-def _progress(label: str, done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(f"\r  {label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
-    sys.stderr.flush()
+class _Progress:
+    """A bar redrawn in place on a terminal; a line per quarter when output is a log."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.tty = label, max(total, 1), sys.stderr.isatty()
+        self.shown = -1
+
+    def update(self, done: int) -> None:
+        step = 100 * done // self.total if self.tty else 4 * done // self.total
+        if step == self.shown:
+            return
+        self.shown = step
+        filled = 30 * done // self.total
+        line = f"  {self.label:<22} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
+        end = "\n" if done >= self.total or not self.tty else ""
+        sys.stderr.write(("\r" if self.tty else "") + line + end)
+        sys.stderr.flush()
 
 
 def _get(url: str, timeout: float = 2.0) -> Any:
@@ -81,6 +92,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     from sklearn.preprocessing import StandardScaler
 
     import mlwatch
+    from mlwatch.store import EmbeddedStore
 
     started = time.monotonic()
     root = Path(data_dir).resolve()
@@ -117,10 +129,11 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         truth: list[tuple[str, int]] = []
         failures = 0
         drift_at = requests // 2
+        serving = _Progress("serving predictions", requests)
         for i in range(requests):
             j = int(rng.integers(len(x_test)))
             row = x_test[j] * rng.normal(1.0, 0.02, size=len(names))
-            features = dict(zip(names, row.tolist()))
+            features = dict(zip(names, row.tolist(), strict=True))
             if i >= drift_at:  # the population changes: bigger, rougher cells
                 for name in DRIFTED:
                     features[name] *= 1.35
@@ -133,16 +146,15 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
                 failures += 1
             if rng.random() < LABELLED_SHARE:
                 truth.append((request_id, int(y_test[j])))
-            if i % 100 == 0 or i == requests - 1:
-                _progress("serving predictions", i + 1, requests)
+            serving.update(i + 1)
         mlwatch.flush()
         print(f"  injected drift on {', '.join(DRIFTED)} from request {drift_at}; "
               f"{failures} requests failed on purpose")
 
+        labelling = _Progress("sending ground truth", len(truth))
         for k, (request_id, label) in enumerate(truth):  # ground truth, arriving later
             mlwatch.log_feedback(request_id, label, model=MODEL)
-            if k % 200 == 0 or k == len(truth) - 1:
-                _progress("sending ground truth", k + 1, len(truth))
+            labelling.update(k + 1)
         mlwatch.flush()
 
         deadline = time.monotonic() + 60
@@ -152,8 +164,9 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
             if status["events_stored"] >= requests and status["feedback_stored"] >= len(truth):
                 break
             time.sleep(0.2)
-        events = _get(f"{url}/v1/models/{MODEL}/events?limit=1000")["events"]
-        latencies = [e["latency_ms"] for e in events]
+        store = EmbeddedStore(root / "store.db")  # WAL: safe to read beside the sidecar
+        latencies = [e["latency_ms"] for e in store.events(MODEL, limit=requests)]
+        store.close()
         metrics = _get(f"{url}/metrics")
         lines = [ln for ln in metrics.splitlines()
                  if ln.startswith(("mlwatch_predictions_total", "mlwatch_predicted_class_total"))]
@@ -162,7 +175,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
               f"{failures} with status=error)")
         print(f"  feedback stored    {status['feedback_stored']} labels "
               f"({LABELLED_SHARE:.0%} of requests)")
-        print(f"  latency (last {len(latencies)}) p50 {_quantile(latencies, 0.5):.3f} ms, "
+        print(f"  latency            p50 {_quantile(latencies, 0.5):.3f} ms, "
               f"p99 {_quantile(latencies, 0.99):.3f} ms")
         versions = status.get("versions") or [{}]
         print(f"  model version      {MODEL}:{VERSION}, code {versions[0].get('code_version')}, "

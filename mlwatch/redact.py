@@ -63,7 +63,7 @@ class Redactor:
         for spec in models:
             rules = {f.name: f.sensitive for f in spec.features if f.sensitive}
             if rules:
-                self._rules[spec.name] = rules  # type: ignore[assignment]
+                self._rules[spec.name] = rules
 
     def __bool__(self) -> bool:
         return bool(self._rules)

@@ -47,8 +47,9 @@ class _Histogram:
         self.sum += total
 
     def family_buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip((*self.buckets, math.inf), self.counts):
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.buckets, math.inf), self.counts, strict=True):
             running += count
             out.append(("+Inf" if bound == math.inf else repr(bound), running))
         return out
@@ -153,8 +154,8 @@ class ModelMetrics(Collector):
             info = GaugeMetricFamily(
                 "mlwatch_model_info", "Model versions seen, with code version and run id.",
                 labels=["model", "version", "code_version", "run_id"])
-            for labels, one in sorted(self._info.items()):
-                info.add_metric(list(labels), one)
+            for info_key, one in sorted(self._info.items()):
+                info.add_metric(list(info_key), one)
             dropped = CounterMetricFamily(
                 "mlwatch_events_dropped", "Events lost before the sidecar, by reason "
                 "(reported by clients).", labels=["model", "version", "reason"])

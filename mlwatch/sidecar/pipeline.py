@@ -9,7 +9,11 @@ jittered backoff and counted in ``mlwatch_sink_errors_total``; it never blocks
 ingest or the other sinks — the spool absorbs the backlog up to its disk bound.
 
 Spool record payloads are versioned: two bytes of kind and format version, then
-a JSON array (``E1`` events, ``F1`` feedback, ``M1`` model registrations).
+a JSON array. ``E1``: events as rows in the store's column order
+(:data:`mlwatch.store.EVENT_COLUMNS`) with features, prediction and labels as JSON
+text — decoding rows of scalars is several times cheaper than rebuilding nested
+objects, and the store inserts them as they are. ``F1``: feedback records;
+``M1``: model registrations (wire-format objects).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from mlwatch.sidecar.spool import Spool
-from mlwatch.store import EmbeddedStore
+from mlwatch.store import EmbeddedStore, event_row, feedback_row, row_event
 
 log = logging.getLogger("mlwatch.sidecar")
 
@@ -31,28 +35,51 @@ EVENTS, FEEDBACK, MODELS = b"E1", b"F1", b"M1"
 
 
 def encode(kind: bytes, items: list[dict[str, Any]]) -> bytes:
+    if kind == EVENTS:
+        return kind + orjson.dumps([event_row(e) for e in items])
+    if kind == FEEDBACK:
+        return kind + orjson.dumps([feedback_row(f) for f in items])
     return kind + orjson.dumps(items)
+
+
+def _join_arrays(arrays: list[bytes]) -> str:
+    """Concatenate JSON arrays without decoding them: ``[a,b]`` + ``[c]`` -> ``[a,b,c]``."""
+    return "[" + ",".join(a[1:-1].decode() for a in arrays if len(a) > 2) + "]"
 
 
 @dataclass
 class Batch:
-    """What one export call delivers: consecutive spool records, decoded."""
+    """What one export call delivers: consecutive spool records.
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    feedback: list[dict[str, Any]] = field(default_factory=list)
+    Event and feedback rows stay as the JSON text they were spooled as; the store
+    inserts that text in one statement, and other sinks decode what they need.
+    """
+
+    event_arrays: list[bytes] = field(default_factory=list)
+    feedback_arrays: list[bytes] = field(default_factory=list)
     registrations: list[dict[str, Any]] = field(default_factory=list)
     unknown_records: int = 0
 
     def add(self, payload: bytes) -> None:
         kind, body = payload[:2], payload[2:]
         if kind == EVENTS:
-            self.events.extend(orjson.loads(body))
+            self.event_arrays.append(body)
         elif kind == FEEDBACK:
-            self.feedback.extend(orjson.loads(body))
+            self.feedback_arrays.append(body)
         elif kind == MODELS:
             self.registrations.extend(orjson.loads(body))
         else:  # written by a newer mlwatch; keep going rather than wedge the stream
             self.unknown_records += 1
+
+    def event_rows_json(self) -> str:
+        return _join_arrays(self.event_arrays)
+
+    def feedback_rows_json(self) -> str:
+        return _join_arrays(self.feedback_arrays)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events as wire-format objects, for sinks that want documents."""
+        return [row_event(row) for row in orjson.loads(self.event_rows_json())]
 
 
 class Sink(Protocol):
@@ -74,8 +101,8 @@ class StoreSink:
     def export(self, batch: Batch) -> None:
         for reg in batch.registrations:
             self.store.register_model(reg)
-        self.store.insert_events(batch.events)
-        self.store.insert_feedback(batch.feedback)
+        self.store.insert_event_rows(batch.event_rows_json())
+        self.store.insert_feedback_rows(batch.feedback_rows_json())
 
     def close(self) -> None:
         self.store.close()

@@ -1,5 +1,14 @@
 """Storage of events, feedback and model registrations."""
 
-from mlwatch.store.sqlite import EmbeddedStore, StoreError
+from mlwatch.store.sqlite import (
+    EVENT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    EmbeddedStore,
+    StoreError,
+    event_row,
+    feedback_row,
+    row_event,
+)
 
-__all__ = ["EmbeddedStore", "StoreError"]
+__all__ = ["EVENT_COLUMNS", "FEEDBACK_COLUMNS", "EmbeddedStore", "StoreError", "event_row",
+           "feedback_row", "row_event"]

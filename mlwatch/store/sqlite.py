@@ -24,7 +24,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,14 @@ try:  # faster when present (it is, with mlwatch[sidecar]); the client works wit
     def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
 
-    _loads = orjson.loads
+    def _loads(text: str | bytes) -> Any:
+        return orjson.loads(text)
 except ImportError:  # pragma: no cover - depends on the install
     def _dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
-    _loads = json.loads
+    def _loads(text: str | bytes) -> Any:
+        return json.loads(text)
 
 SCHEMA_VERSION = 1
 
@@ -89,17 +91,57 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 
-_EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
-                  "latency_ms", "features", "prediction", "code_version", "run_id", "labels",
-                  "batch_size")
-_INSERT_EVENT = (f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
+EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
+                 "latency_ms", "features", "prediction", "code_version", "run_id", "labels",
+                 "batch_size")
+FEEDBACK_COLUMNS = ("model", "request_id", "feedback_id", "label", "ts", "ts_us")
+
+
+def _from_json_rows(columns: tuple[str, ...]) -> str:
+    # One statement unpacks a whole JSON array of rows inside SQLite: Python makes a
+    # single call (one GIL hand-off) instead of one per row, and the parsing and
+    # B-tree work run in C without the GIL. json_extract works on SQLite >= 3.9.
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    return f"SELECT {picks} FROM json_each(?) WHERE true"
+
+
+_INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
+                  + _from_json_rows(EVENT_COLUMNS))
 _INSERT_FEEDBACK = (
-    "INSERT INTO feedback (model, request_id, feedback_id, label, ts, ts_us) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, request_id) DO UPDATE SET "
+    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) {_from_json_rows(FEEDBACK_COLUMNS)} "
+    "ON CONFLICT (model, request_id) DO UPDATE SET "
     "feedback_id = excluded.feedback_id, label = excluded.label, ts = excluded.ts, "
     "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us")
 _JSON_COLUMNS = ("features", "prediction", "labels")
+
+
+def event_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    """A validated event as a row in ``EVENT_COLUMNS`` order, JSON columns as text.
+
+    The sidecar spools events in this form, so the store's consumer inserts them
+    without rebuilding nested objects.
+    """
+    features, prediction, labels = e.get("features"), e.get("prediction"), e.get("labels")
+    return (e["event_id"], e["ts"], e["ts_us"], e["model"], e["version"], e.get("request_id"),
+            e["status"], e.get("error"), e["latency_ms"],
+            None if features is None else _dumps(features),
+            None if prediction is None else _dumps(prediction),
+            e.get("code_version"), e.get("run_id"),
+            None if labels is None else _dumps(labels), e.get("batch_size"))
+
+
+def feedback_row(f: dict[str, Any]) -> tuple[Any, ...]:
+    """A validated feedback record as a row in ``FEEDBACK_COLUMNS`` order, label as JSON."""
+    return (f["model"], f["request_id"], f["feedback_id"], _dumps(f["label"]), f["ts"], f["ts_us"])
+
+
+def row_event(row: Sequence[Any]) -> dict[str, Any]:
+    """The inverse of :func:`event_row`: a row back to a wire-format event."""
+    item = dict(zip(EVENT_COLUMNS, row, strict=True))
+    for key in _JSON_COLUMNS:
+        if item[key] is not None:
+            item[key] = _loads(item[key])
+    return item
 
 
 class StoreError(Exception):
@@ -191,29 +233,27 @@ class EmbeddedStore:
 
         Returns the number of new rows.
         """
-        rows = [(e["event_id"], e["ts"], e["ts_us"], e["model"], e["version"], e.get("request_id"),
-                 e["status"], e.get("error"), e["latency_ms"],
-                 None if e.get("features") is None else _dumps(e["features"]),
-                 None if e.get("prediction") is None else _dumps(e["prediction"]),
-                 e.get("code_version"), e.get("run_id"),
-                 None if e.get("labels") is None else _dumps(e["labels"]), e.get("batch_size"))
-                for e in events]
-        if not rows:
-            return 0
-        with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(_INSERT_EVENT, rows)
-            return conn.total_changes - before
+        return self.insert_event_rows(_dumps([event_row(e) for e in events]))
+
+    def insert_event_rows(self, rows_json: str) -> int:
+        """Insert a JSON array of :func:`event_row` rows; duplicates are ignored."""
+        return self._insert_json(_INSERT_EVENTS, rows_json)
 
     def insert_feedback(self, feedback: Iterable[dict[str, Any]]) -> int:
         """Upsert validated feedback; for one request the newest label wins. Returns rows changed."""
-        rows = [(f["model"], f["request_id"], f["feedback_id"], _dumps(f["label"]), f["ts"],
-                 f["ts_us"]) for f in feedback]
-        if not rows:
+        return self.insert_feedback_rows(_dumps([feedback_row(f) for f in feedback]))
+
+    def insert_feedback_rows(self, rows_json: str) -> int:
+        """Upsert a JSON array of :func:`feedback_row` rows."""
+        return self._insert_json(_INSERT_FEEDBACK, rows_json)
+
+    def _insert_json(self, sql: str, rows_json: str) -> int:
+        if rows_json == "[]":
             return 0
-        with self._write() as conn:
+        conn = self._conn()
+        with self._write_lock:  # one statement is one transaction: no BEGIN/COMMIT calls
             before = conn.total_changes
-            conn.executemany(_INSERT_FEEDBACK, rows)
+            conn.execute(sql, (rows_json,))
             return conn.total_changes - before
 
     def register_model(self, reg: dict[str, Any], *, now_us: int | None = None) -> None:
@@ -267,7 +307,7 @@ class EmbeddedStore:
             "last_seen_us FROM models WHERE model = ? ORDER BY last_seen_us DESC", (model,))
         out = []
         for row in cur.fetchall():
-            item = dict(zip([c[0] for c in cur.description], row))
+            item = dict(zip([c[0] for c in cur.description], row, strict=True))
             item["params"] = _loads(item["params"])
             out.append(item)
         return out
@@ -275,7 +315,7 @@ class EmbeddedStore:
     def events(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
                version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Stored events of one model, newest first, in the wire format."""
-        sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE model = ?"
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE model = ?"
         args: list[Any] = [model]
         for clause, value in (("ts_us >= ?", since_us), ("ts_us < ?", until_us),
                               ("version = ?", version)):
@@ -284,7 +324,7 @@ class EmbeddedStore:
                 args.append(value)
         sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
         args.append(limit)
-        return [self._event_row(row) for row in self._conn().execute(sql, args)]
+        return [row_event(row) for row in self._conn().execute(sql, args)]
 
     def joined(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
                version: str | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
@@ -292,7 +332,7 @@ class EmbeddedStore:
 
         Windows are by prediction time; a label that arrives late still joins its event.
         """
-        sql = (f"SELECT {', '.join('e.' + c for c in _EVENT_COLUMNS)}, f.label FROM events e "
+        sql = (f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
                "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
                "WHERE e.model = ?")
         args: list[Any] = [model]
@@ -304,12 +344,5 @@ class EmbeddedStore:
         sql += " ORDER BY e.ts_us, e.seq"
         for row in self._conn().execute(sql, args):
             label = row[-1]
-            yield self._event_row(row[:-1]), (None if label is None else _loads(label))
+            yield row_event(row[:-1]), (None if label is None else _loads(label))
 
-    @staticmethod
-    def _event_row(row: tuple[Any, ...]) -> dict[str, Any]:
-        item = dict(zip(_EVENT_COLUMNS, row))
-        for key in _JSON_COLUMNS:
-            if item[key] is not None:
-                item[key] = _loads(item[key])
-        return item

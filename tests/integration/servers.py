@@ -15,6 +15,16 @@ from typing import Any
 from tests.conftest import free_port, require_binary, wait_until
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
 class SidecarProcess:
     """``python -m mlwatch sidecar`` on a free port, restartable on the same data dir."""
 
@@ -41,8 +51,7 @@ class SidecarProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"sidecar exited {self.proc.returncode}: {self.log()}")
-        with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
-            return bool(json.loads(r.read())["ready"])
+        return bool(get_json(self.url + "/readyz")["ready"])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

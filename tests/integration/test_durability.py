@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import event, wait_until
-from tests.integration.servers import SidecarProcess
+from tests.integration.servers import SidecarProcess, get_json, get_text
 
 pytestmark = pytest.mark.integration
 
@@ -88,12 +88,8 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> N
     acked = set(poster.acked)
     assert len(acked) >= BATCH * KILLS
 
-    def status() -> dict:
-        conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=5)
-        conn.request("GET", "/v1/models/iris/status")
-        return json.loads(conn.getresponse().read())
-
-    wait_until(lambda: status()["sinks"]["store"]["lag_bytes"] == 0, timeout=60,
+    wait_until(lambda: get_json(sidecar.url + "/v1/models/iris/status")["sinks"]["store"][
+        "lag_bytes"] == 0, timeout=60,
                what="store caught up with the spool")
     sidecar.stop()
     ids = stored_ids(data)
@@ -117,9 +113,7 @@ def test_corrupt_spool_tail_is_recovered_by_the_sidecar(tmp_path: Path) -> None:
     sidecar.start()
     body = json.dumps([event(i, event_id=f"b-{i}") for i in range(20)]).encode()
     assert poster.post(body) == 202
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=5)
     wait_until(lambda: len(stored_ids(data)) == 40, timeout=30, what="40 events stored")
-    conn.request("GET", "/metrics")
-    metrics = conn.getresponse().read().decode()
-    assert "mlwatch_spool_corrupt_records_total" in metrics
+    metrics = get_text(sidecar.url + "/metrics")
+    assert "mlwatch_spool_corrupt_records_total 1.0" in metrics, metrics
     sidecar.stop()

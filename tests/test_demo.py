@@ -1,0 +1,30 @@
+"""The README's first command, as a smoke test: ``mlwatch demo`` end to end."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlwatch", "demo", "--requests", "1200",
+         "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    stored = re.search(r"events stored\s+(\d+) \(sent 1200, (\d+) with status=error\)", out)
+    assert stored and int(stored.group(1)) == 1200, out
+    errors = int(stored.group(2))
+    assert errors == len(range(0, 1200, 97))  # every 97th request is malformed on purpose
+    labels = re.search(r"feedback stored\s+(\d+) labels", out)
+    assert labels and 500 < int(labels.group(1)) < 900, out
+    assert f'status="error",version="1"}} {errors}.0' in out
+    assert (tmp_path / "demo" / "store.db").exists()
+    assert "serving predictions" in proc.stderr
