@@ -97,6 +97,14 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), us
 
 
+def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
+    """The record's own time, or the time of receipt when it has none."""
+    if value is None:
+        now = time.time_ns()
+        return format_ts(now), now // 1000
+    return parse_ts(value, line=line)
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "null"
@@ -206,12 +214,7 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
         raise ValidationError(f"expected 'ok' or 'error', got {_show(status)}", line=line,
                               field="status")
     ev_id = _text(obj, "event_id", line, 64)
-    raw_ts = obj.get("ts")
-    if raw_ts is None:
-        now = time.time_ns()
-        ts, ts_us = format_ts(now), now // 1000
-    else:
-        ts, ts_us = parse_ts(raw_ts, line=line)
+    ts, ts_us = _ts_or_now(obj.get("ts"), line)
     labels = obj.get("labels")
     if labels is not None:
         if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
@@ -257,12 +260,7 @@ def validate_feedback(obj: Any, *, line: int | None = None) -> dict[str, Any]:
     if "label" not in obj:
         raise ValidationError("required", line=line, field="label")
     _check_json_value(obj["label"], line, "label")
-    raw_ts = obj.get("ts")
-    if raw_ts is None:
-        now = time.time_ns()
-        ts, ts_us = format_ts(now), now // 1000
-    else:
-        ts, ts_us = parse_ts(raw_ts, line=line)
+    ts, ts_us = _ts_or_now(obj.get("ts"), line)
     return {
         "feedback_id": _text(obj, "feedback_id", line, 64) or new_event_id(ts_us * 1000),
         "ts": ts,

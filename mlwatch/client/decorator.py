@@ -189,6 +189,9 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
                 sink = rt.sink
                 if sink is None:
                     return await fn(*args, **kwargs)
+                if not batch and len(sink.queue) >= sink.maxlen:  # full: skip the capture work
+                    sink.drops.add(site, "queue_full")
+                    return await fn(*args, **kwargs)
                 x, rows = before(rt, args, kwargs)
                 t0 = perf_counter_ns()
                 try:
@@ -206,6 +209,9 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
             rt = _rt._current or _rt.current()
             sink = rt.sink
             if sink is None:
+                return fn(*args, **kwargs)
+            if not batch and len(sink.queue) >= sink.maxlen:  # full: skip the capture work
+                sink.drops.add(site, "queue_full")
                 return fn(*args, **kwargs)
             x, rows = before(rt, args, kwargs)
             t0 = perf_counter_ns()

@@ -135,6 +135,19 @@ def feedback_row(f: dict[str, Any]) -> tuple[Any, ...]:
     return (f["model"], f["request_id"], f["feedback_id"], _dumps(f["label"]), f["ts"], f["ts_us"])
 
 
+def _window(prefix: str, model: str, since_us: int | None, until_us: int | None,
+            version: str | None) -> tuple[str, list[Any]]:
+    """WHERE clause and arguments of a model's window: [since, until), optionally one version."""
+    clauses: list[str] = [f"{prefix}model = ?"]
+    args: list[Any] = [model]
+    for clause, value in (("ts_us >= ?", since_us), ("ts_us < ?", until_us),
+                          ("version = ?", version)):
+        if value is not None:
+            clauses.append(prefix + clause)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
 def row_event(row: Sequence[Any]) -> dict[str, Any]:
     """The inverse of :func:`event_row`: a row back to a wire-format event."""
     item = dict(zip(EVENT_COLUMNS, row, strict=True))
@@ -315,13 +328,8 @@ class EmbeddedStore:
     def events(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
                version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Stored events of one model, newest first, in the wire format."""
-        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE model = ?"
-        args: list[Any] = [model]
-        for clause, value in (("ts_us >= ?", since_us), ("ts_us < ?", until_us),
-                              ("version = ?", version)):
-            if value is not None:
-                sql += f" AND {clause}"
-                args.append(value)
+        where, args = _window("", model, since_us, until_us, version)
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE {where}"
         sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
         args.append(limit)
         return [row_event(row) for row in self._conn().execute(sql, args)]
@@ -332,16 +340,10 @@ class EmbeddedStore:
 
         Windows are by prediction time; a label that arrives late still joins its event.
         """
+        where, args = _window("e.", model, since_us, until_us, version)
         sql = (f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
                "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
-               "WHERE e.model = ?")
-        args: list[Any] = [model]
-        for clause, value in (("e.ts_us >= ?", since_us), ("e.ts_us < ?", until_us),
-                              ("e.version = ?", version)):
-            if value is not None:
-                sql += f" AND {clause}"
-                args.append(value)
-        sql += " ORDER BY e.ts_us, e.seq"
+               f"WHERE {where} ORDER BY e.ts_us, e.seq")
         for row in self._conn().execute(sql, args):
             label = row[-1]
             yield row_event(row[:-1]), (None if label is None else _loads(label))
