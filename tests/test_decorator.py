@@ -381,3 +381,24 @@ def test_fastapi_still_validates_decorated_endpoints(sink: MemoryExporter) -> No
     assert [(e["request_id"] if e["request_id"] == "q1" else None, e["features"], e["prediction"])
             for e in evs] == [("q1", {"f0": 1.5}, {"y": 3.0}),
                               (None, {"sepal_length": 5.0, "species_hint": "a"}, 0.5)]
+
+
+def test_model_spec_says_where_prediction_and_label_live(tmp_path: Any) -> None:
+    config = tmp_path / "mlwatch.yaml"
+    config.write_text("models:\n  - name: churn\n    prediction_field: out.label\n"
+                      "    label_field: truth.churned\n")
+    sink = MemoryExporter()
+    runtime.start(load_config(config, env={}, model="churn"), exporter=sink)
+
+    @mlwatch.monitor(request_id="rid")
+    def predict(x: dict[str, float], rid: str) -> dict[str, Any]:
+        return {"out": {"label": 1, "score": 0.93}}
+
+    predict({"a": 1.0}, rid="r1")
+    mlwatch.log_feedback("r1", {"truth": {"churned": 0}, "source": "crm"})
+    with pytest.raises(mlwatch.ValidationError, match=r"label_field 'truth\.churned'"):
+        mlwatch.log_feedback("r1", {"other": 1})
+    assert runtime.flush()
+    assert sink.records["events"][0]["prediction"] == 1
+    assert sink.records["feedback"][0]["label"] == 0
+    runtime.shutdown()

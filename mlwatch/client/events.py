@@ -68,7 +68,9 @@ def _request_ids(rid: Any, n: int) -> list[str | None]:
     return [f"{text[:MAX_ID - 8]}:{i}" for i in range(n)]
 
 
-def _prediction(site: Site, result: Any) -> Any:
+def _prediction(site: Site, result: Any, ident: Identity) -> Any:
+    if site.prediction is None and ident.prediction_field:
+        return feat.to_jsonable(feat.pick_path(result, ident.prediction_field))
     return feat.to_jsonable(feat.select(result, site.prediction))
 
 
@@ -92,7 +94,7 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         base["request_id"] = rids[0]
         base["features"] = _safely("features", feat.to_features, inputs,
                                    site.feature_names) if kept else None
-        base["prediction"] = (_safely("prediction", _prediction, site, result)
+        base["prediction"] = (_safely("prediction", _prediction, site, result, ident)
                               if kept and not err else None)
         return [base], [start]
     rows: Sequence[Any] = [None] * n
@@ -105,7 +107,7 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
             failures.warning("features.rows", "mlwatch: a batch input gave %d rows, expected %d; "
                              "recording null features", len(got), n)
         if not err:
-            whole = _safely("prediction", _prediction, site, result)
+            whole = _safely("prediction", _prediction, site, result, ident)
             split = feat.split_rows(whole, n)
             if split is not None:
                 preds = split

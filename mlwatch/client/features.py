@@ -231,6 +231,17 @@ def pick(result: Any, key: str) -> Any:
     return getattr(result, key)
 
 
+def pick_path(value: Any, path: str) -> Any:
+    """A dotted path (``prediction_field`` / ``label_field`` of a model spec), step by step.
+
+    >>> pick_path({"out": {"label": 1, "score": 0.9}}, "out.label")
+    1
+    """
+    for key in path.split("."):
+        value = pick(value, key)
+    return value
+
+
 def select(result: Any, spec: str | Callable[[Any], Any] | None) -> Any:
     """Apply the ``prediction=`` option of ``@monitor`` to a return value."""
     if spec is None:

@@ -90,6 +90,7 @@ class Identity:
     code_version: str
     run_id: str | None = None
     labels: dict[str, str] | None = None
+    prediction_field: str | None = None  # from the model spec, when @monitor has no prediction=
 
     @property
     def key(self) -> tuple[str, str]:
@@ -113,8 +114,10 @@ def resolve(site: Site, config: Config, code_version: str) -> Identity:
         model = default_model_name(model)
     version = (site.version or config.version or "unknown")[:MAX_NAME]
     run_id = site.run_id or config.run_id
+    spec = config.model_spec(model)
     return Identity(model=model, version=version, code_version=code_version,
-                    run_id=run_id[:MAX_NAME] if run_id else None, labels=site.labels)
+                    run_id=run_id[:MAX_NAME] if run_id else None, labels=site.labels,
+                    prediction_field=spec.prediction_field if spec else None)
 
 
 def registration(ident: Identity, task: str | None, params: dict[str, Any] | None

@@ -24,7 +24,7 @@ from typing import Any
 
 from mlwatch.client.events import Site
 from mlwatch.client.exporter import Exporter
-from mlwatch.client.features import to_jsonable
+from mlwatch.client.features import pick_path, to_jsonable
 from mlwatch.client.identity import Identity, registration, resolve, resolve_code_version
 from mlwatch.client.local import LocalExporter
 from mlwatch.client.ratelimit import failures
@@ -199,7 +199,15 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
     rt = current()
     if rt.sink is None:
         return
-    rec: dict[str, Any] = {"model": model or rt.config.model,
+    model = model or rt.config.model
+    spec = rt.config.model_spec(model) if model else None
+    if spec is not None and spec.label_field:  # the label lives inside a larger record
+        try:
+            label = pick_path(label, spec.label_field)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise ValidationError(f"label_field {spec.label_field!r} of model {model!r} is "
+                                  "not in the label", field="label") from None
+    rec: dict[str, Any] = {"model": model,
                            "request_id": None if request_id is None else str(request_id),
                            "label": to_jsonable(label)}
     if ts is not None:
