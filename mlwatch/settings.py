@@ -352,7 +352,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
             raise ConfigError(key, "unknown setting", source="keyword argument")
         if raw is not None:
             values[key] = _coerce(fields[key], raw, "keyword argument")
-    return Config(source=source, **values)
+    config = Config(source=source, **values)
+    if config.spool_max_bytes < 2 * config.spool_segment_bytes:
+        raise ConfigError("spool_max_bytes", f"must be at least twice spool_segment_bytes "
+                          f"({config.spool_segment_bytes}), got {config.spool_max_bytes}",
+                          source=source)
+    return config
 
 
 if __name__ == "__main__":  # python -m mlwatch.settings prints the README's reference table

@@ -240,3 +240,54 @@ def test_openapi_lists_the_contract(client: TestClient) -> None:
 def test_readyz(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["sinks"]["store"]["healthy"] is True
+
+
+def test_full_spool_answers_503_until_the_sink_catches_up(sidecar_config: Any) -> None:
+    cfg = sidecar_config(spool_segment_bytes=4096, spool_max_bytes=16384)
+    app = create_app(cfg, registry=CollectorRegistry())
+    sidecar = app.state.sidecar
+    store_sink = sidecar.sinks[0]
+    real_export = store_sink.export
+
+    def broken(batch: Any) -> None:
+        raise OSError("disk on fire")
+
+    store_sink.export = broken
+    with TestClient(app) as c:
+        statuses = []
+        for i in range(40):
+            r = post(c, [event(i * 10 + j, features={"x": "y" * 200}) for j in range(5)])
+            statuses.append(r.status_code)
+            if r.status_code == 503:
+                break
+        assert statuses[0] == 202 and statuses[-1] == 503, statuses
+        assert r.headers["retry-after"] == "5" and "spool is full" in r.json()["detail"]
+        wait_until(lambda: c.get("/readyz").status_code == 503, what="not ready")
+        ready = c.get("/readyz").json()
+        assert "disk on fire" in ready["sinks"]["store"]["last_error"]
+        assert 'mlwatch_sink_errors_total{sink="store"}' in c.get("/metrics").text
+        accepted = 5 * statuses.count(202)
+        store_sink.export = real_export  # the sink recovers: the backlog drains, nothing lost
+        wait_until(lambda: stored(c) == accepted, timeout=30, what="backlog drained")
+        wait_until(lambda: post(c, [event(999)]).status_code == 202, what="ingest again")
+        assert c.get("/readyz").status_code == 200
+
+
+def test_batch_larger_than_the_spool_is_413_not_a_retry_loop(sidecar_config: Any) -> None:
+    cfg = sidecar_config(spool_segment_bytes=4096, spool_max_bytes=16384)
+    with TestClient(create_app(cfg, registry=CollectorRegistry())) as c:
+        r = post(c, [event(i, features={"x": "y" * 1000}) for i in range(14)])
+        assert r.status_code == 413 and "larger than the spool" in r.json()["detail"]
+        assert post(c, [event(0)]).status_code == 202
+
+
+def test_disk_failure_is_503_not_500(client: TestClient) -> None:
+    from mlwatch.sidecar.spool import SpoolError
+
+    def failing(payloads: Any) -> None:
+        raise SpoolError("an fsync failed earlier; the spool refuses appends")
+
+    client.app.state.sidecar.spool.append = failing  # type: ignore[attr-defined]
+    r = post(client, [event(0)])
+    assert r.status_code == 503 and "spool unavailable" in r.json()["detail"]
+    assert r.headers["retry-after"]

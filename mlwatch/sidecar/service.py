@@ -26,7 +26,7 @@ from mlwatch.settings import Config
 from mlwatch.sidecar import ingest as body
 from mlwatch.sidecar.metrics import SidecarMetrics
 from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS, Consumer, StoreSink, encode
-from mlwatch.sidecar.spool import Spool, SpoolClosed, SpoolFull
+from mlwatch.sidecar.spool import HEADER_LEN, Spool, SpoolClosed, SpoolError, SpoolFull
 from mlwatch.store import EmbeddedStore
 
 log = logging.getLogger("mlwatch.sidecar")
@@ -56,6 +56,8 @@ class Sidecar:
                            fsync_interval_ms=config.spool_fsync_interval_ms,
                            segment_bytes=config.spool_segment_bytes,
                            max_bytes=config.spool_max_bytes)
+        # the largest record that fits while the active segment holds data (spool.py)
+        self._max_record_bytes = config.spool_max_bytes - config.spool_segment_bytes - 2 * HEADER_LEN - 64
         if self.spool.corrupt_records:
             log.warning("spool recovery: %d torn or corrupt record(s) skipped",
                         self.spool.corrupt_records)
@@ -128,14 +130,22 @@ class Sidecar:
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
+        payload = encode(kind, records)
+        if len(payload) > self._max_record_bytes:  # would never fit, however empty the spool
+            raise body.IngestError(413, f"batch of {len(payload)} bytes is larger than the spool "
+                                   f"can hold ({self._max_record_bytes}); send smaller batches")
         try:
-            self.spool.append([encode(kind, records)])
+            self.spool.append([payload])
         except SpoolFull:
             raise body.IngestError(503, "spool is full (sinks are behind); retry later",
                                    headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
         except SpoolClosed:
             raise body.IngestError(503, "sidecar is shutting down",
                                    headers={"Retry-After": "1"}) from None
+        except SpoolError as exc:  # the disk failed us: not the client's fault, not a 500 either
+            self._sink_error("spool", exc)
+            raise body.IngestError(503, f"spool unavailable: {exc}",
+                                   headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
         if kind == EVENTS:
             self.metrics.models.observe_events(records)
         elif kind == FEEDBACK:

@@ -34,6 +34,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[SidecarProcess, PrometheusProcess]]:
         mlwatch.shutdown()
         prom.stop()
         sidecar.stop()
+        # pytest shows captured output only when the test failed: the servers' own words
+        print("--- prometheus log (tail) ---\n" + prom.log()[-3000:])
+        print("--- sidecar log (tail) ---\n" + sidecar.log()[-3000:])
 
 
 def test_promql_counts_every_prediction_by_status(
@@ -72,3 +75,5 @@ def test_promql_counts_every_prediction_by_status(
     assert sum(float(r["value"][1]) for r in classes) == OK
     info = prom.query('mlwatch_model_info{model="fraud"}')
     assert info and info[0]["metric"]["version"] == "7" and info[0]["metric"]["code_version"]
+    log = sidecar.log()
+    assert "mlwatch sidecar on" in log and TOKEN not in log  # the startup line masks secrets
