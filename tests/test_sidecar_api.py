@@ -37,6 +37,8 @@ def test_json_array_is_accepted_and_stored(client: TestClient) -> None:
     assert len(rows) == 3
     assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)
     assert rows[0]["features"]["color"] == "red"
+    # what the API returns is the wire format: it can be posted again as it is
+    assert post(client, rows).status_code == 202
 
 
 def test_ndjson_and_gzip_are_accepted(client: TestClient) -> None:

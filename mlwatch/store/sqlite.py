@@ -332,7 +332,12 @@ class EmbeddedStore:
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE {where}"
         sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
         args.append(limit)
-        return [row_event(row) for row in self._conn().execute(sql, args)]
+        out = []
+        for row in self._conn().execute(sql, args):
+            event = row_event(row)
+            del event["ts_us"]  # internal: the wire format carries ts
+            out.append(event)
+        return out
 
     def joined(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
                version: str | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
