@@ -24,6 +24,7 @@ MODEL = "breast-cancer"
 VERSION = "1"
 DRIFTED = ("mean radius", "mean texture")
 LABELLED_SHARE = 0.6
+MARKER = ".mlwatch-demo"
 
 
 class _Progress:
@@ -92,13 +93,18 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     from sklearn.preprocessing import StandardScaler
 
     import mlwatch
+    from mlwatch.errors import MlwatchError
     from mlwatch.store import EmbeddedStore
 
     started = time.monotonic()
     root = Path(data_dir).resolve()
-    if root.exists():
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():  # never wipe a directory the demo did not make
+            raise MlwatchError(f"{root} is not empty and was not made by 'mlwatch demo'; "
+                               "choose another --data-dir")
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("made by 'mlwatch demo'; the next demo run replaces it\n")
     port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
 

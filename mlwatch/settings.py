@@ -341,6 +341,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
                 raise ConfigError(str(key), "unknown key", source=source)
             if key == "models":
                 values["models"] = _parse_models(raw, str(file_path))
+            elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
+                values[key] = "off"
             else:
                 values[key] = _coerce(fields[key], raw, str(file_path))
     for f in settings_fields():

@@ -49,6 +49,8 @@ MAX_STRING = 2_048
 MAX_NAME = 128
 MAX_LABELS = 32
 MAX_ID = 256
+MAX_DEPTH = 32  # nesting of prediction, label and params values
+LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
@@ -91,7 +93,7 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
         if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
             text = text.replace(frac.group(0), "." + frac.group(1)[:6])
         dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except ValueError:
+    except (ValueError, OverflowError):  # e.g. year 1 at +01:00 falls before datetime.min
         raise ValidationError(f"not a valid date/time: {value!r}", line=line, field=field) from None
     us = (dt.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), us
@@ -138,6 +140,9 @@ def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) 
     if not isinstance(value, str) or not value or len(value) > limit:
         raise ValidationError(f"expected a non-empty string of at most {limit} characters, "
                               f"got {_show(value)}", line=line, field=key)
+    if not value.isprintable():  # a NUL would cut the stored id short and collide joins
+        raise ValidationError(f"control characters are not allowed, got {value!r:.60}",
+                              line=line, field=key)
     return value
 
 
@@ -181,17 +186,22 @@ def validate_features(features: Any, line: int | None) -> dict[str, Any] | None:
     return features
 
 
-def _check_json_value(value: Any, line: int | None, field: str) -> None:
-    """Predictions and labels may be any JSON, but never NaN or infinity."""
+def _check_json_value(value: Any, line: int | None, field: str, depth: int = 0) -> None:
+    """Predictions and labels may be any JSON, but never NaN or infinity, and at most
+    ``MAX_DEPTH`` levels deep (deeper values break serialisers downstream)."""
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValidationError("NaN and infinity are not allowed", line=line, field=field)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json_value(item, line, f"{field}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_json_value(item, line, f"{field}.{key}")
+    elif isinstance(value, (list, dict)):
+        if depth >= MAX_DEPTH:
+            raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", line=line,
+                                  field=field)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_json_value(item, line, f"{field}[{i}]", depth + 1)
+        else:
+            for key, item in value.items():
+                _check_json_value(item, line, f"{field}.{key}", depth + 1)
 
 
 def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
@@ -221,6 +231,9 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
             raise ValidationError(f"expected an object of at most {MAX_LABELS} string values",
                                   line=line, field="labels")
         for key, value in labels.items():
+            if not LABEL_KEY_RE.match(key):
+                raise ValidationError("label names are letters, digits and '_' (at most 64), "
+                                      "not starting with a digit", line=line, field=f"labels.{key:.64}")
             if not isinstance(value, str) or len(value) > MAX_NAME:
                 raise ValidationError(f"expected a string of at most {MAX_NAME} characters, "
                                       f"got {_show(value)}", line=line, field=f"labels.{key}")
@@ -295,25 +308,41 @@ def validate_registration(obj: Any, *, line: int | None = None) -> dict[str, Any
     }
 
 
-def validate_drop_report(obj: Any) -> list[tuple[str, str, str, int]]:
+def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str, int]]]:
     """The client's drop counts, sent in the ``X-Mlwatch-Dropped`` header as JSON.
 
-    ``[{"model": "iris", "version": "3", "reason": "queue_full", "count": 12}]``
+    ``[{"model": "iris", "version": "3", "reason": "queue_full", "count": 12,
+    "report_id": "..."}]``. A client resends the same report (same ``report_id``) when
+    it did not see the answer to a request; the sidecar applies each id once.
+
+    >>> validate_drop_report([{"model": "m", "reason": "queue_full", "count": 2,
+    ...                        "report_id": "r1"}])
+    ('r1', [('m', 'unknown', 'queue_full', 2)])
     """
+    where = "X-Mlwatch-Dropped"
     if not isinstance(obj, list):
-        raise ValidationError("X-Mlwatch-Dropped: expected a JSON array", field="X-Mlwatch-Dropped")
+        raise ValidationError("expected a JSON array", field=where)
     out = []
+    report_ids = set()
     for i, item in enumerate(obj):
         if not isinstance(item, dict):
-            raise ValidationError("expected an object", field=f"X-Mlwatch-Dropped[{i}]")
+            raise ValidationError("expected an object", field=f"{where}[{i}]")
         model = item.get("model")
         version = item.get("version", "unknown")
         reason = item.get("reason")
         count = item.get("count")
+        report_id = item.get("report_id")
         if not (isinstance(model, str) and NAME_RE.match(model) and isinstance(version, str)
-                and len(version) <= MAX_NAME and isinstance(reason, str)
-                and re.match(r"^[a-z_]{1,32}$", reason) and type(count) is int and count >= 0):
-            raise ValidationError("expected {model, version, reason: [a-z_]+, count: int >= 0}",
-                                  field=f"X-Mlwatch-Dropped[{i}]")
+                and 0 < len(version) <= MAX_NAME and version.isprintable()
+                and isinstance(reason, str) and re.match(r"^[a-z_]{1,32}$", reason)
+                and type(count) is int and count >= 0
+                and (report_id is None or (isinstance(report_id, str)
+                                           and 0 < len(report_id) <= 64
+                                           and report_id.isprintable()))):
+            raise ValidationError("expected {model, version, reason: [a-z_]+, count: int >= 0, "
+                                  "report_id?: string}", field=f"{where}[{i}]")
+        report_ids.add(report_id)
         out.append((model, version, reason, count))
-    return out
+    if len(report_ids) > 1:
+        raise ValidationError("every entry of one report carries the same report_id", field=where)
+    return (report_ids.pop() if report_ids else None), out

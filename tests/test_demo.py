@@ -28,3 +28,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert f'status="error",version="1"}} {errors}.0' in out
     assert (tmp_path / "demo" / "store.db").exists()
     assert "serving predictions" in proc.stderr
+
+
+def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = subprocess.run([sys.executable, "-m", "mlwatch", "demo", "--requests", "10",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert "not made by 'mlwatch demo'" in proc.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

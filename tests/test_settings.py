@@ -104,3 +104,7 @@ def test_readme_settings_table_matches_the_code() -> None:
     start = text.index("<!-- settings:start -->") + len("<!-- settings:start -->\n")
     end = text.index("<!-- settings:end -->")
     assert text[start:end] == settings_table(), "regenerate: python -m mlwatch.settings"
+
+
+def test_sidecar_url_off_in_yaml(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "sidecar_url: off\n"), env={}).sidecar_url == "off"

@@ -283,13 +283,67 @@ def test_batch_larger_than_the_spool_is_413_not_a_retry_loop(sidecar_config: Any
         assert post(c, [event(0)]).status_code == 202
 
 
-def test_disk_failure_is_503_not_500(client: TestClient) -> None:
-    from mlwatch.sidecar.spool import SpoolError
+def test_full_disk_is_503_not_500(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
 
-    def failing(payloads: Any) -> None:
-        raise SpoolError("an fsync failed earlier; the spool refuses appends")
+    real_pwrite = os.pwrite
 
-    client.app.state.sidecar.spool.append = failing  # type: ignore[attr-defined]
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
     r = post(client, [event(0)])
-    assert r.status_code == 503 and "spool unavailable" in r.json()["detail"]
-    assert r.headers["retry-after"]
+    assert r.status_code == 503, r.text
+    assert "No space left on device" in r.json()["detail"] and r.headers["retry-after"]
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert post(client, [event(1)]).status_code == 202
+    wait_until(lambda: stored(client) == 1, what="the later event stored")
+
+
+def test_drop_reports_count_once_and_may_come_without_events(client: TestClient) -> None:
+    def report(rid: str, n: int) -> str:
+        return json.dumps([{"model": "iris", "version": "1", "reason": "shutdown", "count": n,
+                            "report_id": rid}])
+
+    assert post(client, [], **{"x-mlwatch-dropped": report("a", 3)}).json() == {"accepted": 0}
+    assert post(client, [], **{"x-mlwatch-dropped": report("a", 3)}).status_code == 202  # resent
+    assert post(client, [event(0)], **{"x-mlwatch-dropped": report("b", 2)}).status_code == 202
+    text = client.get("/metrics").text
+    assert 'mlwatch_events_dropped_total{model="iris",reason="shutdown",version="1"} 5.0' in text
+
+
+@pytest.mark.parametrize(("ev", "field"), [
+    (event(0, ts="0001-01-01T00:00:00+01:00"), "ts"),
+    (event(0, prediction=json.loads("[" * 40 + "1" + "]" * 40)), "prediction"),
+    (event(0, request_id="r\u0000x"), "request_id"),
+    (event(0, labels={"bad key": "x"}), "labels.bad key"),
+])
+def test_edge_values_are_422_not_500(client: TestClient, ev: dict, field: str) -> None:
+    r = post(client, [ev])
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"].startswith(field)
+
+
+def test_a_failed_cursor_write_does_not_stop_the_store(sidecar_config: Any) -> None:
+    app = create_app(sidecar_config(), registry=CollectorRegistry())
+    spool = app.state.sidecar.spool
+    real_commit = spool.commit
+    failures = []
+
+    def flaky_commit(consumer: str, record: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        real_commit(consumer, record)
+
+    spool.commit = flaky_commit
+    with TestClient(app) as c:
+        assert post(c, [event(0)]).status_code == 202
+        wait_until(lambda: failures, what="the commit failed once")
+        assert post(c, [event(1)]).status_code == 202
+        wait_until(lambda: stored(c) == 2, timeout=15, what="both events stored")
+        wait_until(lambda: c.get("/v1/models/iris/status").json()["sinks"]["store"]["lag_bytes"]
+                   == 0, what="cursor caught up")
+        status = c.get("/v1/models/iris/status").json()["sinks"]["store"]
+        assert status["alive"] and status["healthy"]
+        assert 'mlwatch_sink_errors_total{sink="store"} 1.0' in c.get("/metrics").text

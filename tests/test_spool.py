@@ -501,3 +501,20 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
         seen = [int(r.payload.split(b":")[0]) for r in read_all(spool, "check")]
     assert len(seen) == len(set(seen)), "a record was stored twice"
     assert acked <= set(seen), f"lost acknowledged records: {sorted(acked - set(seen))[:10]}"
+
+
+def test_a_full_disk_refuses_the_batch_and_the_spool_goes_on(
+        open_spool: Callable[..., Spool], monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = open_spool(consumers=["a"], fsync="always")
+    spool.append([b"before"])
+    real_pwrite = os.pwrite
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(SpoolError, match="No space left on device"):
+        spool.append([b"lost"])
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    spool.append([b"after"])
+    assert [r.payload for r in spool.read("a", 10)] == [b"before", b"after"]

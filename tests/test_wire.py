@@ -48,8 +48,11 @@ def test_feedback_and_registration() -> None:
 
 
 def test_drop_report() -> None:
-    rows = wire.validate_drop_report([{"model": "m", "version": "1", "reason": "queue_full",
-                                       "count": 3}])
-    assert rows == [("m", "1", "queue_full", 3)]
+    report = wire.validate_drop_report([{"model": "m", "version": "1", "reason": "queue_full",
+                                         "count": 3}])
+    assert report == (None, [("m", "1", "queue_full", 3)])
+    with pytest.raises(ValidationError, match="same report_id"):
+        wire.validate_drop_report([{"model": "m", "reason": "x", "count": 1, "report_id": "a"},
+                                   {"model": "m", "reason": "x", "count": 1, "report_id": "b"}])
     with pytest.raises(ValidationError):
         wire.validate_drop_report([{"model": "m", "reason": "Bad Reason", "count": 1}])

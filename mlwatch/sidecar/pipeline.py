@@ -18,6 +18,7 @@ objects, and the store inserts them as they are. ``F1``: feedback records;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from mlwatch.sidecar.spool import Spool
+from mlwatch.sidecar.spool import Record, Spool
 from mlwatch.store import EmbeddedStore, event_row, feedback_row, row_event
 
 log = logging.getLogger("mlwatch.sidecar")
@@ -108,15 +109,36 @@ class StoreSink:
         self.store.close()
 
 
+def chunks_by_bytes(records: list[Record], max_bytes: int) -> list[list[Record]]:
+    """Consecutive groups of records whose payloads add up to at most ``max_bytes``
+    (a single larger record forms a group of its own)."""
+    groups: list[list[Record]] = []
+    size = 0
+    for record in records:
+        if groups and size + len(record.payload) <= max_bytes:
+            groups[-1].append(record)
+            size += len(record.payload)
+        else:
+            groups.append([record])
+            size = len(record.payload)
+    return groups
+
+
 class Consumer(threading.Thread):
-    """Moves records from the spool into one sink, in order, until stopped."""
+    """Moves records from the spool into one sink, in order, until stopped.
+
+    Any failure — reading the spool, exporting, writing the cursor — is retried with
+    capped, jittered backoff from the sink's last committed position: a sink never
+    stops for good while the sidecar runs, and never skips a record.
+    """
 
     def __init__(self, spool: Spool, sink: Sink, *, on_error: Any, max_records: int = 64,
-                 max_backoff_s: float = 30.0) -> None:
+                 max_batch_bytes: int = 32 << 20, max_backoff_s: float = 30.0) -> None:
         super().__init__(name=f"mlwatch-sink-{sink.name}", daemon=True)
         self.spool = spool
         self.sink = sink
         self.max_records = max_records
+        self.max_batch_bytes = max_batch_bytes
         self.max_backoff_s = max_backoff_s
         self._on_error = on_error
         self._stop_event = threading.Event()
@@ -127,29 +149,30 @@ class Consumer(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        while not self._stop_event.is_set():
-            records = self.spool.read(self.sink.name, self.max_records, timeout=0.25)
-            if not records:
-                continue
-            batch = Batch()
-            for record in records:
-                batch.add(record.payload)
-            if self._deliver(batch):
-                self.spool.commit(self.sink.name, records[-1])
-
-    def _deliver(self, batch: Batch) -> bool:
         delay = 0.1
         while not self._stop_event.is_set():
             try:
-                self.sink.export(batch)
-            except Exception as exc:  # any failure is retried: the spool keeps the data
+                self._step()
+            except Exception as exc:  # the spool keeps the data: go back and try again
                 self.healthy = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._on_error(self.sink.name, exc)
+                with contextlib.suppress(Exception):
+                    self.spool.rewind(self.sink.name)
                 self._stop_event.wait(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.max_backoff_s)
-                continue
+            else:
+                delay = 0.1
+
+    def _step(self) -> None:
+        records = self.spool.read(self.sink.name, self.max_records, timeout=0.25)
+        for group in chunks_by_bytes(records, self.max_batch_bytes):
+            if self._stop_event.is_set():
+                return  # uncommitted records are read again at the next start
+            batch = Batch()
+            for record in group:
+                batch.add(record.payload)
+            self.sink.export(batch)
+            self.spool.commit(self.sink.name, group[-1])
             self.healthy = True
             self.last_error = None
-            return True
-        return False

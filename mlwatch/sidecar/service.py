@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ log = logging.getLogger("mlwatch.sidecar")
 VALIDATORS = {EVENTS: wire.validate_event, FEEDBACK: wire.validate_feedback,
               MODELS: wire.validate_registration}
 RETRY_AFTER_FULL_S = 5
+REPORT_IDS_KEPT = 1000
 PURGE_EVERY_S = 3600.0
 
 
@@ -58,10 +60,8 @@ class Sidecar:
                            max_bytes=config.spool_max_bytes)
         # the largest record that fits while the active segment holds data (spool.py)
         self._max_record_bytes = config.spool_max_bytes - config.spool_segment_bytes - 2 * HEADER_LEN - 64
-        if self.spool.corrupt_records:
-            log.warning("spool recovery: %d torn or corrupt record(s) skipped",
-                        self.spool.corrupt_records)
-            self.metrics.spool_corrupt.inc(self.spool.corrupt_records)
+        self._corrupt_counted = 0
+        self._count_corrupt()
         self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
                                                                         self.data_dir))
         self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
@@ -70,6 +70,8 @@ class Sidecar:
         self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
                                              daemon=True)
         self._error_logged: dict[str, float] = {}
+        self._reports_seen: OrderedDict[str, None] = OrderedDict()
+        self._reports_lock = threading.Lock()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -121,12 +123,16 @@ class Sidecar:
         Raises :class:`~mlwatch.sidecar.ingest.IngestError` for anything refused.
         """
         try:
-            drops = wire.validate_drop_report(orjson.loads(dropped)) if dropped else []
+            report_id, drops = (wire.validate_drop_report(orjson.loads(dropped)) if dropped
+                                else (None, []))
         except (orjson.JSONDecodeError, ValidationError) as exc:
             raise body.IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
         data = body.decompress(raw, content_encoding, self.config.max_body_bytes)
         items = body.parse_documents(data, content_type)
         records = body.validate_all(items, VALIDATORS[kind], self.config.max_events_per_request)
+        if not records:  # e.g. a client's last drop report at shutdown, with no events
+            self._apply_drops(report_id, drops)
+            return 0
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
@@ -155,12 +161,34 @@ class Sidecar:
                 if reg.get("task"):
                     self._tasks.setdefault(reg["model"], reg["task"])
                 self.metrics.models.observe_registration(reg)
-        if drops:
-            self.metrics.models.observe_drops(drops)
+        self._apply_drops(report_id, drops)
         return len(records)
 
+    def _apply_drops(self, report_id: str | None, drops: list[tuple[str, str, str, int]]) -> None:
+        """Count a client's drop report once, even when the client resends it."""
+        if not drops:
+            return
+        with self._reports_lock:
+            if report_id is not None:
+                if report_id in self._reports_seen:
+                    return
+                self._reports_seen[report_id] = None
+                while len(self._reports_seen) > REPORT_IDS_KEPT:
+                    self._reports_seen.popitem(last=False)
+        self.metrics.models.observe_drops(drops)
+
     # -- queries -----------------------------------------------------------
+    def _count_corrupt(self) -> None:
+        """Fold corrupt records the spool found (at recovery or while reading) into the metric."""
+        found = self.spool.corrupt_records
+        if found > self._corrupt_counted:
+            log.warning("spool: %d torn or corrupt record(s) skipped",
+                        found - self._corrupt_counted)
+            self.metrics.spool_corrupt.inc(found - self._corrupt_counted)
+            self._corrupt_counted = found
+
     def refresh_gauges(self) -> None:
+        self._count_corrupt()
         self.metrics.spool_bytes.set(self.spool.total_bytes())
         for sink in self.sinks:
             self.metrics.sink_lag.labels(sink.name).set(self.spool.lag_bytes(sink.name))
@@ -178,7 +206,8 @@ class Sidecar:
             "feedback_stored": self.store.count_feedback(model),
             "versions": self.store.registrations(model),
             "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name),
-                                    "healthy": c.healthy, "last_error": c.last_error}
+                                    "healthy": c.healthy and c.is_alive(), "alive": c.is_alive(),
+                                    "last_error": c.last_error}
                       for c in self.consumers},
             "spool_bytes": self.spool.total_bytes(),
         }

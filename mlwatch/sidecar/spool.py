@@ -38,6 +38,7 @@ newest means "from the oldest record". Readers check every CRC again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -225,14 +226,15 @@ class Spool:
             roll = off > HEADER_LEN and off + len(buf) > self._segment_bytes
             if self._total + len(buf) + roll * HEADER_LEN > self._max_bytes:
                 raise SpoolFull(f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}")
-            if roll:
-                seg, off = self._roll_locked(seg)
             try:
+                if roll:
+                    seg, off = self._roll_locked(seg)
                 if os.pwrite(self._fd, buf, off) != len(buf):
                     raise OSError(errno.ENOSPC, "short write to the spool")
-            except OSError:
-                os.ftruncate(self._fd, off)  # a partial batch must not stay under the next one
-                raise
+            except OSError as exc:  # a full disk: the batch is refused, nothing is acknowledged
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, off)  # a partial batch must not stay under the next
+                raise SpoolError(f"cannot write to the spool: {exc.strerror or exc}") from exc
             self._write_pos = target = (seg, off + len(buf))
             self._sizes[seg] += len(buf)
             self._total += len(buf)
