@@ -91,12 +91,14 @@ class Config:
         "directory, else the mlwatch package version.")
     run_id: str | None = _setting(None, "Experiment run id (e.g. an MLflow run) recorded on events.")
     sample_rate: float = _setting(
-        1.0, "Share of events whose feature and prediction payloads are kept. Counts and "
-        "latency stay exact.", lo=0.0, hi=1.0)
+        1.0, "Share of events whose feature payload is kept. Counts, latency and "
+        "predictions stay exact.", lo=0.0, hi=1.0)
     queue_size: int = _setting(
-        10_000, "Bound of the in-process queue; events beyond it are dropped and counted "
-        "(reason queue_full).", lo=1, hi=10_000_000)
-    batch_size: int = _setting(500, "Events per request to the sidecar.", lo=1, hi=10_000)
+        10_000, "Bound of the in-process queue, in rows (a batch call of n rows takes n); "
+        "events beyond it are dropped and counted (reason queue_full).", lo=1, hi=10_000_000)
+    batch_size: int = _setting(
+        500, "Most events per request to the sidecar (a request is also kept under 8 MiB "
+        "before gzip).", lo=1, hi=10_000)
     flush_interval_ms: int = _setting(
         200, "Longest time an event waits in the client before it is sent.", lo=1, hi=60_000)
     send_timeout_s: float = _setting(5.0, "Timeout of one HTTP request to the sidecar.",

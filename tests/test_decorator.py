@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import mlwatch
+from mlwatch import wire
 from mlwatch.client import decorator, runtime
 from mlwatch.client.exporter import Result
 from mlwatch.client.local import MemoryExporter
@@ -277,22 +278,34 @@ def test_capture_off_records_counts_and_latency_only(sink: MemoryExporter) -> No
                for e in evs)
 
 
-def test_sampling_keeps_counts_exact_and_payload_share_near_rate(
+def test_sampling_keeps_counts_exact_and_feature_share_near_rate(
         sink: MemoryExporter, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decorator, "_random", random.Random(1234).random)
 
-    @mlwatch.monitor("m", sample_rate=0.3)
-    def predict(x: dict[str, int]) -> int:
-        return 1
+    @mlwatch.monitor("m", sample_rate=0.3, request_id="rid")
+    def predict(x: dict[str, int], rid: str) -> dict[str, int]:
+        return {"label": x["i"] % 3}
 
     n = 4000
     for i in range(n):
-        predict({"i": i})
+        predict({"i": i}, rid=f"r{i}")
     evs = events(sink)
     assert len(evs) == n
     kept = sum(e["features"] is not None for e in evs)
     assert abs(kept / n - 0.3) < 0.03
-    assert all((e["features"] is None) == (e["prediction"] is None) for e in evs)
+    # sampling drops the features only: predicted-class counts stay exact
+    assert [e["prediction"] for e in evs] == [{"label": i % 3} for i in range(n)]
+    assert [e["request_id"] for e in evs] == [f"r{i}" for i in range(n)]
+
+
+def test_sampled_out_batch_keeps_its_predictions(sink: MemoryExporter) -> None:
+    @mlwatch.monitor("b", batch=True, sample_rate=0.0)
+    def predict(rows: list[dict[str, int]]) -> list[int]:
+        return [r["x"] * 2 for r in rows]
+
+    predict([{"x": 1}, {"x": 2}])
+    evs = events(sink)
+    assert [(e["features"], e["prediction"]) for e in evs] == [(None, 2), (None, 4)]
 
 
 def test_config_sample_rate_applies_when_the_monitor_has_none(monkeypatch: pytest.MonkeyPatch
@@ -341,6 +354,17 @@ def test_after_shutdown_calls_still_work(sink: MemoryExporter) -> None:
     ({"features": "nope"}, "features"),
     ({"request_id": "nope"}, "request_id"),
     ({"feature_names": "abc"}, "feature_names"),
+    ({"version": "1\n"}, "version"),
+    ({"run_id": 12345}, "run_id"),
+    ({"run_id": "run\x00"}, "run_id"),
+    ({"run_id": "r" * 129}, "run_id"),
+    ({"params": [("lr", 0.1)]}, "params"),
+    ({"params": "lr=0.1"}, "params"),
+    ({"labels": {1: "eu"}}, "labels"),
+    ({"labels": {"9region": "eu"}}, "labels"),
+    ({"labels": {"region-code": "eu"}}, "labels"),
+    ({"labels": {"r" * 65: "eu"}}, "labels"),
+    ({"labels": {"region": "e\tu"}}, "labels"),
 ])
 def test_bad_monitor_arguments_raise_at_decoration(kwargs: dict[str, Any], key: str) -> None:
     with pytest.raises(mlwatch.ConfigError) as info:
@@ -402,3 +426,114 @@ def test_model_spec_says_where_prediction_and_label_live(tmp_path: Any) -> None:
     assert sink.records["events"][0]["prediction"] == 1
     assert sink.records["feedback"][0]["label"] == 0
     runtime.shutdown()
+
+
+def test_good_monitor_arguments_are_accepted(sink: MemoryExporter) -> None:
+    @mlwatch.monitor("m", labels={"region": "eu", "_Tier2": "gold", "r" * 64: ""},
+                     run_id="", params={"lr": 0.1})
+    def predict(x: int) -> int:
+        return x
+
+    predict(1)
+    [ev] = events(sink)
+    assert ev["labels"] == {"region": "eu", "_Tier2": "gold", "r" * 64: ""}
+    assert "run_id" not in ev  # an empty run id means none
+
+
+def test_values_orjson_cannot_encode_are_converted(sink: MemoryExporter) -> None:
+    import orjson
+
+    @mlwatch.monitor("m")
+    def predict(x: Any) -> Any:
+        return x["out"]
+
+    predict({"out": 10**20, "h": 2**70, "neg": -(2**64)})
+    predict({"out": [2**64, 10**400], "h": np.uint64(2**64 - 1)})
+    evs = events(sink)
+    assert evs[0]["prediction"] == 1e20
+    assert evs[0]["features"]["h"] == float(2**70) and evs[0]["features"]["neg"] == -float(2**64)
+    assert evs[1]["prediction"][0] == float(2**64)
+    assert evs[1]["prediction"][1].startswith("1000")  # too large even for a float
+    assert evs[1]["features"]["h"] == float(2**64 - 1)
+    orjson.dumps(evs)
+    for i, ev in enumerate(evs, 1):
+        wire.validate_event(ev, line=i)
+
+
+def test_ids_and_error_names_never_carry_control_characters(sink: MemoryExporter) -> None:
+    bad = type("BadError", (Exception,), {})
+    bad.__name__ = "Bad\nError"  # type() refuses NUL, but a name can be set to anything
+
+    @mlwatch.monitor("m", request_id="rid")
+    def predict(x: int, rid: str) -> int:
+        if x:
+            raise bad()
+        return x
+
+    predict(0, rid="req\x00-1\n")
+    with pytest.raises(bad):
+        predict(1, rid="r2")
+    mlwatch.log_feedback("req\x00-1\n", 1)
+    evs = events(sink)
+    assert evs[0]["request_id"] == "req\\x00-1\\n"
+    assert evs[1]["error"] == "Bad\\nError"
+    assert sink.records["feedback"][0]["request_id"] == evs[0]["request_id"]  # still joins
+    for i, ev in enumerate(evs, 1):
+        wire.validate_event(ev, line=i)
+
+
+def test_deep_predictions_and_params_are_cut_at_the_wire_depth(sink: MemoryExporter) -> None:
+    def nest(levels: int) -> Any:
+        value: Any = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    @mlwatch.monitor("deep", params={"tree": nest(wire.MAX_DEPTH + 5)})
+    def predict(x: int) -> Any:
+        return nest(x)
+
+    predict(wire.MAX_DEPTH)
+    predict(wire.MAX_DEPTH + 1)
+    evs = events(sink)
+    assert evs[0]["prediction"] == nest(wire.MAX_DEPTH)  # 32 levels are kept as they are
+    inner = evs[1]["prediction"]
+    for _ in range(wire.MAX_DEPTH):
+        inner = inner[0]
+    assert inner == "[1]"  # the 33rd level is its string form
+    for i, ev in enumerate(evs, 1):
+        wire.validate_event(ev, line=i)
+    wire.validate_registration(sink.records["models"][0])
+
+
+def test_the_bound_counts_rows_of_batch_calls() -> None:
+    exporter = MemoryExporter()
+    runtime.start(Config(model="m", version="1", code_version="c", flush_interval_ms=60_000,
+                         batch_size=10_000, queue_size=100), exporter=exporter)
+
+    @mlwatch.monitor("b", batch=True)
+    def predict_batch(rows: list[int]) -> list[int]:
+        return rows
+
+    @mlwatch.monitor("s")
+    def predict(x: int) -> int:
+        return x
+
+    shipper = runtime._current.shipper  # type: ignore[union-attr]
+    assert shipper is not None
+    predict_batch(list(range(60)))  # 60 slots
+    predict_batch(list(range(60)))  # would make 120: dropped whole
+    predict_batch(list(range(150)))  # larger than the bound by itself: dropped
+    for i in range(50):  # 40 fit
+        predict(i)
+    assert (len(shipper.queue), shipper.extra_rows) == (41, 59)
+    assert mlwatch.flush(5.0)
+    assert shipper.extra_rows == 0
+    assert len(exporter.records["events"]) == 100
+    [report] = exporter.dropped  # sent with the events
+    assert {(d["model"], d["reason"], d["count"]) for d in report} == {
+        ("b", "queue_full", 210), ("s", "queue_full", 10)}
+    predict_batch(list(range(100)))  # the room came back
+    assert mlwatch.flush(5.0)
+    assert len(exporter.records["events"]) == 200
+    assert runtime.shutdown(5.0)

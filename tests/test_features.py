@@ -149,3 +149,43 @@ def test_a_failing_str_is_an_error_for_the_caller_of_features_to_handle() -> Non
 
     with pytest.raises(RuntimeError):
         feat.to_jsonable(Evil())
+
+
+def test_integers_beyond_64_bits_become_floats_or_strings() -> None:
+    import orjson
+
+    big, huge = 10**20, 10**400
+    assert feat.to_jsonable(big) == 1e20 and feat.to_jsonable(-(2**63)) == -(2**63)
+    assert feat.to_jsonable(2**63 - 1) == 2**63 - 1 and feat.to_jsonable(2**63) == 2.0**63
+    assert feat.to_jsonable([huge])[0] == str(huge)[:MAX_STRING]
+    assert feat.to_jsonable(10**5000) == "<integer of 16610 bits>"  # over int_max_str_digits
+    out = feat.to_features({"id": big, "n": np.uint64(2**64 - 1), "deep": [big], 1: 2})
+    assert out == {"id": 1e20, "n": float(2**64 - 1), "deep": "[1e+20]", "1": 2}
+    assert feat.to_rows([[big, 1]]) == [{"f0": 1e20, "f1": 1}]
+    orjson.dumps([out, feat.to_jsonable({"p": [big, huge]})])
+
+
+def test_nesting_is_cut_at_the_wire_depth() -> None:
+    from mlwatch.wire import MAX_DEPTH, validate_event
+
+    def nest(levels: int) -> object:
+        value: object = 0
+        for _ in range(levels):
+            value = {"k": value}
+        return value
+
+    assert feat.to_jsonable(nest(MAX_DEPTH)) == nest(MAX_DEPTH)
+    one_more = feat.to_jsonable(nest(MAX_DEPTH + 1))
+    validate_event({"model": "m", "latency_ms": 1, "prediction": one_more})
+    cut = feat.to_jsonable([np.array([nest(200)])])  # conversions do not add levels
+    inner = cut
+    for _ in range(MAX_DEPTH):
+        inner = inner["k"] if isinstance(inner, dict) else inner[0]
+    assert isinstance(inner, str) and inner.startswith("{'k': ") and len(inner) <= MAX_STRING
+    validate_event({"model": "m", "latency_ms": 1, "prediction": cut})
+
+
+def test_printable_escapes_what_ids_and_names_must_not_hold() -> None:
+    assert feat.printable("plain id", 256) == "plain id"
+    assert feat.printable("a\x00b\tc\u2028\ud800", 256) == "a\\x00b\\tc\\u2028\\ud800"
+    assert feat.printable("x" * 300, 256) == "x" * 256

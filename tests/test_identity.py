@@ -102,3 +102,23 @@ def test_resolve_prefers_monitor_arguments_then_config_then_defaults() -> None:
         "cfg-model", "cfg-v", "c", "cfg-run")
     assert identity.resolve(Site(name="_predict"), Config(), "c") == identity.Identity(
         "predict", "unknown", "c")
+
+
+def test_resolve_escapes_what_the_wire_refuses_and_never_fails_on_odd_types() -> None:
+    odd = Site(name="predict", model="m", version="1\n", run_id=12345)  # type: ignore[arg-type]
+    ident = identity.resolve(odd, Config(), "c\x00")
+    assert (ident.version, ident.run_id) == ("1\\n", "12345")
+    assert identity.resolve_code_version("c\x00") == "c\\x00"
+    assert identity.resolve(Site(name="p", version="\x00" * 200), Config(), "c").version == \
+        "\\x00" * 32
+
+
+def test_a_site_whose_identity_fails_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> identity.Identity:
+        raise TypeError("boom")
+
+    monkeypatch.setattr(runtime, "resolve", broken)
+    rt = runtime.Runtime(Config(model="m", sidecar_url="off"))
+    assert rt.identity_of(Site(name="_predict", model="bad name")).key == ("predict", "unknown")
+    assert rt.identity_of(Site(name="f", model="ok", version="7")).key == ("ok", "7")
+    assert identity.fallback_key(Site(name="f", version="\n")) == ("f", "\\n")

@@ -28,7 +28,13 @@ import pytest
 import mlwatch
 from mlwatch.client import runtime
 from mlwatch.client.drops import DropCounts
+from mlwatch.client.events import Site
+from mlwatch.client.exporter import Partial, Result
+from mlwatch.client.identity import Identity
+from mlwatch.client.local import LocalExporter, MemoryExporter
 from mlwatch.client.ratelimit import failures
+from mlwatch.client.shipper import Shipper
+from mlwatch.client.transport import HttpExporter
 from mlwatch.settings import load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import validate_drop_report, validate_event, validate_registration
@@ -46,6 +52,11 @@ class Recorder:
         self.gate = threading.Event()  # cleared: requests wait (a hung sidecar)
         self.gate.set()
         self.cond = threading.Condition()
+        self.max_bytes: int | None = None  # like the sidecar's max_body_bytes: 413 above
+
+    def posts(self, path: str = "/v1/events") -> list[dict[str, Any]]:
+        with self.cond:
+            return [r for r in self.requests if r["path"] == path]
 
     def events(self) -> list[dict[str, Any]]:
         with self.cond:
@@ -77,8 +88,11 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
             with rec.cond:
                 todo = rec.script.get(self.path)
                 status, headers = todo.pop(0) if todo else (202, {})
+                if rec.max_bytes is not None and len(data) > rec.max_bytes:
+                    status, headers = 413, {}
                 rec.requests.append({"path": self.path, "headers": dict(self.headers),
                                      "body": json.loads(data), "status": status,
+                                     "size": len(data),
                                      "port": self.client_address[1], "at": time.monotonic()})
                 rec.cond.notify_all()
             payload = b'{"accepted": 1}' if status < 300 else b'{"detail": "line 1, field x"}'
@@ -121,6 +135,16 @@ def start(url: str, **settings: Any) -> None:
 @mlwatch.monitor()
 def predict(x: dict[str, Any]) -> int:
     return 1
+
+
+def report(request: dict[str, Any]) -> tuple[str | None, list[tuple[str, str, str, int]]] | None:
+    """(report_id, drop counts) of a request's ``X-Mlwatch-Dropped`` header, or None."""
+    header = request["headers"].get("X-Mlwatch-Dropped")
+    if header is None:
+        return None
+    items = json.loads(header)
+    assert all(isinstance(d.get("report_id"), str) for d in items)  # in every object
+    return validate_drop_report(items)
 
 
 def drops() -> dict[tuple[Any, str], int]:
@@ -199,14 +223,12 @@ def test_bound_holds_and_drop_header_is_sent_then_cleared(server: tuple[str, Rec
     for i in range(2):
         predict({"i": i})
     assert mlwatch.flush(5.0)
-    posts = [r for r in rec.requests if r["path"] == "/v1/events"]
-    headers = [validate_drop_report(json.loads(r["headers"]["X-Mlwatch-Dropped"]))
-               if "X-Mlwatch-Dropped" in r["headers"] else None for r in posts]
-    assert headers == [
-        [("m", "1", "queue_full", 45)],
-        [("m", "1", "queue_full", 45), ("m", "1", "send_failed", 5)],
-        None,  # cleared after the 2xx
-    ]
+    headers = [report(r) for r in rec.posts()]
+    [(first_id, first), (again_id, again), (next_id, last)] = headers  # type: ignore[misc]
+    assert first == again == [("m", "1", "queue_full", 45)]
+    assert again_id == first_id  # the same report until a request carrying it succeeds
+    assert last == [("m", "1", "send_failed", 5)]  # then a new one, of what came since
+    assert next_id != first_id
     assert drops() == {}
 
 
@@ -381,3 +403,283 @@ def test_local_mode_redacts_sensitive_features(tmp_path: Path) -> None:
         assert event["features"]["email"].startswith("hmac:")
     finally:
         store.close()
+
+
+# -- one bad call site, event or batch never stops the others ----------------------------
+
+def _shipper(exporter: Any, identity_of: Any = None, **kw: Any) -> Shipper:
+    kw.setdefault("queue_size", 10_000)
+    kw.setdefault("batch_size", 100)
+    return Shipper(exporter, flush_interval_s=60.0, retry_timeout_s=1.0,
+                   identity_of=identity_of or (lambda s: Identity(s.model, "1", "c")),
+                   registration_of=lambda s: {"model": s.model, "version": "1"}, **kw)
+
+
+def test_a_site_whose_identity_fails_costs_only_its_own_calls() -> None:
+    good, bad = Site(name="good", model="good"), Site(name="bad_fn", model="bad", version="2")
+
+    def identity_of(site: Site) -> Identity:
+        if site is bad:
+            raise TypeError("'int' object is not subscriptable")  # what run_id=12345 did
+        return Identity(site.model or "m", "1", "c")
+
+    sink = MemoryExporter()
+    shipper = _shipper(sink, identity_of)
+    try:
+        for rnd in range(3):
+            for i in range(5):
+                shipper.record(good, 1000, {"i": i}, i, None, None)
+            shipper.record(bad, 1000, {"i": 0}, 0, None, None)
+            shipper.drops.add(bad, "queue_full")
+            assert shipper.flush(5.0)
+            assert len(sink.records["events"]) == 5 * (rnd + 1)
+        reports = [validate_drop_report(d) for d in sink.dropped]
+        assert [sorted(r[1]) for r in reports] == [
+            [("bad", "2", "error", 1), ("bad", "2", "queue_full", 1)]] * 3
+        assert shipper.drops.snapshot() == {}  # each report went out with the good events
+    finally:
+        assert shipper.shutdown(5.0)
+
+
+def test_a_drain_that_fails_midway_counts_what_it_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlwatch.client import shipper as shipper_mod
+
+    site = Site(name="p", model="m")
+    sink = MemoryExporter()
+    shipper = _shipper(sink)
+    real_build = shipper_mod.build
+    calls = []
+
+    def flaky_build(*args: Any) -> list[dict[str, Any]]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("out of memory while building events")
+        return real_build(*args)
+
+    monkeypatch.setattr(shipper_mod, "build", flaky_build)
+    try:
+        shipper.record_rows(site, 1000, [{"i": 1}, {"i": 2}], [1, 2], None, None, 2)
+        shipper.record(site, 1000, {"i": 3}, 3, None, None)
+        assert shipper.flush(5.0)
+        assert sink.records["events"] == []
+        assert shipper.drops.snapshot() == {(site, "error"): 3}
+        shipper.record(site, 1000, {"i": 4}, 4, None, None)
+        assert shipper.flush(5.0)
+        assert len(sink.records["events"]) == 1
+        assert [validate_drop_report(d)[1] for d in sink.dropped] == [[("m", "1", "error", 3)]]
+        assert shipper.extra_rows == 0
+    finally:
+        assert shipper.shutdown(5.0)
+
+
+def test_drop_report_never_raises_on_a_bad_site() -> None:
+    site = Site(name="predict", model="bad name!")
+
+    def broken(s: Site) -> Identity:
+        raise RuntimeError("boom")
+
+    assert DropCounts.report({(site, "queue_full"): 2}, broken, "r1") == [
+        {"model": "predict", "version": "unknown", "reason": "queue_full", "count": 2,
+         "report_id": "r1"}]
+
+
+def test_one_unencodable_event_costs_only_itself(server: tuple[str, Recorder],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlwatch.client import shipper as shipper_mod
+
+    url, rec = server
+    real_build = shipper_mod.build
+
+    def poisoned(*args: Any) -> list[dict[str, Any]]:
+        events = real_build(*args)
+        if len(events) > 3:
+            events[3]["prediction"] = {"x": object()}  # neither orjson nor json encodes it
+        return events
+
+    monkeypatch.setattr(shipper_mod, "build", poisoned)
+    start(url, flush_interval_ms=60_000)
+    for i in range(10):
+        predict({"i": i})
+    assert mlwatch.flush(5.0)
+    assert sorted(e["features"]["i"] for e in rec.events()) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert drops() == {(("m", "1"), "error"): 1}
+    predict({"i": 10})
+    assert mlwatch.flush(5.0)
+    assert report(rec.posts()[-1])[1] == [("m", "1", "error", 1)]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("encoder", ["orjson", "json"])
+def test_exporter_encodes_event_by_event_when_the_batch_fails(
+        server: tuple[str, Recorder], encoder: str) -> None:
+    url, rec = server
+    exp = HttpExporter(url)
+    if encoder == "json":  # the encoder of hosts without orjson
+        exp._dumps = lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False).encode()
+    bad = {"model": "m", "latency_ms": 1, "prediction": {1j}}
+    records = [{"model": "m", "latency_ms": i} for i in range(3)]
+    res = exp.export("events", [records[0], bad, records[1], records[2]], deadline=time.monotonic()
+                     + 5, interrupt=threading.Event())
+    assert res == Partial(lost=[(Result.ERROR, [bad])], report_sent=False)
+    assert rec.events() == records
+    exp.close()
+
+
+# -- wide models: requests capped by size, split on 413 ---------------------------------
+
+def _wide(i: int, n: int = 200) -> dict[str, float]:
+    return {f"embedding_dimension_{k:04d}": i + k / 1000 for k in range(n)}
+
+
+def test_requests_are_capped_by_serialized_size(server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    cap = 40_000
+    runtime.start(load_config(env={}, sidecar_url=url, model="m", version="1",
+                              code_version="c", flush_interval_ms=60_000),
+                  exporter=HttpExporter(url, max_request_bytes=cap))
+    for i in range(50):  # ~7.5 KB each: 5 per request
+        predict(_wide(i))
+    assert mlwatch.flush(10.0)
+    posts = rec.posts()
+    assert len(posts) >= 10 and all(r["size"] <= cap and r["status"] == 202 for r in posts)
+    assert [e["features"]["embedding_dimension_0000"] for e in rec.events()] == list(range(50))
+    assert drops() == {}
+
+
+def test_413_splits_the_batch_and_drops_only_an_event_too_large_alone(
+        server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    rec.max_bytes = 60_000  # the client's cap (8 MiB) is far above the server's limit
+    start(url, flush_interval_ms=60_000)
+    for i in range(40):
+        predict(_wide(i))
+    predict(_wide(40, n=1_000))  # ~37 KB ... fits alone
+    predict({"huge": "x" * 2_000, **_wide(41, n=1_900)})  # ~70 KB: never fits
+    assert mlwatch.flush(10.0)
+    posts = rec.posts()
+    assert posts[0]["status"] == 413 and all(r["size"] <= 60_000 for r in posts
+                                             if r["status"] == 202)
+    got = sorted(e["features"]["embedding_dimension_0000"] for e in rec.events())
+    assert got == list(range(41))
+    assert drops() == {(("m", "1"), "rejected"): 1}
+
+
+def test_the_drop_report_rides_on_split_requests_under_one_id(
+        server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    start(url, flush_interval_ms=60_000)
+    predict({"i": 0})
+    assert mlwatch.flush(5.0)
+    rec.max_bytes = 30_000
+    runtime._current.shipper.drops.add(("m", "1"), "queue_full", 7)  # type: ignore[union-attr]
+    for i in range(20):
+        predict(_wide(i))
+    assert mlwatch.flush(10.0)
+    posts = rec.posts()[1:]
+    first_ok = next(i for i, r in enumerate(posts) if r["status"] == 202)
+    assert first_ok > 0  # 413 first, then halves
+    sent = [report(r) for r in posts[:first_ok + 1]]
+    assert sent[0] is not None and sent[0][1] == [("m", "1", "queue_full", 7)]
+    assert all(r == sent[0] for r in sent)  # one id: the sidecar counts it once
+    assert all(report(r) is None for r in posts[first_ok + 1:])
+    assert len(rec.events()) == 21
+    assert drops() == {}
+
+
+# -- flush waits for the batch being exported ---------------------------------------------
+
+class Blocking(MemoryExporter):
+    """An exporter whose events export waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, kind: str, records: list[dict[str, Any]], **kw: Any) -> Any:
+        if kind == "events" and records:
+            self.entered.set()
+            self.release.wait(10)
+        return super().export(kind, records, **kw)
+
+
+def test_flush_waits_for_the_export_in_flight() -> None:
+    sink = Blocking()
+    runtime.start(load_config(env={}, model="m", code_version="c", flush_interval_ms=10),
+                  exporter=sink)
+    predict({"a": 1})
+    assert sink.entered.wait(5)  # the worker took the event off the queue and is exporting
+    t0 = time.monotonic()
+    assert not mlwatch.flush(0.3)  # the queue is empty, but the export is not done
+    assert time.monotonic() - t0 >= 0.25
+    threading.Timer(0.3, sink.release.set).start()
+    assert mlwatch.flush(5.0)
+    assert len(sink.records["events"]) == 1
+    assert mlwatch.shutdown(5.0)
+
+
+# -- local mode applies retention ------------------------------------------------------
+
+def test_local_mode_purges_at_most_once_an_hour(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    exp = LocalExporter(tmp_path / "store.db", retention_days=1.0, clock=lambda: now[0])
+    purges: list[int] = []
+    real = EmbeddedStore.purge
+
+    def counting(self: EmbeddedStore, **kw: Any) -> int:
+        purges.append(1)
+        return real(self, **kw)
+
+    monkeypatch.setattr(EmbeddedStore, "purge", counting)
+    old = {"model": "loc", "latency_ms": 1.0, "ts": "2020-01-01T00:00:00Z"}
+
+    def export() -> Any:
+        return exp.export("events", [dict(old)], deadline=0.0, interrupt=threading.Event())
+
+    assert export() is Result.OK
+    assert len(purges) == 1  # the first export purges (the 2020 event is gone already)
+    now[0] += 3599
+    export()
+    assert len(purges) == 1
+    now[0] += 1
+    export()
+    assert len(purges) == 2
+    assert exp._open().count_events("loc") == 0  # each purge removed the old event
+    exp.close()
+
+
+# -- drop counts at shutdown and on retries ----------------------------------------------
+
+def test_drop_counts_left_at_shutdown_go_out_in_a_last_request(
+        server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    start(url, flush_interval_ms=60_000)
+    predict({"i": 0})
+    assert mlwatch.flush(5.0)
+    runtime._current.shipper.drops.add(("m", "1"), "queue_full", 3)  # type: ignore[union-attr]
+    assert mlwatch.shutdown(5.0)
+    last = rec.posts()[-1]
+    assert (last["body"], last["status"]) == ([], 202)
+    assert report(last)[1] == [("m", "1", "queue_full", 3)]  # type: ignore[index]
+
+
+def test_report_id_is_kept_across_retries_and_renewed_after_success(
+        server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    start(url, flush_interval_ms=60_000)
+    predict({"i": 0})
+    assert mlwatch.flush(5.0)
+    shipper = runtime._current.shipper  # type: ignore[union-attr]
+    assert shipper is not None
+    shipper.drops.add(("m", "1"), "queue_full", 2)
+    rec.script["/v1/events"] = [(503, {"Retry-After": "0"}), (202, {})]
+    predict({"i": 1})
+    assert mlwatch.flush(10.0)
+    shipper.drops.add(("m", "1"), "queue_full", 4)
+    predict({"i": 2})
+    assert mlwatch.flush(5.0)
+    [retried, ok, after] = [report(r) for r in rec.posts()[1:]]
+    assert retried == ok and ok is not None and ok[1] == [("m", "1", "queue_full", 2)]
+    assert after is not None and after[1] == [("m", "1", "queue_full", 4)]
+    assert after[0] != ok[0]
+    assert drops() == {}

@@ -158,9 +158,11 @@ def test_feedback_and_registration(client: TestClient) -> None:
     reg = [{"model": "iris", "version": "1", "code_version": "abc123", "run_id": "run-7",
             "task": "classification", "params": {"C": 1.0}}]
     assert client.post("/v1/models", json=reg).status_code == 202
-    wait_until(lambda: client.get("/v1/models/iris/status").json()["feedback_stored"] == 2,
-               what="feedback stored")
-    status = client.get("/v1/models/iris/status").json()
+    def done() -> Any:
+        status = client.get("/v1/models/iris/status").json()
+        return status if status["feedback_stored"] == 2 and status["versions"] else None
+
+    status = wait_until(done, what="feedback and registration stored")
     assert status["events_stored"] == 3
     assert status["versions"][0]["params"] == {"C": 1.0}
     metrics = client.get("/metrics").text

@@ -19,6 +19,18 @@ the call (it may read a context variable set by the function). Exceptions that a
 not ``Exception`` (``KeyboardInterrupt``, ``asyncio.CancelledError``) pass through
 unrecorded: they are not model errors.
 
+What is kept: every call is counted with its latency and status. ``sample_rate``
+(default: the ``sample_rate`` setting) is the share of calls whose *features* are
+kept; a sampled-out call still records its prediction and request id, with
+``features`` null. ``capture=False`` records counts, latency and status only:
+``features`` and ``prediction`` are null (the request id is still recorded).
+With ``batch=True`` each row takes one slot of the queue bound (``queue_size``).
+
+Options are checked at decoration: ``labels`` names match
+``[A-Za-z_][A-Za-z0-9_]{0,63}`` and values are strings of at most 128 printable
+characters; ``run_id`` is a string of at most 128 printable characters; ``params`` is
+a mapping (made JSON-able once, here).
+
 >>> from mlwatch.client import runtime
 >>> from mlwatch.client.local import MemoryExporter
 >>> from mlwatch.settings import Config
@@ -52,7 +64,7 @@ from mlwatch.client.events import NO_PAYLOAD, Site
 from mlwatch.client.features import count_rows, to_jsonable
 from mlwatch.client.ratelimit import failures
 from mlwatch.errors import ConfigError
-from mlwatch.wire import MAX_LABELS, MAX_NAME, NAME_RE
+from mlwatch.wire import LABEL_KEY_RE, MAX_LABELS, MAX_NAME, NAME_RE
 
 F = TypeVar("F", bound=Callable[..., Any])
 ArgSpec = str | Callable[[tuple[Any, ...], dict[str, Any]], Any] | None
@@ -85,21 +97,43 @@ def _position(fn: Callable[..., Any], spec: str | None, option: str) -> tuple[in
     raise ConfigError(option, f"{fn.__qualname__}() has no parameter {spec!r} (has: {names})")
 
 
+def _text(value: Any, lo: int) -> bool:
+    """A string of ``lo`` to MAX_NAME printable characters (what the wire takes in names)."""
+    return isinstance(value, str) and lo <= len(value) <= MAX_NAME and value.isprintable()
+
+
+def _check_labels(labels: Any) -> None:
+    if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
+        raise ConfigError("labels", f"expected a mapping of at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+            raise ConfigError("labels", f"label names are letters, digits and '_' (at most 64), "
+                              f"not starting with a digit; got {key!r}")
+        if not _text(value, 0):
+            raise ConfigError("labels", f"label {key!r}: expected a string of at most "
+                              f"{MAX_NAME} printable characters, got {value!r:.60}")
+
+
 def _check(model: str | None, version: str | None, sample_rate: float | None,
            labels: Mapping[str, str] | None, feature_names: Sequence[str] | None,
-           prediction: Any, features: Any, request_id: Any) -> None:
+           prediction: Any, features: Any, request_id: Any, run_id: Any, params: Any) -> None:
     if model is not None and (not isinstance(model, str) or not NAME_RE.match(model)):
         raise ConfigError("model", f"expected letters, digits and '_.:-' (at most {MAX_NAME}), "
                           f"got {model!r}")
-    if version is not None and (not isinstance(version, str) or not 0 < len(version) <= MAX_NAME):
-        raise ConfigError("version", f"expected a string of 1 to {MAX_NAME} characters")
+    if version is not None and not _text(version, 1):
+        raise ConfigError("version", f"expected a string of 1 to {MAX_NAME} printable "
+                          f"characters, got {version!r:.60}")
+    if run_id is not None and not _text(run_id, 0):
+        raise ConfigError("run_id", f"expected a string of at most {MAX_NAME} printable "
+                          f"characters, got {run_id!r:.60}")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError("params", f"expected a mapping of parameter names to values, got "
+                          f"{type(params).__name__}")
     if sample_rate is not None and not (isinstance(sample_rate, (int, float))
                                         and 0.0 <= sample_rate <= 1.0):
         raise ConfigError("sample_rate", f"expected a number from 0 to 1, got {sample_rate!r}")
-    if labels is not None and (not isinstance(labels, Mapping) or len(labels) > MAX_LABELS or any(
-            not isinstance(v, str) or len(v) > MAX_NAME for v in labels.values())):
-        raise ConfigError("labels", f"expected at most {MAX_LABELS} string values of at most "
-                          f"{MAX_NAME} characters")
+    if labels is not None:
+        _check_labels(labels)
     if feature_names is not None and (isinstance(feature_names, str) or not all(
             isinstance(n, str) for n in feature_names)):
         raise ConfigError("feature_names", "expected a sequence of strings")
@@ -119,14 +153,19 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
     """Decorate a prediction function (``@monitor``, ``@monitor("iris", "3")``, …)."""
     if callable(model):  # bare @monitor
         return monitor()(model)
-    _check(model, version, sample_rate, labels, feature_names, prediction, features, request_id)
+    _check(model, version, sample_rate, labels, feature_names, prediction, features, request_id,
+           run_id, params)
+    try:
+        jparams = to_jsonable(dict(params)) if params else None
+    except Exception as exc:
+        raise ConfigError("params", f"cannot be made JSON: {exc!r}") from None
 
     def decorate(fn: F) -> F:
         site = Site(name=getattr(fn, "__name__", "model"), model=model, version=version,
                     batch=batch, feature_names=tuple(feature_names) if feature_names else None,
                     prediction=prediction, capture=capture, sample_rate=sample_rate,
-                    labels=dict(labels) if labels else None,
-                    params=to_jsonable(dict(params)) if params else None, run_id=run_id)
+                    labels=dict(labels) if labels else None, params=jparams,
+                    run_id=run_id or None)
         fx = features if callable(features) else None
         idx, name = (0, None) if fx else _position(fn, cast("str | None", features), "features")
         rx = request_id if callable(request_id) else None
@@ -173,11 +212,14 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
                     except Exception as exc:
                         failures.warning("request_id", "mlwatch: request_id of %s failed: %r",
                                          site.name, exc)
-                if x is NO_PAYLOAD:
+                if not capture:
                     result = None
                 elif type(result) is dict:
                     result = result.copy()
-                sink.record(site, lat, x, result, rid, err, rows)
+                if batch:
+                    sink.record_rows(site, lat, x, result, rid, err, rows)
+                else:
+                    sink.record(site, lat, x, result, rid, err)
             except Exception as exc:
                 failures.error("record", "mlwatch: recording a call of %s failed: %r",
                                site.name, exc)
@@ -189,7 +231,7 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
                 sink = rt.sink
                 if sink is None:
                     return await fn(*args, **kwargs)
-                if not batch and len(sink.queue) >= sink.maxlen:  # full: skip the capture work
+                if not batch and len(sink.queue) + sink.extra_rows >= sink.maxlen:  # full: skip
                     sink.drops.add(site, "queue_full")
                     return await fn(*args, **kwargs)
                 x, rows = before(rt, args, kwargs)
@@ -210,7 +252,7 @@ def monitor(model: str | Callable[..., Any] | None = None, version: str | None =
             sink = rt.sink
             if sink is None:
                 return fn(*args, **kwargs)
-            if not batch and len(sink.queue) >= sink.maxlen:  # full: skip the capture work
+            if not batch and len(sink.queue) + sink.extra_rows >= sink.maxlen:  # full: skip
                 sink.drops.add(site, "queue_full")
                 return fn(*args, **kwargs)
             x, rows = before(rt, args, kwargs)

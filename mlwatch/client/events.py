@@ -4,10 +4,14 @@ The decorator's hot path appends one tuple per call (an :data:`Entry`)::
 
     (site, end_wall_ns, latency_ns, inputs, result, request_id, error, rows)
 
-``inputs`` is :data:`NO_PAYLOAD` when the payload was not kept (``capture=False`` or
-sampled out); ``rows`` is the batch size (1 for single predictions). Everything
-else — feature extraction, JSON conversion, ids (``ids.event_ids``, one OS random
-call per batch), timestamps (``wire.format_ts``) — happens here.
+``inputs`` is :data:`NO_PAYLOAD` when the features were not kept (``capture=False``
+or sampled out); ``result`` is None when ``capture=False``. So a sampled-out call
+keeps its prediction, request id, latency and status, and ``capture=False`` keeps
+counts, latency and status only. ``rows`` is the batch size (1 for single
+predictions). Everything else — feature extraction, JSON conversion, ids
+(``ids.event_ids``, one OS random call per batch), timestamps (``wire.format_ts``) —
+happens here. Request ids and error names get non-printable characters escaped
+(``features.printable``): the wire format refuses control characters in them.
 
 Each part is guarded separately: a feature extractor that fails leaves
 ``features`` null and the event is still counted with its latency and status.
@@ -61,10 +65,10 @@ def _request_ids(rid: Any, n: int) -> list[str | None]:
     if rid is None:
         return [None] * n
     if isinstance(rid, (list, tuple)) and len(rid) == n:
-        return [None if r is None else str(r)[:MAX_ID] or None for r in rid]
-    text = str(rid)
+        return [None if r is None else feat.printable(str(r), MAX_ID) or None for r in rid]
+    text = feat.printable(str(rid), MAX_ID)
     if n == 1:
-        return [text[:MAX_ID] or None]
+        return [text or None]
     return [f"{text[:MAX_ID - 8]}:{i}" for i in range(n)]
 
 
@@ -83,19 +87,20 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
                             "status": "error" if err else "ok",
                             "code_version": ident.code_version}
     if err:
-        base["error"] = err[:MAX_NAME]
+        base["error"] = feat.printable(err, MAX_NAME) or "error"
     if ident.run_id:
         base["run_id"] = ident.run_id
     if ident.labels:
         base["labels"] = ident.labels
-    kept = inputs is not NO_PAYLOAD
-    rids = _request_ids(rid, n)
+    kept = inputs is not NO_PAYLOAD  # features kept (not capture=False, not sampled out)
+    predict = site.capture and not err  # the prediction is kept unless capture=False
+    rids = _safely("request_id", _request_ids, rid, n) or [None] * n
     if not site.batch:
         base["request_id"] = rids[0]
         base["features"] = _safely("features", feat.to_features, inputs,
                                    site.feature_names) if kept else None
         base["prediction"] = (_safely("prediction", _prediction, site, result, ident)
-                              if kept and not err else None)
+                              if predict else None)
         return [base], [start]
     rows: Sequence[Any] = [None] * n
     preds: Sequence[Any] = [None] * n
@@ -106,14 +111,14 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         elif got is not None:
             failures.warning("features.rows", "mlwatch: a batch input gave %d rows, expected %d; "
                              "recording null features", len(got), n)
-        if not err:
-            whole = _safely("prediction", _prediction, site, result, ident)
-            split = feat.split_rows(whole, n)
-            if split is not None:
-                preds = split
-            elif whole is not None:
-                failures.warning("prediction.split", "mlwatch: the prediction of a batch of %d "
-                                 "rows does not split into %d rows; recording null", n, n)
+    if predict:
+        whole = _safely("prediction", _prediction, site, result, ident)
+        split = feat.split_rows(whole, n)
+        if split is not None:
+            preds = split
+        elif whole is not None:
+            failures.warning("prediction.split", "mlwatch: the prediction of a batch of %d "
+                             "rows does not split into %d rows; recording null", n, n)
     out = []
     for i in range(n):
         ev = dict(base)

@@ -4,31 +4,62 @@ As in OpenTelemetry's SDK, the shipper never calls ``export`` concurrently, and
 the exporter owns its retries: it returns only when the records are delivered,
 rejected, given up after ``deadline`` (``time.monotonic()`` seconds), or when
 ``interrupt`` is set (shutdown) while it waits to retry.
+
+``export`` returns one :class:`Result` when every record met the same fate, or a
+:class:`Partial` when the exporter delivered some and not others (it sent them in
+several requests, or some could not be encoded or stored).
+
+>>> settle(Result.OK, [{"a": 1}])
+(True, [])
+>>> settle(Result.FAILED, [{"a": 1}])
+(False, [(<Result.FAILED: 'send_failed'>, [{'a': 1}])])
 """
 
 from __future__ import annotations
 
 import enum
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
 class Result(enum.Enum):
-    """What became of one export. Anything but OK maps to a drop reason."""
+    """What became of one export. Anything but OK maps to a drop reason (its value)."""
 
     OK = "ok"
     REJECTED = "rejected"  # 4xx other than 429: the data is bad, retrying will not help
     FAILED = "send_failed"  # retries exhausted (retry_timeout_s) or a non-retryable 5xx
     INTERRUPTED = "shutdown"  # shutdown began while waiting to retry
+    ERROR = "error"  # the record could not be encoded (a bug of ours, or an exotic value)
+
+
+@dataclass
+class Partial:
+    """Some records delivered, some not: ``lost`` pairs each fate other than OK with
+    its records; ``report_sent`` says whether the drop report (``dropped``) got through."""
+
+    lost: list[tuple[Result, list[dict[str, Any]]]] = field(default_factory=list)
+    report_sent: bool = False
+
+
+def settle(res: Result | Partial, records: list[dict[str, Any]]
+           ) -> tuple[bool, list[tuple[Result, list[dict[str, Any]]]]]:
+    """(whether the drop report got through, the records not delivered with their fate)."""
+    if isinstance(res, Partial):
+        return res.report_sent, [(r, recs) for r, recs in res.lost if recs]
+    if res is Result.OK:
+        return True, []
+    return False, [(res, records)] if records else []
 
 
 class Exporter(Protocol):
     """One sink. ``kind`` is "events", "feedback" or "models"; ``dropped`` is the drop
-    report that travels with events (``X-Mlwatch-Dropped``)."""
+    report that travels with events (``X-Mlwatch-Dropped``); ``records`` may be empty
+    when the call only carries a report."""
 
     def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
                interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result: ...
+               ) -> Result | Partial: ...
 
     def after_fork(self) -> None: ...
 

@@ -10,6 +10,8 @@ methods) and never imported: the client must not pin or load the host's
 libraries. Rules:
 
 - non-finite floats (NaN, ±inf) become ``None``; numpy scalars become Python scalars;
+- integers outside 64 bits (orjson and SQLite refuse them) become floats, or strings
+  when even a float would overflow;
 - a non-scalar value inside a row (list, dict, array) becomes a JSON string;
   strings are cut at ``wire.MAX_STRING`` characters; at most ``wire.MAX_FEATURES`` keys;
 - sequences and arrays are named by ``feature_names``, else ``f0..fN``;
@@ -34,11 +36,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlwatch.client.ratelimit import failures
-from mlwatch.wire import MAX_FEATURES, MAX_STRING
+from mlwatch.wire import MAX_DEPTH, MAX_FEATURES, MAX_STRING
 
-_MAX_DEPTH = 32
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})  # pandas.NA and pandas.NaT
-_PLAIN = frozenset({int, bool, type(None)})
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what orjson and SQLite take as integers
 
 
 def _module(x: Any) -> str:
@@ -69,12 +70,42 @@ def _is_dataclass(x: Any) -> bool:
     return dataclasses.is_dataclass(x) and not isinstance(x, type)
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` as the wire format takes ids and names: control and other non-printable
+    characters escaped, cut at ``limit`` characters.
+
+    >>> printable("req\\x00-1\\n", 64)
+    'req\\\\x00-1\\\\n'
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
+    return text[:limit]
+
+
+def big_int(v: int) -> float | str:
+    """An integer outside 64 bits: a float, or a string when even a float overflows.
+
+    >>> big_int(10**20), big_int(10**400)[:5]
+    (1e+20, '10000')
+    """
+    try:
+        return float(v)
+    except OverflowError:
+        try:
+            return str(v)[:MAX_STRING]
+        except ValueError:  # more digits than sys.get_int_max_str_digits()
+            return f"<integer of {v.bit_length()} bits>"
+
+
 def clean_scalar(v: Any) -> Any:
     """One feature value as a JSON scalar (see the module rules)."""
     t = type(v)
     if t is float:
         return v if math.isfinite(v) else None
-    if t is int or t is bool or v is None:
+    if t is int:
+        return v if _INT_MIN <= v <= _INT_MAX else big_int(v)
+    if t is bool or v is None:
         return v
     if t is not str:
         v = to_jsonable(v)
@@ -94,7 +125,8 @@ def _leaf(v: Any) -> Any:
     if isinstance(v, bool):
         return bool(v)
     if isinstance(v, int):  # IntEnum, numpy ints that subclass int
-        return int(v)
+        i = int(v)
+        return i if _INT_MIN <= i <= _INT_MAX else big_int(i)
     if isinstance(v, float):
         f = float(v)
         return f if math.isfinite(f) else None
@@ -120,7 +152,10 @@ def flat(d: Mapping[Any, Any]) -> dict[str, Any]:
         elif t is str:
             if len(v) > MAX_STRING:
                 out[k] = v[:MAX_STRING]
-        elif t not in _PLAIN:
+        elif t is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                out[k] = big_int(v)
+        elif t is not bool and v is not None:
             out[k] = clean_scalar(v)
     try:
         "".join(out)  # the cheapest "are all keys strings?" (raises TypeError otherwise)
@@ -198,27 +233,37 @@ def count_rows(obj: Any) -> int:
 
 
 def to_jsonable(v: Any, depth: int = 0) -> Any:
-    """Any return value as JSON (numpy → lists, pandas → records, models → dicts)."""
+    """Any return value as JSON (numpy → lists, pandas → records, models → dicts).
+
+    ``depth`` is the nesting level of ``v`` in the result: a list or object at level
+    ``MAX_DEPTH`` (the 33rd) becomes its string form, so the result nests at most
+    ``MAX_DEPTH`` levels (``wire`` rejects deeper values).
+    """
     t = type(v)
-    if t is str or t is int or t is bool or v is None:
+    if t is str or t is bool or v is None:
         return v
+    if t is int:
+        return v if _INT_MIN <= v <= _INT_MAX else big_int(v)
     if t is float:
         return v if math.isfinite(v) else None
-    if depth > _MAX_DEPTH:
-        return str(v)[:MAX_STRING]
-    d = depth + 1
     if t is dict or (isinstance(v, Mapping) and not is_series(v)):
-        return {(k if type(k) is str else str(k)): to_jsonable(x, d) for k, x in v.items()}
+        if depth >= MAX_DEPTH:
+            return str(v)[:MAX_STRING]
+        return {(k if type(k) is str else str(k)): to_jsonable(x, depth + 1)
+                for k, x in v.items()}
     if t is list or t is tuple or isinstance(v, (list, tuple, set, frozenset)):
-        return [to_jsonable(x, d) for x in v]
+        if depth >= MAX_DEPTH:
+            return str(v)[:MAX_STRING]
+        return [to_jsonable(x, depth + 1) for x in v]
+    # conversions to a dict or list at the same level (the branches above check the depth)
     if is_frame(v):
-        return to_jsonable(v.to_dict(orient="records"), d)
+        return to_jsonable(v.to_dict(orient="records"), depth)
     if is_array(v) or is_series(v):
-        return to_jsonable(v.tolist(), d)
+        return to_jsonable(v.tolist(), depth)
     if _is_model(v):
-        return to_jsonable(v.model_dump(mode="json"), d)
+        return to_jsonable(v.model_dump(mode="json"), depth)
     if _is_dataclass(v):
-        return to_jsonable({f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, d)
+        return to_jsonable({f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth)
     return _leaf(v)
 
 

@@ -7,6 +7,10 @@ commit of the working directory, asked ONCE per process with a short timeout,
 from the shipper's worker and never on the calling thread; else the mlwatch
 version (better than nothing, and says so by its shape).
 
+Resolution never produces what the wire format refuses: versions, run ids and code
+versions have non-printable characters escaped and are cut at ``wire.MAX_NAME``.
+:func:`fallback_key` is the identity of last resort, for when resolving fails.
+
 >>> resolve_code_version("abc123")
 'abc123'
 >>> Identity("iris", "3", "abc123").key
@@ -21,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlwatch.client.features import printable
 from mlwatch.wire import MAX_NAME, NAME_RE
 
 if TYPE_CHECKING:
@@ -77,7 +82,7 @@ def cached_git_commit() -> str | None:
 
 def resolve_code_version(configured: str | None) -> str:
     if configured:
-        return configured[:MAX_NAME]
+        return printable(str(configured), MAX_NAME) or package_version()
     return cached_git_commit() or package_version()
 
 
@@ -112,12 +117,36 @@ def resolve(site: Site, config: Config, code_version: str) -> Identity:
     model = site.model or config.model or default_model_name(site.name)
     if not NAME_RE.match(model):  # config.model is checked by configure(); env is not
         model = default_model_name(model)
-    version = (site.version or config.version or "unknown")[:MAX_NAME]
+    version = printable(str(site.version or config.version or ""), MAX_NAME) or "unknown"
     run_id = site.run_id or config.run_id
     spec = config.model_spec(model)
     return Identity(model=model, version=version, code_version=code_version,
-                    run_id=run_id[:MAX_NAME] if run_id else None, labels=site.labels,
+                    run_id=(printable(str(run_id), MAX_NAME) or None) if run_id else None,
+                    labels=site.labels,
                     prediction_field=spec.prediction_field if spec else None)
+
+
+def fallback_key(site: Site) -> tuple[str, str]:
+    """(model, version) of a site whose identity cannot be resolved; never raises.
+
+    >>> from mlwatch.client.events import Site
+    >>> fallback_key(Site(name="predict", model="bad name!", version="2"))
+    ('predict', '2')
+    """
+    try:
+        model = site.model
+        if not (isinstance(model, str) and NAME_RE.match(model)):
+            model = default_model_name(str(site.name))
+        version = site.version if isinstance(site.version, str) else ""
+        return model, printable(version, MAX_NAME) or "unknown"
+    except Exception:  # pragma: no cover - defensive: a Site is plain data
+        return "model", "unknown"
+
+
+def fallback_identity(site: Site) -> Identity:
+    """The identity used when :func:`resolve` failed: the fallback key, no run id."""
+    model, version = fallback_key(site)
+    return Identity(model=model, version=version, code_version=package_version())
 
 
 def registration(ident: Identity, task: str | None, params: dict[str, Any] | None

@@ -6,6 +6,9 @@ the wire validators (the store trusts its input) and writes through
 :class:`mlwatch.store.EmbeddedStore` at ``<data_dir>/store.db``. The store module
 is imported on the worker's first export, not at ``import mlwatch``. There is no
 sidecar to report drop counts to, so they are logged (rate-limited) instead.
+Records the validators refuse are not stored and are counted as ``rejected``.
+Retention (``retention_days``) is applied on export, at most once every
+:data:`PURGE_EVERY_S` seconds (the first export purges at once).
 
 :class:`MemoryExporter` keeps everything in lists: use it to test code that is
 decorated with ``@monitor`` (``mlwatch.client.runtime.start(config, exporter=...)``).
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlwatch.client.exporter import Result
+from mlwatch.client.exporter import Partial, Result
 from mlwatch.client.ratelimit import failures, logger
 from mlwatch.errors import ValidationError
 from mlwatch.settings import Config
@@ -26,16 +30,20 @@ from mlwatch.wire import validate_event, validate_feedback, validate_registratio
 
 _VALIDATORS = {"events": validate_event, "feedback": validate_feedback,
                "models": validate_registration}
+PURGE_EVERY_S = 3600.0  # retention runs at most once an hour
 
 
 class LocalExporter:
     """Writes to the embedded store; opened lazily on the worker thread."""
 
     def __init__(self, path: str | Path, *, retention_days: float = 30.0,
-                 config: Config | None = None) -> None:
+                 config: Config | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
         self._config = config
+        self._clock = clock
+        self._purged_at: float | None = None
         self._store: Any = None
         self._redactor: Any = None
         self._announced = False
@@ -59,34 +67,61 @@ class LocalExporter:
 
     def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
                interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result:
+               ) -> Result | Partial:
         if dropped:
             failures.warning("local.dropped", "mlwatch: events dropped: %s", dropped)
         validate = _VALIDATORS[kind]
-        valid = []
+        valid, stored, lost = [], [], []
         for i, rec in enumerate(records, 1):
             try:
                 valid.append(validate(rec, line=i))
+                stored.append(rec)
             except ValidationError as exc:
+                lost.append(rec)
                 failures.error(f"local.invalid.{kind}", "mlwatch: invalid %s record not "
                                "stored: %s", kind, exc)
-        try:
-            store = self._open()
-            if kind == "events":
-                if self._redactor:
-                    for event in valid:
-                        self._redactor.apply(event)
-                store.insert_events(valid)
-            elif kind == "feedback":
-                store.insert_feedback(valid)
+        outcome = [(Result.REJECTED, lost)] if lost else []
+        if valid:
+            try:
+                self._write(kind, valid)
+            except Exception as exc:  # StoreError, sqlite3 errors, a full disk
+                failures.error(f"local.{kind}", "mlwatch: writing %d %s to %s failed: %s",
+                               len(valid), kind, self.path, exc)
+                outcome.append((Result.FAILED, stored))
             else:
-                for reg in valid:
-                    store.register_model(reg)
-        except Exception as exc:  # StoreError, sqlite3 errors, a full disk
-            failures.error(f"local.{kind}", "mlwatch: writing %d %s to %s failed: %s",
-                           len(valid), kind, self.path, exc)
-            return Result.FAILED
-        return Result.OK
+                self._purge(self._store)
+        if not outcome:
+            return Result.OK
+        return Partial(lost=outcome, report_sent=True)  # the report went to the log
+
+    def _write(self, kind: str, valid: list[dict[str, Any]]) -> None:
+        store = self._open()
+        if kind == "events":
+            if self._redactor:
+                for event in valid:
+                    self._redactor.apply(event)
+            store.insert_events(valid)
+        elif kind == "feedback":
+            store.insert_feedback(valid)
+        else:
+            for reg in valid:
+                store.register_model(reg)
+
+    def _purge(self, store: Any) -> None:
+        """Apply the retention, at most once every PURGE_EVERY_S seconds."""
+        now = self._clock()
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY_S:
+            return
+        self._purged_at = now
+        try:
+            removed = store.purge()
+        except Exception as exc:  # a busy or full disk: try again in an hour
+            failures.error("local.purge", "mlwatch: applying the retention to %s failed: %s",
+                           self.path, exc)
+            return
+        if removed:
+            logger.info("mlwatch: retention: removed %d rows older than %s days from %s",
+                        removed, self.retention_days, self.path)
 
     def after_fork(self) -> None:
         """SQLite connections must not cross a fork: the child opens its own."""

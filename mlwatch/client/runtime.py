@@ -24,14 +24,20 @@ from typing import Any
 
 from mlwatch.client.events import Site
 from mlwatch.client.exporter import Exporter
-from mlwatch.client.features import pick_path, to_jsonable
-from mlwatch.client.identity import Identity, registration, resolve, resolve_code_version
+from mlwatch.client.features import pick_path, printable, to_jsonable
+from mlwatch.client.identity import (
+    Identity,
+    fallback_identity,
+    registration,
+    resolve,
+    resolve_code_version,
+)
 from mlwatch.client.local import LocalExporter
 from mlwatch.client.ratelimit import failures
 from mlwatch.client.shipper import Shipper
 from mlwatch.errors import ConfigError, ValidationError
 from mlwatch.settings import Config, load_config
-from mlwatch.wire import NAME_RE, format_ts, validate_feedback, validate_registration
+from mlwatch.wire import MAX_ID, NAME_RE, format_ts, validate_feedback, validate_registration
 
 EXIT_TIMEOUT_S = 5.0
 
@@ -77,9 +83,17 @@ class Runtime:
         return self._code_version
 
     def identity_of(self, site: Site) -> Identity:
+        """The site's identity, resolved once; never raises (see ``fallback_identity``)."""
         ident = self._idents.get(site)
         if ident is None:
-            ident = self._idents[site] = resolve(site, self.config, self.code_version())
+            try:
+                ident = resolve(site, self.config, self.code_version())
+            except Exception as exc:  # one bad call site must not stop the others
+                ident = fallback_identity(site)
+                failures.error("identity", "mlwatch: resolving the identity of %s failed (%r); "
+                               "recording its calls as %s/%s", site.name, exc, ident.model,
+                               ident.version)
+            self._idents[site] = ident
         return ident
 
     def registration_of(self, site: Site) -> dict[str, Any]:
@@ -193,8 +207,9 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
     """Record the ground truth for a prediction (possibly hours later); never blocks.
 
     ``request_id`` is the one the event carries (the event id when the monitor had no
-    ``request_id=``). Malformed arguments raise ValidationError; delivery problems
-    never raise.
+    ``request_id=``); it is cleaned as the event's was (non-printable characters
+    escaped, at most 256 characters), so the two still match. Malformed arguments
+    raise ValidationError; delivery problems never raise.
     """
     rt = current()
     if rt.sink is None:
@@ -208,7 +223,8 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
             raise ValidationError(f"label_field {spec.label_field!r} of model {model!r} is "
                                   "not in the label", field="label") from None
     rec: dict[str, Any] = {"model": model,
-                           "request_id": None if request_id is None else str(request_id),
+                           "request_id": None if request_id is None else printable(
+                               str(request_id), MAX_ID),
                            "label": to_jsonable(label)}
     if ts is not None:
         rec["ts"] = _ts_text(ts)

@@ -8,11 +8,18 @@ blocked. The worker builds events (:mod:`mlwatch.client.events`), registers new
 model versions, and hands batches to one exporter; it is the only thread that
 exports, so exporters need no locking.
 
-Drop counts per (model, version, reason) travel in the ``X-Mlwatch-Dropped``
-header of the next events request and are subtracted only after it succeeds.
+The bound (``queue_size``) counts rows, not calls: a batch call of n rows takes n
+slots, and one that alone exceeds the bound is dropped. It is checked before the
+append without a lock on the single-event path, so concurrent callers may overshoot
+it by at most the number of threads recording at that instant.
 
-The bound is checked before the append without a lock, so concurrent callers may
-overshoot ``queue_size`` by at most the number of threads recording at that instant.
+Drop counts per (model, version, reason) travel in the ``X-Mlwatch-Dropped``
+header of an events request, as a report with a ``report_id`` that is resent as it
+was until a request carrying it succeeds (:mod:`mlwatch.client.drops`). At shutdown,
+counts still unreported go out in a last request with no events.
+
+A failure inside the worker costs at most the calls it was handling, which are
+counted as dropped (reason ``error``): one bad call site never stops the others.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from typing import Any
 
 from mlwatch.client.drops import DropCounts
 from mlwatch.client.events import Entry, Site, build
-from mlwatch.client.exporter import Exporter, Result
-from mlwatch.client.identity import Identity
+from mlwatch.client.exporter import Exporter, Partial, Result, settle
+from mlwatch.client.identity import Identity, fallback_key
 from mlwatch.client.ratelimit import failures
+
+_RETRY = (Result.FAILED, Result.INTERRUPTED)  # registrations worth sending again
 
 
 def _pop(q: deque[Any], n: int) -> list[Any]:
@@ -62,6 +71,13 @@ class Shipper:
     def _reset(self) -> None:
         """Fresh state: at construction and in a forked child (the parent's queue stays behind)."""
         self.queue: deque[Entry] = deque()
+        #: Rows queued beyond one per entry (batch calls). Rows queued = len(queue) + this.
+        #: Only batch calls and the worker change it, both under ``_lock``: ``+=`` on an
+        #: attribute is a read-modify-write the GIL may interleave between threads, and
+        #: ``itertools.count`` adds one per ``next()`` (O(rows) per batch call). The
+        #: single-event path, which ``len(queue)`` already counts, never touches it, so
+        #: it stays lock-free; a batch call costs far more than an uncontended lock.
+        self.extra_rows = 0
         self.feedback: deque[dict[str, Any]] = deque()
         self.registrations: deque[dict[str, Any]] = deque()
         self.drops = DropCounts()
@@ -72,21 +88,40 @@ class Shipper:
         self.thread: threading.Thread | None = None
         self._registered: set[tuple[str, str]] = set()
         self._closing = False
+        self._draining = False  # the worker holds records it took off the queues
         self._deadline = float("inf")
 
     # -- calling thread ------------------------------------------------------
     def record(self, site: Site, lat_ns: int, inputs: Any, result: Any, rid: Any,
-               err: str | None, rows: int) -> None:
+               err: str | None) -> None:
         """The hot path: one bound check, one append, maybe one wake-up. Never blocks."""
         q = self.queue
-        if len(q) < self.maxlen:
-            q.append((site, time.time_ns(), lat_ns, inputs, result, rid, err, rows))
+        if len(q) + self.extra_rows < self.maxlen:
+            q.append((site, time.time_ns(), lat_ns, inputs, result, rid, err, 1))
             if self.thread is None:
                 self.start()
             elif len(q) >= self.batch_size and not self.wake.is_set():
                 self.wake.set()
         else:
-            self.drops.add(site, "queue_full", rows)
+            self.drops.add(site, "queue_full")
+
+    def record_rows(self, site: Site, lat_ns: int, inputs: Any, result: Any, rid: Any,
+                    err: str | None, rows: int) -> None:
+        """A batch call: ``rows`` slots of the bound (one at least), or dropped whole."""
+        slots = max(rows, 1)
+        entry = (site, time.time_ns(), lat_ns, inputs, result, rid, err, rows)
+        with self._lock:
+            room = len(self.queue) + self.extra_rows + slots <= self.maxlen
+            if room:
+                self.queue.append(entry)
+                self.extra_rows += slots - 1
+        if not room:
+            if rows:
+                self.drops.add(site, "queue_full", rows)
+        elif self.thread is None:
+            self.start()
+        elif len(self.queue) + self.extra_rows >= self.batch_size and not self.wake.is_set():
+            self.wake.set()
 
     def record_feedback(self, rec: dict[str, Any]) -> bool:
         if len(self.feedback) >= self.maxlen:
@@ -134,10 +169,12 @@ class Shipper:
                 return
 
     def _finish(self) -> None:
-        """Last drain (what arrived meanwhile), count what is left, release the exporter."""
+        """Last drain (what arrived meanwhile), count what is left, send the last drop
+        report, release the exporter."""
         try:
             self._drain()
             self._drop_leftovers()
+            self._final_report()
         except Exception as exc:  # pragma: no cover - _drain guards its parts
             failures.error("shipper", "mlwatch: worker error: %r", exc, exc_info=True)
         finally:
@@ -154,32 +191,41 @@ class Shipper:
     def _export_deadline(self) -> float:
         return min(time.monotonic() + self._retry_timeout, self._deadline)
 
+    def _take(self, n: int) -> list[Entry]:
+        """Up to ``n`` entries off the queue, their rows given back to the bound."""
+        entries = _pop(self.queue, n)
+        extra = sum(e[7] - 1 for e in entries if e[7] > 1)
+        if extra:
+            with self._lock:
+                self.extra_rows -= extra
+        return entries
+
     def _drain(self) -> None:
         """Ship what is queued now (not what arrives meanwhile: flush must terminate)."""
-        while self.registrations and not self._expired():
-            regs = _pop(self.registrations, self.batch_size)
-            res = self._send_registrations(regs)
-            if res not in (Result.OK, Result.REJECTED):
-                self.registrations.extendleft(reversed(regs))  # try again on the next drain
-                break
-        pending = len(self.queue)
-        while pending > 0 and not self._expired():
-            entries = _pop(self.queue, min(pending, self.batch_size))
-            pending -= len(entries)
-            events = build(entries, self._identity_of, self._on_build_error)
-            for i in range(0, len(events), self.batch_size):
-                self._ship_events(entries, events[i:i + self.batch_size])
-        pending = len(self.feedback)
-        while pending > 0 and not self._expired():
-            recs = _pop(self.feedback, min(pending, self.batch_size))
-            pending -= len(recs)
-            res = self._export("feedback", recs)
-            if res is not Result.OK:
-                failures.warning("feedback." + res.value, "mlwatch: %d feedback records dropped "
-                                 "(%s)", len(recs), res.value)
+        self._draining = True
+        try:
+            while self.registrations and not self._expired():
+                retry = self._send_registrations(_pop(self.registrations, self.batch_size))
+                if retry:
+                    self.registrations.extendleft(reversed(retry))  # on the next drain
+                    break
+            pending = len(self.queue)
+            while pending > 0 and not self._expired():
+                entries = self._take(min(pending, self.batch_size))
+                pending -= len(entries)
+                self._ship_entries(entries)
+            pending = len(self.feedback)
+            while pending > 0 and not self._expired():
+                recs = _pop(self.feedback, min(pending, self.batch_size))
+                pending -= len(recs)
+                for res, lost in settle(self._export("feedback", recs), recs)[1]:
+                    failures.warning("feedback." + res.value, "mlwatch: %d feedback records "
+                                     "dropped (%s)", len(lost), res.value)
+        finally:
+            self._draining = False
 
     def _export(self, kind: str, records: list[dict[str, Any]],
-                dropped: list[dict[str, Any]] | None = None) -> Result:
+                dropped: list[dict[str, Any]] | None = None) -> Result | Partial:
         try:
             return self.exporter.export(kind, records, deadline=self._export_deadline(),
                                         interrupt=self._interrupt, dropped=dropped)
@@ -188,41 +234,71 @@ class Shipper:
                            exc_info=True)
             return Result.FAILED
 
-    def _send_registrations(self, regs: list[dict[str, Any]]) -> Result:
-        res = self._export("models", regs)
-        if res in (Result.OK, Result.REJECTED):  # rejected: log once, do not loop on it
-            self._registered.update((r["model"], r.get("version", "unknown")) for r in regs)
-        return res
+    def _send_registrations(self, regs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send; return those worth sending again. Rejected ones are logged once and
+        marked registered, so that they do not loop."""
+        retry = [r for res, recs in settle(self._export("models", regs), regs)[1]
+                 if res in _RETRY for r in recs]
+        again = {id(r) for r in retry}
+        self._registered.update((r["model"], r.get("version", "unknown"))
+                                for r in regs if id(r) not in again)
+        return retry
 
-    def _ship_events(self, entries: list[Entry], events: list[dict[str, Any]]) -> None:
+    def _key(self, site: Site) -> tuple[str, str]:
+        try:
+            return self._identity_of(site).key
+        except Exception:  # never let one site's identity stop the batch
+            return fallback_key(site)
+
+    def _ship_entries(self, entries: list[Entry]) -> None:
+        """Build and export the events of ``entries``. Whatever fails here is counted
+        as dropped (``error``), never lost silently."""
+        events: list[dict[str, Any]] | None = None
+        done = 0  # events handed to the exporter (and accounted for)
+        try:
+            self._register_new(entries)
+            events = build(entries, self._identity_of, self._on_build_error)
+            for i in range(0, len(events), self.batch_size):
+                chunk = events[i:i + self.batch_size]
+                self._ship_events(chunk)
+                done = i + len(chunk)
+        except Exception as exc:
+            failures.error("shipper", "mlwatch: shipping %d calls failed: %r", len(entries), exc,
+                           exc_info=True)
+            if events is None:
+                for entry in entries:
+                    self.drops.add(entry[0], "error", entry[7])
+            else:
+                self.drops.add_events(events[done:], "error")
+
+    def _register_new(self, entries: list[Entry]) -> None:
         new: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in entries:
             site = entry[0]
-            key = self._identity_of(site).key
+            key = self._key(site)
             if key not in self._registered and key not in new:
-                new[key] = self._registration_of(site)
+                try:
+                    new[key] = self._registration_of(site)
+                except Exception as exc:
+                    failures.error("registration", "mlwatch: the registration of %s/%s "
+                                   "failed: %r", key[0], key[1], exc)
         if new:
             self._send_registrations(list(new.values()))
-        snap = self.drops.snapshot()
-        report = DropCounts.report(snap, self._identity_of) if snap else None
-        res = self._export("events", events, dropped=report or None)
-        if res is Result.OK:
-            if snap:
-                self.drops.subtract(snap)
-            return
-        per_key: dict[tuple[str, str], int] = {}
-        for ev in events:
-            key = (ev["model"], ev["version"])
-            per_key[key] = per_key.get(key, 0) + 1
-        for key, n in per_key.items():
-            self.drops.add(key, res.value, n)
+
+    def _ship_events(self, events: list[dict[str, Any]]) -> None:
+        report = self.drops.next_report(self._identity_of)
+        sent, lost = settle(self._export("events", events, dropped=report), events)
+        if sent and report:
+            self.drops.delivered()
+        for res, recs in lost:
+            self.drops.add_events(recs, res.value)
 
     def _on_build_error(self, entry: Entry, exc: BaseException) -> None:
         failures.error("events.build", "mlwatch: building an event failed: %r", exc, exc_info=exc)
         self.drops.add(entry[0], "error", entry[7])
 
     def _drop_leftovers(self) -> None:
-        left = _pop(self.queue, len(self.queue))
+        left = self._take(len(self.queue))
         for entry in left:
             self.drops.add(entry[0], "shutdown", entry[7])
         n = sum(e[7] for e in left)
@@ -231,10 +307,20 @@ class Shipper:
                              "%d feedback records dropped", n, len(self.feedback))
             self.feedback.clear()
 
+    def _final_report(self) -> None:
+        """At shutdown, drop counts not yet reported go out in a request with no events
+        (one attempt each: the unacknowledged report, then the counts made since)."""
+        for _ in range(2):
+            report = self.drops.next_report(self._identity_of)
+            if report is None or not settle(self._export("events", [], dropped=report), [])[0]:
+                return
+            self.drops.delivered()
+
     # -- lifecycle ---------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued before this call has been handled (sent or dropped)."""
-        if not (self.queue or self.feedback or self.registrations):
+        """Wait until everything queued before this call has been handled (sent or
+        dropped) — including a batch the worker is exporting right now."""
+        if not (self.queue or self.feedback or self.registrations or self._draining):
             return True
         thread = self.thread
         if thread is None:
@@ -245,7 +331,7 @@ class Shipper:
         done = threading.Event()
         with self._lock:
             self._waiters.append(done)
-        self.wake.set()
+        self.wake.set()  # the worker sets ``done`` after its next complete drain
         return done.wait(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> bool:

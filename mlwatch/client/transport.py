@@ -4,6 +4,12 @@ Only the worker thread calls :meth:`HttpExporter.export`, so one ``http.client``
 connection needs no lock. ``http.client``, ``gzip`` and ``orjson`` are imported
 on first use (on the worker) so that ``import mlwatch`` stays cheap.
 
+A call's records go out as one request when their JSON fits in
+:data:`MAX_REQUEST_BYTES`, else as several. A 413 (the sidecar's body limit) splits a
+request in half and sends each half, down to one record (then dropped as
+``rejected``). When the batch does not encode (an exotic value), records are encoded
+one by one and only those that fail are dropped (``error``).
+
 Retries follow OpenTelemetry's OTLP/HTTP exporter: connection errors, 429, 502,
 503 and 504 are retried with jittered exponential backoff (``Retry-After`` wins
 when the server sends it) until the export's deadline (``retry_timeout_s``); the
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlwatch.client.exporter import Result
+from mlwatch.client.exporter import Partial, Result
 from mlwatch.client.ratelimit import failures
 
 RETRYABLE = frozenset({429, 502, 503, 504})
@@ -32,6 +38,28 @@ PATHS = {"events": "/v1/events", "feedback": "/v1/feedback", "models": "/v1/mode
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
 GZIP_LEVEL = 1  # JSON of repeated keys compresses ~10x even at level 1; higher costs CPU
+#: Most JSON (uncompressed) in one request. The sidecar answers 413 to a body over its
+#: ``max_body_bytes`` after decompression (16 MiB by default); half of that leaves room
+#: for a smaller limit and bounds the memory of one request on both sides. 1,000 wide
+#: features make ~47 KB events, so a batch of 500 of them goes out as three requests.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+def _body(pairs: list[tuple[dict[str, Any], bytes]]) -> tuple[list[dict[str, Any]], bytes]:
+    """The records of encoded ``pairs`` and the JSON array that holds them."""
+    return [rec for rec, _ in pairs], b"[" + b",".join(enc for _, enc in pairs) + b"]"
+
+
+def _outcome(lost: list[tuple[Result, list[dict[str, Any]]]], n: int, *, report_sent: bool
+             ) -> Result | Partial:
+    """One Result when every record met the same fate and no report got through, else a
+    Partial (which says whether the report got through)."""
+    if not lost:
+        return Result.OK
+    fates = {res for res, _ in lost}
+    if not report_sent and len(fates) == 1 and sum(len(r) for _, r in lost) == n:
+        return fates.pop()
+    return Partial(lost=lost, report_sent=report_sent)
 
 
 def _dumps() -> Callable[[Any], bytes]:
@@ -68,7 +96,8 @@ class HttpExporter:
     """POSTs records to the sidecar's ``/v1/events``, ``/v1/feedback`` and ``/v1/models``."""
 
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 5.0,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL, got {url!r}")
@@ -78,6 +107,7 @@ class HttpExporter:
         self.prefix = parts.path.rstrip("/")
         self.where = f"{self.scheme}://{self.host}:{self.port}{self.prefix}"  # safe to log
         self.timeout_s = timeout_s
+        self.max_request_bytes = max_request_bytes
         self._token = token
         self._rng = rng
         self._conn: Any = None
@@ -126,46 +156,133 @@ class HttpExporter:
 
     def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
                interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result:
-        import gzip
+               ) -> Result | Partial:
+        """POST ``records`` in as many requests as :data:`MAX_REQUEST_BYTES` needs.
 
+        A record that cannot be encoded is lost alone (``Result.ERROR``); a 413 splits
+        the request in half until it passes or holds one record (then ``REJECTED``).
+        The drop report rides on every request until one succeeds: it keeps its
+        ``report_id``, so the sidecar counts it once.
+        """
         if self._dumps is None:
             self._dumps = _dumps()
-        body = gzip.compress(self._dumps(records), compresslevel=GZIP_LEVEL, mtime=0)
+        lost: list[tuple[Result, list[dict[str, Any]]]] = []
+        todo = self._requests(kind, records, lost)
+        if not todo and dropped:
+            todo = [([], b"[]")]  # a request that only carries the drop report
+        todo.reverse()  # a stack: pop() gives the requests in order
+        headers = self._headers()
+        report = json.dumps(dropped, separators=(",", ":")) if dropped else None
+        while todo:
+            recs, body = todo.pop()
+            if report is not None:
+                headers["X-Mlwatch-Dropped"] = report
+            res, status = self._send(kind, len(recs), body, headers, deadline, interrupt)
+            if res is Result.OK:
+                report = None
+                headers.pop("X-Mlwatch-Dropped", None)
+            elif status == 413 and len(recs) > 1:
+                pairs = self._encode_each(kind, recs, lost)
+                half = len(pairs) // 2
+                todo.extend(_body(p) for p in (pairs[half:], pairs[:half]) if p)
+            else:
+                if status == 413 and recs:
+                    failures.error(f"http.{kind}.413", "mlwatch: %s%s rejected one %s record "
+                                   "as too large (413); it is dropped", self.where,
+                                   PATHS[kind], kind)
+                lost.append((res, recs))
+                if res is not Result.REJECTED:  # down or shutting down: stop trying
+                    lost.extend((res, r) for r, _ in reversed(todo))
+                    todo.clear()
+        return _outcome(lost, len(records), report_sent=bool(dropped) and report is None)
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
                    "Accept": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        if dropped:
-            headers["X-Mlwatch-Dropped"] = json.dumps(dropped, separators=(",", ":"))
+        return headers
+
+    def _requests(self, kind: str, records: list[dict[str, Any]],
+                  lost: list[tuple[Result, list[dict[str, Any]]]]
+                  ) -> list[tuple[list[dict[str, Any]], bytes]]:
+        """The request bodies for ``records``: one when it fits (the usual case), else
+        records packed greedily up to :data:`MAX_REQUEST_BYTES` each."""
+        assert self._dumps is not None
+        if not records:
+            return []
+        try:
+            body = self._dumps(records)
+        except Exception:  # one bad record: find it below
+            body = None
+        if body is not None and len(body) <= self.max_request_bytes:
+            return [(records, body)]
+        out: list[tuple[list[dict[str, Any]], bytes]] = []
+        chunk: list[tuple[dict[str, Any], bytes]] = []
+        size = 2  # the brackets
+        for pair in self._encode_each(kind, records, lost):
+            if chunk and size + len(pair[1]) + 1 > self.max_request_bytes:
+                out.append(_body(chunk))
+                chunk, size = [], 2
+            chunk.append(pair)
+            size += len(pair[1]) + 1
+        if chunk:
+            out.append(_body(chunk))
+        return out
+
+    def _encode_each(self, kind: str, records: list[dict[str, Any]],
+                     lost: list[tuple[Result, list[dict[str, Any]]]]
+                     ) -> list[tuple[dict[str, Any], bytes]]:
+        """Each record as JSON; those that fail go to ``lost`` (``Result.ERROR``)."""
+        assert self._dumps is not None
+        pairs, bad = [], []
+        for rec in records:
+            try:
+                pairs.append((rec, self._dumps(rec)))
+            except Exception as exc:
+                bad.append(rec)
+                failures.error(f"encode.{kind}", "mlwatch: a %s record cannot be encoded as "
+                               "JSON (%s: %s); it is dropped", kind, type(exc).__name__, exc)
+        if bad:
+            lost.append((Result.ERROR, bad))
+        return pairs
+
+    def _send(self, kind: str, n: int, body: bytes, headers: dict[str, str], deadline: float,
+              interrupt: threading.Event) -> tuple[Result, int | None]:
+        """One request with its retries: what became of it, and the last HTTP status."""
+        import gzip
+
+        data = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         path = self.prefix + PATHS[kind]
         attempt = 0
         while True:
             timeout = max(0.01, min(self.timeout_s, deadline - time.monotonic()))
-            status, retry_after, detail = self._post(path, body, headers, timeout)
+            status, retry_after, detail = self._post(path, data, headers, timeout)
             if status is not None and 200 <= status < 300:
-                return Result.OK
+                return Result.OK, status
+            if status == 413:  # too large: the caller splits (or gives up on one record)
+                return Result.REJECTED, status
             if status is not None and 400 <= status < 500 and status != 429:
                 failures.error(f"http.{kind}.{status}", "mlwatch: %s%s rejected %d %s: %s",
-                               self.where, PATHS[kind], len(records), kind, detail)
-                return Result.REJECTED
+                               self.where, PATHS[kind], n, kind, detail)
+                return Result.REJECTED, status
             what = f"HTTP {status}" if status is not None else detail
             if status is not None and status not in RETRYABLE:
                 failures.error(f"http.{kind}.{status}", "mlwatch: POST %s%s failed (%s): %s",
                                self.where, PATHS[kind], what, detail)
-                return Result.FAILED
+                return Result.FAILED, status
             if interrupt.is_set():
-                return Result.INTERRUPTED
+                return Result.INTERRUPTED, status
             delay = retry_after_s(retry_after)
             if delay is None:
                 delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt) * (0.5 + self._rng())
             if time.monotonic() + delay > deadline:
                 failures.error(f"http.{kind}.giveup", "mlwatch: giving up on %d %s after %d "
-                               "attempts to %s (last: %s)", len(records), kind, attempt + 1,
+                               "attempts to %s (last: %s)", n, kind, attempt + 1,
                                self.where, what)
-                return Result.FAILED
+                return Result.FAILED, status
             if interrupt.wait(delay):
-                return Result.INTERRUPTED
+                return Result.INTERRUPTED, status
             attempt += 1
 
     def after_fork(self) -> None:

@@ -90,9 +90,14 @@ class Sidecar:
         for consumer in self.consumers:
             consumer.stop()
         self.spool.close()
-        for consumer in self.consumers:
-            if consumer.is_alive():
-                consumer.join(max(0.0, deadline - time.monotonic()))
+        threads: list[threading.Thread] = [*self.consumers, self._maintenance]
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in threads):
+            # closing a SQLite connection another thread is using can crash the process
+            log.warning("sidecar stop: a worker thread is still busy; leaving the store open")
+            return
         for sink in self.sinks:
             sink.close()
 

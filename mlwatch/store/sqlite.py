@@ -232,9 +232,13 @@ class EmbeddedStore:
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close every connection this store opened (idempotent)."""
+        """Close every connection this store opened (idempotent).
+
+        Callers stop the threads that use the store first; the write lock at least keeps
+        a write in progress from losing its connection mid-statement.
+        """
         self._closed = True
-        with self._connections_lock:
+        with self._write_lock, self._connections_lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
