@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from mlwatch.sidecar.spool import Record, Spool
-from mlwatch.store import EmbeddedStore, event_row, feedback_row, row_event
+from mlwatch.store import EmbeddedStore, event_row, feedback_row
 
 log = logging.getLogger("mlwatch.sidecar")
 
@@ -77,10 +77,6 @@ class Batch:
 
     def feedback_rows_json(self) -> str:
         return _join_arrays(self.feedback_arrays)
-
-    def events(self) -> list[dict[str, Any]]:
-        """The events as wire-format objects, for sinks that want documents."""
-        return [row_event(row) for row in orjson.loads(self.event_rows_json())]
 
 
 class Sink(Protocol):

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from mlwatch import wire
+from mlwatch.client.ratelimit import RateLimitedLog
 from mlwatch.errors import ValidationError
 from mlwatch.redact import Redactor, load_or_create_key
 from mlwatch.settings import Config
@@ -69,7 +70,7 @@ class Sidecar:
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
                                              daemon=True)
-        self._error_logged: dict[str, float] = {}
+        self._failures = RateLimitedLog(log)  # a failing sink fails on every retry
         self._reports_seen: OrderedDict[str, None] = OrderedDict()
         self._reports_lock = threading.Lock()
         self._started = False
@@ -115,10 +116,8 @@ class Sidecar:
 
     def _sink_error(self, sink: str, exc: BaseException) -> None:
         self.metrics.sink_errors.labels(sink).inc()
-        now = time.monotonic()
-        if now - self._error_logged.get(sink, -1e9) >= 60.0:  # at most once a minute per sink
-            self._error_logged[sink] = now
-            log.warning("sink %s failed (will retry): %s: %s", sink, type(exc).__name__, exc)
+        self._failures.warning(sink, "sink %s failed (will retry): %s: %s", sink,
+                               type(exc).__name__, exc)
 
     # -- ingest ------------------------------------------------------------
     def ingest(self, kind: bytes, raw: bytes, *, content_type: str | None,
