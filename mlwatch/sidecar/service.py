@@ -132,7 +132,13 @@ class Sidecar:
         except (orjson.JSONDecodeError, ValidationError) as exc:
             raise body.IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
         data = body.decompress(raw, content_encoding, self.config.max_body_bytes)
-        items = body.parse_documents(data, content_type)
+        return self.accept(kind, body.parse_documents(data, content_type), report_id, drops)
+
+    def accept(self, kind: bytes, items: list[Any], report_id: str | None = None,
+               drops: list[tuple[str, str, str, int]] | None = None) -> int:
+        """Validate decoded records and append them durably: the path every input shares
+        (HTTP bodies, the forward-protocol input). Raises ``IngestError`` for anything refused."""
+        drops = drops or []
         records = body.validate_all(items, VALIDATORS[kind], self.config.max_events_per_request)
         if not records:  # e.g. a client's last drop report at shutdown, with no events
             self._apply_drops(report_id, drops)
