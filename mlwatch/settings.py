@@ -5,6 +5,10 @@ A setting has a key (used in ``mlwatch.yaml``), an environment variable
 Precedence, lowest first: the default, the config file (``MLWATCH_CONFIG`` or an
 explicit path), the environment, then keyword arguments.
 
+A secret setting (``token``, passwords, keys) can also come from a file: the
+environment variable with ``_FILE`` appended (``MLWATCH_TOKEN_FILE``), or the key
+with ``_file`` appended in the config file, names the file holding the value.
+
 Values are checked when loaded; a bad value raises :class:`~mlwatch.errors.ConfigError`
 naming the key and where it came from (the file, or the environment variable).
 
@@ -136,6 +140,54 @@ class Config:
         "random key is created once in data_dir/hash.key.", secret=True)
     log_level: str = _setting("info", "Log level of the sidecar.",
                               choices=("debug", "info", "warning", "error"))
+    # --- Elasticsearch sink (sidecar) ---
+    elasticsearch_url: str | None = _setting(
+        None, "Elasticsearch URL(s), comma-separated (e.g. https://es1:9200,https://es2:9200). "
+        "Set: the sidecar also ships every event from its spool to Elasticsearch.")
+    elasticsearch_api_key: str | None = _setting(
+        None, "Elasticsearch API key (the base64 'encoded' form). Never logged.", secret=True)
+    elasticsearch_username: str | None = _setting(None, "Elasticsearch basic-auth user.")
+    elasticsearch_password: str | None = _setting(
+        None, "Elasticsearch basic-auth password. Never logged.", secret=True)
+    elasticsearch_ca_file: str | None = _setting(
+        None, "PEM file of the CA that signed Elasticsearch's certificate (https URLs).")
+    elasticsearch_verify_certs: bool = _setting(
+        True, "Verify Elasticsearch's TLS certificate. Turn off only for a throwaway cluster.")
+    elasticsearch_namespace: str = _setting(
+        "default", "Data stream namespace: events go to logs-mlwatch.predictions-<namespace>, "
+        "feedback to logs-mlwatch.feedback-<namespace>.")
+    elasticsearch_batch_size: int = _setting(
+        5000, "Most documents per bulk request.", lo=1, hi=100_000)
+    elasticsearch_flush_interval_ms: int = _setting(
+        200, "Longest time the sink waits to fill a bulk request before it sends a partial one.",
+        lo=0, hi=60_000)
+    elasticsearch_concurrency: int = _setting(
+        2, "Bulk requests in flight at once.", lo=1, hi=32)
+    elasticsearch_timeout_s: float = _setting(30.0, "Timeout of one request to Elasticsearch.",
+                                              lo=0.1, hi=600)
+    elasticsearch_install_templates: bool = _setting(
+        True, "Install the index templates and ILM policy at startup (idempotent). Turn off "
+        "when they are managed elsewhere (exporters/elasticsearch/).")
+    elasticsearch_shards: int = _setting(1, "Primary shards of each backing index.", lo=1, hi=1024)
+    elasticsearch_replicas: int | None = _setting(
+        None, "Replicas of each backing index. Unset: auto_expand_replicas 0-1 (none on a "
+        "single node, one as soon as a second node joins).", lo=0, hi=16)
+    elasticsearch_rollover_size: str = _setting(
+        "50gb", "ILM rollover when a primary shard reaches this size.")
+    elasticsearch_rollover_age: str = _setting("30d", "ILM rollover at this index age at most.")
+    elasticsearch_retention: str = _setting(
+        "90d", "ILM deletes backing indices this long after rollover.")
+    # --- Fluentd forward protocol ---
+    fluentd_host: str | None = _setting(
+        None, "Client: send events to a Fluentd / Fluent Bit forward input at this host instead "
+        "of the sidecar (tag mlwatch.<model>).")
+    fluentd_port: int = _setting(24224, "Client: port of that forward input.", lo=1, hi=65535)
+    forward_port: int | None = _setting(
+        None, "Sidecar: listen for the Fluentd forward protocol on this port (unset: off).",
+        lo=0, hi=65535)
+    forward_shared_key: str | None = _setting(
+        None, "Shared key of the forward input's handshake (and the client's). Unset: no "
+        "handshake. Never logged.", secret=True)
     # --- models (file only) ---
     models: tuple[ModelSpec, ...] = field(
         default=(), metadata={"doc": "Model specs (config file only); see the README.",
@@ -225,6 +277,16 @@ def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
     if choices and value not in choices:
         raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}", source=source)
     return value
+
+
+def _read_secret(path: Any, source: str | None) -> str:
+    """A secret kept in a file (a Kubernetes secret volume, a Docker secret): its text,
+    without the trailing newline editors add."""
+    try:
+        return Path(str(path)).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read secret file {path}: {exc.strerror}",
+                          source=source) from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -339,6 +401,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
     if file_path is not None:
         data = _read_file(file_path)
         for key, raw in data.items():
+            if (isinstance(key, str) and key.endswith("_file") and key not in fields
+                    and fields.get(key[:-5]) and fields[key[:-5]].metadata.get("secret")):
+                values[key[:-5]] = _coerce(fields[key[:-5]], _read_secret(raw, source), source)
+                continue
             if key not in fields:
                 raise ConfigError(str(key), "unknown key", source=source)
             if key == "models":
@@ -351,6 +417,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         name = env_name(f.name)
         if name in env:
             values[f.name] = _coerce(f, env[name], name)
+        elif f.metadata.get("secret") and env.get(name + "_FILE"):
+            values[f.name] = _coerce(f, _read_secret(env[name + "_FILE"], name + "_FILE"),
+                                     name + "_FILE")
     for key, raw in overrides.items():
         if key not in fields or fields[key].metadata.get("file_only"):
             raise ConfigError(key, "unknown setting", source="keyword argument")

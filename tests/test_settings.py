@@ -108,3 +108,20 @@ def test_readme_settings_table_matches_the_code() -> None:
 
 def test_sidecar_url_off_in_yaml(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "sidecar_url: off\n"), env={}).sidecar_url == "off"
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "api-key"
+    secret.write_text("c2VjcmV0\n")
+    cfg = load_config(env={"MLWATCH_ELASTICSEARCH_API_KEY_FILE": str(secret)})
+    assert cfg.elasticsearch_api_key == "c2VjcmV0"
+    conf = tmp_path / "mlwatch.json"
+    conf.write_text('{"elasticsearch_password_file": "%s"}' % secret)
+    assert load_config(conf, env={}).elasticsearch_password == "c2VjcmV0"
+    # the variable itself wins over its _FILE form
+    assert load_config(env={"MLWATCH_TOKEN": "t", "MLWATCH_TOKEN_FILE": str(secret)}).token == "t"
+    with pytest.raises(ConfigError, match="MLWATCH_TOKEN_FILE"):
+        load_config(env={"MLWATCH_TOKEN_FILE": str(tmp_path / "missing")})
+    conf.write_text('{"model_file": "x"}')  # only secrets have a _file form
+    with pytest.raises(ConfigError, match="model_file: unknown key"):
+        load_config(conf, env={})

@@ -43,7 +43,14 @@ EXIT_TIMEOUT_S = 5.0
 
 
 def make_exporter(config: Config) -> Exporter:
-    """The sidecar over HTTP, or the embedded store when no sidecar_url is set."""
+    """Fluentd / Fluent Bit when fluentd_host is set; else the sidecar over HTTP, or the
+    embedded store when no sidecar_url is set."""
+    if config.fluentd_host:
+        from mlwatch.client.fluent import FluentExporter
+
+        return FluentExporter(config.fluentd_host, config.fluentd_port,
+                              shared_key=config.forward_shared_key,
+                              timeout_s=config.send_timeout_s)
     if config.sidecar_url is None:
         return LocalExporter(Path(config.data_dir) / "store.db",
                              retention_days=config.retention_days, config=config)

@@ -67,6 +67,12 @@ class Sidecar:
                                                                         self.data_dir))
         self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
                           for sink in self.sinks]
+        # other ways in besides HTTP; each hands decoded records to accept()
+        self.inputs: list[Any] = []
+        if config.forward_port is not None:
+            from mlwatch.sidecar.forward import ForwardInput
+
+            self.inputs.append(ForwardInput(config, self.accept, registry=self.registry))
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
                                              daemon=True)
@@ -83,11 +89,15 @@ class Sidecar:
         for consumer in self.consumers:
             consumer.start()
         self._maintenance.start()
+        for source in self.inputs:
+            source.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consumers (what they have not committed is replayed at the next start)."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        for source in self.inputs:
+            source.stop()
         for consumer in self.consumers:
             consumer.stop()
         self.spool.close()
