@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     cfg = load_config(env={"MLWATCH_ELASTICSEARCH_API_KEY_FILE": str(secret)})
     assert cfg.elasticsearch_api_key == "c2VjcmV0"
     conf = tmp_path / "mlwatch.json"
-    conf.write_text('{"elasticsearch_password_file": "%s"}' % secret)
+    conf.write_text(json.dumps({"elasticsearch_password_file": str(secret)}))
     assert load_config(conf, env={}).elasticsearch_password == "c2VjcmV0"
     # the variable itself wins over its _FILE form
     assert load_config(env={"MLWATCH_TOKEN": "t", "MLWATCH_TOKEN_FILE": str(secret)}).token == "t"
