@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,13 +130,15 @@ class Consumer(threading.Thread):
     """
 
     def __init__(self, spool: Spool, sink: Sink, *, on_error: Any, max_records: int = 64,
-                 max_batch_bytes: int = 32 << 20, max_backoff_s: float = 30.0) -> None:
+                 max_batch_bytes: int = 32 << 20, max_backoff_s: float = 30.0,
+                 linger_s: float = 0.0) -> None:
         super().__init__(name=f"mlwatch-sink-{sink.name}", daemon=True)
         self.spool = spool
         self.sink = sink
         self.max_records = max_records
         self.max_batch_bytes = max_batch_bytes
         self.max_backoff_s = max_backoff_s
+        self.linger_s = linger_s
         self._on_error = on_error
         self._stop_event = threading.Event()
         self.healthy = True
@@ -162,6 +165,14 @@ class Consumer(threading.Thread):
 
     def _step(self) -> None:
         records = self.spool.read(self.sink.name, self.max_records, timeout=0.25)
+        if records and self.linger_s > 0:  # fill the batch a little longer (bulk efficiency)
+            deadline = time.monotonic() + self.linger_s
+            while len(records) < self.max_records and not self._stop_event.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                records += self.spool.read(self.sink.name, self.max_records - len(records),
+                                           timeout=left)
         for group in chunks_by_bytes(records, self.max_batch_bytes):
             if self._stop_event.is_set():
                 return  # uncommitted records are read again at the next start

@@ -27,7 +27,7 @@ from mlwatch.redact import Redactor, load_or_create_key
 from mlwatch.settings import Config
 from mlwatch.sidecar import ingest as body
 from mlwatch.sidecar.metrics import SidecarMetrics
-from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS, Consumer, StoreSink, encode
+from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS, Consumer, Sink, StoreSink, encode
 from mlwatch.sidecar.spool import HEADER_LEN, Spool, SpoolClosed, SpoolError, SpoolFull
 from mlwatch.store import EmbeddedStore
 
@@ -53,7 +53,11 @@ class Sidecar:
         if registry is None:
             ProcessCollector(registry=self.registry)
         self.store = EmbeddedStore(self.data_dir / "store.db", retention_days=config.retention_days)
-        self.sinks = [StoreSink(self.store)]
+        self.sinks: list[Sink] = [StoreSink(self.store)]
+        if config.elasticsearch_url:
+            from mlwatch.elastic.sink import ElasticsearchSink
+
+            self.sinks.append(ElasticsearchSink(config, registry=self.registry))
         self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
                            fsync=config.spool_fsync,  # type: ignore[arg-type]
                            fsync_interval_ms=config.spool_fsync_interval_ms,
@@ -65,8 +69,8 @@ class Sidecar:
         self._count_corrupt()
         self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
                                                                         self.data_dir))
-        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
-                          for sink in self.sinks]
+        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error,
+                                   **self._consumer_options(sink)) for sink in self.sinks]
         # other ways in besides HTTP; each hands decoded records to accept()
         self.inputs: list[Any] = []
         if config.forward_port is not None:
@@ -111,6 +115,15 @@ class Sidecar:
             return
         for sink in self.sinks:
             sink.close()
+
+    def _consumer_options(self, sink: Sink) -> dict[str, Any]:
+        """Remote sinks read larger batches, linger to fill them, and retry sooner after an
+        outage than the local store needs to."""
+        if sink.name != "elasticsearch":
+            return {}
+        cfg = self.config
+        return {"max_records": 256, "linger_s": cfg.elasticsearch_flush_interval_ms / 1000,
+                "max_batch_bytes": 64 << 20, "max_backoff_s": 5.0}
 
     def _maintain(self) -> None:
         while True:

@@ -1,0 +1,1 @@
+"""Elasticsearch: document layout, index templates and the spool sink (mlwatch[elasticsearch])."""

@@ -1,0 +1,219 @@
+"""The sidecar's Elasticsearch sink against a real Elasticsearch 8 node."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlwatch.elastic.documents import stream_name
+from tests.conftest import event, wait_until
+from tests.integration import elastic
+from tests.integration.elastic import Cluster, request
+from tests.integration.servers import SidecarProcess, get_json, get_text
+
+pytestmark = pytest.mark.integration
+
+
+def start_cluster(base: Path, n: int = 1) -> Cluster:
+    try:
+        elastic.distribution()
+        elastic.java_home()
+    except elastic.Unavailable as exc:
+        elastic.skip_or_fail(str(exc))
+    return Cluster(base, n).start()
+
+
+@pytest.fixture(scope="module")
+def es(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = start_cluster(elastic.ROOT / "nodes" / uuid.uuid4().hex[:8])
+    yield cluster
+    cluster.stop()
+
+
+def namespace() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def sidecar(tmp_path: Path, url: str, ns: str, **env: str) -> SidecarProcess:
+    return SidecarProcess(tmp_path / "data", MLWATCH_ELASTICSEARCH_URL=url,
+                          MLWATCH_ELASTICSEARCH_NAMESPACE=ns, **env)
+
+
+def post(port: int, records: list[dict[str, Any]]) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/v1/events", json.dumps(records).encode(),
+                     {"content-type": "application/json"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def count(url: str, index: str) -> int:
+    request(url, "POST", f"/{index}/_refresh")
+    return int(request(url, "GET", f"/{index}/_count")["count"])
+
+
+def duplicate_ids(url: str, index: str) -> list[Any]:
+    """Ids present more than once (there must be none)."""
+    body = {"size": 0, "aggs": {"dups": {"terms": {"field": "event.id", "min_doc_count": 2,
+                                                   "size": 10}}}}
+    return list(request(url, "POST", f"/{index}/_search", body)["aggregations"]["dups"]["buckets"])
+
+
+def all_ids(url: str, index: str) -> set[str]:
+    request(url, "POST", f"/{index}/_refresh")
+    ids: set[str] = set()
+    body: dict[str, Any] = {"size": 10_000, "_source": False, "sort": [{"event.id": "asc"}]}
+    while True:
+        hits = request(url, "POST", f"/{index}/_search", body)["hits"]["hits"]
+        if not hits:
+            return ids
+        ids.update(h["_id"] for h in hits)
+        body["search_after"] = hits[-1]["sort"]
+
+
+def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> None:
+    import mlwatch
+
+    ns = namespace()
+    side = sidecar(tmp_path, es.url, ns).start()
+    try:
+        mlwatch.configure(sidecar_url=side.url, model="credit", version="3", code_version="abc")
+
+        @mlwatch.monitor()
+        def predict(row: dict[str, Any]) -> float:
+            if row["amount"] < 0:
+                raise ValueError("negative amount")
+            return float(row["amount"]) * 0.01
+
+        amounts = [10.0 + (i % 97) * 1.25 for i in range(600)]
+        for i, amount in enumerate(amounts):
+            predict({"amount": amount, "country": ["fr", "de", "us"][i % 3], "n": i})
+        with pytest.raises(ValueError):
+            predict({"amount": -1.0, "country": "fr", "n": 0})
+        mlwatch.flush(10)
+        index = stream_name("mlwatch.predictions", ns)
+        wait_until(lambda: count(es.url, index) == 601, timeout=60, what="601 documents")
+
+        stored = get_json(side.url + "/v1/models/credit/events?limit=1000")["events"]
+        assert len(stored) == 601
+        assert all_ids(es.url, index) == {e["event_id"] for e in stored}
+        one = stored[5]
+        hit = request(es.url, "POST", f"/{index}/_search",
+                      {"query": {"term": {"event.id": one["event_id"]}}})["hits"]["hits"]
+        assert len(hit) == 1 and hit[0]["_id"] == one["event_id"]
+        doc = hit[0]["_source"]
+        assert doc["@timestamp"] == one["ts"]
+        assert doc["service"] == {"name": "credit", "version": "3"}
+        assert doc["mlwatch"]["features"] == one["features"]
+        assert doc["mlwatch"]["code_version"] == "abc"
+        assert doc["event"]["outcome"] == "success"
+        assert doc["http"]["request"]["id"] == one["request_id"]
+
+        failed = request(es.url, "POST", f"/{index}/_search",
+                         {"query": {"term": {"event.outcome": "failure"}}})["hits"]["hits"]
+        assert [h["_source"]["error"]["type"] for h in failed] == ["ValueError"]
+
+        mapping = request(es.url, "GET", f"/{index}/_mapping/field/mlwatch.features.*")
+        fields = next(iter(mapping.values()))["mappings"]
+        types = {k: next(iter(v["mapping"].values()))["type"] for k, v in fields.items()}
+        assert types == {"mlwatch.features.amount": "double", "mlwatch.features.n": "double",
+                         "mlwatch.features.country": "keyword"}
+
+        aggs = request(es.url, "POST", f"/{index}/_search", {
+            "size": 0, "query": {"term": {"event.outcome": "success"}},
+            "aggs": {"amount": {"stats": {"field": "mlwatch.features.amount"}},
+                     "country": {"terms": {"field": "mlwatch.features.country"}}}})["aggregations"]
+        assert aggs["amount"]["count"] == 600
+        assert aggs["amount"]["avg"] == pytest.approx(statistics.fmean(amounts), rel=1e-12)
+        assert aggs["amount"]["max"] == max(amounts)
+        assert {b["key"]: b["doc_count"] for b in aggs["country"]["buckets"]} == {
+            "fr": 200, "de": 200, "us": 200}
+    finally:
+        mlwatch.shutdown(5)
+        side.stop()
+
+
+def test_mapping_conflict_goes_to_the_dead_letter_stream(es: Cluster, tmp_path: Path) -> None:
+    ns = namespace()
+    side = sidecar(tmp_path, es.url, ns).start()
+    try:
+        good = [event(i, features={"amount": float(i)}) for i in range(50)]
+        assert post(side.port, good[:10]) == 202
+        index = stream_name("mlwatch.predictions", ns)
+        wait_until(lambda: count(es.url, index) == 10, timeout=60, what="first documents")
+        bad = event(999, features={"amount": "a lot"}, request_id="the-bad-one")
+        assert post(side.port, [*good[10:30], bad, *good[30:]]) == 202
+        wait_until(lambda: count(es.url, index) == 50, timeout=60, what="the good documents")
+        dead_index = stream_name("mlwatch.deadletter", ns)
+        wait_until(lambda: count(es.url, dead_index) == 1, timeout=60, what="one dead letter")
+        dead = request(es.url, "POST", f"/{dead_index}/_search", {})["hits"]["hits"][0]["_source"]
+        assert dead["error"]["type"] in ("document_parsing_exception", "mapper_parsing_exception")
+        assert "amount" in dead["error"]["message"]
+        assert dead["mlwatch"]["dead_letter"]["data_stream"] == index
+        assert dead["mlwatch"]["dead_letter"]["status"] == 400
+        original = json.loads(dead["mlwatch"]["dead_letter"]["document"])
+        assert original["http"]["request"]["id"] == "the-bad-one"
+        # the stream flowed on: a later batch arrives too, and the sink is healthy
+        assert post(side.port, [event(i, features={"amount": 1.0}) for i in range(7)]) == 202
+        wait_until(lambda: count(es.url, index) == 57, timeout=60, what="later documents")
+        metrics = get_text(side.url + "/metrics")
+        line = f'mlwatch_sink_dead_letters_total{{data_stream="{index}",sink="elasticsearch"}} 1.0'
+        assert line in metrics
+        assert get_json(side.url + "/readyz")["sinks"]["elasticsearch"]["healthy"] is True
+    finally:
+        side.stop()
+
+
+def test_templates_are_installed_once_and_idempotently(es: Cluster, tmp_path: Path) -> None:
+    ns = namespace()
+    for _ in range(2):  # a second sidecar start re-installs without error
+        side = sidecar(tmp_path, es.url, ns).start()
+        try:
+            assert post(side.port, [event(1)]) == 202
+            wait_until(lambda: count(es.url, stream_name("mlwatch.predictions", ns)) >= 1,
+                       timeout=60, what="a document")
+        finally:
+            side.stop()
+    template = request(es.url, "GET", "/_index_template/logs-mlwatch.predictions")
+    [tpl] = template["index_templates"]
+    assert tpl["index_template"]["data_stream"] is not None
+    assert tpl["index_template"]["priority"] == 200
+    assert "mlwatch@mappings" in tpl["index_template"]["composed_of"]
+    settings = request(es.url, "GET", f"/{stream_name('mlwatch.predictions', ns)}/_settings")
+    index_settings = next(iter(settings.values()))["settings"]["index"]
+    assert index_settings["auto_expand_replicas"] == "0-1"
+
+
+class Stream(threading.Thread):
+    """Posts ``total`` events in batches with known ids, retrying each batch until 202."""
+
+    def __init__(self, port: int, total: int, batch: int = 500, prefix: str = "ev") -> None:
+        super().__init__(daemon=True)
+        self.port, self.total, self.batch, self.prefix = port, total, batch, prefix
+        self.acked: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        for start in range(0, self.total, self.batch):
+            ids = [f"{self.prefix}-{i:08d}" for i in range(start, min(start + self.batch,
+                                                                      self.total))]
+            body = [event(int(i[-8:]), event_id=i) for i in ids]
+            while True:
+                try:
+                    if post(self.port, body) == 202:
+                        self.acked.extend(ids)
+                        break
+                except OSError:
+                    pass
+                self.done.wait(0.05)
+        self.done.set()
