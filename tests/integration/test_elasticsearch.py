@@ -6,6 +6,7 @@ import http.client
 import json
 import statistics
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,14 +198,19 @@ def test_templates_are_installed_once_and_idempotently(es: Cluster, tmp_path: Pa
 class Stream(threading.Thread):
     """Posts ``total`` events in batches with known ids, retrying each batch until 202."""
 
-    def __init__(self, port: int, total: int, batch: int = 500, prefix: str = "ev") -> None:
+    def __init__(self, port: int, total: int, batch: int = 500, prefix: str = "ev",
+                 rate: float | None = None) -> None:
         super().__init__(daemon=True)
         self.port, self.total, self.batch, self.prefix = port, total, batch, prefix
+        self.interval = batch / rate if rate else 0.0
         self.acked: list[str] = []
         self.done = threading.Event()
 
     def run(self) -> None:
-        for start in range(0, self.total, self.batch):
+        t0 = time.monotonic()
+        for n, start in enumerate(range(0, self.total, self.batch)):
+            if (pause := t0 + n * self.interval - time.monotonic()) > 0:
+                time.sleep(pause)
             ids = [f"{self.prefix}-{i:08d}" for i in range(start, min(start + self.batch,
                                                                       self.total))]
             body = [event(int(i[-8:]), event_id=i) for i in ids]
