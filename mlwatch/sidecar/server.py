@@ -21,6 +21,8 @@ def serve(config: Config, *, access_log: bool = False) -> None:
 
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.log_level != "debug":  # one line per bulk request is noise, not news
+        logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     logging.getLogger("mlwatch").info(
         "mlwatch sidecar on http://%s:%d, data in %s, settings %s", config.host, config.port,
         config.data_dir, config.redacted())
