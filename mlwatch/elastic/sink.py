@@ -80,7 +80,8 @@ def make_client(config: Config) -> Any:
     if not hosts:
         raise ValueError("elasticsearch_url is empty")
     kwargs: dict[str, Any] = {"request_timeout": config.elasticsearch_timeout_s,
-                              "max_retries": 2, "retry_on_timeout": True, "http_compress": True}
+                              "max_retries": 2, "retry_on_timeout": True,
+                              "http_compress": config.elasticsearch_compress}
     if config.elasticsearch_api_key:
         kwargs["api_key"] = config.elasticsearch_api_key
     elif config.elasticsearch_username:
