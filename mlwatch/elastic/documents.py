@@ -52,7 +52,10 @@ from mlwatch.store import EVENT_COLUMNS, FEEDBACK_COLUMNS
 
 PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER = (
     "mlwatch.predictions", "mlwatch.feedback", "mlwatch.models", "mlwatch.deadletter")
-DATASETS = (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER)
+# client drop reports; written by the Fluent Bit / Fluentd pipelines of exporters/ (the
+# sidecar turns reports into the mlwatch_events_dropped_total metric instead)
+DROPS = "mlwatch.drops"
+DATASETS = (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER, DROPS)
 
 _E = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 _F = {name: i for i, name in enumerate(FEEDBACK_COLUMNS)}

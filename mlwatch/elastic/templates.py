@@ -94,6 +94,7 @@ def mappings_component() -> dict[str, Any]:
             "prediction_class": KEYWORD,
             "label": RAW, "label_value": {"type": "double"}, "label_class": KEYWORD,
             "params": {"type": "flattened"},
+            "reason": KEYWORD, "dropped": {"type": "long"}, "report_id": KEYWORD, "tag": KEYWORD,
             "dead_letter": {"properties": {"data_stream": KEYWORD, "status": {"type": "integer"},
                                            "document": {"type": "text", "index": False}}},
         }},

@@ -223,3 +223,56 @@ class Stream(threading.Thread):
                     pass
                 self.done.wait(0.05)
         self.done.set()
+
+
+@pytest.mark.parametrize("mode", ["Message", "Forward", "PackedForward", "CompressedPackedForward"])
+def test_forward_protocol_into_elasticsearch(es: Cluster, tmp_path: Path, mode: str) -> None:
+    """A forward-protocol peer → the sidecar's forward input (acked) → Elasticsearch.
+
+    Message, PackedForward and CompressedPackedForward come from Node's fluent-logger
+    (it waits for each chunk's ack); Forward mode, which it does not send, is a chunk
+    built to the protocol specification with msgpack.
+    """
+    import msgpack
+
+    from tests.conftest import free_port
+    from tests.test_forward import Peer, run_node
+
+    ns = namespace()
+    port = free_port()
+    side = sidecar(tmp_path, es.url, ns, MLWATCH_FORWARD_PORT=str(port)).start()
+    try:
+        wait_until(lambda: socket_open(port), what="the forward port")
+        records = [event(i, request_id=f"{mode}-{i}", features={"x": float(i)}) for i in range(40)]
+        for r in records:  # as a Fluentd pipeline would send them: no ids, no timestamps
+            r.pop("event_id", None)
+        t0 = 1_763_700_000
+        if mode == "Forward":
+            peer = Peer(port)
+            entries = [[msgpack.ExtType(0, (t0 + i).to_bytes(4, "big") + (0).to_bytes(4, "big")),
+                        r] for i, r in enumerate(records)]
+            peer.send(["mlwatch.fwd", entries, {"chunk": "c-1", "size": len(entries)}])
+            assert peer.read(timeout=10) == {"ack": "c-1"}
+            peer.close()
+        else:
+            result = run_node(port, [{"label": "fwd", "time": t0 + i, "record": r}
+                                     for i, r in enumerate(records)], mode=mode, key=None)
+            assert result == {"acked": 40, "errors": []}
+        index = stream_name("mlwatch.predictions", ns)
+        wait_until(lambda: count(es.url, index) == 40, timeout=60, what="40 forwarded documents")
+        hits = request(es.url, "POST", f"/{index}/_search",
+                       {"size": 100, "sort": [{"@timestamp": "asc"}]})["hits"]["hits"]
+        assert [h["_source"]["http"]["request"]["id"] for h in hits] == [
+            f"{mode}-{i}" for i in range(40)]
+        assert hits[3]["_source"]["@timestamp"].startswith("2025-11-21T04:40:03")
+        assert hits[3]["_source"]["service"]["name"] == "iris"
+        assert duplicate_ids(es.url, index) == []
+    finally:
+        side.stop()
+
+
+def socket_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
