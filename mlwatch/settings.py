@@ -105,7 +105,8 @@ class Config:
         "before gzip).", lo=1, hi=10_000)
     flush_interval_ms: int = _setting(
         200, "Longest time an event waits in the client before it is sent.", lo=1, hi=60_000)
-    send_timeout_s: float = _setting(5.0, "Timeout of one HTTP request to the sidecar.",
+    send_timeout_s: float = _setting(5.0, "Timeout of one request to the sidecar (or of one "
+                                     "forward-protocol attempt).",
                                      lo=0.01, hi=300)
     retry_timeout_s: float = _setting(
         30.0, "How long the client retries one batch (sidecar down, 429, 503) before it "
