@@ -38,15 +38,17 @@ from typing import Any
 from mlwatch.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_USERINFO = re.compile(r"(\w+://)[^/@,\s]*@")
 TASKS = ("classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
 SENSITIVE_ACTIONS = ("hash", "drop")
 
 
 def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-             choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi,
-                                            "choices": choices, "secret": secret})
+             choices: tuple[str, ...] | None = None, secret: bool = False,
+             pattern: str | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices,
+                                            "secret": secret, "pattern": pattern})
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ class Config:
         True, "Verify Elasticsearch's TLS certificate. Turn off only for a throwaway cluster.")
     elasticsearch_namespace: str = _setting(
         "default", "Data stream namespace: events go to logs-mlwatch.predictions-<namespace>, "
-        "feedback to logs-mlwatch.feedback-<namespace>.")
+        "feedback to logs-mlwatch.feedback-<namespace>. Lowercase letters, digits, '_' and "
+        "'.' (Elastic's rule: no '-').", pattern=r"^[a-z0-9][a-z0-9_.]{0,99}$")
     elasticsearch_batch_size: int = _setting(
         5000, "Most documents per bulk request.", lo=1, hi=100_000)
     elasticsearch_flush_interval_ms: int = _setting(
@@ -205,11 +208,20 @@ class Config:
         return None
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict with secrets masked — safe to log."""
+        """The settings as a dict with secrets masked — safe to log. URLs lose their
+        ``user:password@`` part.
+
+        >>> Config(elasticsearch_url="https://u:pw@es:9200,http://es2").redacted()["elasticsearch_url"]
+        'https://***@es:9200,http://es2'
+        """
         out: dict[str, Any] = {}
         for f in settings_fields():
             value = getattr(self, f.name)
-            out[f.name] = "***" if f.metadata.get("secret") and value else value
+            if f.metadata.get("secret") and value:
+                value = "***"
+            elif f.name.endswith("_url") and isinstance(value, str):
+                value = _USERINFO.sub(r"\1***@", value)
+            out[f.name] = value
         return out
 
 
@@ -280,6 +292,8 @@ def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
         raise ConfigError(key, f"must be at most {hi}, got {value}", source=source)
     if choices and value not in choices:
         raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}", source=source)
+    if (pattern := f.metadata.get("pattern")) and not re.match(pattern, str(value)):
+        raise ConfigError(key, f"must match {pattern}, got {value!r}", source=source)
     return value
 
 

@@ -50,6 +50,7 @@ MAX_NAME = 128
 MAX_LABELS = 32
 MAX_ID = 256
 MAX_DEPTH = 32  # nesting of prediction, label and params values
+MAX_LATENCY_MS = 7 * 86_400_000.0  # a week: beyond is a unit bug (ns sent as ms), not a call
 LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -216,9 +217,9 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
     if type(latency) not in (int, float):
         raise ValidationError(f"expected a non-negative number, got {_typename(latency)}",
                               line=line, field="latency_ms")
-    if not 0 <= latency < math.inf:
-        raise ValidationError(f"expected a non-negative finite number, got {latency!r}",
-                              line=line, field="latency_ms")
+    if not 0 <= latency <= MAX_LATENCY_MS:
+        raise ValidationError(f"expected milliseconds between 0 and {MAX_LATENCY_MS:.0f} (a "
+                              f"week), got {latency!r}", line=line, field="latency_ms")
     status = obj.get("status", "ok")
     if status not in STATUSES:
         raise ValidationError(f"expected 'ok' or 'error', got {_show(status)}", line=line,

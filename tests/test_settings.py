@@ -126,3 +126,20 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     conf.write_text('{"model_file": "x"}')  # only secrets have a _file form
     with pytest.raises(ConfigError, match="model_file: unknown key"):
         load_config(conf, env={})
+
+
+def test_urls_are_logged_without_credentials() -> None:
+    cfg = load_config(env={"MLWATCH_ELASTICSEARCH_URL": "https://elastic:s3cret@es1:9200,"
+                                                        "https://es2:9200",
+                           "MLWATCH_SIDECAR_URL": "http://user:pw@127.0.0.1:8765"})
+    shown = str(cfg.redacted())
+    assert "s3cret" not in shown and "pw@" not in shown
+    assert "https://***@es1:9200,https://es2:9200" in shown
+
+
+def test_namespace_follows_elastic_naming() -> None:
+    assert load_config(env={"MLWATCH_ELASTICSEARCH_NAMESPACE": "prod_eu.1"}).elasticsearch_namespace \
+        == "prod_eu.1"
+    for bad in ("Prod", "prod-eu", "", "a/b"):
+        with pytest.raises(ConfigError, match="elasticsearch_namespace"):
+            load_config(env={}, elasticsearch_namespace=bad or " ")

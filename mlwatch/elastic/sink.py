@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,6 +48,7 @@ from mlwatch.elastic.documents import (
     event_document,
     feedback_document,
     registration_document,
+    registration_id,
     stream_name,
 )
 from mlwatch.settings import Config
@@ -54,7 +57,15 @@ from mlwatch.sidecar.pipeline import Batch
 log = logging.getLogger("mlwatch.elasticsearch")
 
 MAX_REQUEST_BYTES = 16 << 20
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
+TRUNCATED_DEAD_LETTER = 64 << 10
+# Per-item errors caused by the document itself: retrying cannot help, so the document
+# goes to the dead-letter stream. Anything else (401, 403, 404, 429, 5xx, cluster blocks,
+# bad index names) is the cluster's state or our configuration: retried, never skipped.
+DOCUMENT_ERRORS = frozenset({
+    "mapper_parsing_exception", "document_parsing_exception", "illegal_argument_exception",
+    "strict_dynamic_mapping_exception", "x_content_parse_exception", "parse_exception",
+    "mapper_exception", "json_parse_exception", "document_source_missing_exception"})
+_PREVIEW = re.compile(r"Preview of field's value: .*", re.DOTALL)
 ATTEMPTS = 4  # within one export; after that the consumer replays the batch later
 SINK_NAME = "elasticsearch"
 
@@ -92,7 +103,11 @@ def make_client(config: Config) -> Any:
     if not config.elasticsearch_verify_certs:
         kwargs["verify_certs"] = False
         kwargs["ssl_show_warn"] = False
-    return Elasticsearch(hosts, **kwargs)
+    try:
+        return Elasticsearch(hosts, **kwargs)
+    except ValueError:  # the client's message quotes the URL, user-info included
+        raise ValueError("elasticsearch_url: cannot parse "
+                         + ", ".join(safe_url(h) for h in hosts)) from None
 
 
 def install_templates(client: Any, config: Config) -> bool:
@@ -164,51 +179,92 @@ class ElasticsearchSink:
         self.dead_letters = Counter(
             "mlwatch_sink_dead_letters", "Documents a sink rejected for good and wrote to the "
             "dead-letter stream, by data stream.", ["sink", "data_stream"], registry=registry)
+        self.lost = Counter(
+            "mlwatch_sink_dead_letters_lost", "Dead letters the dead-letter stream itself "
+            "refused (only possible when its template was changed).", ["sink"],
+            registry=registry)
         self.ilm: bool | None = None
 
     # -- the Sink contract ---------------------------------------------------
     def export(self, batch: Batch) -> None:
         if not self._installed:
-            self.ilm = install_templates(self.client, self.config)
+            self.ilm = self._install()
             self._installed = True
-        ops = self._operations(batch)
-        if ops:
-            self._deliver(ops)
+        # Documents are built a group at a time (batch_size x concurrency), so a large
+        # backlog replayed after an outage never sits in memory as documents all at once.
+        group_size = self.config.elasticsearch_batch_size * self.config.elasticsearch_concurrency
+        group: list[_Op] = []
+        for op in self._operations(batch):
+            group.append(op)
+            if len(group) >= group_size:
+                self._deliver(group)
+                group = []
+        if group:
+            self._deliver(group)
 
     def close(self) -> None:
         self._closed.set()
         self._pool.shutdown(wait=True)
         self.client.close()
 
+    def _install(self) -> bool | None:
+        from elasticsearch import ApiError
+
+        try:
+            return install_templates(self.client, self.config)
+        except ApiError as exc:
+            if exc.meta.status != 403:
+                raise
+            log.warning("cannot install the index templates (HTTP 403: these credentials lack "
+                        "manage_index_templates / manage_ilm); assuming they are managed "
+                        "elsewhere (exporters/elasticsearch/)")
+            return None
+
     # -- building ------------------------------------------------------------
-    def _operations(self, batch: Batch) -> list[_Op]:
-        ops: list[_Op] = []
-        dumps = orjson.dumps
+    def _operations(self, batch: Batch) -> Iterator[_Op]:
         origin = self.origin
-        stream = self.streams[PREDICTIONS]
-        for array in batch.event_arrays:
-            for row in orjson.loads(array):
-                ops.append(_Op(stream, row[0], dumps(event_document(row, origin))))
-        stream = self.streams[FEEDBACK]
-        for array in batch.feedback_arrays:
-            for row in orjson.loads(array):
-                doc = feedback_document(row, origin)
-                ops.append(_Op(stream, doc["event"]["id"], dumps(doc)))
+        build: Callable[[Any, Origin], dict[str, Any]]
+        for stream, arrays, build in (
+                (self.streams[PREDICTIONS], batch.event_arrays, event_document),
+                (self.streams[FEEDBACK], batch.feedback_arrays, feedback_document)):
+            for array in arrays:
+                for row in orjson.loads(array):
+                    yield self._encode(stream, row, partial(build, row, origin))
         if batch.registrations:
-            now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-            stream = self.streams[MODELS]
+            now = _now()
             for reg in batch.registrations:
-                doc = registration_document(reg, origin, now)
-                ops.append(_Op(stream, doc["event"]["id"], dumps(doc)))
-        return ops
+                yield self._encode(self.streams[MODELS], reg,
+                                   partial(registration_document, reg, origin, now))
+
+    def _encode(self, stream: str, raw: Any, build: Callable[[], dict[str, Any]]) -> _Op:
+        """One document, or — when it cannot be built or encoded (a bug of ours, or a value
+        no validation foresaw) — its dead letter, so one record never wedges the stream."""
+        try:
+            doc = build()
+            return _Op(stream, doc["event"]["id"], orjson.dumps(doc))
+        except Exception as exc:
+            doc_id = str(raw[0] if isinstance(raw, list) else _registration_key(raw))
+            source = orjson.dumps(raw, default=str, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+            self.dead_letters.labels(SINK_NAME, stream).inc()
+            log.warning("record %s could not be turned into a document for %s (%s); written "
+                        "to the dead-letter stream", doc_id, stream, type(exc).__name__)
+            return self._dead_letter(_Op(stream, doc_id, source), 0,
+                                     {"type": "unencodable",
+                                      "reason": f"{type(exc).__name__}: {exc}"})
 
     def _dead_letter(self, op: _Op, status: int, error: dict[str, Any]) -> _Op:
-        doc = {"@timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        # a document refused for its size keeps only its head, or its dead letter would be
+        # refused too; the original is still in the embedded store
+        limit = TRUNCATED_DEAD_LETTER if status == 413 else len(op.source)
+        dead_letter = {"data_stream": op.stream, "status": status,
+                       "document": op.source[:limit].decode(errors="replace")}
+        if limit < len(op.source):
+            dead_letter["truncated_from"] = len(op.source)
+        doc = {"@timestamp": _now(),
                "event": {"id": op.doc_id, "kind": "event", "dataset": DEAD_LETTER},
                "error": {"type": str(error.get("type", "unknown")),
                          "message": str(error.get("reason", error))[:8192]},
-               "mlwatch": {"dead_letter": {"data_stream": op.stream, "status": status,
-                                           "document": op.source.decode()}},
+               "mlwatch": {"dead_letter": dead_letter},
                **self.origin.fields()}
         return _Op(self.streams[DEAD_LETTER], op.doc_id, orjson.dumps(doc))
 
@@ -228,71 +284,119 @@ class ElasticsearchSink:
         return out
 
     def _deliver(self, ops: list[_Op]) -> None:
-        """Send until every op is created, already there, or dead-lettered."""
+        """Send until every op is created, already there, or dead-lettered; raise
+        :class:`BulkIncomplete` when some are still refused after a few attempts (the
+        consumer then replays the batch later, and the sink reports unhealthy)."""
         delay = 0.2
-        last_problem = ""
+        problems: list[str] = []
         for attempt in range(ATTEMPTS):
-            results = list(self._pool.map(self._send, self._chunks(ops)))
             retry: list[_Op] = []
-            dead: list[_Op] = []
-            for retry_part, dead_part, problem in results:
-                retry.extend(retry_part)
-                dead.extend(dead_part)
-                last_problem = problem or last_problem
-            if dead:  # the dead-letter stream gets the same treatment (retry, never skip)
-                retry.extend(dead)
+            problems = []
+            for outcome in self._pool.map(self._send, self._chunks(ops)):
+                retry.extend(outcome.retry)
+                retry.extend(outcome.dead)  # dead letters get the same treatment
+                problems.extend(outcome.problems)
             if not retry:
                 return
             ops = retry
             if attempt < ATTEMPTS - 1 and not self._closed.is_set():
                 self._sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 3, 5.0)
-        raise BulkIncomplete(f"{len(ops)} document(s) not delivered yet: {last_problem}")
+        raise BulkIncomplete(f"{len(ops)} document(s) not delivered yet: "
+                             f"{'; '.join(sorted(set(problems))[:3])}")
 
-    def _send(self, chunk: list[_Op]) -> tuple[list[_Op], list[_Op], str]:
-        """One bulk request. Returns (ops to retry, dead letters to write, a problem)."""
+    def _send(self, chunk: list[_Op]) -> _Outcome:
+        """One bulk request; never raises (a pool thread's exception would discard the
+        other chunks' results). A request too large is split; one document too large is
+        a dead letter."""
         from elasticsearch import ApiError, TransportError
 
         body = b"".join(op.lines() for op in chunk)
         try:
             resp = self.client.bulk(operations=body,
                                     filter_path="errors,items.*.status,items.*.error")
-        except ApiError as exc:  # the whole request failed with a status
-            if exc.meta.status in RETRYABLE or exc.meta.status >= 500:
-                return chunk, [], f"bulk request: HTTP {exc.meta.status}"
-            raise
+        except ApiError as exc:
+            status = exc.meta.status
+            if status == 413:
+                if len(chunk) == 1:
+                    return self._refuse(chunk[0], 413, {"type": "request_too_large",
+                                                         "reason": f"{len(body)} bytes"})
+                half = len(chunk) // 2
+                return self._send(chunk[:half]).join(self._send(chunk[half:]))
+            return _Outcome(retry=chunk, problems=[f"bulk request: HTTP {status} {exc.message}"])
         except TransportError as exc:  # connection refused, timeout, TLS...
-            return chunk, [], f"bulk request: {type(exc).__name__}: {exc.message}"
+            return _Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}: "
+                                                   f"{exc.message}"])
+        except Exception as exc:  # e.g. a response that does not parse
+            return _Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}"])
         items = resp.get("items", [])
         if len(items) != len(chunk):
-            return chunk, [], f"bulk response has {len(items)} items for {len(chunk)} documents"
-        retry: list[_Op] = []
-        dead: list[_Op] = []
+            return _Outcome(retry=chunk, problems=[
+                f"bulk response has {len(items)} items for {len(chunk)} documents"])
+        outcome = _Outcome()
         created = duplicate = 0
-        problem = ""
         for op, item in zip(chunk, items, strict=True):
             result = item.get("create") or next(iter(item.values()))
             status = int(result.get("status", 0))
+            error = result.get("error") or {}
             if status in (200, 201):
                 created += 1
             elif status == 409:
                 duplicate += 1
-            elif status in RETRYABLE or status >= 500:
-                retry.append(op)
-                problem = f"HTTP {status}: {(result.get('error') or {}).get('type')}"
-            elif op.stream == self.streams[DEAD_LETTER]:
-                # a dead letter that is itself refused: keep it in the log rather than loop
-                log.error("dead letter %s refused (HTTP %s): %s", op.doc_id, status,
-                          result.get("error"))
-            else:
-                self.dead_letters.labels(SINK_NAME, op.stream).inc()
-                error = result.get("error") or {}
-                log.warning("document %s refused for good by %s (HTTP %s %s: %s); written to "
-                            "the dead-letter stream", op.doc_id, op.stream, status,
-                            error.get("type"), str(error.get("reason"))[:300])
-                dead.append(self._dead_letter(op, status, error))
+            elif status == 400 and error.get("type") in DOCUMENT_ERRORS:
+                outcome.join(self._refuse(op, status, error))
+            else:  # 401/403/404/429/5xx, blocks, index names: the cluster, not the document
+                outcome.retry.append(op)
+                outcome.problems.append(f"HTTP {status} {error.get('type')}: "
+                                        f"{_quiet(str(error.get('reason')))[:200]}")
         if created:
             self.documents.labels(SINK_NAME, "created").inc(created)
         if duplicate:
             self.documents.labels(SINK_NAME, "duplicate").inc(duplicate)
-        return retry, dead, problem
+        return outcome
+
+    def _refuse(self, op: _Op, status: int, error: dict[str, Any]) -> _Outcome:
+        """A document refused for what it is: to the dead-letter stream, once."""
+        if op.stream == self.streams[DEAD_LETTER]:
+            # only a changed dead-letter template can get here; retrying cannot help
+            self.lost.labels(SINK_NAME).inc()
+            log.error("dead letter %s refused (HTTP %s %s); it is lost", op.doc_id, status,
+                      error.get("type"))
+            return _Outcome()
+        self.dead_letters.labels(SINK_NAME, op.stream).inc()
+        log.warning("document %s refused for good by %s (HTTP %s %s: %s); written to the "
+                    "dead-letter stream", op.doc_id, op.stream, status, error.get("type"),
+                    _quiet(str(error.get("reason")))[:300])
+        return _Outcome(dead=[self._dead_letter(op, status, error)])
+
+
+@dataclass
+class _Outcome:
+    """What one bulk request left to do."""
+
+    retry: list[_Op] = field(default_factory=list)
+    dead: list[_Op] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def join(self, other: _Outcome) -> _Outcome:
+        self.retry += other.retry
+        self.dead += other.dead
+        self.problems += other.problems
+        return self
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _registration_key(reg: Any) -> str:
+    try:
+        return registration_id(reg)
+    except Exception:
+        return "unencodable-registration"
+
+
+def _quiet(reason: str) -> str:
+    """An Elasticsearch error reason without the value it quotes: feature values that are
+    not marked sensitive still do not belong in logs."""
+    return _PREVIEW.sub("Preview of field's value: (omitted)", reason)

@@ -96,16 +96,23 @@ def mappings_component() -> dict[str, Any]:
             "params": {"type": "flattened"},
             "reason": KEYWORD, "dropped": {"type": "long"}, "report_id": KEYWORD, "tag": KEYWORD,
             "dead_letter": {"properties": {"data_stream": KEYWORD, "status": {"type": "integer"},
+                                           "truncated_from": {"type": "long"},
                                            "document": {"type": "text", "index": False}}},
         }},
     }
-    return {"template": {"mappings": {"dynamic_templates": dynamic, "properties": properties}},
+    # date_detection off: a feature first seen as "2024-05-01" must stay a keyword, or every
+    # later non-date value of it would be refused
+    return {"template": {"mappings": {"date_detection": False, "dynamic_templates": dynamic,
+                                      "properties": properties}},
             "_meta": {"managed_by": "mlwatch"}}
 
 
 def index_template(dataset: str) -> dict[str, Any]:
     custom = f"{dataset}@custom"
+    # allow_auto_create: the stream is created by the first write even where the cluster
+    # sets action.auto_create_index: false
     return {"index_patterns": [f"logs-{dataset}-*"], "data_stream": {}, "priority": PRIORITY,
+            "allow_auto_create": True,
             "composed_of": ["mlwatch@settings", "mlwatch@mappings", custom],
             "ignore_missing_component_templates": [custom],
             "_meta": {"managed_by": "mlwatch", "description": f"mlwatch {dataset} data stream"}}

@@ -34,6 +34,7 @@ from mlwatch.store import EmbeddedStore, event_row, feedback_row
 log = logging.getLogger("mlwatch.sidecar")
 
 EVENTS, FEEDBACK, MODELS = b"E1", b"F1", b"M1"
+STALL_S = 60.0
 
 
 def encode(kind: bytes, items: list[dict[str, Any]]) -> bytes:
@@ -143,9 +144,20 @@ class Consumer(threading.Thread):
         self._stop_event = threading.Event()
         self.healthy = True
         self.last_error: str | None = None
+        self.busy_since: float | None = None  # monotonic start of the export in progress
 
     def stop(self) -> None:
         self._stop_event.set()
+
+    def state(self, stall_s: float = STALL_S) -> dict[str, Any]:
+        """Health as /readyz and the status endpoint show it. An export still running after
+        ``stall_s`` (a sink that neither answers nor refuses) counts as unhealthy."""
+        busy = self.busy_since
+        stalled = busy is not None and time.monotonic() - busy > stall_s
+        error = (f"export running for {time.monotonic() - busy:.0f} s" if stalled and busy
+                 else self.last_error)
+        return {"healthy": self.healthy and not stalled and self.is_alive(),
+                "alive": self.is_alive(), "last_error": error}
 
     def run(self) -> None:
         delay = 0.1
@@ -179,7 +191,11 @@ class Consumer(threading.Thread):
             batch = Batch()
             for record in group:
                 batch.add(record.payload)
-            self.sink.export(batch)
+            self.busy_since = time.monotonic()
+            try:
+                self.sink.export(batch)
+            finally:
+                self.busy_since = None
             self.spool.commit(self.sink.name, group[-1])
             self.healthy = True
             self.last_error = None

@@ -109,12 +109,16 @@ class Sidecar:
         for thread in threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
-        if any(thread.is_alive() for thread in threads):
-            # closing a SQLite connection another thread is using can crash the process
-            log.warning("sidecar stop: a worker thread is still busy; leaving the store open")
-            return
-        for sink in self.sinks:
-            sink.close()
+        for consumer in self.consumers:
+            busy = consumer.is_alive() or (isinstance(consumer.sink, StoreSink)
+                                            and self._maintenance.is_alive())
+            if busy:
+                # closing a sink (a SQLite connection) another thread is using can crash
+                # the process: leave that one open, close the others
+                log.warning("sidecar stop: sink %s is still busy; leaving it open",
+                            consumer.sink.name)
+            else:
+                consumer.sink.close()
 
     def _consumer_options(self, sink: Sink) -> dict[str, Any]:
         """Remote sinks read larger batches, linger to fill them, and retry sooner after an
@@ -122,8 +126,8 @@ class Sidecar:
         if sink.name != "elasticsearch":
             return {}
         cfg = self.config
-        return {"max_records": 256, "linger_s": cfg.elasticsearch_flush_interval_ms / 1000,
-                "max_batch_bytes": 64 << 20, "max_backoff_s": 5.0}
+        return {"max_records": 64, "linger_s": cfg.elasticsearch_flush_interval_ms / 1000,
+                "max_batch_bytes": 32 << 20, "max_backoff_s": 5.0}
 
     def _maintain(self) -> None:
         while True:
@@ -227,9 +231,8 @@ class Sidecar:
             self.metrics.sink_lag.labels(sink.name).set(self.spool.lag_bytes(sink.name))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        sinks = {c.sink.name: {"healthy": c.healthy, "alive": c.is_alive(),
-                               "last_error": c.last_error} for c in self.consumers}
-        ok = all(s["healthy"] and s["alive"] for s in sinks.values()) and not self._stop.is_set()
+        sinks = {c.sink.name: c.state() for c in self.consumers}
+        ok = all(s["healthy"] for s in sinks.values()) and not self._stop.is_set()
         return ok, {"ready": ok, "sinks": sinks}
 
     def status(self, model: str) -> dict[str, Any]:
@@ -238,9 +241,7 @@ class Sidecar:
             "events_stored": self.store.count_events(model),
             "feedback_stored": self.store.count_feedback(model),
             "versions": self.store.registrations(model),
-            "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name),
-                                    "healthy": c.healthy and c.is_alive(), "alive": c.is_alive(),
-                                    "last_error": c.last_error}
+            "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
                       for c in self.consumers},
             "spool_bytes": self.spool.total_bytes(),
         }
