@@ -57,3 +57,51 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"s\.db"):
         EmbeddedStore(path)
+
+
+def test_profiles_and_results(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s.db")
+    store.put_profile("m", "1", "reference", 0, 10, '{"v": 1}')
+    store.put_profile("m", "1", "reference", 0, 10, '{"v": 2}')  # replaced, not added
+    store.put_profile("m", "1", "window", 3_600_000_000, 7_200_000_000, '{"w": 1}')
+    assert store.profiles("m", "1", "reference") == [(0, 10, '{"v": 2}')]
+    assert store.profiles("m", "1", "window", since_us=3_600_000_000) == [
+        (3_600_000_000, 7_200_000_000, '{"w": 1}')]
+    assert store.profiles("m", "1", "window", until_us=3_600_000_000) == []
+    store.put_result("m", "1", "drift", 0, 10, {"drift_share": 0.1}, now_us=100)
+    store.put_result("m", "1", "drift", 10, 20, {"drift_share": 0.5}, now_us=200)
+    store.put_result("m", "2", "kpi", 0, 10, {"accuracy": 0.9}, now_us=300)
+    latest = store.latest_results("m")
+    assert latest["drift"]["1"]["drift_share"] == 0.5
+    assert latest["drift"]["1"]["window"] == ["1970-01-01T00:00:00.000010Z",
+                                              "1970-01-01T00:00:00.000020Z"]
+    assert latest["kpi"]["2"]["accuracy"] == 0.9
+    assert store.latest_results("other") == {}
+
+
+def test_feature_columns_of_a_window(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s.db")
+    store.insert_events([ev(1, "2026-01-01T00:00:00Z", features={"x": 1.5, "c": "a"}),
+                         ev(2, "2026-01-01T00:00:01Z", features={"x": None}),
+                         ev(3, "2026-01-01T00:00:02Z"),  # no features (sampled out)
+                         ev(4, "2026-01-01T01:00:00Z", features={"x": 4, "c": "b"})])
+    cols = store.feature_columns("m", ["x", "c", 'we"ird'], until_us=1767229200000000)
+    assert cols == {"x": [1.5, None], "c": ["a", None], 'we"ird': [None, None]}
+    assert store.feature_columns("m", ["x"])["x"] == [1.5, None, 4]
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    store.insert_events([ev(1, "2026-01-01T00:00:00Z")])
+    store.close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("DROP TABLE profiles")
+        conn.execute("DROP TABLE results")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    upgraded = EmbeddedStore(tmp_path / "s.db")
+    assert upgraded.count_events("m") == 1
+    upgraded.put_result("m", "1", "drift", 0, 1, {})
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)

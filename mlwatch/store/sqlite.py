@@ -11,11 +11,14 @@ Writes are idempotent: an event is keyed by its ``event_id`` and feedback by
 ``(model, request_id)`` (the newest label wins), so a replay from the spool after
 a crash never duplicates anything.
 
-Schema version 1 (table ``meta`` holds it):
+Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
 
 - ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
 - ``feedback``: ground truth by ``(model, request_id)``.
 - ``models``: registrations ``(model, version, code_version, run_id)`` with ``params``.
+- ``profiles``: summaries by ``(model, version, kind, start)``: the reference (kind
+  ``reference``) and per-window profiles, as JSON (:mod:`mlwatch.stats`).
+- ``results``: drift and KPI results by model and window, newest last, as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mlwatch.wire import format_ts
 
 try:  # faster when present (it is, with mlwatch[sidecar]); the client works without it
     import orjson
@@ -44,7 +49,8 @@ except ImportError:  # pragma: no cover - depends on the install
     def _loads(text: str | bytes) -> Any:
         return json.loads(text)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1 -> 2 only added tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,6 +95,27 @@ CREATE TABLE IF NOT EXISTS models (
     last_seen_us INTEGER NOT NULL,
     PRIMARY KEY (model, version, code_version, run_id)
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (model, version, kind, start_us)
+);
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    computed_us INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_model_kind ON results (model, kind, computed_us);
 """
 
 EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
@@ -157,6 +184,10 @@ def row_event(row: Sequence[Any]) -> dict[str, Any]:
     return item
 
 
+def _iso(us: int) -> str:
+    return format_ts(us * 1000)
+
+
 class StoreError(Exception):
     """The store file cannot be opened or has an unknown schema."""
 
@@ -197,9 +228,12 @@ class EmbeddedStore:
                 if row is None:
                     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
+                elif int(row[0]) not in READABLE_VERSIONS:
                     raise StoreError(f"{self.path}: schema version {row[0]}, this mlwatch "
                                      f"reads {SCHEMA_VERSION}")
+                elif int(row[0]) != SCHEMA_VERSION:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                 (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
@@ -357,3 +391,69 @@ class EmbeddedStore:
             label = row[-1]
             yield row_event(row[:-1]), (None if label is None else _loads(label))
 
+    # -- profiles and results -------------------------------------------------
+    def put_profile(self, model: str, version: str, kind: str, start_us: int, end_us: int,
+                    body: str, *, now_us: int | None = None) -> None:
+        """Store (or replace) one profile; ``body`` is its JSON."""
+        now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (model, version, kind, start_us, end_us, now_us, body))
+
+    def profiles(self, model: str, version: str, kind: str, *, since_us: int | None = None,
+                 until_us: int | None = None) -> list[tuple[int, int, str]]:
+        """``(start_us, end_us, body)`` of the profiles of a kind whose window starts in
+        ``[since_us, until_us)``, oldest first."""
+        sql = ("SELECT start_us, end_us, body FROM profiles WHERE model = ? AND version = ? "
+               "AND kind = ?")
+        args: list[Any] = [model, version, kind]
+        if since_us is not None:
+            sql += " AND start_us >= ?"
+            args.append(since_us)
+        if until_us is not None:
+            sql += " AND start_us < ?"
+            args.append(until_us)
+        return [(int(a), int(b), str(c))
+                for a, b, c in self._conn().execute(sql + " ORDER BY start_us", args)]
+
+    def put_result(self, model: str, version: str, kind: str, start_us: int, end_us: int,
+                   body: dict[str, Any], *, now_us: int | None = None) -> None:
+        """Append one drift or KPI result (the history stays; the status shows the newest)."""
+        now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+        with self._write() as conn:
+            conn.execute("INSERT INTO results (model, version, kind, start_us, end_us, "
+                         "computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (model, version, kind, start_us, end_us, now_us, _dumps(body)))
+
+    def latest_results(self, model: str) -> dict[str, dict[str, Any]]:
+        """The newest result of each kind (and version) of a model."""
+        sql = ("SELECT version, kind, start_us, end_us, computed_us, body FROM results r "
+               "WHERE model = ? AND seq = (SELECT MAX(seq) FROM results WHERE model = r.model "
+               "AND version = r.version AND kind = r.kind) ORDER BY kind, version")
+        out: dict[str, dict[str, Any]] = {}
+        for version, kind, start_us, end_us, computed_us, body in self._conn().execute(sql, (model,)):
+            out.setdefault(kind, {})[version] = {
+                "window": [_iso(start_us), _iso(end_us)], "computed": _iso(computed_us),
+                **_loads(body)}
+        return out
+
+    def feature_columns(self, model: str, names: Sequence[str], *, since_us: int | None = None,
+                        until_us: int | None = None, version: str | None = None
+                        ) -> dict[str, list[Any]]:
+        """Feature values of a window as columns (a missing feature is None). SQLite
+        extracts them in C, so a window of a million events does not build a million
+        Python dicts."""
+        where, args = _window("", model, since_us, until_us, version)
+        columns: dict[str, list[Any]] = {n: [] for n in names}
+        if not names:
+            return columns
+        # JSON paths as parameters; a name with a double quote has no SQLite path (None)
+        paths = ['$."' + n + '"' if '"' not in n else "$.__unreachable__" for n in names]
+        picks = ", ".join("json_extract(features, ?)" for _ in names)
+        rows = self._conn().execute(
+            f"SELECT {picks} FROM events WHERE {where} AND features IS NOT NULL", [*paths, *args])
+        lists = [columns[n] for n in names]
+        for row in rows:
+            for target, value in zip(lists, row, strict=True):
+                target.append(value)
+        return columns
