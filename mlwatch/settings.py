@@ -61,6 +61,26 @@ class FeatureSpec:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """The drift and KPI jobs of one model (the ``reference``, ``schedule``, ``window``,
+    ``drift`` and ``kpi`` keys of a model spec)."""
+
+    reference: str | None = None  # a CSV or Parquet file of reference inputs
+    reference_window: tuple[str, str] | None = None  # or [since, until] of served traffic
+    every_s: float | None = 300.0  # interval trigger...
+    cron: str | None = None  # ...or a crontab expression (then every_s is None)
+    window_s: float = 3600.0
+    sliding: bool = False  # tumbling windows unless set
+    method: str | None = None  # force one drift method; None = auto selection
+    alpha: float = 0.05
+    correction: str | None = None  # None, "bonferroni" or "bh"
+    min_effect: float | None = None
+    drift_share: float = 0.5
+    kpi_min_samples: int = 100
+    kpi_lookback: int = 24  # windows recomputed each run, so late labels update them
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What mlwatch knows about a model beyond its events."""
 
@@ -70,6 +90,9 @@ class ModelSpec:
     features: tuple[FeatureSpec, ...] = ()
     prediction_field: str | None = None  # dotted path in the return value; None = the value itself
     label_field: str | None = None  # dotted path in the feedback label; None = the label itself
+    score_field: str | None = None  # dotted path of the class probabilities ("" = the prediction)
+    classes: tuple[Any, ...] | None = None  # class of each probability index
+    monitoring: Monitoring | None = None  # drift and KPI jobs; None = not scheduled
 
     def feature(self, name: str) -> FeatureSpec | None:
         for spec in self.features:
@@ -348,7 +371,7 @@ def _parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
         if not isinstance(item, dict):
             raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
         unknown = set(item) - {"name", "version", "task", "features", "prediction_field",
-                               "label_field"}
+                               "label_field", "score_field", "classes", *MONITORING_KEYS}
         if unknown:
             raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
         name = item.get("name")
@@ -366,13 +389,99 @@ def _parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
         if version is not None:
             version = str(version)
         features = _parse_features(item.get("features", []), f"{at}.features", source)
-        for key in ("prediction_field", "label_field"):
+        for key in ("prediction_field", "label_field", "score_field"):
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
+        classes = item.get("classes")
+        if classes is not None and (not isinstance(classes, list) or len(classes) < 2 or any(
+                not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)):
+            raise ConfigError(f"{at}.classes", "expected a list of at least two class labels "
+                              "(strings or integers)", source=source)
+        monitoring = (_parse_monitoring(item, at, source)
+                      if any(k in item for k in MONITORING_KEYS) else None)
         specs.append(ModelSpec(name=name, version=version, task=task, features=features,
                                prediction_field=item.get("prediction_field"),
-                               label_field=item.get("label_field")))
+                               label_field=item.get("label_field"),
+                               score_field=item.get("score_field"),
+                               classes=tuple(classes) if classes is not None else None,
+                               monitoring=monitoring))
     return tuple(specs)
+
+
+MONITORING_KEYS = ("reference", "schedule", "window", "sliding", "drift", "kpi")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: Any, at: str, source: str | None = None) -> float:
+    """Seconds from ``90``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``.
+
+    >>> parse_duration("5m", "schedule")
+    300.0
+    """
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw > 0:
+        return float(raw)
+    match = _DURATION_RE.match(str(raw)) if isinstance(raw, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(at, f"expected a duration such as 30s, 5m, 1h or 7d, got {raw!r}",
+                          source=source)
+    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+
+
+def _parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
+    values: dict[str, Any] = {}
+    ref = item.get("reference")
+    if isinstance(ref, str) and ref:
+        values["reference"] = ref
+    elif isinstance(ref, dict) and set(ref) == {"since", "until"}:
+        values["reference_window"] = (str(ref["since"]), str(ref["until"]))
+    elif ref is not None:
+        raise ConfigError(f"{at}.reference", "expected a CSV/Parquet path or "
+                          "{since: <RFC 3339>, until: <RFC 3339>}", source=source)
+    schedule = item.get("schedule", "5m")
+    if isinstance(schedule, dict) and set(schedule) == {"cron"} and isinstance(schedule["cron"], str):
+        if len(schedule["cron"].split()) != 5:
+            raise ConfigError(f"{at}.schedule.cron", "expected five crontab fields, got "
+                              f"{schedule['cron']!r}", source=source)
+        values["cron"], values["every_s"] = schedule["cron"], None
+    else:
+        values["every_s"] = parse_duration(schedule, f"{at}.schedule", source)
+    if "window" in item:
+        values["window_s"] = parse_duration(item["window"], f"{at}.window", source)
+    if "sliding" in item:
+        if not isinstance(item["sliding"], bool):
+            raise ConfigError(f"{at}.sliding", "expected true or false", source=source)
+        values["sliding"] = item["sliding"]
+    drift = item.get("drift") or {}
+    kpi = item.get("kpi") or {}
+    for sub, allowed in ((drift, {"method", "alpha", "correction", "min_effect", "drift_share"}),
+                         (kpi, {"min_samples", "lookback"})):
+        if not isinstance(sub, dict):
+            raise ConfigError(at, "drift and kpi must be mappings", source=source)
+        if unknown := set(sub) - allowed:
+            raise ConfigError(f"{at}.{'drift' if sub is drift else 'kpi'}.{sorted(unknown)[0]}",
+                              "unknown key", source=source)
+    if drift.get("method") is not None:
+        values["method"] = str(drift["method"])
+    if drift.get("correction") not in (None, "bonferroni", "bh"):
+        raise ConfigError(f"{at}.drift.correction", "must be bonferroni or bh", source=source)
+    values["correction"] = drift.get("correction")
+    for key, lo, hi in (("alpha", 0.0, 1.0), ("drift_share", 0.0, 1.0), ("min_effect", 0.0, None)):
+        if drift.get(key) is None:
+            continue
+        value = drift[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                lo < value and (hi is None or value <= hi)):
+            raise ConfigError(f"{at}.drift.{key}", f"expected a number in ({lo}, {hi or 'inf'}]"
+                              f", got {value!r}", source=source)
+        values[key] = float(value)
+    for key, field_name in (("min_samples", "kpi_min_samples"), ("lookback", "kpi_lookback")):
+        if key in kpi:
+            if isinstance(kpi[key], bool) or not isinstance(kpi[key], int) or kpi[key] < 1:
+                raise ConfigError(f"{at}.kpi.{key}", f"expected a positive integer, got "
+                                  f"{kpi[key]!r}", source=source)
+            values[field_name] = kpi[key]
+    return Monitoring(**values)
 
 
 def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:

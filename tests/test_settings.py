@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,43 @@ def test_namespace_follows_elastic_naming() -> None:
     for bad in ("Prod", "prod-eu", "", "a/b"):
         with pytest.raises(ConfigError, match="elasticsearch_namespace"):
             load_config(env={}, elasticsearch_namespace=bad or " ")
+
+
+def test_monitoring_section(tmp_path: Path) -> None:
+    conf = tmp_path / "m.yaml"
+    conf.write_text(
+        "models:\n"
+        "  - name: credit\n    task: classification\n    classes: ['no', 'yes']\n"
+        "    score_field: proba\n    reference: ref.parquet\n    schedule: 30s\n"
+        "    window: 1h\n    drift: {alpha: 0.01, correction: bh, min_effect: 0.1}\n"
+        "    kpi: {min_samples: 50}\n"
+        "  - name: other\n    reference: {since: '2026-01-01T00:00:00Z', until: "
+        "'2026-01-02T00:00:00Z'}\n    schedule: {cron: '*/5 * * * *'}\n    sliding: true\n"
+        "  - name: plain\n")
+    credit, other, plain = load_config(conf, env={}).models
+    assert credit.classes == ("no", "yes") and credit.score_field == "proba"
+    mon = credit.monitoring
+    assert mon is not None and mon.reference == "ref.parquet" and mon.every_s == 30
+    assert (mon.window_s, mon.alpha, mon.correction, mon.min_effect, mon.kpi_min_samples) == (
+        3600, 0.01, "bh", 0.1, 50)
+    assert other.monitoring is not None and other.monitoring.cron == "*/5 * * * *"
+    assert other.monitoring.every_s is None and other.monitoring.sliding
+    assert other.monitoring.reference_window == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    assert plain.monitoring is None
+
+
+@pytest.mark.parametrize("snippet,message", [
+    ("schedule: soon", "models[0].schedule: expected a duration"),
+    ("schedule: {cron: '* *'}", "models[0].schedule.cron: expected five crontab fields"),
+    ("drift: {alpha: 2}", "models[0].drift.alpha: expected a number"),
+    ("drift: {correction: holm}", "models[0].drift.correction: must be bonferroni or bh"),
+    ("drift: {thresh: 1}", "models[0].drift.thresh: unknown key"),
+    ("kpi: {min_samples: 0}", "models[0].kpi.min_samples: expected a positive integer"),
+    ("reference: 3", "models[0].reference: expected a CSV/Parquet path"),
+    ("classes: [a]", "models[0].classes: expected a list of at least two"),
+])
+def test_monitoring_errors_name_the_key(tmp_path: Path, snippet: str, message: str) -> None:
+    conf = tmp_path / "m.yaml"
+    conf.write_text(f"models:\n  - name: m\n    {snippet}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(conf, env={})
