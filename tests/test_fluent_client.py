@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import mlwatch
-from mlwatch.client import runtime
+from mlwatch.client import fluent, runtime
 from mlwatch.client.exporter import Partial, Result, settle
 from mlwatch.client.fluent import FluentExporter
 from mlwatch.client.ratelimit import failures
@@ -229,21 +229,62 @@ def test_reconnects_after_the_server_closed_an_idle_connection(
 
 
 def test_unencodable_and_oversized_records_are_lost_alone(
-        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlwatch.client.fluent as fluent
-
+        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
     sc = sidecar()
     ex = exporters(port_of(sc), max_message_bytes=2048)  # several messages per call
     good = events(20)
     odd = dict(events(1, start=100)[0], prediction={1, 2})  # a set: not msgpack
-    huge = dict(events(1, start=200)[0], features={"x": "y" * 5000})
-    monkeypatch.setattr(fluent, "MAX_ENTRY_BYTES", 4096)
+    huge = dict(events(1, start=200)[0], features={"x": "y" * 5000})  # > one message
     res = export(ex, "events", [*good[:10], odd, huge, *good[10:]])
     assert isinstance(res, Partial) and not res.report_sent
     assert [(r, [e["request_id"] for e in recs]) for r, recs in res.lost] == [
         (Result.ERROR, ["iris-100"]), (Result.REJECTED, ["iris-200"])]
     wait_until(lambda: sc.store.count_events("iris") == 20, what="the 20 good events stored")
+
+
+def entry_of(rec: dict[str, Any], size: int) -> dict[str, Any]:
+    """``rec`` padded so that its forward entry ([EventTime, record]) is ``size`` bytes."""
+    for n in range(size):
+        out = dict(rec, features={"a": "y" * min(n, 2000), "b": "y" * max(0, n - 2000)})
+        if len(msgpack.packb([msgpack.ExtType(0, bytes(8)), out], use_bin_type=True)) >= size:
+            return out
+    raise AssertionError(size)
+
+
+def test_messages_and_single_records_stay_within_the_receivers_limit(
+        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    """With max_message_bytes equal to the receiver's limit, every message is taken, and a
+    record too big for a message of its own is rejected at once instead of being retried
+    until the deadline (the entry limit used to be 16 MiB whatever the message limit)."""
+    sc = sidecar(max_body_bytes=4096)
+    ex = exporters(port_of(sc), max_message_bytes=4096)
+    small = [dict(e, features={"x": "y" * 900}) for e in events(12)]
+    fits = entry_of(events(1, start=100)[0], 3900)
+    too_big = entry_of(events(1, start=200)[0], 4080)  # the message around it is > 4096
+    started = time.monotonic()
+    res = export(ex, "events", [*small, fits, too_big], within=5)
+    assert time.monotonic() - started < 2
+    assert isinstance(res, Partial)
+    assert [(r, [e["request_id"] for e in recs]) for r, recs in res.lost] == [
+        (Result.REJECTED, ["iris-200"])]
+    wait_until(lambda: sc.store.count_events("iris") == 13, what="13 events stored")
+    fwd = sc.inputs[0]
+    assert fwd.registry.get_sample_value("mlwatch_forward_errors_total",
+                                         {"reason": "too_large"}) == 0
+
+
+def test_the_default_single_record_limit_is_what_receivers_accept(
+        exporters: Callable[..., FluentExporter]) -> None:
+    # 4 MiB: under Fluent Bit's default Buffer_Max_Size (6,144,000 bytes) and the sidecar's
+    # default max_body_bytes (16 MiB)
+    assert fluent.MAX_MESSAGE_BYTES == 4 * 1024 * 1024
+    assert fluent.MAX_MESSAGE_BYTES < 6_144_000
+    assert load_config(env={}).max_body_bytes >= fluent.MAX_MESSAGE_BYTES
+    ex = exporters(free_port())  # nothing listens: a record that were sent would fail
+    record = dict(events(1)[0], prediction="y" * (5 * 1024 * 1024))
+    started = time.monotonic()
+    assert export(ex, "events", [record], within=2) is Result.REJECTED
+    assert time.monotonic() - started < 0.5
 
 
 # -- through the decorator and the shipper --------------------------------------------

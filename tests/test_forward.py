@@ -7,6 +7,7 @@ senders, the Node fluent-logger package (tests/node/send.js) and hand-made msgpa
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import itertools
@@ -340,6 +341,44 @@ def test_invalid_records_are_dropped_counted_and_logged_the_rest_stored(
     ack_of(peer, "after")  # the connection stays usable
 
 
+def test_forward_entries_that_are_not_arrays_are_rejected_and_the_chunk_acked(
+        forward: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """An array second element is Forward mode even when its first entry is not an array;
+    before, such a chunk was taken for a Message (the option became the record) and never
+    acked, so the sender sent it again forever."""
+    fwd, rec = forward()
+    peer = Peer(fwd.port)
+    with caplog.at_level(logging.WARNING, logger="mlwatch.sidecar.forward"):
+        peer.send(["mlwatch.iris", [ev(0), [T0, ev(1)]], {"chunk": "first-not-array"}])
+        ack_of(peer, "first-not-array")
+        peer.send(["mlwatch.iris", ["x", 5, None], {"chunk": "scalars"}])
+        ack_of(peer, "scalars")
+        peer.send(["mlwatch.iris", [T0, ev(2)], {"chunk": "unwrapped"}])  # [time, record]
+        ack_of(peer, "unwrapped")
+        # Fluent Bit's [time, metadata] as a Message's time is still a Message
+        peer.send(["mlwatch.iris", [et(T0), {"meta": 1}], ev(3)])
+        peer.send(["mlwatch.iris", [et(T0), {"meta": 1}], ev(4), {"chunk": "fb"}])
+        ack_of(peer, "fb")
+    assert [r["request_id"] for r in rec.records()] == ["r1", "r3", "r4"]
+    assert metric(fwd.registry, "mlwatch_forward_records_rejected_total", reason="invalid") == 6
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="malformed") == 0
+    [line] = [r.getMessage() for r in caplog.records if "dropped entry" in r.getMessage()]
+    assert re.match(r"forward: dropped entry 0 of tag 'mlwatch.iris' from 127.0.0.1:\d+ "
+                    r"\(invalid\): expected an entry \[time, record\], got a map ", line), line
+
+
+def test_a_message_whose_time_is_not_a_time_is_an_invalid_entry(forward: Any) -> None:
+    """As Fluentd reads it: not an array nor str/bin in second place is Message mode."""
+    fwd, rec = forward()
+    peer = Peer(fwd.port)
+    for i, when in enumerate([True, None, {"t": T0}, -1, [ev(0)]]):
+        peer.send(["mlwatch.iris", when, ev(i), {"chunk": f"t{i}"}])
+        ack_of(peer, f"t{i}")
+    assert rec.records() == []
+    assert metric(fwd.registry, "mlwatch_forward_records_rejected_total", reason="invalid") == 5
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="malformed") == 0
+
+
 def test_batches_too_big_for_the_spool_are_halved_and_a_single_one_rejected(
         forward: Any) -> None:
     rec = Recorder()
@@ -458,6 +497,92 @@ def test_connection_limit_and_idle_timeout(forward: Any) -> None:
     assert a.closed_by_server(timeout=3) and b.closed_by_server(timeout=3)  # idle
     wait_until(lambda: metric(fwd.registry, "mlwatch_forward_connections") == 0)
     still_serving(fwd, rec)
+
+
+def trickle(peer: Peer, data: bytes, every: float, within: float) -> float | None:
+    """Send ``data`` a byte every ``every`` seconds: how long the server took to close the
+    connection, or None when it was still open after ``within`` seconds (or all was sent)."""
+    started = time.monotonic()
+    for i in range(len(data)):
+        if time.monotonic() - started > within:
+            return None
+        try:
+            peer.sock.sendall(data[i:i + 1])
+        except OSError:  # reset by the server
+            return time.monotonic() - started
+        if not peer.nothing_to_read(every):
+            assert peer.closed_by_server(1.0)
+            return time.monotonic() - started
+    return None
+
+
+def test_the_handshake_has_an_absolute_deadline(forward: Any) -> None:
+    """A byte every 0.2 s kept a 0.5 s handshake timeout from ever firing."""
+    fwd, _ = forward(config={"forward_shared_key": KEY}, handshake_timeout_s=0.5)
+    peer = Peer(fwd.port)
+    nonce = peer.read()[1]["nonce"]
+    took = trickle(peer, msgpack.packb(_ping(nonce, KEY), use_bin_type=True), 0.2, within=3)
+    assert took is not None and took < 1.5
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="timeout") == 1
+    wait_until(lambda: metric(fwd.registry, "mlwatch_forward_connections") == 0)
+
+
+def test_a_message_has_an_absolute_deadline(forward: Any) -> None:
+    fwd, rec = forward(message_timeout_s=0.6)
+    peer = Peer(fwd.port)
+    # heartbeats are messages of their own: a slow stream of them is fine
+    assert trickle(peer, b"\xc0" * 6, 0.2, within=3) is None
+    peer.send(["mlwatch.iris", T0, ev(0), {"chunk": "whole"}])
+    ack_of(peer, "whole")
+    slow = msgpack.packb(["mlwatch.iris", T0, ev(1), {"chunk": "slow"}], use_bin_type=True)
+    took = trickle(peer, slow, 0.2, within=3)
+    assert took is not None and took < 1.5
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="timeout") == 1
+    assert [r["request_id"] for r in rec.records()] == ["r0"]
+    still_serving(fwd, rec)
+
+
+def test_silence_in_the_middle_of_a_message_is_counted(forward: Any) -> None:
+    fwd, _ = forward(idle_timeout_s=0.3)
+    idle = Peer(fwd.port)
+    cut = Peer(fwd.port).raw(msgpack.packb(["mlwatch.iris", T0, ev(0)])[:10])
+    assert idle.closed_by_server(3) and cut.closed_by_server(3)
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="timeout") == 1
+
+
+def test_buffered_bytes_have_a_budget_across_connections(forward: Any) -> None:
+    fwd, rec = forward(config={"max_body_bytes": 64 * 1024}, max_buffered_bytes=64 * 1024)
+    reg = fwd.registry
+    msg = msgpack.packb(["mlwatch.iris", [[T0, ev(0, features={"x": "y" * 50_000})]],
+                         {"chunk": "a"}], use_bin_type=True)
+    first = Peer(fwd.port).raw(msg[:40_000])
+    wait_until(lambda: metric(reg, "mlwatch_forward_buffered_bytes") == 40_000)
+    second = Peer(fwd.port).raw(msg[:40_000])  # 80,000 bytes would be buffered
+    assert second.closed_by_server()
+    assert metric(reg, "mlwatch_forward_errors_total", reason="buffer_limit") == 1
+    assert metric(reg, "mlwatch_forward_buffered_bytes") == 40_000
+    first.raw(msg[40_000:])
+    ack_of(first, "a")
+    wait_until(lambda: metric(reg, "mlwatch_forward_buffered_bytes") == 0)  # after the ack
+    third = Peer(fwd.port).raw(msg)  # room again
+    ack_of(third, "a")
+    assert len(rec.records()) == 2
+
+
+def test_before_the_handshake_messages_are_small(forward: Any) -> None:
+    fwd, _ = forward(config={"forward_shared_key": KEY})
+    peer = Peer(fwd.port)
+    assert peer.read()[0] == "HELO"
+    with contextlib.suppress(OSError):  # the server may reset it while we send
+        peer.raw(b"\xc6" + struct.pack(">I", 1 << 20) + bytes(100 * 1024))
+    assert peer.closed_by_server(timeout=2)
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="too_large") == 1
+    ok = Peer(fwd.port)
+    ok.send(_ping(ok.read()[1]["nonce"], KEY))
+    assert ok.read()[:2] == ["PONG", True]
+    # after the PONG the ordinary limit applies
+    ok.send(["mlwatch.iris", [[T0, ev(0, features={"x": "y" * 2000})]] * 50, {"chunk": "big"}])
+    ack_of(ok, "big")
 
 
 def test_stop_ends_connections_and_frees_the_port(forward: Any) -> None:

@@ -21,9 +21,11 @@ vanish uncounted. So this exporter speaks the forward protocol v1 itself (with
 ``msgpack``, the other half of ``mlwatch[fluentd]``), synchronously on the worker:
 
 - one PackedForward message ``[tag, <bin: msgpack entries>, {"chunk", "size"}]`` per tag
-  and up to :data:`MAX_MESSAGE_BYTES` (under Fluent Bit's default 6 MB
-  ``Buffer_Max_Size``); a record is delivered when the ``{"ack": chunk}`` came back —
-  for the mlwatch sidecar that means durable in its spool;
+  and up to ``max_message_bytes`` — the whole message, envelope included —
+  :data:`MAX_MESSAGE_BYTES` (4 MiB) by default: under both Fluent Bit's default
+  ``Buffer_Max_Size`` of its forward input (6,144,000 bytes) and the sidecar's
+  ``max_body_bytes`` (16 MiB); a record is delivered when the ``{"ack": chunk}`` came
+  back — for the mlwatch sidecar that means durable in its spool;
 - entry time = the record's ``ts`` as an EventTime (ext type 0, nanoseconds), else now;
 - connection errors, timeouts and missing acks are retried with jittered exponential
   backoff until the export's ``deadline``; the wait is on the shipper's ``interrupt``
@@ -34,8 +36,11 @@ vanish uncounted. So this exporter speaks the forward protocol v1 itself (with
   PONG digest is checked too, so a server that does not know the key is not trusted.
   A refused handshake is not retried (``send_failed`` at once). Username/password
   authorisation is not supported;
-- a record that cannot be encoded is dropped alone (``error``); one larger than
-  :data:`MAX_ENTRY_BYTES` is dropped alone (``rejected``).
+- a record that cannot be encoded is dropped alone (``error``); one whose message would
+  be larger than ``max_message_bytes`` even on its own (an entry over 4 MiB less about 50
+  bytes and the tag, by default) is dropped alone at once (``rejected``): a receiver
+  would refuse it every time, so retrying it until the deadline would only turn it into
+  ``send_failed``. Raise ``max_message_bytes`` only together with the receivers' limits.
 
 **Tags.** Events go with ``<prefix>.<model>``, feedback with ``<prefix>.feedback``,
 registrations with ``<prefix>.models``. A model whose name would read as one of those
@@ -80,10 +85,13 @@ from mlwatch.client.ratelimit import failures
 from mlwatch.errors import ValidationError
 from mlwatch.wire import parse_ts
 
-#: Largest message this exporter builds (records beyond it go in further messages).
+#: Largest message this exporter sends, envelope included (records beyond it go in further
+#: messages; one record that does not fit alone is dropped, ``rejected``). Under Fluent Bit's
+#: default forward-input ``Buffer_Max_Size`` (6,144,000 bytes) and the sidecar's default
+#: ``max_body_bytes`` (16 MiB).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: One record larger than this is dropped (``rejected``): the sidecar's default body limit.
-MAX_ENTRY_BYTES = 16 * 1024 * 1024
+#: Least ``max_message_bytes`` accepted: room for the envelope and a small record.
+MIN_MESSAGE_BYTES = 1024
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
 RECV_BYTES = 64 * 1024
@@ -138,6 +146,9 @@ class FluentExporter:
             raise ValueError(f"tag_prefix: expected a tag like 'mlwatch', got {tag_prefix!r}")
         self.host = host
         self.port = port
+        if max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ValueError(f"max_message_bytes: expected at least {MIN_MESSAGE_BYTES}, got "
+                             f"{max_message_bytes}")
         self.where = f"{host}:{port}"  # safe to log
         self.timeout_s = timeout_s
         self.tag_prefix = tag_prefix
@@ -195,10 +206,18 @@ class FluentExporter:
             break
         return _outcome(lost, len(records), dropped=bool(dropped), report_sent=report_sent)
 
+    def room(self, tag: str) -> int:
+        """Most bytes of entries in one message of ``tag``: ``max_message_bytes`` less the
+        largest envelope ``_send`` wraps them in (array, tag, bin32 header, option map)."""
+        envelope = msgpack.packb([tag, b"", {"chunk": "=" * 24, "size": 2**32 - 1}],
+                                 use_bin_type=True)
+        return self.max_message_bytes - len(envelope) - 3  # a bin32 header is 3 bytes longer
+
     def _messages(self, kind: str, records: list[dict[str, Any]], lost: Lost
                   ) -> list[tuple[list[dict[str, Any]], str, bytes, int]]:
-        """Encoded entries grouped by tag, cut at ``max_message_bytes``."""
+        """Encoded entries grouped by tag, in messages of at most ``max_message_bytes``."""
         groups: dict[str, list[tuple[dict[str, Any], bytes]]] = {}
+        rooms: dict[str, int] = {}
         bad: list[dict[str, Any]] = []
         huge: list[dict[str, Any]] = []
         for rec in records:
@@ -211,11 +230,14 @@ class FluentExporter:
                                "encoded as msgpack (%s: %s); it is dropped", kind,
                                type(exc).__name__, exc)
                 continue
-            if len(entry) > MAX_ENTRY_BYTES:
+            room = rooms.get(tag)
+            if room is None:
+                room = rooms[tag] = self.room(tag)
+            if len(entry) > room:
                 huge.append(rec)
-                failures.error(f"fluent.huge.{kind}", "mlwatch: a %s record of %d bytes is "
-                               "larger than %d; it is dropped", kind, len(entry),
-                               MAX_ENTRY_BYTES)
+                failures.error(f"fluent.huge.{kind}", "mlwatch: a %s record of %d bytes does "
+                               "not fit in a forward message of %d bytes (max_message_bytes); "
+                               "it is dropped", kind, len(entry), self.max_message_bytes)
                 continue
             groups.setdefault(tag, []).append((rec, entry))
         if bad:
@@ -228,7 +250,7 @@ class FluentExporter:
             parts: list[bytes] = []
             size = 0
             for rec, entry in pairs:
-                if parts and size + len(entry) > self.max_message_bytes:
+                if parts and size + len(entry) > rooms[tag]:
                     out.append((recs, tag, b"".join(parts), len(parts)))
                     recs, parts, size = [], [], 0
                 recs.append(rec)

@@ -16,6 +16,28 @@ msgpack ``nil`` is a client heartbeat and is ignored. ``time`` is an EventTime (
 type 0, seconds and nanoseconds), an integer of seconds, or — leniently — a float of
 seconds or Fluent Bit's ``[time, metadata]`` pair.
 
+**Mode detection** (as Fluentd's ``in_forward``, plus Fluent Bit's pair): a str or bin
+second element is PackedForward; an array is Forward, whatever its entries look like —
+except in a message of four elements (only Message mode has four) and for Fluent Bit's
+``[time, map]`` pair followed by a record, ``[tag, [time, map], record]``, unless
+``record`` is a map with a ``chunk`` key: that reads as an option, so
+``[tag, [time, record], {"chunk": ...}]``, a Forward message whose one entry is not
+wrapped, is Forward and acked; anything else is Message, its time checked with the
+record (nil, a boolean, a map or an array other than that pair there is an invalid
+entry, not a malformed message).
+
+**Two kinds of errors, two policies.** The *message* is malformed — not msgpack, not an
+array of 2 to 4 with a printable str tag, the wrong length for its mode, a non-map
+option, a non-string chunk, packed entries that are not msgpack or end inside an entry,
+bad gzip: it is logged (rate-limited) with the peer and what was expected, counted in
+``mlwatch_forward_errors_total{reason="malformed"}`` (``gzip``, ``too_large``), and the
+connection is closed without an ack (nothing of it can be trusted); the server keeps
+serving the others. An *entry* of a well-formed message is invalid — not a
+``[time, record]`` array (e.g. a Forward entry that is a map or a scalar), a bad time, a
+record that is not a JSON object or fails validation: it is dropped alone, counted and
+logged as described under *Acknowledgement*, and the chunk is acked, so that the sender
+does not send it again forever.
+
 **Acknowledgement.** ``option.chunk`` is answered ``{"ack": chunk}`` only after
 ``accept`` returned, i.e. once the records are durable under the fsync policy.
 ``option.size`` is informational and not checked. When the spool is full or closing
@@ -56,17 +78,30 @@ logged.
 TCP checks), TLS (run the sidecar on localhost or behind a TLS terminator), and
 ``in_forward``'s JSON form of a single event.
 
-**Limits** (explicit; each closes the connection, and all but the idle timeout are counted
-in ``mlwatch_forward_errors_total{reason}``): a message larger than ``max_body_bytes``
-(16 MiB by default; keep ``out_forward``'s ``chunk_limit_size`` below it), entries larger
-than ``max_body_bytes`` after gzip decompression (a gzip bomb), more than
-:data:`MAX_ENTRIES` entries in one message, :data:`MAX_CONNECTIONS` connections at once,
-and :data:`IDLE_TIMEOUT_S` without a byte (:data:`HANDSHAKE_TIMEOUT_S` for the PING).
-Malformed msgpack or a message of the wrong shape is logged (rate-limited) with the
-peer's address and what was expected, and that connection is closed; the server keeps
-serving the others. Each connection has its own thread, because ``accept`` blocks for
-the group-commit fsync (~20 ms). Also exported: ``mlwatch_forward_records_total{kind}``
-(records accepted) and the gauge ``mlwatch_forward_connections``.
+**Limits** (explicit; each closes the connection and, but for the idle timeout between
+messages, is counted in ``mlwatch_forward_errors_total{reason}``, the reason in brackets):
+
+- ``too_large``: a message larger than ``max_body_bytes`` (16 MiB by default; keep
+  ``out_forward``'s ``chunk_limit_size`` below it); with a shared key, anything larger
+  than :data:`PREAUTH_MAX_BYTES` (64 KiB) before the PONG; entries larger than
+  ``max_body_bytes`` after gzip decompression (a gzip bomb); more than :data:`MAX_ENTRIES`
+  entries in one message;
+- ``timeout``: no complete PING :data:`HANDSHAKE_TIMEOUT_S` (10 s) after the HELO, a
+  message still incomplete :data:`MESSAGE_TIMEOUT_S` (60 s) after its first byte, or
+  :data:`IDLE_TIMEOUT_S` without a byte in the middle of a message. These deadlines are
+  absolute: a peer sending a byte at a time cannot stretch them. Between messages a
+  connection may stay :data:`IDLE_TIMEOUT_S` (300 s) without a byte (heartbeats are
+  messages); after that it is closed, not counted;
+- ``buffer_limit``: the bytes received but not yet handled (incomplete messages, and a
+  complete one until its ack) across all connections may not exceed ``max_buffered_bytes``
+  — :data:`MAX_BUFFERED_BYTES` (128 MiB) or twice ``max_body_bytes``, whichever is larger;
+  the connection whose bytes would cross it is closed (the sender retries). The gauge
+  ``mlwatch_forward_buffered_bytes`` shows the total;
+- ``connection_limit``: more than :data:`MAX_CONNECTIONS` connections at once.
+
+Each connection has its own thread, because ``accept`` blocks for the group-commit fsync
+(~20 ms). Also exported: ``mlwatch_forward_records_total{kind}`` (records accepted) and
+the gauge ``mlwatch_forward_connections``.
 
 >>> derived_id("mlwatch.iris", 1_700_000_000_123_456_789, {"latency_ms": 1.5})
 '018bcfe5-687b-7358-b056-c969989fc24f'
@@ -112,8 +147,15 @@ DROPS_TAG = "mlwatch.drops"
 MAX_CONNECTIONS = 256
 #: A connection with no byte for this long is closed (senders reconnect on their next write).
 IDLE_TIMEOUT_S = 300.0
-#: Time a client has to answer HELO with PING.
+#: Time a client has to answer HELO with a complete PING (an absolute deadline).
 HANDSHAKE_TIMEOUT_S = 10.0
+#: Time a message may take to arrive, from its first byte to its last (absolute).
+MESSAGE_TIMEOUT_S = 60.0
+#: With a shared key, the most bytes buffered before the PONG (a PING is < 1 KiB).
+PREAUTH_MAX_BYTES = 64 * 1024
+#: Bytes received but not yet handled across all connections (at least twice
+#: ``max_body_bytes``): 256 connections x 16 MiB would otherwise be 4 GiB.
+MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 #: Most entries in one message: 16 MiB of tiny entries would be millions of Python objects.
 MAX_ENTRIES = 200_000
 #: The latest time RFC 3339 can write (9999-12-31T23:59:59.999999999Z), in nanoseconds.
@@ -125,8 +167,8 @@ KINDS = {"events": EVENTS, "feedback": FEEDBACK, "models": MODELS}
 VALIDATORS: dict[str, Callable[..., dict[str, Any]]] = {
     "events": wire.validate_event, "feedback": wire.validate_feedback,
     "models": wire.validate_registration}
-ERROR_REASONS = ("malformed", "too_large", "gzip", "auth", "connection_limit", "unavailable",
-                 "error")
+ERROR_REASONS = ("malformed", "too_large", "gzip", "auth", "timeout", "buffer_limit",
+                 "connection_limit", "unavailable", "error")
 _MISSING = object()
 _VERSION_CLEAR = ~(0xF << 76)
 _VARIANT_CLEAR = ~(0x3 << 62)
@@ -191,9 +233,31 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _is_message_mode(msg: list[Any]) -> bool:
+    """Message mode: anything but an array or str/bin in second place (a time, or not);
+    an array in a message of four (only Message mode has four); Fluent Bit's
+    ``[time, map]`` pair followed by a record (not by a lone map with a ``chunk`` key:
+    that is a Forward message's option)."""
+    second = msg[1]
+    if isinstance(second, (bytes, str)):
+        return False
+    if type(second) is not list or len(msg) == 4:
+        return True
+    pair = len(second) == 2 and type(second[1]) is dict and (
+        isinstance(second[0], _EventTime) or type(second[0]) in (int, float))
+    return pair and len(msg) == 3 and not (type(msg[2]) is dict and "chunk" in msg[2])
+
+
 def _what(value: Any) -> str:
     return {dict: "map", list: "array", str: "str", bytes: "bin", type(None): "nil"}.get(
         type(value), type(value).__name__)
+
+
+def _article(value: Any) -> str:
+    what = _what(value)
+    if type(value) is list:
+        what = f"array of {len(value)}"
+    return ("an " if what[0].lower() in "aeiou" else "a ") + what
 
 
 def route(tag: str) -> str:
@@ -270,6 +334,8 @@ class ForwardInput:
     def __init__(self, config: Config, accept: Accept, *, registry: CollectorRegistry,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S,
                  handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 message_timeout_s: float = MESSAGE_TIMEOUT_S,
+                 max_buffered_bytes: int | None = None,
                  max_entries: int = MAX_ENTRIES) -> None:
         self.host = config.host
         self.port = config.forward_port or 0
@@ -278,7 +344,11 @@ class ForwardInput:
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
+        self.message_timeout_s = message_timeout_s
+        self.max_buffered_bytes = (max(MAX_BUFFERED_BYTES, 2 * self.max_message_bytes)
+                                   if max_buffered_bytes is None else max_buffered_bytes)
         self.max_entries = max_entries
+        self._buffered = 0  # bytes received but not yet handled, all connections (_lock)
         self._accept = accept
         self.registry = registry
         key = config.forward_shared_key
@@ -301,6 +371,9 @@ class ForwardInput:
                               "sidecar, by reason.", ["reason"], registry=registry)
         self.connections = Gauge("mlwatch_forward_connections", "Open forward-protocol "
                                  "connections.", registry=registry)
+        self.buffered = Gauge("mlwatch_forward_buffered_bytes", "Bytes received on forward "
+                              "connections and not yet handled (incomplete messages, and "
+                              "complete ones until acked).", registry=registry)
         for kind in (*KINDS, "drops"):
             self.records.labels(kind)
         for reason in ("invalid", "too_large"):
@@ -397,7 +470,7 @@ class ForwardInput:
             self.errors.labels(exc.reason).inc()
             self._log.warning("forward." + exc.reason, "forward: closing the connection from "
                               "%s: %s", where, exc)
-        except TimeoutError:
+        except TimeoutError:  # between messages: not an error
             log.debug("forward: closing the idle connection from %s", where)
         except OSError as exc:  # the peer went away
             log.debug("forward: connection from %s: %s", where, exc)
@@ -415,46 +488,105 @@ class ForwardInput:
     def _converse(self, conn: socket.socket, where: str) -> None:
         unpacker = _unpacker(self.max_message_bytes + RECV_BYTES)
         nonce = None
+        handshake_end: float | None = None  # until the PING: its absolute deadline
         if self._shared_key is not None:
             nonce = os.urandom(16)
+            handshake_end = time.monotonic() + self.handshake_timeout_s
             conn.settimeout(self.handshake_timeout_s)
             conn.sendall(msgpack.packb(["HELO", {"nonce": nonce, "auth": b"", "keepalive": True}],
                                        use_bin_type=True))
-        else:
-            conn.settimeout(self.idle_timeout_s)
         received = 0  # bytes fed to the unpacker
-        boundary = 0  # where the message being received starts
-        while not self._stopping.is_set():
-            data = conn.recv(RECV_BYTES)
-            if not data:
-                return
-            received += len(data)
-            # The unpacker builds a message's objects as bytes arrive (its buffer holds only
-            # what it has not parsed yet), so the size of a message is counted here.
-            if received - boundary > self.max_message_bytes:
-                raise _Refused("too_large", "a message larger than "
-                               f"{self.max_message_bytes} bytes")
-            try:
-                unpacker.feed(data)
-            except msgpack.BufferFull:  # defensive: the count above keeps it from happening
-                raise _Refused("too_large", "a message larger than "
-                               f"{self.max_message_bytes} bytes") from None
+        boundary = 0  # where the first message not yet handled starts
+        started = 0.0  # when the first byte past ``boundary`` arrived
+        held = 0  # this connection's share of ``_buffered``
+        try:
             while not self._stopping.is_set():
+                pending = received - boundary
+                conn.settimeout(self._recv_timeout(handshake_end, pending, started))
                 try:
-                    msg = next(unpacker)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    raise _Refused("malformed", f"malformed msgpack ({_error(exc)}); "
-                                   "expected forward-protocol arrays") from None
-                boundary = unpacker.tell()
-                if nonce is not None:
-                    self._handshake(conn, msg, nonce)
-                    nonce = None
-                    conn.settimeout(self.idle_timeout_s)
-                    continue
-                if not self._message(conn, where, msg):
+                    data = conn.recv(RECV_BYTES)
+                except TimeoutError:
+                    if handshake_end is None and not pending:
+                        raise  # idle between messages: closed, not an error
+                    raise self._timed_out(handshake_end, pending, started) from None
+                if not data:
                     return
+                conn.settimeout(self.idle_timeout_s)  # for the PONG and acks sent below
+                if not pending:
+                    started = time.monotonic()
+                received += len(data)
+                # The unpacker builds a message's objects as bytes arrive (its buffer holds
+                # only what it has not parsed yet), so the size of a message is counted here.
+                pending = received - boundary
+                if handshake_end is not None and pending > PREAUTH_MAX_BYTES:
+                    raise _Refused("too_large", f"more than {PREAUTH_MAX_BYTES} bytes before "
+                                   "the handshake ended (expected a PING)")
+                if pending > self.max_message_bytes:
+                    raise _Refused("too_large", "a message larger than "
+                                   f"{self.max_message_bytes} bytes")
+                held = self._hold(held, pending)
+                try:
+                    unpacker.feed(data)
+                except msgpack.BufferFull:  # defensive: the count above keeps it from happening
+                    raise _Refused("too_large", "a message larger than "
+                                   f"{self.max_message_bytes} bytes") from None
+                while not self._stopping.is_set():
+                    try:
+                        msg = next(unpacker)
+                    except StopIteration:
+                        break
+                    except Exception as exc:
+                        raise _Refused("malformed", f"malformed msgpack ({_error(exc)}); "
+                                       "expected forward-protocol arrays") from None
+                    if nonce is not None:
+                        self._handshake(conn, msg, nonce)
+                        nonce = handshake_end = None
+                    elif not self._message(conn, where, msg):
+                        return
+                    boundary = unpacker.tell()
+                    held = self._hold(held, received - boundary)
+                    started = time.monotonic()  # the next message's deadline starts now
+        finally:
+            self._hold(held, 0)
+
+    def _recv_timeout(self, handshake_end: float | None, pending: int, started: float
+                      ) -> float:
+        """How long the next ``recv`` may wait: the idle timeout, cut short by the absolute
+        deadline of the handshake or of the message being received."""
+        if handshake_end is not None:
+            end = handshake_end
+        elif pending:
+            end = started + self.message_timeout_s
+        else:
+            return self.idle_timeout_s
+        left = end - time.monotonic()
+        if left <= 0:
+            raise self._timed_out(handshake_end, pending, started)
+        return min(self.idle_timeout_s, left)
+
+    def _timed_out(self, handshake_end: float | None, pending: int, started: float
+                   ) -> _Refused:
+        if handshake_end is not None:
+            return _Refused("timeout", "no complete PING within "
+                            f"{self.handshake_timeout_s:g}s of HELO")
+        return _Refused("timeout", f"a message still incomplete after "
+                        f"{time.monotonic() - started:.1f}s ({pending} bytes received; "
+                        f"limits: {self.message_timeout_s:g}s per message, "
+                        f"{self.idle_timeout_s:g}s without a byte)")
+
+    def _hold(self, held: int, want: int) -> int:
+        """Change this connection's share of the buffered bytes from ``held`` to ``want``;
+        refuse (``buffer_limit``) a growth past ``max_buffered_bytes``."""
+        with self._lock:
+            total = self._buffered + want - held
+            if want > held and total > self.max_buffered_bytes:
+                raise _Refused("buffer_limit", f"{self._buffered} bytes of unfinished messages "
+                               "are buffered across connections; this one's "
+                               f"{want} would cross max_buffered_bytes "
+                               f"({self.max_buffered_bytes})")
+            self._buffered = total
+            self.buffered.set(total)
+        return want
 
     def _handshake(self, conn: socket.socket, msg: Any, nonce: bytes) -> None:
         assert self._shared_key is not None
@@ -483,9 +615,9 @@ class ForwardInput:
         if not msg[0].isprintable():  # also catches invalid UTF-8 (surrogateescape'd)
             raise _Refused("malformed", f"tag {_show(msg[0])}: expected printable UTF-8")
         tag, second = msg[0], msg[1]
-        # Forward: a list of entries; Message: a time, or Fluent Bit's [time, metadata]
-        forward = type(second) is list and (not second or type(second[0]) is list)
-        if forward or isinstance(second, (bytes, str)):  # Forward, PackedForward
+        message = _is_message_mode(msg)  # see "Mode detection" in the module doc
+        forward = not message and type(second) is list
+        if not message:  # Forward, PackedForward
             if len(msg) > 3:
                 raise _Refused("malformed", f"tag {_show(tag)}: expected [tag, entries, "
                                f"option?], got an array of {len(msg)}")
@@ -550,7 +682,8 @@ class ForwardInput:
     def _prepare(self, kind: str, tag: str, entry: Any) -> dict[str, Any]:
         """The record of one entry, with ``ts``, its id and ``model`` filled when absent."""
         if type(entry) is not list or len(entry) != 2:
-            raise _BadEntry(f"expected an entry [time, record], got {_show(entry)}")
+            raise _BadEntry(f"expected an entry [time, record], got {_article(entry)} "
+                            f"{_show(entry)}")
         ts_ns = _time_ns(entry[0])
         if ts_ns is None:
             raise _BadEntry("time: expected an EventTime or a number of seconds in "
