@@ -31,6 +31,13 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(requests=args.requests, data_dir=args.data_dir, port=args.port)
 
 
+def _scheduler(args: argparse.Namespace) -> int:
+    config = load_config(args.config, data_dir=args.data_dir)
+    from mlwatch.scheduler import run_standalone
+
+    return run_standalone(config, metrics_port=args.metrics_port, once=args.once)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlwatch", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spool-fsync", choices=("always", "interval"), help="fsync policy")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=_sidecar)
+
+    p = sub.add_parser("scheduler", help="run the drift and KPI jobs (without a sidecar)")
+    p.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
+    p.add_argument("--data-dir", help="the data directory whose store the jobs read")
+    p.add_argument("--metrics-port", type=int, default=8766, help="port of /metrics (8766)")
+    p.add_argument("--once", action="store_true", help="run every job once, print JSON, exit")
+    p.set_defaults(func=_scheduler)
+
+    from mlwatch import drift_cli
+
+    drift_cli.add_parser(sub)
 
     p = sub.add_parser("demo", help="end-to-end demo on the embedded store")
     p.add_argument("--requests", type=int, default=4000, help="predictions to serve (default 4000)")

@@ -3,8 +3,10 @@
 Trains a small scikit-learn classifier on the breast-cancer data set that ships
 with scikit-learn, starts a sidecar on the embedded store, serves predictions
 through ``@mlwatch.monitor``, injects a drift half-way (and a few failing
-requests), sends delayed ground truth for part of the traffic, then prints what
-was recorded and where to look.
+requests), sends delayed ground truth for part of the traffic, then runs the drift
+and KPI jobs on the stored windows (before and after the shift) and prints what was
+recorded, what the jobs found, and where to look. Validation traffic is the drift
+reference (``reference.csv`` and ``mlwatch.yaml`` in the data directory).
 """
 
 from __future__ import annotations
@@ -118,6 +120,15 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     print(f"  trained LogisticRegression on {len(x_train)} rows, "
           f"{len(names)} features (held-out accuracy {clf.score(x_test, y_test):.3f})")
 
+    import pandas as pd
+
+    # the reference: validation traffic as the model saw it before the change (the same
+    # held-out rows and measurement noise as the served requests, another draw)
+    ref_rng = np.random.default_rng(11)
+    reference = x_test[ref_rng.integers(len(x_test), size=requests // 2)] * ref_rng.normal(
+        1.0, 0.02, size=(requests // 2, len(names)))
+    pd.DataFrame(reference, columns=names).to_csv(root / "reference.csv", index=False)
+    _write_config(root, names)
     sidecar = _start_sidecar(root, port)
     print(f"  sidecar ready at {url} (data in {root})")
     try:
@@ -135,11 +146,15 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         truth: list[tuple[str, int]] = []
         failures = 0
         drift_at = requests // 2
+        t_start = time.time()
+        t_shift = t_start
         serving = _Progress("serving predictions", requests)
         for i in range(requests):
             j = int(rng.integers(len(x_test)))
             row = x_test[j] * rng.normal(1.0, 0.02, size=len(names))
             features = dict(zip(names, row.tolist(), strict=True))
+            if i == drift_at:
+                t_shift = time.time()
             if i >= drift_at:  # the population changes: bigger, rougher cells
                 for name in DRIFTED:
                     features[name] *= 1.35
@@ -154,6 +169,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
                 truth.append((request_id, int(y_test[j])))
             serving.update(i + 1)
         mlwatch.flush()
+        t_end = time.time() + 0.001
         print(f"  injected drift on {', '.join(DRIFTED)} from request {drift_at}; "
               f"{failures} requests failed on purpose")
 
@@ -189,10 +205,13 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         print("  metrics:")
         for line in lines:
             print(f"    {line}")
+        _report_jobs(root, names, (t_start, t_shift, t_end))
         print("\nWhere to look")
         print(f"  embedded store     {root / 'store.db'} (SQLite; table events, feedback, models)")
         print(f"  spool              {root / 'spool'}")
         print(f"  events API         curl '{url}/v1/models/{MODEL}/events?limit=5'")
+        print(f"  drift and KPIs     curl '{url}/v1/models/{MODEL}/status' (latest results);"
+              f" on a schedule: mlwatch scheduler --config {root / 'mlwatch.yaml'}")
         print(f"  Prometheus scrape  - job_name: mlwatch\n"
               f"                       static_configs: [{{targets: ['127.0.0.1:{port}']}}]")
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(truth)
@@ -206,3 +225,53 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
             sidecar.wait(15)
         except subprocess.TimeoutExpired:
             sidecar.kill()
+
+
+def _write_config(root: Path, names: list[str]) -> None:
+    """The demo model's spec: features, the reference file, the jobs' options."""
+    import json as _json
+
+    spec = {"models": [{"name": MODEL, "version": VERSION, "task": "classification",
+                        "features": names, "reference": str(root / "reference.csv"),
+                        "schedule": "1m", "window": "10m", "kpi": {"min_samples": 50},
+                        # two of thirty features moving is a change worth an alert here
+                        "drift": {"correction": "bh", "drift_share": 0.05}}],
+            "data_dir": str(root), "scheduler": False}
+    (root / "mlwatch.yaml").write_text(_json.dumps(spec, indent=2) + "\n")  # JSON is YAML
+
+
+def _report_jobs(root: Path, names: list[str], times: tuple[float, float, float]) -> None:
+    """Run the drift and KPI jobs on the windows before and after the shift, and print them."""
+    from prometheus_client import CollectorRegistry
+
+    from mlwatch.jobs import Jobs
+    from mlwatch.settings import load_config
+    from mlwatch.store import EmbeddedStore
+
+    config = load_config(root / "mlwatch.yaml", env={})
+    store = EmbeddedStore(root / "store.db")
+    jobs = Jobs(config, store, CollectorRegistry())
+    t_start, t_shift, t_end = (int(t * 1_000_000) for t in times)
+    print("\nDrift against the reference (mlwatch.jobs, the scheduler's code)")
+    for label, window in (("before the shift", (t_start, t_shift)),
+                          ("after the shift ", (t_shift, t_end))):
+        report = jobs.drift(MODEL, window=window).get(VERSION)
+        if report is None:
+            print(f"  {label}: no events")
+            continue
+        drifted = [f for f in report["features"] if f["drifted"]]
+        shown = ", ".join(f"{f['name']} ({f['method']} {f['score']:.3f})" for f in drifted[:6])
+        print(f"  {label}  {report['rows']} rows, {len(drifted)} of {len(report['features'])} "
+              f"features drifted (share {report['drift_share']:.2f}), dataset drift "
+              f"{'YES' if report['dataset_drift'] else 'no'}" + (f": {shown}" if shown else ""))
+    kpis = jobs.kpis(MODEL, window=(t_start, t_end)).get(VERSION)
+    print("KPIs from the delayed labels")
+    if kpis is None:
+        print("  not enough labelled predictions")
+    else:
+        for name in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+            k = kpis["kpis"].get(name)
+            if k and k.get("value") is not None:
+                print(f"  {name:<17}  {k['value']:.3f}  (95% CI {k['lower']:.3f}-{k['upper']:.3f},"
+                      f" n={k['n']})")
+    store.close()

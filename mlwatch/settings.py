@@ -164,6 +164,16 @@ class Config:
     hash_key: str | None = _setting(
         None, "Key of the HMAC-SHA256 applied to features marked 'sensitive: hash'. Unset: a "
         "random key is created once in data_dir/hash.key.", secret=True)
+    window_source: str = _setting(
+        "store", "Where the drift job reads a window: 'store' (the embedded store's events) "
+        "or 'elasticsearch' (aggregations on the reference's bins; no rows pulled; needs "
+        "elasticsearch_url).", choices=("store", "elasticsearch"))
+    profile_slice_s: float = _setting(
+        60.0, "The sidecar summarises events of monitored models into profiles per slice of "
+        "this many seconds of prediction time; the drift job merges them.", lo=1, hi=86_400)
+    scheduler: bool = _setting(
+        True, "Run the drift and KPI jobs of models with a monitoring section inside the "
+        "sidecar. Turn off when `mlwatch scheduler` runs them as a separate process.")
     log_level: str = _setting("info", "Log level of the sidecar.",
                               choices=("debug", "info", "warning", "error"))
     # --- Elasticsearch sink (sidecar) ---

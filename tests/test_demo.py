@@ -28,6 +28,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert f'status="error",version="1"}} {errors}.0' in out
     assert (tmp_path / "demo" / "store.db").exists()
     assert "serving predictions" in proc.stderr
+    # the drift job finds exactly the injected shift, and only after it
+    before = re.search(r"before the shift\s+600 rows, (\d+) of 30 features drifted", out)
+    after = re.search(r"after the shift\s+600 rows, (\d+) of 30 features drifted.*"
+                      r"dataset drift YES: (.*)", out)
+    assert before and int(before.group(1)) <= 1, out
+    assert after and int(after.group(1)) == 2, out
+    assert "mean radius (ks" in after.group(2) and "mean texture (ks" in after.group(2)
+    accuracy = re.search(r"accuracy\s+(0\.\d+)\s+\(95% CI (0\.\d+)-(0\.\d+), n=(\d+)\)",
+                         out)
+    assert accuracy, out
+    assert float(accuracy.group(2)) <= float(accuracy.group(1)) <= float(accuracy.group(3))
+    assert 0.85 < float(accuracy.group(1)) < 1.0 and int(accuracy.group(4)) > 500
 
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:

@@ -58,6 +58,10 @@ class Sidecar:
             from mlwatch.elastic.sink import ElasticsearchSink
 
             self.sinks.append(ElasticsearchSink(config, registry=self.registry))
+        if any(m.monitoring for m in config.models):
+            from mlwatch.sidecar.profiles import ProfileSink
+
+            self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
         self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
                            fsync=config.spool_fsync,  # type: ignore[arg-type]
                            fsync_interval_ms=config.spool_fsync_interval_ms,
@@ -77,6 +81,11 @@ class Sidecar:
             from mlwatch.sidecar.forward import ForwardInput
 
             self.inputs.append(ForwardInput(config, self.accept, registry=self.registry))
+        self.scheduler: Any = None
+        if config.scheduler and any(m.monitoring for m in config.models):
+            from mlwatch.scheduler import Scheduler
+
+            self.scheduler = Scheduler(config, self.store, self.registry)
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
                                              daemon=True)
@@ -95,11 +104,15 @@ class Sidecar:
         self._maintenance.start()
         for source in self.inputs:
             source.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consumers (what they have not committed is replayed at the next start)."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
         for source in self.inputs:
             source.stop()
         for consumer in self.consumers:
@@ -109,9 +122,9 @@ class Sidecar:
         for thread in threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        store_in_use = any(t.is_alive() for t in threads)  # every worker may use the store
         for consumer in self.consumers:
-            busy = consumer.is_alive() or (isinstance(consumer.sink, StoreSink)
-                                            and self._maintenance.is_alive())
+            busy = consumer.is_alive() or (isinstance(consumer.sink, StoreSink) and store_in_use)
             if busy:
                 # closing a sink (a SQLite connection) another thread is using can crash
                 # the process: leave that one open, close the others
@@ -244,4 +257,5 @@ class Sidecar:
             "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
                       for c in self.consumers},
             "spool_bytes": self.spool.total_bytes(),
+            **self.store.latest_results(model),  # "drift" and "kpi", newest per version
         }

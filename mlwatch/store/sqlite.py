@@ -437,6 +437,20 @@ class EmbeddedStore:
                 **_loads(body)}
         return out
 
+    def versions(self, model: str, *, since_us: int | None = None,
+                 until_us: int | None = None) -> list[str]:
+        """Versions of a model with events in a window."""
+        where, args = _window("", model, since_us, until_us, None)
+        sql = f"SELECT DISTINCT version FROM events WHERE {where} ORDER BY version"
+        return [str(r[0]) for r in self._conn().execute(sql, args)]
+
+    def count_with_features(self, model: str, *, since_us: int | None = None,
+                            until_us: int | None = None, version: str | None = None) -> int:
+        """Events of a window that carry features (what a window profile summarises)."""
+        where, args = _window("", model, since_us, until_us, version)
+        sql = f"SELECT COUNT(*) FROM events WHERE {where} AND features IS NOT NULL"
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
     def feature_columns(self, model: str, names: Sequence[str], *, since_us: int | None = None,
                         until_us: int | None = None, version: str | None = None
                         ) -> dict[str, list[Any]]:

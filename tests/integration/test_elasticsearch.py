@@ -276,3 +276,92 @@ def socket_open(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
+        es: Cluster, tmp_path: Path) -> None:
+    """The scale path: a window's profile from aggregations on the reference's bins holds
+    the same counts as one built from the raw events, so the statistics agree."""
+    import numpy as np
+    from prometheus_client import CollectorRegistry
+
+    from mlwatch.elastic import aggregations
+    from mlwatch.elastic.sink import make_client
+    from mlwatch.jobs import Jobs
+    from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
+    from mlwatch.stats.drift import compare_profiles
+    from mlwatch.stats.profile import DatasetProfile
+    from mlwatch.store import EmbeddedStore
+    from mlwatch.wire import format_ts
+
+    rng = np.random.default_rng(5)
+    reference = DatasetProfile.from_reference(
+        {"amount": rng.lognormal(3, 1, 20_000), "score": rng.normal(0, 1, 20_000),
+         "country": rng.choice(["fr", "de", "us", "it"], 20_000, p=[0.4, 0.3, 0.2, 0.1])},
+        {"amount": "numeric", "score": "numeric", "country": "categorical"}, seed=1)
+    ns = namespace()
+    side = sidecar(tmp_path, es.url, ns).start()
+    t0 = 1_790_000_000
+    try:
+        events = []
+        for i in range(3000):
+            features: dict[str, Any] = {"amount": float(rng.lognormal(3.6, 1)),
+                                        "score": float(rng.normal(0.05, 1)),
+                                        "country": str(rng.choice(["fr", "de", "us", "es"]))}
+            if i % 50 == 0:
+                features["score"] = None  # missing
+            events.append(event(i, model="credit", version="2", features=features,
+                                ts=format_ts((t0 + i) * 1_000_000_000)))
+        for k in range(0, len(events), 500):
+            assert post(side.port, events[k:k + 500]) == 202
+        index = stream_name("mlwatch.predictions", ns)
+        wait_until(lambda: count(es.url, index) == 3000, timeout=60, what="3000 documents")
+        side.stop()
+        window = ((t0 + 100) * 1_000_000, (t0 + 2600) * 1_000_000)
+
+        config = load_config(env={}, elasticsearch_url=es.url, elasticsearch_namespace=ns)
+        client = make_client(config)
+        assert aggregations.versions(client, ns, "credit", *window) == ["2"]
+        from_es = aggregations.window_profile(client, reference, namespace=ns, model="credit",
+                                              version="2", start_us=window[0],
+                                              end_us=window[1], sample=500, seed=3)
+        store = EmbeddedStore(tmp_path / "data" / "store.db")
+        raw = reference.new_window(seed=3)
+        raw.update(store.feature_columns("credit", ["amount", "score", "country"],
+                                         since_us=window[0], until_us=window[1]))
+        assert from_es.rows == raw.rows == 2500
+        for name in ("amount", "score"):
+            a, b = from_es.columns[name], raw.columns[name]
+            assert a.counts.tolist() == b.counts.tolist()
+            assert (a.count, a.missing, a.n) == (b.count, b.missing, b.n)
+            assert a.mean == pytest.approx(b.mean, rel=1e-12)
+            assert a.m2 == pytest.approx(b.m2, rel=1e-9)
+            assert (a.min, a.max) == (b.min, b.max)
+        assert from_es.columns["score"].missing == 50
+        assert from_es.columns["country"].as_counts() == raw.columns["country"].as_counts()
+        binned = {"amount": "psi", "score": "js", "country": "chisquare"}
+        r_es = compare_profiles(reference, from_es, method=binned).to_dict()
+        r_raw = compare_profiles(reference, raw, method=binned).to_dict()
+        for f_es, f_raw in zip(r_es["features"], r_raw["features"], strict=True):
+            assert f_es["score"] == pytest.approx(f_raw["score"], rel=1e-12, abs=1e-15)
+            assert f_es["drifted"] == f_raw["drifted"]
+        by_name = {f["name"]: f for f in r_es["features"]}
+        assert by_name["amount"]["drifted"] and by_name["country"]["drifted"]
+        assert "es" in str(by_name["country"])  # the unseen category, by name
+
+        # the job itself, reading windows from Elasticsearch
+        mon = Monitoring(window_s=2500, sliding=True)
+        spec = ModelSpec(name="credit", monitoring=mon, features=(
+            FeatureSpec("amount"), FeatureSpec("score"), FeatureSpec("country", "categorical")))
+        store.put_profile("credit", "*", "reference", 0, 0, reference.to_json())
+        for source in ("elasticsearch", "store"):
+            cfg = type(config)(**{**config.__dict__, "models": (spec,),
+                                  "window_source": source})
+            jobs = Jobs(cfg, store, CollectorRegistry(), clock=lambda: (t0 + 2600))
+            report = jobs.drift("credit")["2"]
+            assert report["rows"] == 2500, source
+            assert {f["name"]: f["drifted"] for f in report["features"]} == {
+                "amount": True, "score": report["features"][1]["drifted"], "country": True}
+        client.close()
+    finally:
+        side.stop()

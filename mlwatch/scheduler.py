@@ -1,0 +1,173 @@
+"""Run the drift and KPI jobs on a schedule (APScheduler 3.x).
+
+Inside the sidecar (``scheduler: true``, the default, when a model has a monitoring
+section) or standalone (``mlwatch scheduler``) against the same data directory.
+
+Policy, stated once:
+
+- Each model gets two jobs, ``drift:<model>`` and ``kpi:<model>``, on its ``schedule``
+  (an interval, or a crontab expression in UTC).
+- **Never two runs of the same job at once** (``max_instances=1``): a run still going
+  when the next one is due makes APScheduler skip the new one; the skip is counted
+  (``mlwatch_job_runs_total{result="skipped"}``) and logged.
+- **Misfires coalesce**: runs missed while the process was busy or asleep collapse into
+  one (``coalesce=True``), which still runs if it is at most one period late
+  (``misfire_grace_time``), else it is counted as ``missed``.
+- Duration (``mlwatch_job_duration_seconds{job}``), outcome
+  (``mlwatch_job_runs_total{job,result="ok"|"failed"|"skipped"|"missed"}``) and the time
+  of the last success (``mlwatch_job_last_success_timestamp_seconds{job}``) are metrics; a
+  failure is logged with its reason and the next run tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mlwatch.jobs import Jobs
+from mlwatch.settings import Config, Monitoring
+from mlwatch.store import EmbeddedStore
+
+log = logging.getLogger("mlwatch.scheduler")
+
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+def trigger_of(mon: Monitoring) -> Any:
+    """The APScheduler trigger of a monitoring section."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if mon.cron:
+        return CronTrigger.from_crontab(mon.cron, timezone="UTC")
+    return IntervalTrigger(seconds=mon.every_s or 300.0, timezone="UTC")
+
+
+def grace_of(mon: Monitoring) -> int:
+    """How late a coalesced run may start: one period (cron: a minute)."""
+    return max(1, int(mon.every_s)) if mon.every_s else 60
+
+
+class Scheduler:
+    """The jobs of every monitored model on one APScheduler ``BackgroundScheduler``."""
+
+    def __init__(self, config: Config, store: EmbeddedStore, registry: CollectorRegistry, *,
+                 jobs: Jobs | None = None) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.jobs = jobs if jobs is not None else Jobs(config, store, registry)
+        self.duration = Histogram("mlwatch_job_duration_seconds", "Duration of a job run",
+                                  ["job"], buckets=DURATION_BUCKETS, registry=registry)
+        self.runs = Counter("mlwatch_job_runs", "Job runs by result (ok, failed, skipped: "
+                            "the previous run was still going, missed: too late to run)",
+                            ["job", "result"], registry=registry)
+        self.last_success = Gauge("mlwatch_job_last_success_timestamp_seconds", "When a job "
+                                  "last succeeded (Unix time)", ["job"], registry=registry)
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
+            "coalesce": True, "max_instances": 1})
+        for spec in self.jobs.monitored():
+            mon = spec.monitoring
+            assert mon is not None
+            for kind, run in (("drift", self.jobs.drift), ("kpi", self.jobs.kpis)):
+                job_id = f"{kind}:{spec.name}"
+                self.scheduler.add_job(self._wrap(job_id, run, spec.name), trigger_of(mon),
+                                       id=job_id, name=job_id,
+                                       misfire_grace_time=grace_of(mon))
+                for result in ("ok", "failed", "skipped", "missed"):
+                    self.runs.labels(job_id, result)
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [job.id for job in self.scheduler.get_jobs()]
+
+    def _wrap(self, job_id: str, run: Callable[[str], Any], model: str) -> Callable[[], None]:
+        def job() -> None:
+            start = time.perf_counter()
+            try:
+                run(model)
+            except Exception as exc:  # the scheduler must go on; the next run retries
+                self.runs.labels(job_id, "failed").inc()
+                log.warning("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
+            else:
+                self.runs.labels(job_id, "ok").inc()
+                self.last_success.labels(job_id).set(time.time())
+            finally:
+                self.duration.labels(job_id).observe(time.perf_counter() - start)
+        return job
+
+    def _on_event(self, event: Any) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+        result = "skipped" if event.code == EVENT_JOB_MAX_INSTANCES else "missed"
+        self.runs.labels(event.job_id, result).inc()
+        log.warning("job %s %s: %s", event.job_id, result,
+                    "the previous run is still going" if result == "skipped"
+                    else "too late to run (coalesced misfire beyond the grace time)")
+
+    def run_now(self) -> None:
+        """Run every job once, now (on the scheduler's threads), e.g. at startup."""
+        for job in self.scheduler.get_jobs():
+            job.modify(next_run_time=_utcnow())
+
+    def start(self) -> None:
+        if self.jobs.monitored():
+            self.scheduler.start()
+            log.info("scheduler: %s", ", ".join(self.job_ids))
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop scheduling; with ``wait``, let a run in progress finish (it uses the store)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+
+def _utcnow() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> int:
+    """``mlwatch scheduler``: the jobs against ``data_dir``'s store, metrics on their own
+    port (``once``: run every job one time, print the results as JSON, exit)."""
+    import json
+    import signal
+    import threading
+    from pathlib import Path
+
+    from prometheus_client import start_http_server
+
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = EmbeddedStore(Path(config.data_dir) / "store.db", retention_days=0)
+    registry = CollectorRegistry()
+    jobs = Jobs(config, store, registry)
+    if not jobs.monitored():
+        log.error("no model has a monitoring section (reference, schedule, window...)")
+        return 2
+    if once:
+        results = {spec.name: {"drift": jobs.drift(spec.name), "kpi": jobs.kpis(spec.name)}
+                   for spec in jobs.monitored()}
+        print(json.dumps(results, indent=2, default=str))
+        store.close()
+        return 0
+    scheduler = Scheduler(config, store, registry, jobs=jobs)
+    server, _ = start_http_server(metrics_port, addr=config.host, registry=registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    scheduler.start()
+    scheduler.run_now()
+    log.info("mlwatch scheduler: metrics on http://%s:%d/metrics", config.host, metrics_port)
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    scheduler.shutdown()
+    server.shutdown()
+    store.close()
+    return 0

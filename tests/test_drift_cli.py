@@ -1,0 +1,82 @@
+"""``mlwatch drift``: files in, the design.md JSON or a table out, exit codes for CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mlwatch.cli import main
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    rng = np.random.default_rng(7)
+    n = 5000
+    ref = pd.DataFrame({"x": rng.normal(0, 1, n), "y": rng.uniform(0, 1, n),
+                        "c": rng.choice(["a", "b", "c"], n)})
+    cur = pd.DataFrame({"x": rng.normal(0.5, 1, n), "y": rng.uniform(0, 1, n),
+                        "c": rng.choice(["a", "b", "c"], n, p=[0.6, 0.2, 0.2])})
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    cur.to_parquet(tmp_path / "cur.parquet")
+    ref.to_parquet(tmp_path / "same.parquet")
+    return tmp_path / "ref.csv", tmp_path / "cur.parquet", tmp_path / "same.parquet"
+
+
+def test_json_output_follows_the_contract(files: tuple[Path, Path, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur, _ = files
+    assert main(["drift", str(ref), str(cur), "--format", "json", "--method", "ks"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"features", "drift_share", "dataset_drift"}
+    by_name = {f["name"]: f for f in report["features"]}
+    for f in report["features"]:
+        assert set(f) >= {"name", "type", "method", "score", "p_value", "threshold", "drifted"}
+    assert by_name["x"]["method"] == "ks" and by_name["y"]["method"] == "ks"
+    assert by_name["c"]["type"] == "categorical" and by_name["c"]["method"] != "ks"
+    expected = stats.ks_2samp(pd.read_csv(ref)["x"], pd.read_parquet(cur)["x"])
+    assert by_name["x"]["score"] == pytest.approx(expected.statistic, abs=1e-12)
+    assert by_name["x"]["p_value"] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    assert by_name["x"]["drifted"] and not by_name["y"]["drifted"] and by_name["c"]["drifted"]
+    assert report["drift_share"] == pytest.approx(2 / 3) and report["dataset_drift"]
+
+
+def test_exit_code_for_ci(files: tuple[Path, Path, Path],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur, same = files
+    assert main(["drift", str(ref), str(cur), "--fail-on-drift"]) == 1
+    assert "dataset drift: YES" in capsys.readouterr().out
+    assert main(["drift", str(ref), str(same), "--fail-on-drift"]) == 0
+    table = capsys.readouterr().out
+    assert "0 of 3 features drifted" in table and table.splitlines()[0].split()[:3] == [
+        "feature", "type", "method"]
+
+
+def test_bad_input_is_exit_2_with_a_clear_message(files: tuple[Path, Path, Path],
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur, _ = files
+    assert main(["drift", str(ref), str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv: no such file" in capsys.readouterr().err
+    assert main(["drift", str(ref), str(cur), "--columns", "x,zz"]) == 2
+    assert "--columns: not in both files: zz" in capsys.readouterr().err
+    assert main(["drift", str(ref), str(cur), "--method", "nonsense"]) == 2
+    assert "nonsense" in capsys.readouterr().err
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    assert main(["drift", str(ref), str(broken)]) == 2
+    assert "cannot read as Parquet" in capsys.readouterr().err
+
+
+def test_progress_is_shown_when_asked(files: tuple[Path, Path, Path],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ref, cur, _ = files
+    assert main(["drift", str(ref), str(cur), "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "reading ref.csv" in err and "100.0%" in err and "reading cur.parquet" in err
+    assert main(["drift", str(ref), str(cur)]) == 0  # not a terminal: quiet
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,219 @@
+"""The drift and KPI jobs and their scheduler, on a real store with a known answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from mlwatch.jobs import JobError, Jobs, window_bounds
+from mlwatch.scheduler import Scheduler
+from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
+from mlwatch.store import EmbeddedStore
+from mlwatch.wire import format_ts, validate_event, validate_feedback
+
+HOUR = 3600.0
+NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour
+
+
+def config(tmp_path: Path, **monitoring: Any) -> Any:
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000)})
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    mon = Monitoring(**{"reference": str(tmp_path / "ref.csv"), "every_s": 1.0,
+                        "kpi_min_samples": 50, "kpi_lookback": 3, **monitoring})
+    spec = ModelSpec(name="m", task="classification", monitoring=mon,
+                     features=(FeatureSpec("x", "numeric"), FeatureSpec("c", "categorical")))
+    return load_config(env={}, data_dir=str(tmp_path / "data")).__class__(
+        data_dir=str(tmp_path / "data"), models=(spec,))
+
+
+def fill(store: EmbeddedStore, start_s: float, n: int, shift: float, seed: int,
+         prefix: str) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    events = [validate_event({
+        "model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"{prefix}{i}",
+        "ts": format_ts(int((start_s + i * (HOUR / n)) * 1e9)),
+        "features": {"x": float(rng.normal(shift, 1)), "c": str(rng.choice(["a", "b", "c"]))},
+        "prediction": int(i % 2)}) for i in range(n)]
+    store.insert_events(events)
+    return events
+
+
+def gauge(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, end = window_bounds(cfg.models[0].monitoring, NOW)
+    fill(store, start / 1e6, 2000, shift=0.5, seed=2, prefix="cur")
+    fill(store, start / 1e6 - HOUR, 2000, shift=0.0, seed=3, prefix="old")  # outside the window
+    registry = CollectorRegistry()
+    jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
+    report = jobs.drift("m")["1"]
+    by_name = {f["name"]: f for f in report["features"]}
+    assert by_name["x"]["drifted"] and not by_name["c"]["drifted"]
+    assert report["rows"] == 2000 and report["drift_share"] == 0.5
+    assert gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1",
+                 feature="x") == 1
+    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") == 0.5
+    score = gauge(registry, "mlwatch_feature_drift_score", model="m", version="1", feature="x",
+                  method=by_name["x"]["method"])
+    assert score == pytest.approx(by_name["x"]["score"])
+    latest = store.latest_results("m")["drift"]["1"]
+    assert latest["window"] == [format_ts(start * 1000), format_ts(end * 1000)]
+    # the reference was profiled once and kept
+    assert len(store.profiles("m", "*", "reference")) == 1
+    jobs2 = Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW)
+    (tmp_path / "ref.csv").unlink()  # not read again: the stored profile serves
+    assert jobs2.drift("m")["1"]["drift_share"] == 0.5
+
+
+def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    events = fill(store, start / 1e6, 200, shift=0.0, seed=4, prefix="k")
+    labels = [validate_feedback({"model": "m", "request_id": e["request_id"],
+                                 "label": e["prediction"] if i % 4 else 1 - e["prediction"]})
+              for i, e in enumerate(events)]
+    store.insert_feedback(labels[:60])  # 60 labels: 45 right
+    registry = CollectorRegistry()
+    jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
+    first = jobs.kpis("m")["1"]
+    assert first["kpis"]["accuracy"]["value"] == pytest.approx(45 / 60)
+    store.insert_feedback(labels[60:])  # the late labels of the same window
+    second = jobs.kpis("m")["1"]
+    assert second["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)
+    assert gauge(registry, "mlwatch_model_kpi", model="m", version="1",
+                 kpi="accuracy") == pytest.approx(0.75)
+    assert gauge(registry, "mlwatch_model_kpi_samples", model="m", version="1") == 200
+    assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == \
+        pytest.approx(0.75)
+
+
+def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = config(tmp_path, reference=str(tmp_path / "missing.csv"))
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    fill(store, start / 1e6, 10, 0.0, 5, "e")
+    with pytest.raises(JobError, match=r"missing\.csv does not exist"):
+        Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).drift("m")
+
+
+def test_a_slow_job_is_never_run_twice_at_once(tmp_path: Path) -> None:
+    cfg = config(tmp_path, every_s=0.2)
+    store = EmbeddedStore(tmp_path / "store.db")
+    registry = CollectorRegistry()
+    running = []
+    peak = []
+    lock = threading.Lock()
+
+    class SlowJobs(Jobs):
+        def drift(self, model: str) -> dict[str, Any]:
+            with lock:
+                running.append(1)
+                peak.append(len(running))
+            time.sleep(1.0)
+            with lock:
+                running.pop()
+            return {}
+
+        def kpis(self, model: str) -> dict[str, Any]:
+            raise RuntimeError("no labels today")
+
+    sched = Scheduler(cfg, store, registry, jobs=SlowJobs(cfg, store, registry))
+    assert sorted(sched.job_ids) == ["drift:m", "kpi:m"]
+    sched.start()
+    time.sleep(2.5)
+    sched.shutdown()
+    assert max(peak) == 1
+    assert (gauge(registry, "mlwatch_job_runs_total", job="drift:m", result="skipped") or 0) >= 2
+    assert (gauge(registry, "mlwatch_job_runs_total", job="drift:m", result="ok") or 0) >= 1
+    assert (gauge(registry, "mlwatch_job_runs_total", job="kpi:m", result="failed") or 0) >= 2
+    assert (gauge(registry, "mlwatch_job_duration_seconds_count", job="drift:m") or 0) >= 1
+
+
+def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from mlwatch.sidecar.app import create_app
+
+    cfg = config(tmp_path, every_s=3600.0, window_s=HOUR, sliding=True)
+    now = time.time()
+    registry = CollectorRegistry()
+    with TestClient(create_app(cfg, registry=registry)) as client:
+        events = [{"model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"s{i}",
+                   "ts": format_ts(int((now - 60 + i * 0.01) * 1e9)), "prediction": i % 2,
+                   "features": {"x": 2.0 + (i % 7) * 0.1, "c": "a"}} for i in range(300)]
+        assert client.post("/v1/events", json=events).status_code == 202
+        sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
+        from tests.conftest import wait_until
+
+        wait_until(lambda: sidecar.store.count_events("m") == 300, what="events stored")
+        sidecar.scheduler.run_now()
+        wait_until(lambda: "drift" in client.get("/v1/models/m/status").json(), timeout=30,
+                   what="a drift result in the status")
+        status = client.get("/v1/models/m/status").json()
+        assert status["drift"]["1"]["dataset_drift"] is True
+        metrics = client.get("/metrics").text
+        assert 'mlwatch_feature_drift_detected{feature="x",model="m",version="1"} 1.0' in metrics
+        assert 'mlwatch_job_runs_total{job="drift:m",result="ok"}' in metrics
+
+
+def test_the_sidecar_keeps_slice_profiles_and_the_job_merges_them(tmp_path: Path) -> None:
+    """Profiles per slice as batches arrive; the drift job's result from merged slices
+    equals the one from the raw events, and a late event updates its own slice."""
+    from fastapi.testclient import TestClient
+
+    from mlwatch.sidecar.app import create_app
+    from tests.conftest import wait_until
+
+    cfg = config(tmp_path, window_s=HOUR)
+    start, end = window_bounds(cfg.models[0].monitoring, NOW)
+    store_path = tmp_path / "data" / "store.db"
+    registry = CollectorRegistry()
+    with TestClient(create_app(cfg, registry=registry)) as client:
+        sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
+        jobs = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
+        jobs.reference(cfg.models[0])  # what the first drift run does
+        rng = np.random.default_rng(9)
+        events = [{"model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"p{i}",
+                   "ts": format_ts(int((start / 1e6 + i * 1.7) * 1e9)),
+                   "features": {"x": float(rng.normal(0.3, 1)), "c": str(rng.choice(["a", "b"]))}}
+                  for i in range(2000)]
+        for k in range(0, 2000, 250):
+            assert client.post("/v1/events", json=events[k:k + 250]).status_code == 202
+        slices = lambda: sidecar.store.profiles("m", "1", "slice")  # noqa: E731
+        wait_until(lambda: sum(orjson_rows(b) for _, _, b in slices()) == 2000, timeout=30,
+                   what="2000 rows in slice profiles")
+        assert len(slices()) == int(np.ceil(2000 * 1.7 / 60))
+        merged = jobs._merged_slices(jobs.reference(cfg.models[0]), "m", "1", start, end)
+        assert merged is not None and merged.rows == 2000
+        from_slices = jobs.drift("m")["1"]
+        raw = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
+        raw._merged_slices = lambda *a: None  # type: ignore[method-assign]
+        from_raw = raw.drift("m")["1"]
+        for a, b in zip(from_slices["features"], from_raw["features"], strict=True):
+            assert a["method"] == b["method"] and a["drifted"] == b["drifted"]
+            assert a["score"] == pytest.approx(b["score"], rel=1e-9)
+        # a late event lands in its own, older slice
+        late = dict(events[0], request_id="late", event_id=None)
+        late.pop("event_id")
+        assert client.post("/v1/events", json=[late]).status_code == 202
+        wait_until(lambda: orjson_rows(slices()[0][2]) > 36, timeout=30, what="late event")
+    assert store_path.exists()
+
+
+def orjson_rows(body: str) -> int:
+    import json
+
+    return int(json.loads(body)["rows"])
