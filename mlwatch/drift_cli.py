@@ -66,34 +66,49 @@ def read_columns(path: str | Path, *, progress: bool | None = None,
     size = path.stat().st_size
     show = progress if progress is not None else (err.isatty() and size >= PROGRESS_MIN_BYTES)
     bar = Progress(f"reading {path.name}", size, err, bool(show))
-    batches = []
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            pf = pq.ParquetFile(path)
-            total_rows = max(pf.metadata.num_rows, 1)
-            done_rows = 0
-            for batch in pf.iter_batches(batch_size=1 << 18):
-                batches.append(batch)
-                done_rows += batch.num_rows
-                bar.update(int(size * done_rows / total_rows))
+            schema = pq.read_schema(path)
+            strings = [f.name for f in schema if pa.types.is_string(f.type)
+                       or pa.types.is_large_string(f.type)]
+            # strings as dictionaries: counting categories then works on integer codes
+            pf = pq.ParquetFile(path, read_dictionary=strings)
+            names = pf.schema_arrow.names
+            step = max(1, len(names) // 10)
+            parts = []
+            for i in range(0, len(names), step):  # columns a few at a time: threaded, and a
+                parts.append(pf.read(columns=names[i:i + step], use_threads=True))  # progress
+                bar.update(int(size * min(len(names), i + step) / len(names)))
+            table = parts[0]
+            for part in parts[1:]:
+                for field, column in zip(part.schema, part.columns, strict=True):
+                    table = table.append_column(field, column)
         else:
             with pa.OSFile(str(path)) as source:
-                reader = pacsv.open_csv(source,
-                                        read_options=pacsv.ReadOptions(block_size=8 << 20))
+                reader = pacsv.open_csv(
+                    source, read_options=pacsv.ReadOptions(block_size=8 << 20),
+                    convert_options=pacsv.ConvertOptions(auto_dict_encode=True,
+                                                         auto_dict_max_cardinality=1 << 16))
+                batches = []
                 for batch in reader:
                     batches.append(batch)
                     bar.update(source.tell())
+            try:
+                table = pa.Table.from_batches(batches, schema=reader.schema)
+            except pa.ArrowInvalid as exc:  # CSV blocks typed differently (mixed kinds)
+                raise InputError(f"{path}: inconsistent column types: {exc}") from None
     except (pa.ArrowInvalid, OSError) as exc:
         kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
         raise InputError(f"{path}: cannot read as {kind}: {exc}") from None
     bar.update(size, final=True)
-    if not batches:
+    if table.num_rows == 0:
         raise InputError(f"{path}: no rows")
-    table = pa.Table.from_batches(batches)
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             out[name] = column.to_numpy().astype("float64", copy=False)
+        elif pa.types.is_dictionary(column.type):
+            out[name] = column.to_pandas()  # a pandas Categorical: codes, no string objects
         else:
             out[name] = column.to_numpy(zero_copy_only=False)
     return out

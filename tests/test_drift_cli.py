@@ -66,6 +66,10 @@ def test_bad_input_is_exit_2_with_a_clear_message(files: tuple[Path, Path, Path]
     assert "--columns: not in both files: zz" in capsys.readouterr().err
     assert main(["drift", str(ref), str(cur), "--method", "nonsense"]) == 2
     assert "nonsense" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("x,y,c\n")
+    assert main(["drift", str(ref), str(empty)]) == 2
+    assert "empty.csv: no rows" in capsys.readouterr().err
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
     assert main(["drift", str(ref), str(broken)]) == 2

@@ -217,3 +217,52 @@ def orjson_rows(body: str) -> int:
     import json
 
     return int(json.loads(body)["rows"])
+
+
+def test_reference_from_a_window_of_served_traffic(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    spec = cfg.models[0]
+    assert spec.monitoring is not None
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(spec.monitoring, NOW)
+    fill(store, start / 1e6 - 2 * HOUR, 2000, shift=0.0, seed=6, prefix="ref")  # last week
+    fill(store, start / 1e6, 2000, shift=0.0, seed=7, prefix="now")
+    window = (format_ts(int((start / 1e6 - 2 * HOUR) * 1e9)),
+              format_ts(int((start / 1e6 - HOUR) * 1e9)))
+    mon = type(spec.monitoring)(**{**spec.monitoring.__dict__, "reference": None,
+                                   "reference_window": window})
+    cfg2 = type(cfg)(**{**cfg.__dict__, "models": (type(spec)(**{**spec.__dict__,
+                                                                 "monitoring": mon}),)})
+    report = Jobs(cfg2, store, CollectorRegistry(), clock=lambda: NOW).drift("m")["1"]
+    assert report["drift_share"] == 0.0  # same population as the reference window
+    [(ref_start, ref_end, _)] = store.profiles("m", "*", "reference")
+    assert format_ts(ref_start * 1000) == window[0] and format_ts(ref_end * 1000) == window[1]
+
+
+def test_mlwatch_scheduler_once(tmp_path: Path) -> None:
+    """The standalone scheduler against a data directory, run once, prints the results."""
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"x": rng.normal(0, 1, 3000)}).to_csv(tmp_path / "ref.csv", index=False)
+    data = tmp_path / "data"
+    store = EmbeddedStore(data / "store.db")
+    now = time.time()
+    store.insert_events([validate_event({
+        "model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"r{i}",
+        "ts": format_ts(int((now - 100 + i * 0.05) * 1e9)), "prediction": 1,
+        "features": {"x": float(rng.normal(1.0, 1))}}) for i in range(1000)])
+    store.close()
+    (tmp_path / "mlwatch.yaml").write_text(
+        f"data_dir: {data}\nmodels:\n  - name: m\n    features: [x]\n"
+        f"    reference: {tmp_path / 'ref.csv'}\n    window: 10m\n    sliding: true\n")
+    proc = subprocess.run([sys.executable, "-m", "mlwatch", "scheduler", "--config",
+                           str(tmp_path / "mlwatch.yaml"), "--once"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    drift = results["m"]["drift"]["1"]
+    assert drift["rows"] == 1000 and drift["features"][0]["drifted"] is True
+    assert results["m"]["kpi"] == {}  # no labels yet: nothing to report
