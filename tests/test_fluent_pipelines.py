@@ -151,6 +151,7 @@ INVALID_EVENTS: dict[str, dict[str, Any]] = {
     "no_latency": {"model": "iris"},
     "latency_string": {**_OK, "latency_ms": "fast"},
     "latency_negative": {**_OK, "latency_ms": -1},
+    "latency_over_a_week": {**_OK, "latency_ms": 604_800_001},
     "latency_nan": {**_OK, "latency_ms": math.nan},
     "latency_bool": {**_OK, "latency_ms": True},
     "bad_status": {**_OK, "status": "maybe"},

@@ -422,8 +422,9 @@ local function validate_event(obj, timestamp)
     if type(latency) ~= "number" then
         fail("latency_ms", "expected a non-negative number, got " .. typename(latency))
     end
-    if not (latency >= 0 and latency < math.huge) then
-        fail("latency_ms", "expected a non-negative finite number, got " .. tostring(latency))
+    if not (latency >= 0 and latency <= 604800000) then
+        fail("latency_ms", "expected milliseconds between 0 and 604800000 (a week), got "
+             .. tostring(latency))
     end
     ev.latency_ms = latency
     local status = obj.status

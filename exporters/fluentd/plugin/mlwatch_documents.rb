@@ -408,8 +408,9 @@ module Mlwatch
       unless latency.is_a?(Integer) || latency.is_a?(Float)
         raise Invalid.new('latency_ms', "expected a non-negative number, got #{typename(latency)}")
       end
-      unless latency.to_f.finite? && latency >= 0
-        raise Invalid.new('latency_ms', "expected a non-negative finite number, got #{latency}")
+      unless latency.to_f.finite? && latency >= 0 && latency <= 604_800_000
+        raise Invalid.new('latency_ms',
+                          "expected milliseconds between 0 and 604800000 (a week), got #{latency}")
       end
 
       ev[:latency_ms] = latency.to_f
