@@ -1,7 +1,9 @@
 """Feed every sink from the spool, one consumer thread per sink.
 
 The exporter contract (one for every sink): ``export(batch)`` delivers a batch or
-raises; it is never called concurrently for one sink; ``close()`` releases it.
+raises; it is never called concurrently for one sink; ``close()`` releases it; an
+optional ``tick()`` is called when the spool has nothing new (a sink that buffers
+flushes then).
 The consumer commits a sink's spool cursor only after ``export`` returned, so a
 crash replays at most the batch in flight, and sinks are idempotent (keys are
 event ids), hence "delivered once". A failing sink is retried with capped,
@@ -177,6 +179,11 @@ class Consumer(threading.Thread):
 
     def _step(self) -> None:
         records = self.spool.read(self.sink.name, self.max_records, timeout=0.25)
+        if not records:
+            tick = getattr(self.sink, "tick", None)  # sinks that buffer flush when idle
+            if tick is not None:
+                tick()
+            return
         if records and self.linger_s > 0:  # fill the batch a little longer (bulk efficiency)
             deadline = time.monotonic() + self.linger_s
             while len(records) < self.max_records and not self._stop_event.is_set():

@@ -3,17 +3,17 @@
 For every model that has a reference profile in the store (the drift job stores it on
 its first run), events are summarised on the reference's bins into **slices** of
 ``profile_slice_s`` seconds of prediction time, per model version, and each touched slice
-is written back to the store (``profiles`` table, kind ``slice``) before the sink's spool
-cursor moves. The drift job merges the slices of a window instead of re-reading its
+is written back to the store (``profiles`` table, kind ``slice``) every ``flush_s``
+seconds (5) and at shutdown. The drift job merges the slices of a window instead of re-reading its
 events — when they cover every event of the window (it checks the count), else it reads
 the events.
 
 Work per batch is vectorised: the features of all rows are decoded in one ``orjson``
 call, split into columns, and each slice's profile takes the columns in a few numpy
-calls. A late event updates its own (older) slice, loaded from the store. Delivery of a
-batch into profiles is at least once: a crash between writing the profiles and moving
-the cursor counts that batch twice in its slices (the events themselves stay exact in
-the store, and the job's coverage check then falls back to them).
+calls. A late event updates its own (older) slice, loaded from the store. Profiles are
+a cache, not a record: a crash can lose up to ``flush_s`` of slice updates (or count a
+replayed batch twice); the events themselves stay exact in the store, and the job's
+coverage check (slice rows = window events) then reads the events instead.
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ class ProfileSink:
 
     name = "profiles"
 
-    def __init__(self, store: EmbeddedStore, slice_s: float = 60.0, *,
+    def __init__(self, store: EmbeddedStore, slice_s: float = 60.0, *, flush_s: float = 5.0,
                  clock: Any = time.monotonic) -> None:
         self.store = store
         self.slice_us = int(slice_s * 1_000_000)
+        self.flush_s = flush_s
         self.clock = clock
+        self._dirty: set[tuple[str, str, int]] = set()
+        self._flushed = clock()
         self._references: dict[tuple[str, str], Any] = {}
         self._checked: dict[tuple[str, str], float] = {}
         self._slices: dict[tuple[str, str, int], Any] = {}
@@ -79,6 +82,7 @@ class ProfileSink:
             self._export(batch)
         except BaseException:  # the batch is replayed: forget what it half-added in memory
             self._slices.clear()
+            self._dirty.clear()
             raise
 
     def _export(self, batch: Batch) -> None:
@@ -91,18 +95,36 @@ class ProfileSink:
                 ts_us = row[_TS_US]
                 groups[(row[_MODEL], row[_VERSION], ts_us - ts_us % self.slice_us)].append(
                     features)
-        touched = []
         for (model, version, start), texts in groups.items():
             ref = self.reference(model, version)
             if ref is None:
                 continue
             profile = self._slice(ref, model, version, start)
             rows = orjson.loads("[" + ",".join(texts) + "]")
-            profile.update({name: [r.get(name) for r in rows] for name in ref.types})
-            touched.append((model, version, start, profile))
-        for model, version, start, profile in touched:
-            self.store.put_profile(model, version, SLICE, start, start + self.slice_us,
-                                   profile.to_json())
+            names = list(ref.types)
+            # rows -> columns with C-level map/zip: about twice as fast as a comprehension
+            columns = zip(*[list(map(row.get, names)) for row in rows], strict=True)
+            profile.update(dict(zip(names, columns, strict=True)))
+            self._dirty.add((model, version, start))
+        if self.clock() - self._flushed >= self.flush_s:
+            self.flush()
+
+    def tick(self) -> None:
+        """Called by the consumer when the spool is idle: flush what is due."""
+        if self._dirty and self.clock() - self._flushed >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the slices changed since the last flush to the store, then drop old ones
+        from memory. Between flushes a crash loses slice updates, never events: the job's
+        coverage check then reads the window's events instead."""
+        for key in sorted(self._dirty):
+            model, version, start = key
+            if key in self._slices:
+                self.store.put_profile(model, version, SLICE, start, start + self.slice_us,
+                                       self._slices[key].to_json())
+        self._dirty.clear()
+        self._flushed = self.clock()
         self._evict()
 
     def _slice(self, ref: Any, model: str, version: str, start: int) -> Any:
@@ -122,7 +144,9 @@ class ProfileSink:
             newest[(model, version)].append(start)
         for (model, version), starts in newest.items():
             for start in sorted(starts)[:-KEEP_SLICES]:
-                del self._slices[(model, version, start)]
+                if (model, version, start) not in self._dirty:
+                    del self._slices[(model, version, start)]
 
     def close(self) -> None:
+        self.flush()
         self._slices.clear()
