@@ -104,7 +104,13 @@ def read_columns(path: str | Path, *, progress: bool | None = None,
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows")
     out: dict[str, Any] = {}
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+    if nested:
+        err.write(f"mlwatch drift: {path.name}: nested columns (lists, structs, maps) are "
+                  f"not compared: {', '.join(nested)}\n")
     for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in nested:
+            continue
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             out[name] = column.to_numpy().astype("float64", copy=False)
         elif pa.types.is_dictionary(column.type):
@@ -156,6 +162,11 @@ def run(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
         columns = [c for c in ref if c in cur]
         if not columns:
             raise InputError("the two files have no column in common")
+        for name, side in ((sorted(set(ref) - set(cur)), "reference"),
+                           (sorted(set(cur) - set(ref)), "current")):
+            if name:
+                (err or sys.stderr).write(f"mlwatch drift: only in the {side} file, not "
+                                          f"compared: {', '.join(name)}\n")
     types = {c: "categorical" for c in (args.categorical or "").split(",") if c}
     types.update({c: "numeric" for c in (args.numeric or "").split(",") if c})
     unknown = [c for c in types if c not in columns]
@@ -201,4 +212,7 @@ def main(args: Any) -> int:
         return run(args)
     except (InputError, ValueError) as exc:
         print(f"mlwatch drift: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # never exit 1 (= "drift") for a failure: CI would misread it
+        print(f"mlwatch drift: cannot compare: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -101,8 +101,10 @@ class Jobs:
         self.store = store
         self.metrics = ResultMetrics(registry)
         self.clock = clock
-        self._references: dict[tuple[str, str], Any] = {}
+        self._references: dict[tuple[str, str, str], Any] = {}
         self._es_client: Any = None
+        self._written: set[tuple[int, tuple[str, ...]]] = set()  # series set by this run
+        self._series: dict[int, set[tuple[str, ...]]] = {}  # every series set so far
 
     def monitored(self) -> list[ModelSpec]:
         return [m for m in self.config.models if m.monitoring is not None]
@@ -115,31 +117,63 @@ class Jobs:
 
     # -- reference ------------------------------------------------------------
     def reference(self, spec: ModelSpec) -> Any:
-        """The model's reference profile: from the store, else computed once and stored."""
+        """The model's reference profile: from the store while its source is unchanged
+        (same file size and time, same window, same features), else computed and stored."""
         from mlwatch.stats.profile import DatasetProfile
 
         version = spec.version or ANY_VERSION
-        key = (spec.name, version)
+        tag = reference_tag(spec)
+        key = (spec.name, version, tag)
         if key in self._references:
             return self._references[key]
-        stored = self.store.profiles(spec.name, version, "reference")
-        if stored:
-            profile = DatasetProfile.from_json(stored[-1][2])
+        stored_tag = self.store.profile_tag(spec.name, version, "reference")
+        file_gone = bool(spec.monitoring and spec.monitoring.reference
+                         and not Path(spec.monitoring.reference).exists())
+        if stored_tag is not None and (stored_tag == tag or file_gone):
+            if stored_tag != tag:
+                log.warning("%s: reference file %s is gone; using the stored reference profile",
+                            spec.name, spec.monitoring.reference if spec.monitoring else "")
+            profile = DatasetProfile.from_json(self.store.profiles(spec.name, version,
+                                                                   "reference")[-1][2])
         else:
             data, start, end = self._reference_data(spec)
-            types = {f.name: f.type for f in spec.features} or None
-            profile = DatasetProfile.from_reference(data, types)
-            self.store.put_profile(spec.name, version, "reference", start, end, profile.to_json())
+            types = {f.name: f.type for f in spec.features if f.sensitive != "drop"} or None
+            if types:
+                data = {name: data[name] for name in types if name in data}
+                if missing := [name for name in types if name not in data]:
+                    raise JobError(f"{spec.name}: the reference has no column "
+                                   f"{', '.join(missing)}")
+            profile = DatasetProfile.from_reference(self._redacted(spec, data), types)
+            self.store.put_profile(spec.name, version, "reference", start, end,
+                                   profile.to_json(), tag=tag)
             log.info("reference profile of %s: %d rows, %d features", spec.name, profile.rows,
                      len(profile.types))
+        self._references = {k: v for k, v in self._references.items() if k[:2] != key[:2]}
         self._references[key] = profile
         return profile
+
+    def _redacted(self, spec: ModelSpec, data: Any) -> Any:
+        """A file reference gets the redaction served events get, so a hashed feature is
+        compared hash to hash (the store's events are redacted already)."""
+        hashed = [f.name for f in spec.features if f.sensitive == "hash"]
+        if not hashed or not spec.monitoring or not spec.monitoring.reference:
+            return data
+        from mlwatch.redact import Redactor, load_or_create_key
+
+        redactor = Redactor([spec], key=load_or_create_key(self.config.hash_key,
+                                                            self.config.data_dir))
+        columns = dict(data)
+        for name in hashed:
+            columns[name] = [None if v is None or v != v else redactor.hash_value(v)
+                             for v in list(columns[name])]
+        return columns
 
     def _reference_data(self, spec: ModelSpec) -> tuple[Any, int, int]:
         mon = spec.monitoring
         assert mon is not None
         if mon.reference:
-            return read_table(mon.reference), 0, 0
+            table = read_table(mon.reference)
+            return {str(c): table[c].to_numpy() for c in table.columns}, 0, 0
         if mon.reference_window:
             since = _ts_us(mon.reference_window[0], f"{spec.name}: reference.since")
             until = _ts_us(mon.reference_window[1], f"{spec.name}: reference.until")
@@ -181,6 +215,8 @@ class Jobs:
                      _iso(start), _iso(end), current.rows, report["drift_share"],
                      f", drifted: {', '.join(drifted)}" if drifted else "")
             out[version] = report
+        m = self.metrics
+        self._retire(model, (m.drift_score, m.drift_detected, m.drift_share, m.dataset_drift))
         return out
 
     def _versions(self, model: str, start: int, end: int) -> list[str]:
@@ -240,18 +276,34 @@ class Jobs:
         m = self.metrics
         for feature in report["features"]:
             score = feature["score"]
-            m.drift_score.labels(model, version, feature["name"], feature["method"]).set(
-                math.nan if score is None else score)
-            m.drift_detected.labels(model, version, feature["name"]).set(
-                1 if feature["drifted"] else 0)
-        m.drift_share.labels(model, version).set(report["drift_share"])
-        m.dataset_drift.labels(model, version).set(1 if report["dataset_drift"] else 0)
+            self._set(m.drift_score, (model, version, feature["name"], feature["method"]),
+                      math.nan if score is None else score)
+            self._set(m.drift_detected, (model, version, feature["name"]),
+                      1 if feature["drifted"] else 0)
+        self._set(m.drift_share, (model, version), report["drift_share"])
+        self._set(m.dataset_drift, (model, version), 1 if report["dataset_drift"] else 0)
+
+    def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        gauge.labels(*labels).set(value)
+        self._written.add((id(gauge), labels))
+
+    def _retire(self, model: str, gauges: tuple[Gauge, ...]) -> None:
+        """Remove the model's series this run did not write: a version no longer served,
+        a method the auto rule no longer picks. A stale 1 would keep an alert firing."""
+        for gauge in gauges:
+            for labels in list(self._series.get(id(gauge), set())):
+                if labels[0] == model and (id(gauge), labels) not in self._written:
+                    gauge.remove(*labels)
+                    self._series[id(gauge)].discard(labels)
+        for gauge_id, labels in self._written:
+            self._series.setdefault(gauge_id, set()).add(labels)
+        self._written = set()
 
     # -- KPIs -----------------------------------------------------------------
     def kpis(self, model: str, window: tuple[int, int] | None = None) -> dict[str, Any]:
         """KPIs of the last ``kpi_lookback`` windows, per version; late labels update them.
         With ``window`` (``[start, end)`` in µs): the KPIs of that one window."""
-        from mlwatch.stats.kpi import compute_kpis, window_kpis
+        from mlwatch.stats.kpi import compute_kpis
 
         spec = self.spec(model)
         mon = spec.monitoring
@@ -261,16 +313,18 @@ class Jobs:
             start = end - int(mon.window_s * 1_000_000) * mon.kpi_lookback
         else:
             start, end = window
+        size_us = end - start if window is not None else int(mon.window_s * 1_000_000)
         out: dict[str, Any] = {}
         for version in self.store.versions(model, since_us=start, until_us=end):
-            rows = list(self.store.joined(model, since_us=start, until_us=end, version=version))
-            if window is None:
-                reports = window_kpis(rows, mon.window_s, spec, task=spec.task,
-                                      min_samples=mon.kpi_min_samples)
-            else:
-                reports = [replace(compute_kpis(rows, spec, task=spec.task,
-                                                min_samples=mon.kpi_min_samples),
-                                   window_start_us=start, window_end_us=end)]
+            reports = []
+            for w_start in range(start, end, size_us):  # one window in memory at a time
+                w_end = min(w_start + size_us, end)
+                rows = list(self.store.joined_predictions(model, since_us=w_start,
+                                                          until_us=w_end, version=version))
+                if rows:
+                    reports.append(replace(compute_kpis(rows, spec, task=spec.task,
+                                                        min_samples=mon.kpi_min_samples),
+                                           window_start_us=w_start, window_end_us=w_end))
             newest = None
             for rep in reports:  # window_kpis always sets the bounds
                 w_start, w_end = int(rep.window_start_us or 0), int(rep.window_end_us or 0)
@@ -285,6 +339,8 @@ class Jobs:
                          _iso(int(newest.window_end_us or 0)),
                          ", ".join(f"{k}={v.value:.4g}" for k, v in newest.kpis.items()
                                    if v.value is not None))
+        m = self.metrics
+        self._retire(model, (m.kpi, m.kpi_bound, m.kpi_samples))
         return out
 
     def _export_kpis(self, model: str, version: str, report: Any) -> None:
@@ -292,11 +348,30 @@ class Jobs:
         for name, kpi in report.kpis.items():
             if kpi.value is None:
                 continue
-            m.kpi.labels(model, version, name).set(kpi.value)
+            self._set(m.kpi, (model, version, name), kpi.value)
             for bound in ("lower", "upper"):
                 if getattr(kpi, bound) is not None:
-                    m.kpi_bound.labels(model, version, name, bound).set(getattr(kpi, bound))
-        m.kpi_samples.labels(model, version).set(report.n_used)
+                    self._set(m.kpi_bound, (model, version, name, bound), getattr(kpi, bound))
+        self._set(m.kpi_samples, (model, version), report.n_used)
+
+
+def reference_tag(spec: ModelSpec) -> str:
+    """A fingerprint of what a reference is built from: a changed file (size, time), window
+    or feature list makes a new reference."""
+    import hashlib
+    import json
+
+    mon = spec.monitoring
+    source: dict[str, Any] = {"features": [(f.name, f.type, f.sensitive) for f in spec.features]}
+    if mon is not None and mon.reference:
+        try:
+            st = Path(mon.reference).stat()
+            source["file"] = [str(Path(mon.reference).resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            source["file"] = [mon.reference]
+    elif mon is not None:
+        source["window"] = mon.reference_window
+    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_table(path: str | Path) -> Any:

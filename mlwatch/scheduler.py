@@ -6,7 +6,7 @@ section) or standalone (``mlwatch scheduler``) against the same data directory.
 Policy, stated once:
 
 - Each model gets two jobs, ``drift:<model>`` and ``kpi:<model>``, on its ``schedule``
-  (an interval, or a crontab expression in UTC).
+  (an interval, or a crontab expression in UTC), and a first run shortly after start.
 - **Never two runs of the same job at once** (``max_instances=1``): a run still going
   when the next one is due makes APScheduler skip the new one; the skip is counted
   (``mlwatch_job_runs_total{result="skipped"}``) and logged.
@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -117,9 +118,14 @@ class Scheduler:
         for job in self.scheduler.get_jobs():
             job.modify(next_run_time=_utcnow())
 
-    def start(self) -> None:
+    def start(self, *, first_run_after_s: float = 10.0) -> None:
+        """Start; every job runs once ``first_run_after_s`` after the start (the reference
+        profile exists from then on), then on its schedule."""
         if self.jobs.monitored():
             self.scheduler.start()
+            first = _utcnow() + timedelta(seconds=first_run_after_s)
+            for job in self.scheduler.get_jobs():
+                job.modify(next_run_time=min(first, job.next_run_time or first))
             log.info("scheduler: %s", ", ".join(self.job_ids))
 
     def shutdown(self, wait: bool = True) -> None:
@@ -162,8 +168,7 @@ def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> 
     server, _ = start_http_server(metrics_port, addr=config.host, registry=registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    scheduler.start()
-    scheduler.run_now()
+    scheduler.start(first_run_after_s=0)
     log.info("mlwatch scheduler: metrics on http://%s:%d/metrics", config.host, metrics_port)
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()

@@ -438,16 +438,31 @@ def parse_duration(raw: Any, at: str, source: str | None = None) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
+def _rfc3339(raw: Any, at: str, source: str) -> str:
+    """A time from the config as RFC 3339 UTC: YAML reads an unquoted timestamp as a
+    datetime, which is accepted too."""
+    import datetime as dt
+
+    if isinstance(raw, dt.datetime):
+        when = raw if raw.tzinfo else raw.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(raw, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d", raw):
+        return raw
+    raise ConfigError(at, f"expected an RFC 3339 time like 2026-11-01T00:00:00Z, got {raw!r}",
+                      source=source)
+
+
 def _parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
     values: dict[str, Any] = {}
     ref = item.get("reference")
     if isinstance(ref, str) and ref:
         values["reference"] = ref
     elif isinstance(ref, dict) and set(ref) == {"since", "until"}:
-        values["reference_window"] = (str(ref["since"]), str(ref["until"]))
-    elif ref is not None:
-        raise ConfigError(f"{at}.reference", "expected a CSV/Parquet path or "
-                          "{since: <RFC 3339>, until: <RFC 3339>}", source=source)
+        values["reference_window"] = (_rfc3339(ref["since"], f"{at}.reference.since", source),
+                                      _rfc3339(ref["until"], f"{at}.reference.until", source))
+    else:
+        raise ConfigError(f"{at}.reference", "a monitored model needs a reference: a CSV/Parquet "
+                          "path or {since: <RFC 3339>, until: <RFC 3339>}", source=source)
     schedule = item.get("schedule", "5m")
     if isinstance(schedule, dict) and set(schedule) == {"cron"} and isinstance(schedule["cron"], str):
         if len(schedule["cron"].split()) != 5:

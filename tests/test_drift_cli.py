@@ -84,3 +84,34 @@ def test_progress_is_shown_when_asked(files: tuple[Path, Path, Path],
     assert "reading ref.csv" in err and "100.0%" in err and "reading cur.parquet" in err
     assert main(["drift", str(ref), str(cur)]) == 0  # not a terminal: quiet
     assert capsys.readouterr().err == ""
+
+
+def test_columns_on_one_side_and_nested_columns_are_reported_not_fatal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0] * 50, "tags": [[1], [2], [3]] * 50,
+                             "old": [1, 2, 3] * 50}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.5] * 50, "new": ["u", "v", "w"] * 50}),
+                   tmp_path / "b.parquet")
+    assert main(["drift", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
+                 "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert [f["name"] for f in json.loads(captured.out)["features"]] == ["x"]
+    assert "nested columns (lists, structs, maps) are not compared: tags" in captured.err
+    assert "only in the reference file, not compared: old" in captured.err
+    assert "only in the current file, not compared: new" in captured.err
+
+
+def test_a_column_that_lost_its_values_is_drift(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}).to_csv(tmp_path / "r.csv",
+                                                                        index=False)
+    pd.DataFrame({"x": ["oops"] * 100, "y": np.arange(100.0)}).to_csv(tmp_path / "c.csv",
+                                                                     index=False)
+    assert main(["drift", str(tmp_path / "r.csv"), str(tmp_path / "c.csv"), "--format", "json",
+                 "--numeric", "x"]) == 0
+    x = json.loads(capsys.readouterr().out)["features"][0]
+    assert x["name"] == "x" and x["drifted"] and x["quality"]["current"]["invalid"] == 100
+

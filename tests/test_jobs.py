@@ -24,7 +24,8 @@ NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour
 
 def config(tmp_path: Path, **monitoring: Any) -> Any:
     rng = np.random.default_rng(1)
-    ref = pd.DataFrame({"x": rng.normal(0, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000)})
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000),
+                        "label": rng.integers(0, 2, 5000)})  # not a feature: not profiled
     ref.to_csv(tmp_path / "ref.csv", index=False)
     mon = Monitoring(**{"reference": str(tmp_path / "ref.csv"), "every_s": 1.0,
                         "kpi_min_samples": 50, "kpi_lookback": 3, **monitoring})
@@ -60,6 +61,7 @@ def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
     jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
     report = jobs.drift("m")["1"]
     by_name = {f["name"]: f for f in report["features"]}
+    assert set(by_name) == {"x", "c"}
     assert by_name["x"]["drifted"] and not by_name["c"]["drifted"]
     assert report["rows"] == 2000 and report["drift_share"] == 0.5
     assert gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1",
@@ -73,8 +75,31 @@ def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
     # the reference was profiled once and kept
     assert len(store.profiles("m", "*", "reference")) == 1
     jobs2 = Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW)
-    (tmp_path / "ref.csv").unlink()  # not read again: the stored profile serves
+    (tmp_path / "ref.csv").rename(tmp_path / "away.csv")  # the stored profile serves
     assert jobs2.drift("m")["1"]["drift_share"] == 0.5
+    # a changed reference file makes a new reference: now it matches the current data
+    rng = np.random.default_rng(8)
+    pd.DataFrame({"x": rng.normal(0.5, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000)}).to_csv(
+        tmp_path / "ref.csv", index=False)
+    assert jobs2.drift("m")["1"]["drift_share"] == 0.0
+    assert len(store.profiles("m", "*", "reference")) == 1
+
+
+def test_gauges_of_a_version_no_longer_served_are_removed(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    fill(store, start / 1e6, 500, shift=0.5, seed=2, prefix="v1-")
+    registry = CollectorRegistry()
+    jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
+    jobs.drift("m")
+    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") is not None
+    later = NOW + HOUR  # the next window: version 1 no longer served
+    jobs.clock = lambda: later
+    assert jobs.drift("m") == {}
+    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") is None
+    assert gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1",
+                 feature="x") is None
 
 
 def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> None:

@@ -176,11 +176,27 @@ def test_monitoring_section(tmp_path: Path) -> None:
     ("drift: {correction: holm}", "models[0].drift.correction: must be bonferroni or bh"),
     ("drift: {thresh: 1}", "models[0].drift.thresh: unknown key"),
     ("kpi: {min_samples: 0}", "models[0].kpi.min_samples: expected a positive integer"),
-    ("reference: 3", "models[0].reference: expected a CSV/Parquet path"),
+    ("reference: 3", "models[0].reference: a monitored model needs a reference"),
+    ("reference: {since: yesterday, until: now}",
+     "models[0].reference.since: expected an RFC 3339 time"),
     ("classes: [a]", "models[0].classes: expected a list of at least two"),
 ])
 def test_monitoring_errors_name_the_key(tmp_path: Path, snippet: str, message: str) -> None:
     conf = tmp_path / "m.yaml"
-    conf.write_text(f"models:\n  - name: m\n    {snippet}\n")
+    ref = "" if snippet.startswith("reference") else "    reference: r.csv\n"
+    conf.write_text(f"models:\n  - name: m\n{ref}    {snippet}\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(conf, env={})
+
+
+def test_monitoring_needs_a_reference_and_reads_yaml_times(tmp_path: Path) -> None:
+    conf = tmp_path / "m.yaml"
+    conf.write_text("models:\n  - name: m\n    schedule: 5m\n")
+    with pytest.raises(ConfigError, match=r"models\[0\]\.reference: a monitored model needs"):
+        load_config(conf, env={})
+    conf.write_text("models:\n  - name: m\n    reference: {since: 2026-11-01T00:00:00Z, "
+                    "until: 2026-11-02T12:30:00+01:00}\n")
+    [spec] = load_config(conf, env={}).models
+    assert spec.monitoring is not None
+    assert spec.monitoring.reference_window == ("2026-11-01T00:00:00.000000Z",
+                                                "2026-11-02T11:30:00.000000Z")

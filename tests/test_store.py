@@ -105,3 +105,22 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     upgraded.put_result("m", "1", "drift", 0, 1, {})
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
+
+
+def test_results_are_replaced_per_window_and_purged_with_slices(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s.db", retention_days=1)
+    day = 86_400_000_000
+    now = 10 * day
+    store.put_result("m", "1", "kpi", 0, day, {"accuracy": 0.5}, now_us=now - day)
+    store.put_result("m", "1", "kpi", 0, day, {"accuracy": 0.7}, now_us=now)  # late labels
+    store.put_result("m", "1", "kpi", now - day, now, {"accuracy": 0.9}, now_us=now - 5)
+    assert store.latest_results("m")["kpi"]["1"]["accuracy"] == 0.7  # computed last
+    store.put_profile("m", "*", "reference", 0, 0, "{}", tag="abc")
+    store.put_profile("m", "1", "slice", 0, 60_000_000, "{}")
+    store.put_profile("m", "1", "slice", now - 60_000_000, now, "{}")
+    assert store.profile_tag("m", "*", "reference") == "abc"
+    assert store.profile_tag("m", "*", "other") is None
+    store.purge(now_us=now)
+    assert store.profiles("m", "*", "reference") == [(0, 0, "{}")]  # references stay
+    assert [p[0] for p in store.profiles("m", "1", "slice")] == [now - 60_000_000]
+    assert store.latest_results("m")["kpi"]["1"]["accuracy"] == 0.9

@@ -7,7 +7,10 @@ per window returns, per feature,
   :class:`~mlwatch.stats.profile.NumericProfile` counts into, with open ends), and
   ``extended_stats`` (count, min, max, mean, variance);
 - categorical: a ``terms`` aggregation bounded by the reference's category list plus
-  ``top_k`` extras, the rest from ``sum_other_doc_count``;
+  ``top_k`` extras, the rest from ``sum_other_doc_count``; keys are normalised as the
+  profile counts them (a category ``3`` stored as a number comes back as ``3.0``, a
+  boolean as ``1``). Terms counts are exact on one shard; across shards and backing
+  indices they are Elasticsearch's approximation (``shard_size`` is ten times the size);
 - ``missing`` counts (a feature absent or null in an event that has features).
 
 Those are exactly the counts a profile built from the raw rows holds, so PSI, JS,
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mlwatch.elastic.documents import PREDICTIONS, stream_name
+from mlwatch.stats.columns import category_key
 from mlwatch.stats.profile import CategoricalProfile, DatasetProfile, NumericProfile
 from mlwatch.wire import format_ts
 
@@ -62,8 +66,9 @@ def _aggs(reference: DatasetProfile) -> dict[str, Any]:
             aggs[f"r{i}"] = {"range": {"field": field, "ranges": _ranges(col.edges)}}
             aggs[f"s{i}"] = {"extended_stats": {"field": field}}
         else:
-            aggs[f"t{i}"] = {"terms": {"field": field,
-                                       "size": len(col.categories) + col.top_k}}
+            size = len(col.categories) + col.top_k
+            aggs[f"t{i}"] = {"terms": {"field": field, "size": size,
+                                       "shard_size": max(10 * size, 1000)}}
     return aggs
 
 
@@ -96,11 +101,19 @@ def window_profile(client: Any, reference: DatasetProfile, *, namespace: str, mo
             terms = aggs[f"t{i}"]
             col.count += rows
             col.missing += missing
-            col._add_counts({str(b["key"]): int(b["doc_count"]) for b in terms["buckets"]})
+            col._add_counts({_category(b): int(b["doc_count"]) for b in terms["buckets"]})
             col.extra_other += int(terms.get("sum_other_doc_count", 0))
     if sample > 0 and rows:
         _fill_reservoirs(client, index, query, current, sample, seed)
     return current
+
+
+def _category(bucket: dict[str, Any]) -> str:
+    """A terms bucket's key as the profile counts it: ``true``/``false`` for booleans (ES
+    keys them 1/0), ``3`` for a whole number in a double field."""
+    if bucket.get("key_as_string") in ("true", "false") and bucket["key"] in (0, 1):
+        return str(bucket["key_as_string"])
+    return category_key(bucket["key"])
 
 
 def _fill_numeric(col: NumericProfile, buckets: list[dict[str, Any]], stats: dict[str, Any],

@@ -123,15 +123,20 @@ class Sidecar:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
         store_in_use = any(t.is_alive() for t in threads)  # every worker may use the store
-        for consumer in self.consumers:
+        # the store closes last: other sinks (profiles) write to it when they close
+        for consumer in sorted(self.consumers, key=lambda c: isinstance(c.sink, StoreSink)):
             busy = consumer.is_alive() or (isinstance(consumer.sink, StoreSink) and store_in_use)
             if busy:
                 # closing a sink (a SQLite connection) another thread is using can crash
                 # the process: leave that one open, close the others
                 log.warning("sidecar stop: sink %s is still busy; leaving it open",
                             consumer.sink.name)
-            else:
+                continue
+            try:
                 consumer.sink.close()
+            except Exception as exc:  # one sink's failure must not keep the others open
+                log.warning("sidecar stop: closing sink %s failed: %s: %s", consumer.sink.name,
+                            type(exc).__name__, exc)
 
     def _consumer_options(self, sink: Sink) -> dict[str, Any]:
         """Remote sinks read larger batches, linger to fill them, and retry sooner after an

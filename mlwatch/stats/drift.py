@@ -389,11 +389,20 @@ def _finish(results: Sequence[FeatureDrift], opts: _Options) -> DriftReport:
             drifted = method.is_drifted(Score(r.score, r.p_value), threshold)
         if opts.min_effect is not None:
             drifted = drifted and r.effect is not None and r.effect >= opts.min_effect
+        if _broken(r):  # rows arrived, none usable: the feature broke, which is drift too
+            drifted = True
         out.append(replace(r, threshold=threshold, drifted=bool(drifted)))
-    evaluated = [r for r in out if r.score is not None]
+    evaluated = [r for r in out if r.score is not None or r.drifted]
     share = sum(r.drifted for r in evaluated) / len(evaluated) if evaluated else 0.0
     return DriftReport(tuple(out), share, bool(evaluated) and share >= opts.drift_share,
                        opts.drift_share, opts.alpha, opts.correction, corrected, opts.min_effect)
+
+
+def _broken(r: FeatureDrift) -> bool:
+    """The reference had values and the current window has rows but no usable value of
+    the feature (all missing, all non-finite, or all of the wrong type)."""
+    return ("no_current_data" in r.flags and r.current_quality.count > 0
+            and r.reference_quality.used > 0)
 
 
 def _default_workers(tasks: int) -> int:

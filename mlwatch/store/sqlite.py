@@ -17,8 +17,13 @@ Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
 - ``feedback``: ground truth by ``(model, request_id)``.
 - ``models``: registrations ``(model, version, code_version, run_id)`` with ``params``.
 - ``profiles``: summaries by ``(model, version, kind, start)``: the reference (kind
-  ``reference``) and per-window profiles, as JSON (:mod:`mlwatch.stats`).
-- ``results``: drift and KPI results by model and window, newest last, as JSON.
+  ``reference``, ``tag`` = a fingerprint of its source) and per-slice profiles, as JSON
+  (:mod:`mlwatch.stats`).
+- ``results``: drift and KPI results by ``(model, version, kind, window start)``; a
+  recomputed window (late labels) replaces its row.
+
+Retention applies to events, feedback, slice profiles and results alike; reference
+profiles stay.
 """
 
 from __future__ import annotations
@@ -102,20 +107,21 @@ CREATE TABLE IF NOT EXISTS profiles (
     start_us INTEGER NOT NULL,
     end_us INTEGER NOT NULL,
     updated_us INTEGER NOT NULL,
+    tag TEXT NOT NULL DEFAULT '',
     body TEXT NOT NULL,
     PRIMARY KEY (model, version, kind, start_us)
 );
 CREATE TABLE IF NOT EXISTS results (
-    seq INTEGER PRIMARY KEY,
     model TEXT NOT NULL,
     version TEXT NOT NULL,
     kind TEXT NOT NULL,
     start_us INTEGER NOT NULL,
     end_us INTEGER NOT NULL,
     computed_us INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    PRIMARY KEY (model, version, kind, start_us)
 );
-CREATE INDEX IF NOT EXISTS results_model_kind ON results (model, kind, computed_us);
+CREATE INDEX IF NOT EXISTS results_latest ON results (model, version, kind, computed_us);
 """
 
 EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
@@ -322,7 +328,8 @@ class EmbeddedStore:
                  now, now))
 
     def purge(self, *, now_us: int | None = None) -> int:
-        """Delete events and feedback older than the retention. Returns rows deleted."""
+        """Delete events, feedback, slice profiles and results older than the retention.
+        Returns rows deleted."""
         if not self.retention_days:
             return 0
         now = now_us if now_us is not None else time.time_ns() // 1000
@@ -331,6 +338,9 @@ class EmbeddedStore:
             before = conn.total_changes
             conn.execute("DELETE FROM events WHERE ts_us < ?", (cutoff,))
             conn.execute("DELETE FROM feedback WHERE ts_us < ?", (cutoff,))
+            conn.execute("DELETE FROM profiles WHERE kind != 'reference' AND end_us < ?",
+                         (cutoff,))
+            conn.execute("DELETE FROM results WHERE end_us < ?", (cutoff,))
             return conn.total_changes - before
 
     # -- reads -------------------------------------------------------------
@@ -393,12 +403,21 @@ class EmbeddedStore:
 
     # -- profiles and results -------------------------------------------------
     def put_profile(self, model: str, version: str, kind: str, start_us: int, end_us: int,
-                    body: str, *, now_us: int | None = None) -> None:
-        """Store (or replace) one profile; ``body`` is its JSON."""
+                    body: str, *, tag: str = "", now_us: int | None = None) -> None:
+        """Store (or replace) one profile; ``body`` is its JSON, ``tag`` what it was built
+        from (a reference's fingerprint)."""
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (model, version, kind, start_us, end_us, now_us, body))
+            conn.execute("INSERT OR REPLACE INTO profiles (model, version, kind, start_us, "
+                         "end_us, updated_us, tag, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (model, version, kind, start_us, end_us, now_us, tag, body))
+
+    def profile_tag(self, model: str, version: str, kind: str) -> str | None:
+        """The tag of the newest profile of a kind (None when there is none)."""
+        row = self._conn().execute(
+            "SELECT tag FROM profiles WHERE model = ? AND version = ? AND kind = ? "
+            "ORDER BY start_us DESC LIMIT 1", (model, version, kind)).fetchone()
+        return None if row is None else str(row[0])
 
     def profiles(self, model: str, version: str, kind: str, *, since_us: int | None = None,
                  until_us: int | None = None) -> list[tuple[int, int, str]]:
@@ -418,24 +437,42 @@ class EmbeddedStore:
 
     def put_result(self, model: str, version: str, kind: str, start_us: int, end_us: int,
                    body: dict[str, Any], *, now_us: int | None = None) -> None:
-        """Append one drift or KPI result (the history stays; the status shows the newest)."""
+        """Record a drift or KPI result of a window; a recomputed window replaces its row."""
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         with self._write() as conn:
-            conn.execute("INSERT INTO results (model, version, kind, start_us, end_us, "
-                         "computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT OR REPLACE INTO results (model, version, kind, start_us, "
+                         "end_us, computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (model, version, kind, start_us, end_us, now_us, _dumps(body)))
 
     def latest_results(self, model: str) -> dict[str, dict[str, Any]]:
-        """The newest result of each kind (and version) of a model."""
-        sql = ("SELECT version, kind, start_us, end_us, computed_us, body FROM results r "
-               "WHERE model = ? AND seq = (SELECT MAX(seq) FROM results WHERE model = r.model "
-               "AND version = r.version AND kind = r.kind) ORDER BY kind, version")
+        """The newest result of each kind (and version) of a model: the window computed
+        last, and among those the latest window (one index range per version and kind)."""
+        sql = ("SELECT r.version, r.kind, r.start_us, r.end_us, r.computed_us, r.body "
+               "FROM (SELECT version, kind, MAX(computed_us) AS c FROM results "
+               "WHERE model = ? GROUP BY version, kind) m JOIN results r ON r.model = ? "
+               "AND r.version = m.version AND r.kind = m.kind AND r.computed_us = m.c "
+               "ORDER BY r.kind, r.version, r.start_us")
         out: dict[str, dict[str, Any]] = {}
-        for version, kind, start_us, end_us, computed_us, body in self._conn().execute(sql, (model,)):
+        rows = self._conn().execute(sql, (model, model))
+        for version, kind, start_us, end_us, computed_us, body in rows:
             out.setdefault(kind, {})[version] = {
                 "window": [_iso(start_us), _iso(end_us)], "computed": _iso(computed_us),
                 **_loads(body)}
         return out
+
+    def joined_predictions(self, model: str, *, since_us: int | None = None,
+                           until_us: int | None = None, version: str | None = None
+                           ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """What KPIs need of :meth:`joined`: ``ts_us``, ``status``, ``prediction`` and the
+        label — without decoding features, so a window of millions stays cheap."""
+        where, args = _window("e.", model, since_us, until_us, version)
+        sql = ("SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
+               "feedback f ON f.model = e.model AND f.request_id = e.request_id "
+               f"WHERE {where}")
+        for ts_us, status, prediction, label in self._conn().execute(sql, args):
+            yield ({"ts_us": ts_us, "status": status,
+                    "prediction": None if prediction is None else _loads(prediction)},
+                   None if label is None else _loads(label))
 
     def versions(self, model: str, *, since_us: int | None = None,
                  until_us: int | None = None) -> list[str]:
