@@ -287,7 +287,7 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
 
     from mlwatch.elastic import aggregations
     from mlwatch.elastic.sink import make_client
-    from mlwatch.jobs import Jobs
+    from mlwatch.jobs import Jobs, reference_tag
     from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
     from mlwatch.stats.drift import compare_profiles
     from mlwatch.stats.profile import DatasetProfile
@@ -353,7 +353,8 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
         mon = Monitoring(window_s=2500, sliding=True)
         spec = ModelSpec(name="credit", monitoring=mon, features=(
             FeatureSpec("amount"), FeatureSpec("score"), FeatureSpec("country", "categorical")))
-        store.put_profile("credit", "*", "reference", 0, 0, reference.to_json())
+        store.put_profile("credit", "*", "reference", 0, 0, reference.to_json(),
+                          tag=reference_tag(spec))
         for source in ("elasticsearch", "store"):
             cfg = type(config)(**{**config.__dict__, "models": (spec,),
                                   "window_source": source})
