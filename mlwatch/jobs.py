@@ -215,6 +215,8 @@ class Jobs:
                      _iso(start), _iso(end), current.rows, report["drift_share"],
                      f", drifted: {', '.join(drifted)}" if drifted else "")
             out[version] = report
+        if not out:
+            log.info("drift %s: no events in [%s, %s)", model, _iso(start), _iso(end))
         m = self.metrics
         self._retire(model, (m.drift_score, m.drift_detected, m.drift_share, m.dataset_drift))
         return out
