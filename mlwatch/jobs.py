@@ -310,6 +310,8 @@ class Jobs:
         spec = self.spec(model)
         mon = spec.monitoring
         assert mon is not None
+        if window is None and mon.sliding:  # one window ending now; lookback is for tumbling
+            window = window_bounds(mon, self.clock())
         if window is None:
             _, end = window_bounds(mon, self.clock())
             start = end - int(mon.window_s * 1_000_000) * mon.kpi_lookback

@@ -291,3 +291,16 @@ def test_mlwatch_scheduler_once(tmp_path: Path) -> None:
     drift = results["m"]["drift"]["1"]
     assert drift["rows"] == 1000 and drift["features"][0]["drifted"] is True
     assert results["m"]["kpi"] == {}  # no labels yet: nothing to report
+
+
+def test_sliding_kpis_are_one_window_ending_now(tmp_path: Path) -> None:
+    cfg = config(tmp_path, sliding=True)
+    store = EmbeddedStore(tmp_path / "store.db")
+    events = fill(store, NOW - HOUR, 100, shift=0.0, seed=4, prefix="s")
+    store.insert_feedback([validate_feedback({"model": "m", "request_id": e["request_id"],
+                                              "label": e["prediction"]}) for e in events])
+    fill(store, NOW - 3 * HOUR, 100, shift=0.0, seed=5, prefix="old")  # outside: not counted
+    report = Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).kpis("m")["1"]
+    assert report["n_rows"] == 100 and report["kpis"]["accuracy"]["value"] == 1.0
+    latest = store.latest_results("m")["kpi"]["1"]
+    assert latest["window"] == [format_ts(int((NOW - HOUR) * 1e9)), format_ts(int(NOW * 1e9))]
