@@ -106,6 +106,12 @@ class Jobs:
         self._written: set[tuple[int, tuple[str, ...]]] = set()  # series set by this run
         self._series: dict[int, set[tuple[str, ...]]] = {}  # every series set so far
 
+    def close(self) -> None:
+        """Release the Elasticsearch client, if one was opened."""
+        if self._es_client is not None:
+            self._es_client.close()
+            self._es_client = None
+
     def monitored(self) -> list[ModelSpec]:
         return [m for m in self.config.models if m.monitoring is not None]
 

@@ -132,6 +132,7 @@ class Scheduler:
         """Stop scheduling; with ``wait``, let a run in progress finish (it uses the store)."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
+        self.jobs.close()
 
 
 def _utcnow() -> Any:
@@ -162,6 +163,7 @@ def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> 
         results = {spec.name: {"drift": jobs.drift(spec.name), "kpi": jobs.kpis(spec.name)}
                    for spec in jobs.monitored()}
         print(json.dumps(results, indent=2, default=str))
+        jobs.close()
         store.close()
         return 0
     scheduler = Scheduler(config, store, registry, jobs=jobs)

@@ -360,6 +360,7 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
                                   "window_source": source})
             jobs = Jobs(cfg, store, CollectorRegistry(), clock=lambda: (t0 + 2600))
             report = jobs.drift("credit")["2"]
+            jobs.close()
             assert report["rows"] == 2500, source
             assert {f["name"]: f["drifted"] for f in report["features"]} == {
                 "amount": True, "score": report["features"][1]["drifted"], "country": True}
