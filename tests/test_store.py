@@ -115,6 +115,8 @@ def test_results_are_replaced_per_window_and_purged_with_slices(tmp_path: Path) 
     store.put_result("m", "1", "kpi", 0, day, {"accuracy": 0.7}, now_us=now)  # late labels
     store.put_result("m", "1", "kpi", now - day, now, {"accuracy": 0.9}, now_us=now - 5)
     assert store.latest_results("m")["kpi"]["1"]["accuracy"] == 0.7  # computed last
+    store.put_result("m", "1", "kpi", day, 2 * day, {"reason": "too few labels"}, now_us=now)
+    assert store.latest_results("m")["kpi"]["1"]["accuracy"] == 0.7  # not the empty one
     store.put_profile("m", "*", "reference", 0, 0, "{}", tag="abc")
     store.put_profile("m", "1", "slice", 0, 60_000_000, "{}")
     store.put_profile("m", "1", "slice", now - 60_000_000, now, "{}")

@@ -446,11 +446,14 @@ class EmbeddedStore:
 
     def latest_results(self, model: str) -> dict[str, dict[str, Any]]:
         """The newest result of each kind (and version) of a model: the window computed
-        last, and among those the latest window (one index range per version and kind)."""
+        last, and among those the latest window. A KPI window that could not report (too
+        few labels: its ``reason`` is set) is passed over, as the gauges pass it over."""
         sql = ("SELECT r.version, r.kind, r.start_us, r.end_us, r.computed_us, r.body "
                "FROM (SELECT version, kind, MAX(computed_us) AS c FROM results "
-               "WHERE model = ? GROUP BY version, kind) m JOIN results r ON r.model = ? "
+               "WHERE model = ? AND (kind != 'kpi' OR json_extract(body, '$.reason') IS NULL) "
+               "GROUP BY version, kind) m JOIN results r ON r.model = ? "
                "AND r.version = m.version AND r.kind = m.kind AND r.computed_us = m.c "
+               "AND (r.kind != 'kpi' OR json_extract(r.body, '$.reason') IS NULL) "
                "ORDER BY r.kind, r.version, r.start_us")
         out: dict[str, dict[str, Any]] = {}
         rows = self._conn().execute(sql, (model, model))
