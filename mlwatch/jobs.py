@@ -17,8 +17,9 @@ Results go to the store (``GET /v1/models/{model}/status`` shows the newest), to
 gauges of design.md (``mlwatch_feature_drift_score``, ``mlwatch_feature_drift_detected``,
 ``mlwatch_dataset_drift_share``, ``mlwatch_model_kpi``) and to the log.
 
-Windows: tumbling windows end at the last multiple of the window size (the last
-complete window); a sliding window ends now.
+Windows: tumbling windows end at the last multiple of the window size that is at least
+``settle`` (60 s) in the past (the last complete, settled window); a sliding window ends
+now.
 """
 
 from __future__ import annotations
@@ -78,10 +79,18 @@ def window_bounds(mon: Monitoring, now_s: float) -> tuple[int, int]:
     (3600000000, 7200000000)
     >>> window_bounds(Monitoring(window_s=3600, sliding=True), 7300.0)
     (3700000000, 7300000000)
+    >>> window_bounds(Monitoring(window_s=3600), 7230.0)  # closed 30 s ago: not settled yet
+    (0, 3600000000)
+
+    A tumbling window is the last one closed at least ``settle_s`` ago, so events still in
+    clients' queues and the spool when it closed are in it.
     """
     size_us = int(mon.window_s * 1_000_000)
     now_us = int(now_s * 1_000_000)
-    end = now_us if mon.sliding else now_us - now_us % size_us
+    if mon.sliding:
+        return now_us - size_us, now_us
+    settled = now_us - int(mon.settle_s * 1_000_000)
+    end = settled - settled % size_us
     return end - size_us, end
 
 

@@ -71,6 +71,7 @@ class Monitoring:
     cron: str | None = None  # ...or a crontab expression (then every_s is None)
     window_s: float = 3600.0
     sliding: bool = False  # tumbling windows unless set
+    settle_s: float = 60.0  # a tumbling window is evaluated this long after it closes
     method: str | None = None  # force one drift method; None = auto selection
     alpha: float = 0.05
     correction: str | None = None  # None, "bonferroni" or "bh"
@@ -418,7 +419,7 @@ def _parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
     return tuple(specs)
 
 
-MONITORING_KEYS = ("reference", "schedule", "window", "sliding", "drift", "kpi")
+MONITORING_KEYS = ("reference", "schedule", "window", "sliding", "settle", "drift", "kpi")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -473,6 +474,9 @@ def _parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
         values["every_s"] = parse_duration(schedule, f"{at}.schedule", source)
     if "window" in item:
         values["window_s"] = parse_duration(item["window"], f"{at}.window", source)
+    if "settle" in item:
+        values["settle_s"] = (0.0 if item["settle"] in (0, "0", "0s") else
+                              parse_duration(item["settle"], f"{at}.settle", source))
     if "sliding" in item:
         if not isinstance(item["sliding"], bool):
             raise ConfigError(f"{at}.sliding", "expected true or false", source=source)

@@ -152,7 +152,7 @@ def test_monitoring_section(tmp_path: Path) -> None:
         "models:\n"
         "  - name: credit\n    task: classification\n    classes: ['no', 'yes']\n"
         "    score_field: proba\n    reference: ref.parquet\n    schedule: 30s\n"
-        "    window: 1h\n    drift: {alpha: 0.01, correction: bh, min_effect: 0.1}\n"
+        "    window: 1h\n    settle: 2m\n    drift: {alpha: 0.01, correction: bh, min_effect: 0.1}\n"
         "    kpi: {min_samples: 50}\n"
         "  - name: other\n    reference: {since: '2026-01-01T00:00:00Z', until: "
         "'2026-01-02T00:00:00Z'}\n    schedule: {cron: '*/5 * * * *'}\n    sliding: true\n"
@@ -163,6 +163,8 @@ def test_monitoring_section(tmp_path: Path) -> None:
     assert mon is not None and mon.reference == "ref.parquet" and mon.every_s == 30
     assert (mon.window_s, mon.alpha, mon.correction, mon.min_effect, mon.kpi_min_samples) == (
         3600, 0.01, "bh", 0.1, 50)
+    assert mon.settle_s == 120 and other.monitoring is not None
+    assert other.monitoring.settle_s == 60  # the default
     assert other.monitoring is not None and other.monitoring.cron == "*/5 * * * *"
     assert other.monitoring.every_s is None and other.monitoring.sliding
     assert other.monitoring.reference_window == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
