@@ -85,3 +85,29 @@ def client(sidecar_config: Callable[..., Any]) -> Iterator[Any]:
     app = create_app(sidecar_config(), registry=CollectorRegistry())
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def forward_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """In-process sidecars with the forward-protocol input on a free port (stopped after)."""
+    from mlwatch.sidecar.service import Sidecar
+
+    started: list[Sidecar] = []
+
+    def make(**overrides: Any) -> Sidecar:
+        overrides.setdefault("retention_days", 0)  # fixed past entry times: no purge racing
+        sc = Sidecar(sidecar_config(forward_port=0, **overrides), registry=CollectorRegistry())
+        sc.start()
+        started.append(sc)
+        return sc
+
+    yield make
+    for sc in started:
+        sc.stop()
+
+
+def forward_port(sc: Any) -> int:
+    """The bound port of a sidecar's forward input."""
+    [fwd] = sc.inputs
+    return int(fwd.port)
+

@@ -21,25 +21,11 @@ from mlwatch.ids import event_id
 from mlwatch.settings import load_config
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.wire import format_ts
-from tests.conftest import free_port, wait_until
+from tests.conftest import forward_port, free_port, wait_until
 
 KEY = "fluent-shared-key"
 
 
-@pytest.fixture
-def sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., Sidecar]]:
-    started: list[Sidecar] = []
-
-    def make(**overrides: Any) -> Sidecar:
-        overrides.setdefault("retention_days", 0)  # no purge racing the assertions
-        sc = Sidecar(sidecar_config(forward_port=0, **overrides), registry=CollectorRegistry())
-        sc.start()
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        sc.stop()
 
 
 @pytest.fixture
@@ -57,8 +43,6 @@ def exporters() -> Iterator[Callable[..., FluentExporter]]:
         ex.close()
 
 
-def port_of(sc: Sidecar) -> int:
-    return int(sc.inputs[0].port)
 
 
 def events(n: int, model: str = "iris", start: int = 0) -> list[dict[str, Any]]:
@@ -82,9 +66,9 @@ def dropped_total(sc: Sidecar, model: str, version: str, reason: str) -> float:
 
 
 def test_events_feedback_registrations_and_drop_reports_reach_the_sidecar(
-        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
-    sc = sidecar()
-    ex = exporters(port_of(sc))
+        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    sc = forward_sidecar()
+    ex = exporters(forward_port(sc))
     report = [{"model": "iris", "version": "2", "reason": "queue_full", "count": 7,
                "report_id": "report-1"}]
     mixed = events(30) + events(5, model="churn")
@@ -112,16 +96,16 @@ def test_events_feedback_registrations_and_drop_reports_reach_the_sidecar(
                                          {"kind": "events"}) == 37
 
 
-def test_shared_key(sidecar: Callable[..., Sidecar],
+def test_shared_key(forward_sidecar: Callable[..., Sidecar],
                     exporters: Callable[..., FluentExporter],
                     caplog: pytest.LogCaptureFixture) -> None:
-    sc = sidecar(forward_shared_key=KEY)
-    assert export(exporters(port_of(sc), shared_key=KEY), "events", events(3)) is Result.OK
+    sc = forward_sidecar(forward_shared_key=KEY)
+    assert export(exporters(forward_port(sc), shared_key=KEY), "events", events(3)) is Result.OK
     wait_until(lambda: sc.store.count_events("iris") == 3, what="3 events stored")
     failures.reset()
     for key in ("a-wrong-key", None):  # refused at once, not retried until the deadline
         started = time.monotonic()
-        assert export(exporters(port_of(sc), shared_key=key), "events", events(3),
+        assert export(exporters(forward_port(sc), shared_key=key), "events", events(3),
                       within=10) is Result.FAILED
         assert time.monotonic() - started < 2
     assert "shared_key mismatch" in caplog.text
@@ -229,9 +213,9 @@ def test_reconnects_after_the_server_closed_an_idle_connection(
 
 
 def test_unencodable_and_oversized_records_are_lost_alone(
-        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
-    sc = sidecar()
-    ex = exporters(port_of(sc), max_message_bytes=2048)  # several messages per call
+        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    sc = forward_sidecar()
+    ex = exporters(forward_port(sc), max_message_bytes=2048)  # several messages per call
     good = events(20)
     odd = dict(events(1, start=100)[0], prediction={1, 2})  # a set: not msgpack
     huge = dict(events(1, start=200)[0], features={"x": "y" * 5000})  # > one message
@@ -252,12 +236,12 @@ def entry_of(rec: dict[str, Any], size: int) -> dict[str, Any]:
 
 
 def test_messages_and_single_records_stay_within_the_receivers_limit(
-        sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
     """With max_message_bytes equal to the receiver's limit, every message is taken, and a
     record too big for a message of its own is rejected at once instead of being retried
     until the deadline (the entry limit used to be 16 MiB whatever the message limit)."""
-    sc = sidecar(max_body_bytes=4096)
-    ex = exporters(port_of(sc), max_message_bytes=4096)
+    sc = forward_sidecar(max_body_bytes=4096)
+    ex = exporters(forward_port(sc), max_message_bytes=4096)
     small = [dict(e, features={"x": "y" * 900}) for e in events(12)]
     fits = entry_of(events(1, start=100)[0], 3900)
     too_big = entry_of(events(1, start=200)[0], 4080)  # the message around it is > 4096
@@ -302,9 +286,9 @@ def fluent_runtime() -> Iterator[Callable[..., Any]]:
 
 
 def test_monitor_ships_through_the_forward_protocol(
-        sidecar: Callable[..., Sidecar], fluent_runtime: Callable[..., Any]) -> None:
-    sc = sidecar(forward_shared_key=KEY)
-    fluent_runtime(port_of(sc), forward_shared_key=KEY)
+        forward_sidecar: Callable[..., Sidecar], fluent_runtime: Callable[..., Any]) -> None:
+    sc = forward_sidecar(forward_shared_key=KEY)
+    fluent_runtime(forward_port(sc), forward_shared_key=KEY)
 
     @mlwatch.monitor(request_id="rid", params={"depth": 3})
     def predict(features: dict[str, float], rid: str) -> int:

@@ -36,7 +36,7 @@ from mlwatch.sidecar.forward import ForwardInput, derived_id
 from mlwatch.sidecar.ingest import IngestError, validate_all
 from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS
 from mlwatch.sidecar.service import Sidecar
-from tests.conftest import IN_CI, wait_until
+from tests.conftest import IN_CI, forward_port, wait_until
 
 NODE_DIR = Path(__file__).parent / "node"
 T0 = 1_700_000_000  # a fixed entry time, seconds
@@ -598,39 +598,22 @@ def test_stop_ends_connections_and_frees_the_port(forward: Any) -> None:
 
 
 # -- end to end through a real sidecar -----------------------------------------------
-@pytest.fixture
-def sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., Sidecar]]:
-    started: list[Sidecar] = []
-
-    def make(**overrides: Any) -> Sidecar:
-        overrides.setdefault("retention_days", 0)  # keep the fixed 2023 entry times
-        sc = Sidecar(sidecar_config(forward_port=0, **overrides), registry=CollectorRegistry())
-        sc.start()
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        sc.stop()
 
 
-def fwd_port(sc: Sidecar) -> int:
-    [fwd] = sc.inputs
-    return int(fwd.port)
 
 
 def stored_ids(sc: Sidecar, model: str) -> list[str]:
     return [e["request_id"] for e in sc.store.events(model, limit=1000)]
 
 
-def test_python_fluent_logger_senders(sidecar: Callable[..., Sidecar]) -> None:
+def test_python_fluent_logger_senders(forward_sidecar: Callable[..., Sidecar]) -> None:
     """fluent-logger-python speaks Message mode without acks (it cannot request them), so
     delivery is checked in the store."""
     from fluent import asyncsender, sender
 
-    sc = sidecar()
-    sync = sender.FluentSender("mlwatch", port=fwd_port(sc), nanosecond_precision=True)
-    background = asyncsender.FluentSender("mlwatch", port=fwd_port(sc))
+    sc = forward_sidecar()
+    sync = sender.FluentSender("mlwatch", port=forward_port(sc), nanosecond_precision=True)
+    background = asyncsender.FluentSender("mlwatch", port=forward_port(sc))
     for i in range(20):
         assert sync.emit("py", ev(i, request_id=f"sync-{i}"))
         assert background.emit_with_time("py", T0 + i, ev(i, request_id=f"async-{i}"))
@@ -643,15 +626,15 @@ def test_python_fluent_logger_senders(sidecar: Callable[..., Sidecar]) -> None:
                   status="ok") == 40
 
 
-def test_hand_made_forward_chunk_end_to_end(sidecar: Callable[..., Sidecar],
+def test_hand_made_forward_chunk_end_to_end(forward_sidecar: Callable[..., Sidecar],
                                             caplog: pytest.LogCaptureFixture) -> None:
-    sc = sidecar()
+    sc = forward_sidecar()
     entries = [[et(T0 + i), ev(i)] for i in range(10)]
     entries[3] = [et(T0 + 3), ev(3, status="maybe")]
     entries[7] = [et(T0 + 7), ev(7, features={"x": [1, 2]})]
     msg = ["mlwatch.hand", entries, {"chunk": "hand-1", "size": 10}]
     with caplog.at_level(logging.WARNING, logger="mlwatch.sidecar.forward"):
-        peer = Peer(fwd_port(sc)).send(msg)
+        peer = Peer(forward_port(sc)).send(msg)
         ack_of(peer, "hand-1")
     assert "dropped entry 3 of tag 'mlwatch.hand'" in caplog.text
     assert "field 'status': expected 'ok' or 'error'" in caplog.text
@@ -666,8 +649,8 @@ def test_hand_made_forward_chunk_end_to_end(sidecar: Callable[..., Sidecar],
     assert metric(sc.registry, "mlwatch_forward_records_total", kind="events") == 16
 
 
-def test_full_spool_gets_no_ack(sidecar: Callable[..., Sidecar]) -> None:
-    sc = sidecar(spool_segment_bytes=4096, spool_max_bytes=16384)
+def test_full_spool_gets_no_ack(forward_sidecar: Callable[..., Sidecar]) -> None:
+    sc = forward_sidecar(spool_segment_bytes=4096, spool_max_bytes=16384)
     sink = sc.sinks[0]
     real_export = sink.export
 
@@ -676,7 +659,7 @@ def test_full_spool_gets_no_ack(sidecar: Callable[..., Sidecar]) -> None:
 
     sink.export = broken  # type: ignore[method-assign]
     acked = 0
-    peer = Peer(fwd_port(sc))
+    peer = Peer(forward_port(sc))
     for n in range(40):
         chunk = f"c{n}"
         peer.send(["mlwatch.full", [[T0, ev(n * 10 + j, features={"x": "y" * 200})]
@@ -693,7 +676,7 @@ def test_full_spool_gets_no_ack(sidecar: Callable[..., Sidecar]) -> None:
     assert metric(sc.registry, "mlwatch_forward_errors_total", reason="unavailable") == 1
     sink.export = real_export  # type: ignore[method-assign]
     wait_until(lambda: sc.store.count_events("full") == 5 * acked, what="backlog drained")
-    peer = Peer(fwd_port(sc)).send(["mlwatch.full", T0, ev(999), {"chunk": "later"}])
+    peer = Peer(forward_port(sc)).send(["mlwatch.full", T0, ev(999), {"chunk": "later"}])
     wait_until(lambda: peer.read() == {"ack": "later"}, what="accepted again")
 
 
@@ -725,15 +708,15 @@ def run_node(port: int, events: list[dict[str, Any]], *, mode: str, key: str | N
 
 
 @pytest.mark.parametrize("mode", ["Message", "PackedForward", "CompressedPackedForward"])
-def test_node_fluent_logger_with_shared_key(sidecar: Callable[..., Sidecar], mode: str) -> None:
+def test_node_fluent_logger_with_shared_key(forward_sidecar: Callable[..., Sidecar], mode: str) -> None:
     require_node_peer()
-    sc = sidecar(forward_shared_key=KEY)
+    sc = forward_sidecar(forward_shared_key=KEY)
     events: list[dict[str, Any]] = [
         {"label": "node", "time": [T0 + i, 250_000] if i % 2 else T0 + i,
          "record": ev(i, request_id=f"{mode}-{i}")} for i in range(30)]
     events.append({"label": "feedback", "time": None,
                    "record": {"model": "node", "request_id": f"{mode}-0", "label": 1}})
-    result = run_node(fwd_port(sc), events, mode=mode, key=KEY)
+    result = run_node(forward_port(sc), events, mode=mode, key=KEY)
     assert result == {"acked": 31, "errors": []}  # every callback fired after its ack
     # acked means in the spool; the store follows
     wait_until(lambda: sc.store.count_events("node") == 30, what="30 events stored")
@@ -743,7 +726,7 @@ def test_node_fluent_logger_with_shared_key(sidecar: Callable[..., Sidecar], mod
     assert stored[f"{mode}-1"]["ts"] == "2023-11-14T22:13:21.000250Z"
     assert stored[f"{mode}-2"]["ts"] == "2023-11-14T22:13:22.000000Z"
 
-    refused = run_node(fwd_port(sc), [{"label": "node", "time": None,
+    refused = run_node(forward_port(sc), [{"label": "node", "time": None,
                                        "record": ev(0, request_id="intruder")}],
                        mode=mode, key="wrong-key", timeout_ms=2000)
     assert refused["acked"] == 0
