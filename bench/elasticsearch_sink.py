@@ -91,8 +91,7 @@ def sink_rate(url: str, batches: list[list[dict]], namespace: str, workdir: Path
     total = spool.lag_bytes("elasticsearch")
     errors: list[BaseException] = []
     consumer = Consumer(spool, sink, on_error=lambda _n, exc: errors.append(exc),
-                        max_records=256, linger_s=config.elasticsearch_flush_interval_ms / 1000,
-                        max_batch_bytes=64 << 20, max_backoff_s=5.0)
+                        **sink.consumer_options)  # as the sidecar runs it
     t0 = time.perf_counter()
     consumer.start()
     while spool.lag_bytes("elasticsearch") > 0:

@@ -184,6 +184,11 @@ class ElasticsearchSink:
             "refused (only possible when its template was changed).", ["sink"],
             registry=registry)
         self.ilm: bool | None = None
+        # how the spool consumer feeds this sink: larger reads, a linger to fill bulk
+        # requests, and a quicker retry after an outage than the local store needs
+        self.consumer_options = {"max_records": 64, "max_batch_bytes": 32 << 20,
+                                 "linger_s": config.elasticsearch_flush_interval_ms / 1000,
+                                 "max_backoff_s": 5.0}
 
     # -- the Sink contract ---------------------------------------------------
     def export(self, batch: Batch) -> None:

@@ -3,7 +3,8 @@
 The exporter contract (one for every sink): ``export(batch)`` delivers a batch or
 raises; it is never called concurrently for one sink; ``close()`` releases it; an
 optional ``tick()`` is called when the spool has nothing new (a sink that buffers
-flushes then).
+flushes then); an optional ``consumer_options`` dict sets the sink's :class:`Consumer`
+keywords (batch size, linger, backoff).
 The consumer commits a sink's spool cursor only after ``export`` returned, so a
 crash replays at most the batch in flight, and sinks are idempotent (keys are
 event ids), hence "delivered once". A failing sink is retried with capped,

@@ -74,7 +74,7 @@ class Sidecar:
         self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
                                                                         self.data_dir))
         self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error,
-                                   **self._consumer_options(sink)) for sink in self.sinks]
+                                   **getattr(sink, "consumer_options", {})) for sink in self.sinks]
         # other ways in besides HTTP; each hands decoded records to accept()
         self.inputs: list[Any] = []
         if config.forward_port is not None:
@@ -137,15 +137,6 @@ class Sidecar:
             except Exception as exc:  # one sink's failure must not keep the others open
                 log.warning("sidecar stop: closing sink %s failed: %s: %s", consumer.sink.name,
                             type(exc).__name__, exc)
-
-    def _consumer_options(self, sink: Sink) -> dict[str, Any]:
-        """Remote sinks read larger batches, linger to fill them, and retry sooner after an
-        outage than the local store needs to."""
-        if sink.name != "elasticsearch":
-            return {}
-        cfg = self.config
-        return {"max_records": 64, "linger_s": cfg.elasticsearch_flush_interval_ms / 1000,
-                "max_batch_bytes": 32 << 20, "max_backoff_s": 5.0}
 
     def _maintain(self) -> None:
         while True:
