@@ -341,7 +341,11 @@ class Jobs:
                 rows = list(self.store.joined_predictions(model, since_us=w_start,
                                                           until_us=w_end, version=version))
                 if rows:
-                    reports.append(replace(compute_kpis(rows, spec, task=spec.task,
+                    # the stored prediction and label are already the values to score:
+                    # prediction_field / label_field were applied by the client
+                    reports.append(replace(compute_kpis(rows, task=spec.task,
+                                                        score_field=spec.score_field,
+                                                        classes=spec.classes,
                                                         min_samples=mon.kpi_min_samples),
                                            window_start_us=w_start, window_end_us=w_end))
             newest = None

@@ -17,6 +17,7 @@ from mlwatch.scheduler import Scheduler
 from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import format_ts, validate_event, validate_feedback
+from tests.conftest import wait_until
 
 HOUR = 3600.0
 NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour
@@ -304,3 +305,54 @@ def test_sliding_kpis_are_one_window_ending_now(tmp_path: Path) -> None:
     assert report["n_rows"] == 100 and report["kpis"]["accuracy"]["value"] == 1.0
     latest = store.latest_results("m")["kpi"]["1"]
     assert latest["window"] == [format_ts(int((NOW - HOUR) * 1e9)), format_ts(int(NOW * 1e9))]
+
+
+def test_prediction_and_label_fields_reach_the_kpi_job_once(tmp_path: Path, monkeypatch: Any
+                                                             ) -> None:
+    """decorator -> sidecar -> store -> KPI job with ``prediction_field``/``label_field``:
+    the client applies the dotted paths, the job scores what was stored."""
+    import json
+    import subprocess
+    import sys
+
+    import mlwatch
+    from tests.integration.servers import SidecarProcess
+
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"x": rng.normal(0, 1, 500)}).to_csv(tmp_path / "ref.csv", index=False)
+    data = tmp_path / "data"
+    cfg = tmp_path / "mlwatch.yaml"
+    cfg.write_text(json.dumps({"data_dir": str(data), "scheduler": False, "models": [{
+        "name": "churn", "features": ["x"], "prediction_field": "out.label",
+        "label_field": "truth.churned", "reference": str(tmp_path / "ref.csv"),
+        "window": "1h", "sliding": True, "kpi": {"min_samples": 50}}]}))
+    sidecar = SidecarProcess(data, MLWATCH_CONFIG=str(cfg)).start()
+    try:
+        monkeypatch.setenv("MLWATCH_CONFIG", str(cfg))
+        mlwatch.configure(sidecar_url=sidecar.url, model="churn", version="1",
+                          flush_interval_ms=20)
+
+        @mlwatch.monitor(request_id="rid")
+        def predict(x: dict[str, float], rid: str) -> dict[str, Any]:
+            return {"out": {"label": int(x["x"] > 0), "score": 0.5}}
+
+        for i in range(200):
+            predict({"x": float(i % 4 - 1.5)}, rid=f"r{i}")  # predicted 1 for i % 4 in (2, 3)
+            truth = int(i % 4 >= 2) if i < 150 else 1 - int(i % 4 >= 2)  # 150 right, 50 wrong
+            mlwatch.log_feedback(f"r{i}", {"truth": {"churned": truth}, "source": "crm"})
+        assert mlwatch.flush(10)
+        status = f"{sidecar.url}/v1/models/churn/status"
+        from tests.integration.servers import get_json
+
+        wait_until(lambda: get_json(status)["feedback_stored"] == 200, what="labels stored")
+    finally:
+        mlwatch.shutdown()
+        sidecar.stop()
+    proc = subprocess.run([sys.executable, "-m", "mlwatch", "scheduler", "--config", str(cfg),
+                           "--once"], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__("os").environ.items()
+                               if not k.startswith("MLWATCH_")})
+    assert proc.returncode == 0, proc.stderr
+    kpi = json.loads(proc.stdout)["churn"]["kpi"]["1"]
+    assert kpi["unusable"] == {} and kpi["n_used"] == 200
+    assert kpi["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlwatch.settings import ModelSpec
 from mlwatch.stats import kpi
 from mlwatch.store import EmbeddedStore, event_row, feedback_row
 from mlwatch.wire import validate_event, validate_feedback
@@ -203,8 +202,8 @@ def test_compute_kpis_multiclass_from_a_dict_prediction_with_string_classes() ->
     y, proba = multiclass_fixture()
     names = ["ant", "bee", "cat", "dog"]
     preds = [{"result": {"label": names[int(p.argmax())], "proba": p.tolist()}} for p in proba]
-    spec = ModelSpec(name="m", prediction_field="result.label", label_field="truth")
-    report = kpi.compute_kpis(rows_of(preds, [{"truth": names[c]} for c in y]), spec,
+    report = kpi.compute_kpis(rows_of(preds, [{"truth": names[c]} for c in y]),
+                              prediction_field="result.label", label_field="truth",
                               score_field="result.proba", classes=names)
     y_str = np.array(names)[y]
     pred_str = np.array(names)[proba.argmax(axis=1)]
@@ -509,3 +508,15 @@ def test_windows_are_aligned_to_epoch_multiples() -> None:
     reports = kpi.window_kpis(rows, 600, min_samples=1)
     assert [(r.window_start_us, r.n_rows, r.n_missing, r.value("accuracy")) for r in reports] == [
         (T0 * 10**6, 1, 0, 1.0), ((T0 + 600) * 10**6, 2, 1, 0.0), ((T0 + 1200) * 10**6, 1, 0, 1.0)]
+
+
+def test_an_object_prediction_is_scored_at_the_argmax_of_its_probabilities() -> None:
+    """A model spec's score_field without prediction_field: the stored prediction is the
+    whole object, its class the argmax of the probabilities found there."""
+    y, score = binary_fixture(n=120)
+    base = kpi.compute_kpis(rows_of([[1 - s, s] for s in score.tolist()], y.tolist()),
+                            min_samples=100)
+    objects = [{"label": "ignored", "proba": [1 - s, s]} for s in score.tolist()]
+    report = kpi.compute_kpis(rows_of(objects, y.tolist()), score_field="proba",
+                              min_samples=100)
+    assert report.kpis == base.kpis and report.unusable == {}

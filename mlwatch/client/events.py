@@ -26,6 +26,7 @@ from typing import Any
 from mlwatch.client import features as feat
 from mlwatch.client.identity import Identity
 from mlwatch.client.ratelimit import failures
+from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
 from mlwatch.wire import MAX_ID, MAX_NAME, format_ts
 
@@ -74,7 +75,7 @@ def _request_ids(rid: Any, n: int) -> list[str | None]:
 
 def _prediction(site: Site, result: Any, ident: Identity) -> Any:
     if site.prediction is None and ident.prediction_field:
-        return feat.to_jsonable(feat.pick_path(result, ident.prediction_field))
+        return feat.to_jsonable(pick_path(result, ident.prediction_field))
     return feat.to_jsonable(feat.select(result, site.prediction))
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlwatch.client.ratelimit import failures
+from mlwatch.dotted import pick
 from mlwatch.wire import MAX_DEPTH, MAX_FEATURES, MAX_STRING
 
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})  # pandas.NA and pandas.NaT
@@ -265,26 +266,6 @@ def to_jsonable(v: Any, depth: int = 0) -> Any:
     if _is_dataclass(v):
         return to_jsonable({f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth)
     return _leaf(v)
-
-
-def pick(result: Any, key: str) -> Any:
-    """``prediction="name"``: a key of a mapping or DataFrame, an attribute, or per row."""
-    if isinstance(result, Mapping) or _module(result).startswith("pandas"):
-        return result[key]
-    if isinstance(result, (list, tuple)):
-        return [pick(row, key) for row in result]
-    return getattr(result, key)
-
-
-def pick_path(value: Any, path: str) -> Any:
-    """A dotted path (``prediction_field`` / ``label_field`` of a model spec), step by step.
-
-    >>> pick_path({"out": {"label": 1, "score": 0.9}}, "out.label")
-    1
-    """
-    for key in path.split("."):
-        value = pick(value, key)
-    return value
 
 
 def select(result: Any, spec: str | Callable[[Any], Any] | None) -> Any:

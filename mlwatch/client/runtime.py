@@ -24,7 +24,7 @@ from typing import Any
 
 from mlwatch.client.events import Site
 from mlwatch.client.exporter import Exporter
-from mlwatch.client.features import pick_path, printable, to_jsonable
+from mlwatch.client.features import printable, to_jsonable
 from mlwatch.client.identity import (
     Identity,
     fallback_identity,
@@ -35,6 +35,7 @@ from mlwatch.client.identity import (
 from mlwatch.client.local import LocalExporter
 from mlwatch.client.ratelimit import failures
 from mlwatch.client.shipper import Shipper
+from mlwatch.dotted import pick_path
 from mlwatch.errors import ConfigError, ValidationError
 from mlwatch.settings import Config, load_config
 from mlwatch.wire import MAX_ID, NAME_RE, format_ts, validate_feedback, validate_registration

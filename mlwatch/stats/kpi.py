@@ -68,6 +68,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mlwatch.dotted import MISSING, pick_path, split
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -492,7 +494,6 @@ class KPIReport:
 # Joined rows -> arrays.
 # --------------------------------------------------------------------------------------
 
-_MISSING = object()
 _FROM_PROBA = object()  # the predicted class is the argmax of the probability vector
 _NO_TS = np.iinfo(np.int64).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -538,24 +539,6 @@ class KPIInputs:
                          None if self.proba is None else self.proba[used],
                          self.has_proba[used], self.ts_us[used], self.row_ts_us[rows],
                          self.row_state[rows], self.proba_invalid[used])
-
-
-def _path(path: str | None) -> tuple[str, ...]:
-    return tuple(path.split(".")) if path else ()
-
-
-def _get(obj: Any, parts: tuple[str, ...]) -> Any:
-    """Follow a dotted path through dicts (and list indices); _MISSING when absent."""
-    for part in parts:
-        if isinstance(obj, Mapping):
-            obj = obj.get(part, _MISSING)
-            if obj is _MISSING:
-                return obj
-        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
-            obj = obj[int(part)]
-        else:
-            return _MISSING
-    return obj
 
 
 def _as_class(value: Any) -> Any:
@@ -651,29 +634,32 @@ def _class_sort_key(value: Any) -> tuple[bool, Any]:
     return (isinstance(value, str), value)
 
 
-def kpi_inputs(rows: Iterable[Any], spec: Any = None, *, task: str | None = None,
+def kpi_inputs(rows: Iterable[Any], *, task: str = "classification",
                prediction_field: str | None = None, label_field: str | None = None,
                score_field: str | None = None,
                classes: Sequence[Any] | None = None) -> KPIInputs:
     """Turn joined rows into the arrays the KPIs need. Never raises on bad values.
 
     ``rows`` are ``(event, label)`` pairs as :meth:`EmbeddedStore.joined` yields them
-    (an event dict with a ``label`` key works too). ``spec`` is a
-    :class:`~mlwatch.settings.ModelSpec` (or anything with ``task``,
-    ``prediction_field``, ``label_field`` and optionally ``score_field``, ``classes``);
-    keywords that are given override it.
+    (an event dict with a ``label`` key works too). The scheduler passes a model spec's
+    ``task``, ``score_field`` and ``classes``; its ``prediction_field`` and
+    ``label_field`` were applied by the client before the values were stored
+    (:mod:`mlwatch.dotted`), so the scheduler does not apply them again.
 
     - ``prediction_field`` / ``label_field``: dotted paths into the prediction / the
-      label (``None``: the value itself), e.g. ``{"label": 1, "proba": [...]}`` with
-      ``prediction_field="label"``, ``score_field="proba"``.
+      label (``None``: the value itself), for rows whose values still hold more than
+      the class, e.g. ``{"label": 1, "proba": [...]}`` with ``prediction_field="label"``,
+      ``score_field="proba"``.
     - Classification. A prediction that is a class (int, str, bool, integral float) is
       the predicted class. A list of numbers is a probability vector: its argmax is the
       predicted class and the vector feeds ROC AUC, log loss, Brier and ECE.
       ``score_field`` names where the probabilities are when the prediction is not
       itself the vector; it may hold a vector or one number, the probability of the
       positive class of a binary model; ``score_field=""`` means the prediction itself
-      (a model that returns ``predict_proba(x)[0, 1]``). A non-integral float without
-      ``score_field`` is not a class and is counted as ``bad_prediction``.
+      (a model that returns ``predict_proba(x)[0, 1]``). A prediction that is an
+      object, with the probabilities at ``score_field``, is scored at their argmax. A
+      non-integral float without ``score_field`` is not a class and is counted as
+      ``bad_prediction``.
     - Class order. With ``classes``, index ``i`` of a vector is ``classes[i]``, other
       values are ``unknown_class``, and for a binary model ``classes[1]`` is the
       positive class. Without it, index ``i`` is the integer class ``i`` (what
@@ -685,17 +671,11 @@ def kpi_inputs(rows: Iterable[Any], spec: Any = None, *, task: str | None = None
     Rows without a label are counted as missing; events with ``status`` ``error`` and
     rows whose values cannot be used are counted by reason (``REASONS``).
     """
-    task = task or getattr(spec, "task", None) or "classification"
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    pred_parts = _path(prediction_field if prediction_field is not None
-                       else getattr(spec, "prediction_field", None))
-    label_parts = _path(label_field if label_field is not None
-                        else getattr(spec, "label_field", None))
-    score_spec = score_field if score_field is not None else getattr(spec, "score_field", None)
-    score_parts = None if score_spec is None else _path(score_spec)
-    if classes is None:
-        classes = getattr(spec, "classes", None)
+    pred_parts = split(prediction_field or "")
+    label_parts = split(label_field or "")
+    score_parts = None if score_field is None else split(score_field)
 
     row_ts: list[int] = []
     state: list[int] = []
@@ -712,13 +692,13 @@ def kpi_inputs(rows: Iterable[Any], spec: Any = None, *, task: str | None = None
             state.append(_MISSING_LABEL)
             continue
         if label_parts:
-            label = _get(label, label_parts)
+            label = pick_path(label, label_parts, default=MISSING)
         if event.get("status", "ok") != "ok":
             state.append(_STATE[ERROR_EVENT])
             continue
         raw = event.get("prediction")
-        pred = _MISSING if raw is None else _get(raw, pred_parts)
-        if pred is _MISSING or pred is None:
+        pred = MISSING if raw is None else pick_path(raw, pred_parts, default=MISSING)
+        if pred is MISSING or pred is None:
             state.append(_STATE[NO_PREDICTION])
             continue
         if regression:
@@ -739,14 +719,14 @@ def kpi_inputs(rows: Iterable[Any], spec: Any = None, *, task: str | None = None
             continue
         score: Any = None
         if score_parts is not None:
-            score = _get(raw, score_parts)
-            if score is _MISSING:
+            score = pick_path(raw, score_parts, default=MISSING)
+            if score is MISSING:
                 score = None
         if isinstance(pred, (list, tuple, np.ndarray)):  # a probability vector
             if score is None:
                 score = pred
             p = _FROM_PROBA
-        elif score_parts == pred_parts:
+        elif score_parts == pred_parts or (isinstance(pred, Mapping) and score is not None):
             p = _FROM_PROBA
         else:
             p = _as_class(pred)
@@ -978,7 +958,7 @@ def kpis_from_inputs(inputs: KPIInputs, *, min_samples: int = 50, confidence: fl
                      reason=reason)
 
 
-def compute_kpis(rows: Iterable[Any], spec: Any = None, *, task: str | None = None,
+def compute_kpis(rows: Iterable[Any], *, task: str = "classification",
                  prediction_field: str | None = None, label_field: str | None = None,
                  score_field: str | None = None, classes: Sequence[Any] | None = None,
                  min_samples: int = 50, confidence: float = 0.95, n_boot: int = 200,
@@ -992,14 +972,14 @@ def compute_kpis(rows: Iterable[Any], spec: Any = None, *, task: str | None = No
     bootstrap (module docstring); ``n_bins`` is the number of ECE bins.
     Classification KPIs: ``CLASSIFICATION_KPIS``; regression: ``REGRESSION_KPIS``.
     """
-    inputs = kpi_inputs(rows, spec, task=task, prediction_field=prediction_field,
+    inputs = kpi_inputs(rows, task=task, prediction_field=prediction_field,
                         label_field=label_field, score_field=score_field, classes=classes)
     return kpis_from_inputs(inputs, min_samples=min_samples, confidence=confidence,
                             n_boot=n_boot, max_boot_n=max_boot_n, n_bins=n_bins, seed=seed)
 
 
-def window_kpis(rows: Iterable[Any], window_s: float, spec: Any = None, *,
-                task: str | None = None, prediction_field: str | None = None,
+def window_kpis(rows: Iterable[Any], window_s: float, *,
+                task: str = "classification", prediction_field: str | None = None,
                 label_field: str | None = None, score_field: str | None = None,
                 classes: Sequence[Any] | None = None, min_samples: int = 50,
                 confidence: float = 0.95, n_boot: int = 200, max_boot_n: int = 2000,
@@ -1018,7 +998,7 @@ def window_kpis(rows: Iterable[Any], window_s: float, spec: Any = None, *,
     width_us = round(window_s * 1_000_000)
     if width_us <= 0:
         raise ValueError(f"window_s must be positive, got {window_s}")
-    inputs = kpi_inputs(rows, spec, task=task, prediction_field=prediction_field,
+    inputs = kpi_inputs(rows, task=task, prediction_field=prediction_field,
                         label_field=label_field, score_field=score_field, classes=classes)
     has_ts = inputs.row_ts_us != _NO_TS
     row_window = inputs.row_ts_us // width_us
