@@ -30,12 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.sidecar_ingest import PLACEHOLDER, make_template
+from mlwatch.elastic.client import install_templates, make_client
 from mlwatch.elastic.documents import Origin, event_document, stream_name
-from mlwatch.elastic.sink import ElasticsearchSink, install_templates, make_client
+from mlwatch.elastic.sink import ElasticsearchSink
 from mlwatch.settings import load_config
-from mlwatch.sidecar.pipeline import EVENTS, Consumer, encode
-from mlwatch.sidecar.spool import Spool
+from mlwatch.sinks.consumer import Consumer
 from mlwatch.store import event_row
+from mlwatch.store.payloads import EVENTS, encode
+from mlwatch.store.spool import Spool
 from mlwatch.wire import validate_event
 from tests.integration import elastic
 from tests.integration.servers import SidecarProcess
@@ -90,8 +92,8 @@ def sink_rate(url: str, batches: list[list[dict]], namespace: str, workdir: Path
     sink = ElasticsearchSink(config)
     total = spool.lag_bytes("elasticsearch")
     errors: list[BaseException] = []
-    consumer = Consumer(spool, sink, on_error=lambda _n, exc: errors.append(exc),
-                        **sink.consumer_options)  # as the sidecar runs it
+    consumer = Consumer(spool, sink, on_error=lambda _n, exc: errors.append(exc))  # as the
+    # sidecar runs it: the sink's own consumer options
     t0 = time.perf_counter()
     consumer.start()
     while spool.lag_bytes("elasticsearch") > 0:

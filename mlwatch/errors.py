@@ -1,11 +1,32 @@
-"""The exceptions mlwatch raises, in one place.
+"""Every exception mlwatch raises on purpose, in one tree rooted at :class:`MlwatchError`.
 
-Two tiers (see the README): configuration and programmer errors raise at
-construction time and name the offending parameter; nothing on the telemetry
-path ever raises into the caller — there, problems are counted and logged.
+::
+
+    MlwatchError
+    ├── ConfigError (also ValueError)     a setting is missing, malformed or out of range
+    ├── ValidationError (also ValueError) a record breaks the wire format
+    ├── StoreError                        the embedded store cannot be opened or used
+    ├── SpoolError                        the spool directory is in use, or an fsync failed
+    │   ├── SpoolFull                     its disk bound is reached (ingest answers 503)
+    │   └── SpoolClosed                   it was closed
+    ├── IngestError                       a request the sidecar refuses (an HTTP status)
+    ├── ForwardError                      a forward-protocol peer answered the unexpected
+    │   └── HandshakeRefused              the shared-key handshake failed
+    ├── DeliveryError                     a sink could not deliver a batch yet (retried)
+    ├── JobError                          a drift or KPI job cannot run
+    └── InputError                        an input file cannot be read as a table
+
+Two tiers: configuration and programmer errors raise at construction and name the
+parameter; nothing on the telemetry path raises into serving code — there problems are
+counted and logged. Third-party errors are translated where they enter
+(``raise ... from exc``). The ``mlwatch`` command prints any of these as one line and
+exits 2. A test walks the package and checks that every exception class derives from
+:class:`MlwatchError`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MlwatchError(Exception):
@@ -43,3 +64,61 @@ class ValidationError(MlwatchError, ValueError):
             parts.append(f"field '{field}'")
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class StoreError(MlwatchError):
+    """The store file cannot be opened, has an unknown schema, or is closed."""
+
+
+class SpoolError(MlwatchError):
+    """The spool directory is in use, or an fsync failed (then every later append is refused)."""
+
+
+class SpoolFull(SpoolError):
+    """Disk bound reached; the caller answers 503 with Retry-After."""
+
+
+class SpoolClosed(SpoolError):
+    """The spool was closed; nothing more can be appended."""
+
+
+class IngestError(MlwatchError):
+    """A request the sidecar refuses, with its HTTP status and a message naming the line,
+    field, header or parameter; ``errors`` lists up to ten problems of one body."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: ``{"detail": message, "errors": [...]}``."""
+        out: dict[str, Any] = {"detail": self.message}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+class ForwardError(MlwatchError):
+    """A forward-protocol peer answered something unexpected (retried like a connection
+    error)."""
+
+
+class HandshakeRefused(ForwardError):
+    """The shared-key handshake failed: retrying will not help."""
+
+
+class DeliveryError(MlwatchError):
+    """A sink could not deliver a batch yet (the destination is busy or unreachable); the
+    spool keeps it and the consumer retries."""
+
+
+class JobError(MlwatchError):
+    """A job cannot run (no reference, unreadable reference file, no features)."""
+
+
+class InputError(MlwatchError):
+    """An input file cannot be read as a table (missing, empty, malformed)."""

@@ -284,7 +284,7 @@ class Jobs:
         if self._es_client is None:
             if not self.config.elasticsearch_url:
                 raise JobError("window_source is elasticsearch but elasticsearch_url is unset")
-            from mlwatch.elastic.sink import make_client
+            from mlwatch.elastic.client import make_client
 
             self._es_client = make_client(self.config)
         return self._es_client

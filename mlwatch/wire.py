@@ -35,11 +35,11 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mlwatch.errors import ValidationError
 from mlwatch.ids import event_id as new_event_id
+from mlwatch.times import format_ts, parse_ts, show
 
 WIRE_VERSION = 1
 
@@ -54,7 +54,6 @@ MAX_LATENCY_MS = 7 * 86_400_000.0  # a week: beyond is a unit bug (ns sent as ms
 LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 EVENT_FIELDS = frozenset({
     "event_id", "ts", "model", "version", "request_id", "features", "prediction",
@@ -63,41 +62,6 @@ EVENT_FIELDS = frozenset({
 FEEDBACK_FIELDS = frozenset({"feedback_id", "ts", "model", "request_id", "label"})
 REGISTRATION_FIELDS = frozenset({"model", "version", "code_version", "run_id", "task", "params"})
 STATUSES = ("ok", "error")
-_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def format_ts(ts_ns: int) -> str:
-    """RFC 3339 UTC with microseconds: the form mlwatch writes.
-
-    >>> format_ts(1_700_000_000_123_456_789)
-    '2023-11-14T22:13:20.123456Z'
-    """
-    seconds, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
-
-
-def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, int]:
-    """Validate an RFC 3339 timestamp; return it normalised to UTC and as epoch microseconds."""
-    if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == ".":
-        try:  # fast path: the canonical form mlwatch itself writes
-            return value, (datetime.fromisoformat(value[:26]) - _EPOCH) // _MICROSECOND
-        except ValueError:
-            pass  # fall through to the general path and its message
-    if not isinstance(value, str) or not _TS_RE.match(value):
-        raise ValidationError(
-            f"expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got {_show(value)}",
-            line=line, field=field)
-    try:
-        text = value
-        frac = re.search(r"\.(\d+)", text)
-        if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
-            text = text.replace(frac.group(0), "." + frac.group(1)[:6])
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except (ValueError, OverflowError):  # e.g. year 1 at +01:00 falls before datetime.min
-        raise ValidationError(f"not a valid date/time: {value!r}", line=line, field=field) from None
-    us = (dt.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), us
 
 
 def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
@@ -106,15 +70,6 @@ def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
         now = time.time_ns()
         return format_ts(now), now // 1000
     return parse_ts(value, line=line)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, int, float, str)):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-    return type(value).__name__
 
 
 def _typename(value: Any) -> str:
@@ -129,7 +84,7 @@ def _name(obj: dict[str, Any], key: str, line: int | None, *, required: bool) ->
         return None
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise ValidationError(
-            f"expected a name of letters, digits and '_.:-' (at most {MAX_NAME}), got {_show(value)}",
+            f"expected a name of letters, digits and '_.:-' (at most {MAX_NAME}), got {show(value)}",
             line=line, field=key)
     return value
 
@@ -140,7 +95,7 @@ def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) 
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise ValidationError(f"expected a non-empty string of at most {limit} characters, "
-                              f"got {_show(value)}", line=line, field=key)
+                              f"got {show(value)}", line=line, field=key)
     if not value.isprintable():  # a NUL would cut the stored id short and collide joins
         raise ValidationError(f"control characters are not allowed, got {value!r:.60}",
                               line=line, field=key)
@@ -222,7 +177,7 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
                               f"week), got {latency!r}", line=line, field="latency_ms")
     status = obj.get("status", "ok")
     if status not in STATUSES:
-        raise ValidationError(f"expected 'ok' or 'error', got {_show(status)}", line=line,
+        raise ValidationError(f"expected 'ok' or 'error', got {show(status)}", line=line,
                               field="status")
     ev_id = _text(obj, "event_id", line, 64)
     ts, ts_us = _ts_or_now(obj.get("ts"), line)
@@ -237,10 +192,10 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
                                       "not starting with a digit", line=line, field=f"labels.{key:.64}")
             if not isinstance(value, str) or len(value) > MAX_NAME:
                 raise ValidationError(f"expected a string of at most {MAX_NAME} characters, "
-                                      f"got {_show(value)}", line=line, field=f"labels.{key}")
+                                      f"got {show(value)}", line=line, field=f"labels.{key}")
     batch_size = obj.get("batch_size")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
-        raise ValidationError(f"expected a positive integer, got {_show(batch_size)}",
+        raise ValidationError(f"expected a positive integer, got {show(batch_size)}",
                               line=line, field="batch_size")
     prediction = obj.get("prediction")
     _check_json_value(prediction, line, "prediction")
@@ -297,7 +252,7 @@ def validate_registration(obj: Any, *, line: int | None = None) -> dict[str, Any
         _check_json_value(params, line, "params")
     task = obj.get("task")
     if task is not None and task not in ("classification", "regression"):
-        raise ValidationError(f"expected 'classification' or 'regression', got {_show(task)}",
+        raise ValidationError(f"expected 'classification' or 'regression', got {show(task)}",
                               line=line, field="task")
     return {
         "model": _name(obj, "model", line, required=True),

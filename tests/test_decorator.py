@@ -22,7 +22,7 @@ from mlwatch import wire
 from mlwatch.client import decorator, runtime
 from mlwatch.client.exporter import Result
 from mlwatch.client.local import MemoryExporter
-from mlwatch.client.ratelimit import failures
+from mlwatch.ratelimit import failures
 from mlwatch.settings import Config, load_config
 
 

@@ -17,9 +17,10 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import ApiError
 from prometheus_client import CollectorRegistry
 
-from mlwatch.elastic.sink import ATTEMPTS, BulkIncomplete, ElasticsearchSink
+from mlwatch.elastic.sink import ATTEMPTS, ElasticsearchSink
 from mlwatch.settings import load_config
-from mlwatch.sidecar.pipeline import EVENTS, Batch, encode
+from mlwatch.sinks.base import Batch
+from mlwatch.store.payloads import EVENTS, encode
 from mlwatch.wire import validate_event
 
 Item = dict[str, Any]
@@ -82,7 +83,7 @@ def count(s: ElasticsearchSink, name: str, **labels: str) -> float:
 def test_created_and_duplicates_are_both_delivered() -> None:
     client = ScriptedClient(lambda i, d, s: {"status": 409 if d < "e0003" else 201})
     s = sink(client)
-    s.export(batch(10))
+    assert s.export(batch(10)).ok
     assert count(s, "documents", result="created") == 7
     assert count(s, "documents", result="duplicate") == 3
     assert len(client.requests) == 1
@@ -99,7 +100,7 @@ def test_a_mapping_conflict_is_dead_lettered_and_the_rest_delivered() -> None:
 
     client = ScriptedClient(answer)
     s = sink(client)
-    s.export(batch(8))
+    assert s.export(batch(8)).ok
     assert client.stored("deadletter") == ["e0004"]
     [dead] = [src for req in client.requests for i, _, src in req if "deadletter" in i]
     assert dead["error"]["type"] == "document_parsing_exception"
@@ -114,8 +115,8 @@ def test_a_mapping_conflict_is_dead_lettered_and_the_rest_delivered() -> None:
 def test_cluster_side_refusals_are_retried_never_skipped(status: int, error: str) -> None:
     client = ScriptedClient(lambda i, d, s: {"status": status, "error": {"type": error}})
     s = sink(client)
-    with pytest.raises(BulkIncomplete, match=f"HTTP {status} {error}"):
-        s.export(batch(3))
+    result = s.export(batch(3))
+    assert not result.ok and f"HTTP {status} {error}" in (result.error or "")
     assert len(client.requests) == ATTEMPTS  # retried, then left to the consumer's replay
     assert client.stored("deadletter") == []
 
@@ -129,7 +130,7 @@ def test_transient_refusals_recover_within_one_export() -> None:
 
     client = ScriptedClient(answer)
     s = sink(client)
-    s.export(batch(5))
+    assert s.export(batch(5)).ok
     assert count(s, "documents", result="created") == 5
     assert [len(r) for r in client.requests] == [5, 2]  # only the refused items again
 
@@ -138,7 +139,7 @@ def test_connection_errors_are_retried() -> None:
     failures = iter([TransportConnectionError("refused"), None, None])
     client = ScriptedClient(fail_request=lambda n, size: next(failures))
     s = sink(client)
-    s.export(batch(4))
+    assert s.export(batch(4)).ok
     assert count(s, "documents", result="created") == 4
 
 
@@ -148,7 +149,7 @@ def test_a_refused_dead_letter_is_counted_not_looped() -> None:
 
     client = ScriptedClient(answer)
     s = sink(client)
-    s.export(batch(2))  # returns: the documents and their dead letters were both refused
+    assert s.export(batch(2)).ok  # returns: the documents and their dead letters were both refused
     assert float(s.lost.labels(sink="elasticsearch")._value.get()) == 2
 
 
@@ -162,7 +163,7 @@ def test_too_large_requests_are_split_and_a_single_huge_document_dead_lettered()
     b = batch(6)
     b.add(encode(EVENTS, [validate_event({"model": "m", "latency_ms": 1.0, "event_id": "huge",
                                           "features": big})]))
-    s.export(b)
+    assert s.export(b).ok
     assert sorted(client.stored("predictions")) == [f"e{i:04d}" for i in range(6)]
     assert client.stored("deadletter") == ["huge"]
     [dead] = [src for req in client.requests for i, _, src in req if "deadletter" in i]
@@ -177,7 +178,7 @@ def test_a_document_that_cannot_be_built_is_dead_lettered() -> None:
     b.add(EVENTS + orjson.dumps([row]))
     client = ScriptedClient()
     s = sink(client)
-    s.export(b)
+    assert s.export(b).ok
     [dead] = [src for req in client.requests for i, _, src in req if "deadletter" in i]
     assert dead["error"]["type"] == "unencodable"
     assert "bad-1" in dead["mlwatch"]["dead_letter"]["document"]
@@ -186,7 +187,7 @@ def test_a_document_that_cannot_be_built_is_dead_lettered() -> None:
 def test_documents_are_built_and_sent_a_bounded_group_at_a_time() -> None:
     client = ScriptedClient()
     s = sink(client, elasticsearch_batch_size=100, elasticsearch_concurrency=2)
-    s.export(batch(1_000))
+    assert s.export(batch(1_000)).ok
     assert max(len(r) for r in client.requests) == 100
     assert sum(len(r) for r in client.requests) == 1_000
 
@@ -201,6 +202,6 @@ def test_installing_templates_without_the_privilege_is_not_fatal(
     config = load_config(env={}, elasticsearch_url="http://127.0.0.1:9")
     s = ElasticsearchSink(config, client=client, registry=CollectorRegistry(),
                           sleep=lambda x: None)
-    s.export(batch(2))
+    assert s.export(batch(2)).ok
     assert len(client.stored("predictions")) == 2
     assert "cannot install the index templates" in caplog.text

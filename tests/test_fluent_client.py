@@ -16,8 +16,8 @@ import mlwatch
 from mlwatch.client import fluent, runtime
 from mlwatch.client.exporter import Partial, Result, settle
 from mlwatch.client.fluent import FluentExporter
-from mlwatch.client.ratelimit import failures
 from mlwatch.ids import event_id
+from mlwatch.ratelimit import failures
 from mlwatch.settings import load_config
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.wire import format_ts

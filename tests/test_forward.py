@@ -32,10 +32,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mlwatch import wire
+from mlwatch.errors import IngestError
+from mlwatch.inputs.body import validate_all
 from mlwatch.sidecar.forward import ForwardInput, derived_id
-from mlwatch.sidecar.ingest import IngestError, validate_all
-from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS
 from mlwatch.sidecar.service import Sidecar
+from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 from tests.conftest import IN_CI, forward_port, wait_until
 
 NODE_DIR = Path(__file__).parent / "node"

@@ -32,9 +32,9 @@ from mlwatch.client.events import Site
 from mlwatch.client.exporter import Partial, Result
 from mlwatch.client.identity import Identity
 from mlwatch.client.local import LocalExporter, MemoryExporter
-from mlwatch.client.ratelimit import failures
 from mlwatch.client.shipper import Shipper
 from mlwatch.client.transport import HttpExporter
+from mlwatch.ratelimit import failures
 from mlwatch.settings import load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import validate_drop_report, validate_event, validate_registration

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlwatch.sidecar.spool import HEADER_LEN, Record, Spool, SpoolClosed, SpoolError, SpoolFull
+from mlwatch.store.spool import HEADER_LEN, Record, Spool, SpoolClosed, SpoolError, SpoolFull
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -450,7 +450,7 @@ def test_cursor_into_a_corrupt_record_moves_to_the_next_one(open_spool: Callable
 
 CHILD = r"""
 import random, sys, threading
-from mlwatch.sidecar.spool import Spool
+from mlwatch.store.spool import Spool
 
 directory, base, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 spool = Spool(directory, consumers=["check"], segment_bytes=64 << 10, fsync_interval_ms=2)

@@ -62,8 +62,8 @@ from typing import Any, TypeVar, cast
 from mlwatch.client import runtime as _rt
 from mlwatch.client.events import NO_PAYLOAD, Site
 from mlwatch.client.features import count_rows, to_jsonable
-from mlwatch.client.ratelimit import failures
 from mlwatch.errors import ConfigError
+from mlwatch.ratelimit import failures
 from mlwatch.wire import LABEL_KEY_RE, MAX_LABELS, MAX_NAME, NAME_RE
 
 F = TypeVar("F", bound=Callable[..., Any])

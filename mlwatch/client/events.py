@@ -25,9 +25,9 @@ from typing import Any
 
 from mlwatch.client import features as feat
 from mlwatch.client.identity import Identity
-from mlwatch.client.ratelimit import failures
 from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
+from mlwatch.ratelimit import failures
 from mlwatch.wire import MAX_ID, MAX_NAME, format_ts
 
 NO_PAYLOAD: Any = type("NoPayload", (), {"__repr__": lambda self: "NO_PAYLOAD"})()

@@ -35,8 +35,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mlwatch.client.ratelimit import failures
 from mlwatch.dotted import pick
+from mlwatch.ratelimit import failures
 from mlwatch.wire import MAX_DEPTH, MAX_FEATURES, MAX_STRING
 
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})  # pandas.NA and pandas.NaT

@@ -81,8 +81,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
                       "pip install 'mlwatch[fluentd]'") from exc
 
 from mlwatch.client.exporter import Partial, Result
-from mlwatch.client.ratelimit import failures
 from mlwatch.errors import ValidationError
+from mlwatch.ratelimit import failures
 from mlwatch.wire import parse_ts
 
 #: Largest message this exporter sends, envelope included (records beyond it go in further

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mlwatch.client.exporter import Partial, Result
-from mlwatch.client.ratelimit import failures, logger
 from mlwatch.errors import ValidationError
+from mlwatch.ratelimit import failures, logger
 from mlwatch.settings import Config
 from mlwatch.wire import validate_event, validate_feedback, validate_registration
 

@@ -33,10 +33,10 @@ from mlwatch.client.identity import (
     resolve_code_version,
 )
 from mlwatch.client.local import LocalExporter
-from mlwatch.client.ratelimit import failures
 from mlwatch.client.shipper import Shipper
 from mlwatch.dotted import pick_path
 from mlwatch.errors import ConfigError, ValidationError
+from mlwatch.ratelimit import failures
 from mlwatch.settings import Config, load_config
 from mlwatch.wire import MAX_ID, NAME_RE, format_ts, validate_feedback, validate_registration
 

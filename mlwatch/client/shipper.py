@@ -35,7 +35,7 @@ from mlwatch.client.drops import DropCounts
 from mlwatch.client.events import Entry, Site, build
 from mlwatch.client.exporter import Exporter, Partial, Result, settle
 from mlwatch.client.identity import Identity, fallback_key
-from mlwatch.client.ratelimit import failures
+from mlwatch.ratelimit import failures
 
 _RETRY = (Result.FAILED, Result.INTERRUPTED)  # registrations worth sending again
 

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlwatch.client.exporter import Partial, Result
-from mlwatch.client.ratelimit import failures
+from mlwatch.ratelimit import failures
 
 RETRYABLE = frozenset({429, 502, 503, 504})
 PATHS = {"events": "/v1/events", "feedback": "/v1/feedback", "models": "/v1/models"}

@@ -16,8 +16,7 @@ Delivery rules:
 
 Bulk requests carry ``elasticsearch_batch_size`` documents (and at most 16 MiB);
 ``elasticsearch_concurrency`` of them are in flight at once.
-Credentials (API key, password) are passed to the client only; URLs are logged without
-their user-info part.
+Connections and templates: :mod:`mlwatch.elastic.client`.
 """
 
 from __future__ import annotations
@@ -33,12 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from mlwatch.elastic import templates
+from mlwatch.elastic.client import install_templates, make_client
 from mlwatch.elastic.documents import (
     DEAD_LETTER,
     FEEDBACK,
@@ -51,8 +49,9 @@ from mlwatch.elastic.documents import (
     registration_id,
     stream_name,
 )
+from mlwatch.errors import DeliveryError
 from mlwatch.settings import Config
-from mlwatch.sidecar.pipeline import Batch
+from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
 
 log = logging.getLogger("mlwatch.elasticsearch")
 
@@ -70,72 +69,6 @@ ATTEMPTS = 4  # within one export; after that the consumer replays the batch lat
 SINK_NAME = "elasticsearch"
 
 
-def safe_url(url: str) -> str:
-    """A URL without ``user:password@``, fit for logs.
-
-    >>> safe_url("https://elastic:s3cret@es.example:9200/")
-    'https://es.example:9200/'
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def make_client(config: Config) -> Any:
-    """An ``elasticsearch.Elasticsearch`` client from the settings (auth, TLS, timeouts)."""
-    from elasticsearch import Elasticsearch
-
-    hosts = [u.strip() for u in (config.elasticsearch_url or "").split(",") if u.strip()]
-    if not hosts:
-        raise ValueError("elasticsearch_url is empty")
-    kwargs: dict[str, Any] = {"request_timeout": config.elasticsearch_timeout_s,
-                              "max_retries": 2, "retry_on_timeout": True,
-                              "http_compress": config.elasticsearch_compress}
-    if config.elasticsearch_api_key:
-        kwargs["api_key"] = config.elasticsearch_api_key
-    elif config.elasticsearch_username:
-        kwargs["basic_auth"] = (config.elasticsearch_username,
-                                config.elasticsearch_password or "")
-    if config.elasticsearch_ca_file:
-        kwargs["ca_certs"] = config.elasticsearch_ca_file
-    if not config.elasticsearch_verify_certs:
-        kwargs["verify_certs"] = False
-        kwargs["ssl_show_warn"] = False
-    try:
-        return Elasticsearch(hosts, **kwargs)
-    except ValueError:  # the client's message quotes the URL, user-info included
-        raise ValueError("elasticsearch_url: cannot parse "
-                         + ", ".join(safe_url(h) for h in hosts)) from None
-
-
-def install_templates(client: Any, config: Config) -> bool:
-    """PUT the ILM policy, component and index templates (idempotent). Returns whether
-    ILM is available; without it the templates go in without a lifecycle setting."""
-    from elasticsearch import ApiError
-
-    ilm = True
-    try:
-        client.perform_request("PUT", f"/_ilm/policy/{templates.POLICY}",
-                               body=templates.ilm_policy(config),
-                               headers={"content-type": "application/json",
-                                        "accept": "application/json"})
-    except ApiError as exc:
-        if exc.meta.status not in (400, 404, 405) or "no handler" not in str(exc.body):
-            raise
-        ilm = False
-        log.warning("this Elasticsearch has no ILM: data streams are created without a "
-                    "lifecycle policy, so nothing is rolled over or deleted automatically")
-    for path, body in templates.all_objects(config, ilm=ilm).items():
-        if path.startswith("_ilm/"):
-            continue
-        client.perform_request("PUT", "/" + path, body=body,
-                               headers={"content-type": "application/json",
-                                        "accept": "application/json"})
-    return ilm
-
-
 @dataclass
 class _Op:
     """One document to create: its target, id, and encoded source."""
@@ -149,12 +82,8 @@ class _Op:
         return action + b"\n" + self.source + b"\n"
 
 
-class BulkIncomplete(Exception):
-    """Some documents could not be delivered yet (Elasticsearch busy or unreachable)."""
-
-
 class ElasticsearchSink:
-    """A :class:`~mlwatch.sidecar.pipeline.Sink` writing to Elasticsearch data streams."""
+    """A :class:`~mlwatch.sinks.base.Sink` writing to Elasticsearch data streams."""
 
     name = SINK_NAME
 
@@ -184,17 +113,32 @@ class ElasticsearchSink:
             "refused (only possible when its template was changed).", ["sink"],
             registry=registry)
         self.ilm: bool | None = None
-        # how the spool consumer feeds this sink: larger reads, a linger to fill bulk
-        # requests, and a quicker retry after an outage than the local store needs
-        self.consumer_options = {"max_records": 64, "max_batch_bytes": 32 << 20,
-                                 "linger_s": config.elasticsearch_flush_interval_ms / 1000,
-                                 "max_backoff_s": 5.0}
+        # how the spool consumer feeds this sink: a linger to fill bulk requests, and a
+        # quicker retry after an outage than the local store needs
+        self.options = ConsumerOptions(
+            max_records=64, max_batch_bytes=32 << 20, max_backoff_s=5.0,
+            linger_s=config.elasticsearch_flush_interval_ms / 1000)
 
     # -- the Sink contract ---------------------------------------------------
-    def export(self, batch: Batch) -> None:
-        if not self._installed:
-            self.ilm = self._install()
-            self._installed = True
+    def export(self, batch: Batch) -> ExportResult:
+        """Deliver every document of ``batch``, or say why not yet (the consumer retries
+        the whole batch from the spool; what was created answers 409 the next time)."""
+        from elasticsearch import ApiError, TransportError
+
+        try:
+            if not self._installed:
+                self.ilm = self._install()
+                self._installed = True
+            self._export(batch)
+        except DeliveryError as exc:
+            return ExportResult.failed(str(exc))
+        except ApiError as exc:
+            return ExportResult.failed(f"HTTP {exc.meta.status} {exc.message}")
+        except TransportError as exc:  # connection refused, timeout, TLS...
+            return ExportResult.failed(f"{type(exc).__name__}: {exc.message}")
+        return ExportResult.SUCCESS
+
+    def _export(self, batch: Batch) -> None:
         # Documents are built a group at a time (batch_size x concurrency), so a large
         # backlog replayed after an outage never sits in memory as documents all at once.
         group_size = self.config.elasticsearch_batch_size * self.config.elasticsearch_concurrency
@@ -207,10 +151,16 @@ class ElasticsearchSink:
         if group:
             self._deliver(group)
 
-    def close(self) -> None:
-        self._closed.set()
-        self._pool.shutdown(wait=True)
-        self.client.close()
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        return True  # nothing is held between exports
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop retrying, wait for requests in flight, close the connections."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._pool.shutdown(wait=True)
+            self.client.close()
+        return True
 
     def _install(self) -> bool | None:
         from elasticsearch import ApiError
@@ -290,8 +240,8 @@ class ElasticsearchSink:
 
     def _deliver(self, ops: list[_Op]) -> None:
         """Send until every op is created, already there, or dead-lettered; raise
-        :class:`BulkIncomplete` when some are still refused after a few attempts (the
-        consumer then replays the batch later, and the sink reports unhealthy)."""
+        :class:`~mlwatch.errors.DeliveryError` when some are still refused after a few
+        attempts (the consumer then replays the batch later; the sink reports unhealthy)."""
         delay = 0.2
         problems: list[str] = []
         for attempt in range(ATTEMPTS):
@@ -307,7 +257,7 @@ class ElasticsearchSink:
             if attempt < ATTEMPTS - 1 and not self._closed.is_set():
                 self._sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 3, 5.0)
-        raise BulkIncomplete(f"{len(ops)} document(s) not delivered yet: "
+        raise DeliveryError(f"{len(ops)} document(s) not delivered yet: "
                              f"{'; '.join(sorted(set(problems))[:3])}")
 
     def _send(self, chunk: list[_Op]) -> _Outcome:

@@ -18,11 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from mlwatch import __version__, wire
-from mlwatch.errors import ValidationError
+from mlwatch.errors import IngestError, ValidationError
 from mlwatch.settings import Config
-from mlwatch.sidecar.ingest import IngestError
-from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS
 from mlwatch.sidecar.service import Sidecar
+from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 
 log = logging.getLogger("mlwatch.sidecar")
 

@@ -130,11 +130,11 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from mlwatch import wire
-from mlwatch.client.ratelimit import RateLimitedLog
-from mlwatch.errors import ValidationError
+from mlwatch.errors import IngestError, ValidationError
+from mlwatch.inputs.body import MAX_REPORTED_ERRORS
+from mlwatch.ratelimit import RateLimitedLog
 from mlwatch.settings import Config
-from mlwatch.sidecar.ingest import MAX_REPORTED_ERRORS, IngestError
-from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS
+from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 
 log = logging.getLogger("mlwatch.sidecar.forward")
 

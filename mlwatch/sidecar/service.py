@@ -4,7 +4,7 @@
 durable spool append → fold into metrics. It returns only once the records are
 durable under the fsync policy, which is when the HTTP layer may answer 202.
 Everything after that (the store, later Elasticsearch) is fed from the spool by
-:mod:`mlwatch.sidecar.pipeline`.
+:mod:`mlwatch.sinks.consumer`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from mlwatch import wire
-from mlwatch.client.ratelimit import RateLimitedLog
-from mlwatch.errors import ValidationError
+from mlwatch.errors import IngestError, SpoolClosed, SpoolError, SpoolFull, ValidationError
+from mlwatch.inputs import body
+from mlwatch.ratelimit import RateLimitedLog
 from mlwatch.redact import Redactor, load_or_create_key
 from mlwatch.settings import Config
-from mlwatch.sidecar import ingest as body
 from mlwatch.sidecar.metrics import SidecarMetrics
-from mlwatch.sidecar.pipeline import EVENTS, FEEDBACK, MODELS, Consumer, Sink, StoreSink, encode
-from mlwatch.sidecar.spool import HEADER_LEN, Spool, SpoolClosed, SpoolError, SpoolFull
+from mlwatch.sinks.base import Sink
+from mlwatch.sinks.consumer import Consumer
+from mlwatch.sinks.store import StoreSink
 from mlwatch.store import EmbeddedStore
+from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS, encode
+from mlwatch.store.spool import HEADER_LEN, Spool
 
 log = logging.getLogger("mlwatch.sidecar")
 
@@ -59,7 +62,7 @@ class Sidecar:
 
             self.sinks.append(ElasticsearchSink(config, registry=self.registry))
         if any(m.monitoring for m in config.models):
-            from mlwatch.sidecar.profiles import ProfileSink
+            from mlwatch.sinks.profiles import ProfileSink
 
             self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
         self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
@@ -73,8 +76,8 @@ class Sidecar:
         self._count_corrupt()
         self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
                                                                         self.data_dir))
-        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error,
-                                   **getattr(sink, "consumer_options", {})) for sink in self.sinks]
+        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
+                          for sink in self.sinks]
         # other ways in besides HTTP; each hands decoded records to accept()
         self.inputs: list[Any] = []
         if config.forward_port is not None:
@@ -122,21 +125,23 @@ class Sidecar:
         for thread in threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
-        store_in_use = any(t.is_alive() for t in threads)  # every worker may use the store
-        # the store closes last: other sinks (profiles) write to it when they close
-        for consumer in sorted(self.consumers, key=lambda c: isinstance(c.sink, StoreSink)):
-            busy = consumer.is_alive() or (isinstance(consumer.sink, StoreSink) and store_in_use)
-            if busy:
-                # closing a sink (a SQLite connection) another thread is using can crash
-                # the process: leave that one open, close the others
+        # a sink (a SQLite connection) closed while its thread still uses it can crash the
+        # process: leave a busy one open, shut the others down, the store last (the
+        # profile sink writes to it when it shuts down)
+        for consumer in self.consumers:
+            if consumer.is_alive():
                 log.warning("sidecar stop: sink %s is still busy; leaving it open",
                             consumer.sink.name)
                 continue
             try:
-                consumer.sink.close()
+                consumer.sink.shutdown(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # one sink's failure must not keep the others open
                 log.warning("sidecar stop: closing sink %s failed: %s: %s", consumer.sink.name,
                             type(exc).__name__, exc)
+        if any(t.is_alive() for t in threads):  # every worker may use the store
+            log.warning("sidecar stop: the store is still in use; leaving it open")
+        else:
+            self.store.close()
 
     def _maintain(self) -> None:
         while True:
@@ -160,13 +165,13 @@ class Sidecar:
                content_encoding: str | None, dropped: str | None = None) -> int:
         """Validate and durably append one request's records; return how many were accepted.
 
-        Raises :class:`~mlwatch.sidecar.ingest.IngestError` for anything refused.
+        Raises :class:`~mlwatch.errors.IngestError` for anything refused.
         """
         try:
             report_id, drops = (wire.validate_drop_report(orjson.loads(dropped)) if dropped
                                 else (None, []))
         except (orjson.JSONDecodeError, ValidationError) as exc:
-            raise body.IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
+            raise IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
         data = body.decompress(raw, content_encoding, self.config.max_body_bytes)
         return self.accept(kind, body.parse_documents(data, content_type), report_id, drops)
 
@@ -184,19 +189,19 @@ class Sidecar:
                 self.redactor.apply(record)
         payload = encode(kind, records)
         if len(payload) > self._max_record_bytes:  # would never fit, however empty the spool
-            raise body.IngestError(413, f"batch of {len(payload)} bytes is larger than the spool "
+            raise IngestError(413, f"batch of {len(payload)} bytes is larger than the spool "
                                    f"can hold ({self._max_record_bytes}); send smaller batches")
         try:
             self.spool.append([payload])
         except SpoolFull:
-            raise body.IngestError(503, "spool is full (sinks are behind); retry later",
+            raise IngestError(503, "spool is full (sinks are behind); retry later",
                                    headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
         except SpoolClosed:
-            raise body.IngestError(503, "sidecar is shutting down",
+            raise IngestError(503, "sidecar is shutting down",
                                    headers={"Retry-After": "1"}) from None
         except SpoolError as exc:  # the disk failed us: not the client's fault, not a 500 either
             self._sink_error("spool", exc)
-            raise body.IngestError(503, f"spool unavailable: {exc}",
+            raise IngestError(503, f"spool unavailable: {exc}",
                                    headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
         if kind == EVENTS:
             self.metrics.models.observe_events(records)

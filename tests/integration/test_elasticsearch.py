@@ -286,7 +286,7 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
     from prometheus_client import CollectorRegistry
 
     from mlwatch.elastic import aggregations
-    from mlwatch.elastic.sink import make_client
+    from mlwatch.elastic.client import make_client
     from mlwatch.jobs import Jobs, reference_tag
     from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
     from mlwatch.stats.drift import compare_profiles

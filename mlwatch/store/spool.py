@@ -1,31 +1,11 @@
 """The sidecar's durable spool: append-only checksummed segments, a cursor per sink.
 
 The sidecar answers 202 only once a batch is fsynced here; the sinks (embedded store,
-Elasticsearch) read it back at their own pace. A ``kill -9`` or a power cut at any moment
-loses nothing acknowledged, and a segment goes only when every sink has committed past it.
-Sinks are idempotent: after a crash a few records may be read twice, none is skipped.
-
-On-disk format, version 1 (integers little-endian), in one directory:
-
-- ``NNNNNNNNNNNNNNNNNNNN.seg``: a segment, its number zero-padded to 20 digits (from 1 up).
-  A 12-byte header, ``b"MLWSPOOL"`` then the format version (u32), then records back to
-  back, each a 12-byte header (magic ``b"\\xf5MLW"``; payload length, u32; CRC-32, u32, by
-  ``zlib.crc32`` over the 4 length bytes followed by the payload) and the payload. 0xF5
-  never occurs in UTF-8, so the magic cannot occur inside a JSON payload. A batch is one
-  ``pwrite`` into one segment; a new segment starts when the batch would take the active
-  one past ``segment_bytes`` (a larger batch fills one segment alone).
-- ``cursor.<consumer>``: ``v1 <segment> <offset> <crc>\\n`` in ASCII, the offset being the
-  consumer's next record, ``<crc>`` the CRC-32 of ``v1 <segment> <offset>`` in 8 hex digits.
-  Written to ``cursor.<consumer>.tmp`` then ``os.replace``d; not fsynced, since losing a
-  commit in a power cut only replays records to idempotent sinks. Unlisted consumers' files
-  are ignored; an unreadable cursor means "from the oldest record".
-- ``spool.lock``: ``flock``-ed while a :class:`Spool` has the directory open.
-
-Recovery scans every segment. A bad magic, length or CRC starts a corrupt stretch, counted
-once in :attr:`Spool.corrupt_records` and skipped up to the next magic that begins a record
-whose length and CRC check out; bytes after the last good record (a torn write) are
-truncated. A cursor moves on to the next record boundary; one naming a segment past the
-newest means "from the oldest record". Readers check every CRC again.
+Elasticsearch, profiles) read it back at their own pace. A ``kill -9`` or a power cut at
+any moment loses nothing acknowledged, and a segment goes only when every sink has
+committed past it. Sinks are idempotent: after a crash a few records may be read twice,
+none is skipped. The format is in :mod:`mlwatch.store.segments`; the rules of recovery and
+of fsync (``always``, or group commit every ``interval``) in docs/sidecar.md.
 
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d, Spool(d, consumers=["store"]) as spool:
@@ -44,113 +24,34 @@ import fcntl
 import logging
 import os
 import re
-import struct
 import threading
 import time
-import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from mlwatch.errors import MlwatchError
+from mlwatch.errors import SpoolClosed, SpoolError, SpoolFull
+from mlwatch.store.segments import (
+    FORMAT_VERSION,
+    HEADER_LEN,
+    SEG_HEADER,
+    SEG_MAGIC,
+    SEG_RE,
+    Pos,
+    Record,
+    cursor_line,
+    frame,
+    parse_cursor,
+    recover_segment,
+    scan,
+    segment_name,
+)
 
 __all__ = ["FORMAT_VERSION", "HEADER_LEN", "Record", "Spool", "SpoolClosed", "SpoolError", "SpoolFull"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-_SEG_MAGIC = b"MLWSPOOL"
-_SEG_HEADER = struct.Struct("<8sI")
-HEADER_LEN = _SEG_HEADER.size  # offset of a segment's first record
-_REC_MAGIC = b"\xf5MLW"
-_REC = struct.Struct("<4sII")
-_CHUNK = 1 << 20
-_SEG_RE = re.compile(r"^(\d{20})\.seg$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CURSOR_RE = re.compile(rb"^(v1 (\d{1,20}) (\d{1,20})) ([0-9a-f]{8})\n$")
-
-Pos = tuple[int, int]  # (segment, offset): tuples order like the log itself
-
-
-class SpoolError(MlwatchError):
-    """The directory is in use, or an fsync failed (then every later append is refused)."""
-
-
-class SpoolFull(SpoolError):
-    """Disk bound reached; the caller answers 503 with Retry-After."""
-
-
-class SpoolClosed(SpoolError):
-    """The spool was closed; nothing more can be appended."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """A payload read back, with where it lives; :meth:`Spool.commit` takes it."""
-
-    segment: int  # segment number
-    offset: int  # byte offset of the record start in that segment
-    end: int  # byte offset just after the record
-    payload: bytes
-
-
-def _frame(payloads: Sequence[bytes]) -> bytes:
-    """Every record of a batch in one buffer, so that the append is a single write."""
-    parts: list[bytes] = []
-    for p in payloads:
-        length = len(p).to_bytes(4, "little")
-        parts += (_REC.pack(_REC_MAGIC, len(p), zlib.crc32(p, zlib.crc32(length))), p)
-    return b"".join(parts)
-
-
-class _Window:
-    """``[0, limit)`` of a segment through a 1 MiB ``pread`` window: bounded memory."""
-
-    def __init__(self, fd: int, limit: int) -> None:
-        self.fd, self.limit, self.start, self.buf = fd, limit, 0, b""
-
-    def get(self, pos: int, n: int) -> bytes | None:
-        if pos + n > self.limit:
-            return None
-        if not self.start <= pos <= self.start + len(self.buf) - n:
-            self.start, self.buf = pos, os.pread(self.fd, min(max(n, _CHUNK), self.limit - pos), pos)
-        i = pos - self.start
-        return self.buf[i:i + n] if i + n <= len(self.buf) else None  # None: the file shrank
-
-    def record(self, pos: int) -> bytes | None:
-        """The payload of the record at ``pos``, if its magic, length and CRC check out."""
-        head = self.get(pos, _REC.size)
-        if head is None:
-            return None
-        magic, n, crc = _REC.unpack(head)
-        payload = self.get(pos + _REC.size, n) if magic == _REC_MAGIC else None
-        ok = payload is not None and zlib.crc32(payload, zlib.crc32(head[4:8])) == crc
-        return payload if ok else None
-
-    def resync(self, pos: int) -> int:
-        """The offset of the first valid record at or after ``pos``, or ``limit``."""
-        while self.get(pos, _REC.size) is not None:
-            j = self.buf.find(_REC_MAGIC, pos - self.start)
-            if j < 0:
-                pos = self.start + len(self.buf) - len(_REC_MAGIC) + 1
-                continue
-            pos = self.start + j  # before record() moves the window
-            if self.record(pos) is not None:
-                return pos
-            pos += 1
-        return self.limit
-
-
-def _scan(fd: int, pos: int, limit: int) -> Iterator[tuple[int, int, bytes | None]]:
-    """``(start, end, payload)`` for each record in ``[pos, limit)``; ``payload`` is None for
-    a corrupt stretch, which ends where the next valid record starts (or at ``limit``)."""
-    win = _Window(fd, limit)
-    while pos < limit:
-        payload = win.record(pos)
-        end = pos + _REC.size + len(payload) if payload is not None else win.resync(pos + 1)
-        yield pos, end, payload
-        pos = end
 
 
 class Spool:
@@ -214,7 +115,7 @@ class Spool:
 
     def append(self, payloads: Sequence[bytes]) -> None:
         """Append the payloads as contiguous records; return once an fsync covers them."""
-        buf = _frame(payloads)  # the CRCs are computed outside the lock
+        buf = frame(payloads)  # the CRCs are computed outside the lock
         with self._lock:
             if self._closed:
                 raise SpoolClosed("the spool is closed")
@@ -278,9 +179,8 @@ class Spool:
                 pos = min((record.segment, record.end), self._durable)
                 if pos <= self._committed[consumer]:
                     return
-            line = f"v1 {pos[0]} {pos[1]}".encode()
             tmp = self.directory / f"cursor.{consumer}.tmp"
-            tmp.write_bytes(b"%s %08x\n" % (line, zlib.crc32(line)))
+            tmp.write_bytes(cursor_line(pos))
             os.replace(tmp, self.directory / f"cursor.{consumer}")
             with self._lock:
                 self._committed[consumer] = pos
@@ -400,7 +300,7 @@ class Spool:
         """Seal the active segment (the next fsync covers it) and start the next one."""
         fd = os.open(self._path(seg + 1), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            os.pwrite(fd, _SEG_HEADER.pack(_SEG_MAGIC, FORMAT_VERSION), 0)
+            os.pwrite(fd, SEG_HEADER.pack(SEG_MAGIC, FORMAT_VERSION), 0)
         except OSError:
             os.close(fd)  # the header-less file is harmless: recovery writes the header
             raise
@@ -421,7 +321,7 @@ class Spool:
             raise ValueError(f"consumer: {consumer!r} is not one of {self._consumers!r}")
 
     def _path(self, seg: int) -> Path:
-        return self.directory / f"{seg:020d}.seg"
+        return self.directory / segment_name(seg)
 
     def _normalize(self, pos: Pos) -> Pos:
         """The same place in the log, moved off deleted segments and past sealed ends."""
@@ -438,7 +338,7 @@ class Spool:
         out: list[Record] = []
         fd = os.open(self._path(seg), os.O_RDONLY | os.O_CLOEXEC)  # its own: no fd to share
         try:
-            for start, end, payload in _scan(fd, off, limit):
+            for start, end, payload in scan(fd, off, limit):
                 off = end
                 if payload is not None:
                     out.append(Record(seg, start, end, payload))
@@ -470,14 +370,14 @@ class Spool:
         segment's fd and the cursors."""
         for tmp in self.directory.glob("cursor.*.tmp"):
             tmp.unlink()
-        segs = sorted(int(m[1]) for p in self.directory.iterdir() if (m := _SEG_RE.match(p.name)))
+        segs = sorted(int(m[1]) for p in self.directory.iterdir() if (m := SEG_RE.match(p.name)))
         segs = segs or [1]
         cursors = {name: self._load_cursor(name, segs) for name in self._consumers}
         fd = -1
         for seg in segs:
             fd = os.open(self._path(seg), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                self._sizes[seg] = self._recover_segment(seg, fd, cursors)
+                self._sizes[seg] = recover_segment(self._path(seg), seg, fd, cursors, self._bad)
             except BaseException:
                 os.close(fd)
                 raise
@@ -491,37 +391,9 @@ class Spool:
             raw = (self.directory / f"cursor.{name}").read_bytes()
         except FileNotFoundError:
             return segs[0], HEADER_LEN  # a new consumer starts at the oldest record
-        m = _CURSOR_RE.match(raw)
-        if m and b"%08x" % zlib.crc32(m[1]) == m[4] and int(m[2]) <= segs[-1]:
-            return int(m[2]), int(m[3])
-        log.warning("spool: the cursor of %r is damaged; replaying from the oldest record", name)
-        return segs[0], HEADER_LEN
-
-    def _recover_segment(self, seg: int, fd: int, cursors: dict[str, Pos]) -> int:
-        """Check one segment; returns its valid length, to which the file is truncated."""
-        size = os.fstat(fd).st_size
-        magic, version = _SEG_HEADER.unpack(os.pread(fd, HEADER_LEN, 0).ljust(HEADER_LEN, b"\0"))
-        if magic == _SEG_MAGIC and version > FORMAT_VERSION:
-            raise SpoolError(f"{self._path(seg)}: format version {version} is newer than {FORMAT_VERSION}")
-        if (magic, version) != (_SEG_MAGIC, FORMAT_VERSION):
-            if size >= HEADER_LEN:  # shorter: a crash right after creating the file
-                log.warning("spool: the header of segment %d is damaged; rewriting it", seg)
-                self._bad.add((seg, 0))
-            os.pwrite(fd, _SEG_HEADER.pack(_SEG_MAGIC, FORMAT_VERSION), 0)
-            size = max(size, HEADER_LEN)
-        here = sorted((off, name) for name, (s, off) in cursors.items() if s == seg)
-        end = HEADER_LEN
-        for start, stop, payload in _scan(fd, HEADER_LEN, size):
-            while here and here[0][0] <= start:  # a cursor inside a bad stretch moves past it
-                cursors[here.pop(0)[1]] = (seg, start)
-            if payload is not None:
-                end = stop
-            else:
-                log.warning("spool: %d corrupt bytes in segment %d at %d", stop - start, seg, start)
-                self._bad.add((seg, start))
-        for _, name in here:
-            cursors[name] = (seg, end)
-        if end < size:
-            os.ftruncate(fd, end)
-        os.fsync(fd)
-        return end
+        pos = parse_cursor(raw, newest=segs[-1])
+        if pos is None:
+            log.warning("spool: the cursor of %r is damaged; replaying from the oldest record",
+                        name)
+            return segs[0], HEADER_LEN
+        return pos

@@ -20,29 +20,11 @@ from typing import Any
 
 import orjson
 
-from mlwatch.errors import ValidationError
+from mlwatch.errors import IngestError, ValidationError
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 MAX_REPORTED_ERRORS = 10
-
-
-class IngestError(Exception):
-    """A request the sidecar refuses, with its HTTP status and a precise message."""
-
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors or []
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"detail": self.message}
-        if self.errors:
-            out["errors"] = self.errors
-        return out
 
 
 def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:

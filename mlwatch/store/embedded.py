@@ -11,24 +11,13 @@ Writes are idempotent: an event is keyed by its ``event_id`` and feedback by
 ``(model, request_id)`` (the newest label wins), so a replay from the spool after
 a crash never duplicates anything.
 
-Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
-
-- ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
-- ``feedback``: ground truth by ``(model, request_id)``.
-- ``models``: registrations ``(model, version, code_version, run_id)`` with ``params``.
-- ``profiles``: summaries by ``(model, version, kind, start)``: the reference (kind
-  ``reference``, ``tag`` = a fingerprint of its source) and per-slice profiles, as JSON
-  (:mod:`mlwatch.stats`).
-- ``results``: drift and KPI results by ``(model, version, kind, window start)``; a
-  recomputed window (late labels) replaces its row.
-
+The tables are in :mod:`mlwatch.store.schema`, the row form in :mod:`mlwatch.store.rows`.
 Retention applies to events, feedback, slice profiles and results alike; reference
 profiles stay.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -37,135 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlwatch.wire import format_ts
-
-try:  # faster when present (it is, with mlwatch[sidecar]); the client works without it
-    import orjson
-
-    def _dumps(value: Any) -> str:
-        return orjson.dumps(value).decode()
-
-    def _loads(text: str | bytes) -> Any:
-        return orjson.loads(text)
-except ImportError:  # pragma: no cover - depends on the install
-    def _dumps(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-    def _loads(text: str | bytes) -> Any:
-        return json.loads(text)
-
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1 -> 2 only added tables
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    ts TEXT NOT NULL,
-    ts_us INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    request_id TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    latency_ms REAL NOT NULL,
-    features TEXT,
-    prediction TEXT,
-    code_version TEXT,
-    run_id TEXT,
-    labels TEXT,
-    batch_size INTEGER
-);
-CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts_us);
-CREATE INDEX IF NOT EXISTS events_model_request ON events (model, request_id);
-CREATE TABLE IF NOT EXISTS feedback (
-    model TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    feedback_id TEXT NOT NULL,
-    label TEXT,
-    ts TEXT NOT NULL,
-    ts_us INTEGER NOT NULL,
-    PRIMARY KEY (model, request_id)
-);
-CREATE INDEX IF NOT EXISTS feedback_model_ts ON feedback (model, ts_us);
-CREATE TABLE IF NOT EXISTS models (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    code_version TEXT NOT NULL DEFAULT '',
-    run_id TEXT NOT NULL DEFAULT '',
-    task TEXT,
-    params TEXT NOT NULL DEFAULT '{}',
-    first_seen_us INTEGER NOT NULL,
-    last_seen_us INTEGER NOT NULL,
-    PRIMARY KEY (model, version, code_version, run_id)
-);
-CREATE TABLE IF NOT EXISTS profiles (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_us INTEGER NOT NULL,
-    end_us INTEGER NOT NULL,
-    updated_us INTEGER NOT NULL,
-    tag TEXT NOT NULL DEFAULT '',
-    body TEXT NOT NULL,
-    PRIMARY KEY (model, version, kind, start_us)
-);
-CREATE TABLE IF NOT EXISTS results (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_us INTEGER NOT NULL,
-    end_us INTEGER NOT NULL,
-    computed_us INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (model, version, kind, start_us)
-);
-CREATE INDEX IF NOT EXISTS results_latest ON results (model, version, kind, computed_us);
-"""
-
-EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
-                 "latency_ms", "features", "prediction", "code_version", "run_id", "labels",
-                 "batch_size")
-FEEDBACK_COLUMNS = ("model", "request_id", "feedback_id", "label", "ts", "ts_us")
-
-
-def _from_json_rows(columns: tuple[str, ...]) -> str:
-    # One statement unpacks a whole JSON array of rows inside SQLite: Python makes a
-    # single call (one GIL hand-off) instead of one per row, and the parsing and
-    # B-tree work run in C without the GIL. json_extract works on SQLite >= 3.9.
-    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    return f"SELECT {picks} FROM json_each(?) WHERE true"
-
-
-_INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
-                  + _from_json_rows(EVENT_COLUMNS))
-_INSERT_FEEDBACK = (
-    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) {_from_json_rows(FEEDBACK_COLUMNS)} "
-    "ON CONFLICT (model, request_id) DO UPDATE SET "
-    "feedback_id = excluded.feedback_id, label = excluded.label, ts = excluded.ts, "
-    "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us")
-_JSON_COLUMNS = ("features", "prediction", "labels")
-
-
-def event_row(e: dict[str, Any]) -> tuple[Any, ...]:
-    """A validated event as a row in ``EVENT_COLUMNS`` order, JSON columns as text.
-
-    The sidecar spools events in this form, so the store's consumer inserts them
-    without rebuilding nested objects.
-    """
-    features, prediction, labels = e.get("features"), e.get("prediction"), e.get("labels")
-    return (e["event_id"], e["ts"], e["ts_us"], e["model"], e["version"], e.get("request_id"),
-            e["status"], e.get("error"), e["latency_ms"],
-            None if features is None else _dumps(features),
-            None if prediction is None else _dumps(prediction),
-            e.get("code_version"), e.get("run_id"),
-            None if labels is None else _dumps(labels), e.get("batch_size"))
-
-
-def feedback_row(f: dict[str, Any]) -> tuple[Any, ...]:
-    """A validated feedback record as a row in ``FEEDBACK_COLUMNS`` order, label as JSON."""
-    return (f["model"], f["request_id"], f["feedback_id"], _dumps(f["label"]), f["ts"], f["ts_us"])
+from mlwatch.errors import StoreError
+from mlwatch.store import schema
+from mlwatch.store.rows import EVENT_COLUMNS, dumps, event_row, feedback_row, loads, row_event
+from mlwatch.times import format_us
 
 
 def _window(prefix: str, model: str, since_us: int | None, until_us: int | None,
@@ -179,23 +43,6 @@ def _window(prefix: str, model: str, since_us: int | None, until_us: int | None,
             clauses.append(prefix + clause)
             args.append(value)
     return " AND ".join(clauses), args
-
-
-def row_event(row: Sequence[Any]) -> dict[str, Any]:
-    """The inverse of :func:`event_row`: a row back to a wire-format event."""
-    item = dict(zip(EVENT_COLUMNS, row, strict=True))
-    for key in _JSON_COLUMNS:
-        if item[key] is not None:
-            item[key] = _loads(item[key])
-    return item
-
-
-def _iso(us: int) -> str:
-    return format_ts(us * 1000)
-
-
-class StoreError(Exception):
-    """The store file cannot be opened or has an unknown schema."""
 
 
 class EmbeddedStore:
@@ -227,19 +74,8 @@ class EmbeddedStore:
         self._connections_lock = threading.Lock()
         self._closed = False
         try:
-            conn = self._conn()
-            with self._write_lock, conn:
-                conn.executescript(_SCHEMA)
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                                 (str(SCHEMA_VERSION),))
-                elif int(row[0]) not in READABLE_VERSIONS:
-                    raise StoreError(f"{self.path}: schema version {row[0]}, this mlwatch "
-                                     f"reads {SCHEMA_VERSION}")
-                elif int(row[0]) != SCHEMA_VERSION:
-                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                                 (str(SCHEMA_VERSION),))
+            with self._write_lock:
+                schema.create(self._conn(), self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
@@ -290,19 +126,19 @@ class EmbeddedStore:
 
         Returns the number of new rows.
         """
-        return self.insert_event_rows(_dumps([event_row(e) for e in events]))
+        return self.insert_event_rows(dumps([event_row(e) for e in events]))
 
     def insert_event_rows(self, rows_json: str) -> int:
         """Insert a JSON array of :func:`event_row` rows; duplicates are ignored."""
-        return self._insert_json(_INSERT_EVENTS, rows_json)
+        return self._insert_json(schema.INSERT_EVENTS, rows_json)
 
     def insert_feedback(self, feedback: Iterable[dict[str, Any]]) -> int:
         """Upsert validated feedback; for one request the newest label wins. Returns rows changed."""
-        return self.insert_feedback_rows(_dumps([feedback_row(f) for f in feedback]))
+        return self.insert_feedback_rows(dumps([feedback_row(f) for f in feedback]))
 
     def insert_feedback_rows(self, rows_json: str) -> int:
         """Upsert a JSON array of :func:`feedback_row` rows."""
-        return self._insert_json(_INSERT_FEEDBACK, rows_json)
+        return self._insert_json(schema.INSERT_FEEDBACK, rows_json)
 
     def _insert_json(self, sql: str, rows_json: str) -> int:
         if rows_json == "[]":
@@ -324,7 +160,7 @@ class EmbeddedStore:
                 "task = coalesce(excluded.task, models.task), params = excluded.params, "
                 "last_seen_us = excluded.last_seen_us",
                 (reg["model"], reg["version"], reg.get("code_version") or "",
-                 reg.get("run_id") or "", reg.get("task"), _dumps(reg.get("params") or {}),
+                 reg.get("run_id") or "", reg.get("task"), dumps(reg.get("params") or {}),
                  now, now))
 
     def purge(self, *, now_us: int | None = None) -> int:
@@ -369,7 +205,7 @@ class EmbeddedStore:
         out = []
         for row in cur.fetchall():
             item = dict(zip([c[0] for c in cur.description], row, strict=True))
-            item["params"] = _loads(item["params"])
+            item["params"] = loads(item["params"])
             out.append(item)
         return out
 
@@ -399,7 +235,7 @@ class EmbeddedStore:
                f"WHERE {where} ORDER BY e.ts_us, e.seq")
         for row in self._conn().execute(sql, args):
             label = row[-1]
-            yield row_event(row[:-1]), (None if label is None else _loads(label))
+            yield row_event(row[:-1]), (None if label is None else loads(label))
 
     # -- profiles and results -------------------------------------------------
     def put_profile(self, model: str, version: str, kind: str, start_us: int, end_us: int,
@@ -442,7 +278,7 @@ class EmbeddedStore:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO results (model, version, kind, start_us, "
                          "end_us, computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (model, version, kind, start_us, end_us, now_us, _dumps(body)))
+                         (model, version, kind, start_us, end_us, now_us, dumps(body)))
 
     def latest_results(self, model: str) -> dict[str, dict[str, Any]]:
         """The newest result of each kind (and version) of a model: the window computed
@@ -459,8 +295,8 @@ class EmbeddedStore:
         rows = self._conn().execute(sql, (model, model))
         for version, kind, start_us, end_us, computed_us, body in rows:
             out.setdefault(kind, {})[version] = {
-                "window": [_iso(start_us), _iso(end_us)], "computed": _iso(computed_us),
-                **_loads(body)}
+                "window": [format_us(start_us), format_us(end_us)], "computed": format_us(computed_us),
+                **loads(body)}
         return out
 
     def joined_predictions(self, model: str, *, since_us: int | None = None,
@@ -474,8 +310,8 @@ class EmbeddedStore:
                f"WHERE {where}")
         for ts_us, status, prediction, label in self._conn().execute(sql, args):
             yield ({"ts_us": ts_us, "status": status,
-                    "prediction": None if prediction is None else _loads(prediction)},
-                   None if label is None else _loads(label))
+                    "prediction": None if prediction is None else loads(prediction)},
+                   None if label is None else loads(label))
 
     def versions(self, model: str, *, since_us: int | None = None,
                  until_us: int | None = None) -> list[str]:

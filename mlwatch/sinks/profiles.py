@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from mlwatch.sidecar.pipeline import Batch
+from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
 from mlwatch.store import EVENT_COLUMNS, EmbeddedStore
 
 log = logging.getLogger("mlwatch.profiles")
@@ -42,7 +42,7 @@ _FEATURES = EVENT_COLUMNS.index("features")
 
 
 class ProfileSink:
-    """A :class:`~mlwatch.sidecar.pipeline.Sink` that maintains slice profiles in the store."""
+    """A :class:`~mlwatch.sinks.base.Sink` that maintains slice profiles in the store."""
 
     name = "profiles"
 
@@ -52,6 +52,7 @@ class ProfileSink:
         self.slice_us = int(slice_s * 1_000_000)
         self.flush_s = flush_s
         self.clock = clock
+        self.options = ConsumerOptions(idle_flush_s=flush_s)  # write slices when idle too
         self._dirty: set[tuple[str, str, int]] = set()
         self._flushed = clock()
         self._references: dict[tuple[str, str], Any] = {}
@@ -77,13 +78,14 @@ class ProfileSink:
                 return self._references[(model, v)]
         return None
 
-    def export(self, batch: Batch) -> None:
+    def export(self, batch: Batch) -> ExportResult:
         try:
             self._export(batch)
         except BaseException:  # the batch is replayed: forget what it half-added in memory
             self._slices.clear()
             self._dirty.clear()
             raise
+        return ExportResult.SUCCESS
 
     def _export(self, batch: Batch) -> None:
         groups: dict[tuple[str, str, int], list[str]] = defaultdict(list)
@@ -109,10 +111,11 @@ class ProfileSink:
         if self.clock() - self._flushed >= self.flush_s:
             self.flush()
 
-    def tick(self) -> None:
-        """Called by the consumer when the spool is idle: flush what is due."""
-        if self._dirty and self.clock() - self._flushed >= self.flush_s:
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        """Write every changed slice now (the consumer calls it when the spool is idle)."""
+        if self._dirty:
             self.flush()
+        return True
 
     def flush(self) -> None:
         """Write the slices changed since the last flush to the store, then drop old ones
@@ -147,6 +150,7 @@ class ProfileSink:
                 if (model, version, start) not in self._dirty:
                     del self._slices[(model, version, start)]
 
-    def close(self) -> None:
+    def shutdown(self, timeout: float = 10.0) -> bool:
         self.flush()
         self._slices.clear()
+        return True

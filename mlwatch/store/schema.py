@@ -1,0 +1,124 @@
+"""The embedded store's SQLite schema, its version, and opening a file with it.
+
+Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
+
+- ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
+- ``feedback``: ground truth by ``(model, request_id)``.
+- ``models``: registrations ``(model, version, code_version, run_id)`` with ``params``.
+- ``profiles``: summaries by ``(model, version, kind, start)``: the reference (kind
+  ``reference``, ``tag`` = a fingerprint of its source) and per-slice profiles, as JSON
+  (:mod:`mlwatch.stats`).
+- ``results``: drift and KPI results by ``(model, version, kind, window start)``; a
+  recomputed window (late labels) replaces its row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mlwatch.errors import StoreError
+from mlwatch.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1 -> 2 only added tables
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    ts TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    request_id TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    latency_ms REAL NOT NULL,
+    features TEXT,
+    prediction TEXT,
+    code_version TEXT,
+    run_id TEXT,
+    labels TEXT,
+    batch_size INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts_us);
+CREATE INDEX IF NOT EXISTS events_model_request ON events (model, request_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    model TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    feedback_id TEXT NOT NULL,
+    label TEXT,
+    ts TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    PRIMARY KEY (model, request_id)
+);
+CREATE INDEX IF NOT EXISTS feedback_model_ts ON feedback (model, ts_us);
+CREATE TABLE IF NOT EXISTS models (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    code_version TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT '',
+    task TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    first_seen_us INTEGER NOT NULL,
+    last_seen_us INTEGER NOT NULL,
+    PRIMARY KEY (model, version, code_version, run_id)
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    tag TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL,
+    PRIMARY KEY (model, version, kind, start_us)
+);
+CREATE TABLE IF NOT EXISTS results (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    computed_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (model, version, kind, start_us)
+);
+CREATE INDEX IF NOT EXISTS results_latest ON results (model, version, kind, computed_us);
+"""
+
+
+def _from_json_rows(columns: tuple[str, ...]) -> str:
+    # One statement unpacks a whole JSON array of rows inside SQLite: Python makes a
+    # single call (one GIL hand-off) instead of one per row, and the parsing and
+    # B-tree work run in C without the GIL. json_extract works on SQLite >= 3.9.
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    return f"SELECT {picks} FROM json_each(?) WHERE true"
+
+
+INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
+                  + _from_json_rows(EVENT_COLUMNS))
+INSERT_FEEDBACK = (
+    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) {_from_json_rows(FEEDBACK_COLUMNS)} "
+    "ON CONFLICT (model, request_id) DO UPDATE SET "
+    "feedback_id = excluded.feedback_id, label = excluded.label, ts = excluded.ts, "
+    "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us")
+
+
+def create(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables (idempotent) and record or upgrade the schema version; a file
+    of an unknown version is refused."""
+    with conn:
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) not in READABLE_VERSIONS:
+            raise StoreError(f"{path}: schema version {row[0]}, this mlwatch reads "
+                             f"{SCHEMA_VERSION}")
+        elif int(row[0]) != SCHEMA_VERSION:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         (str(SCHEMA_VERSION),))

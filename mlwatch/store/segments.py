@@ -1,0 +1,159 @@
+"""The spool's on-disk format, version 1: segment files of checksummed records, cursors.
+
+A segment is a 12-byte header (``b"MLWSPOOL"``, format version u32) then records back to
+back, each a 12-byte header (magic ``b"\\xf5MLW"``, payload length u32, CRC-32 u32 over
+the length bytes and the payload) and the payload; a cursor file holds
+``v1 <segment> <offset> <crc>``. The full specification, and how recovery treats torn
+and corrupt stretches, is in docs/sidecar.md ("The spool on disk").
+
+>>> buf = frame([b"ab", b"c"])
+>>> len(buf), parse_cursor(cursor_line((3, 40)), newest=5)
+(27, (3, 40))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlwatch.errors import SpoolError
+
+log = logging.getLogger("mlwatch.store.spool")
+
+FORMAT_VERSION = 1
+SEG_MAGIC = b"MLWSPOOL"
+SEG_HEADER = struct.Struct("<8sI")
+HEADER_LEN = SEG_HEADER.size  # offset of a segment's first record
+REC_MAGIC = b"\xf5MLW"  # 0xF5 never occurs in UTF-8: the magic cannot occur inside JSON
+REC = struct.Struct("<4sII")
+CHUNK = 1 << 20
+SEG_RE = re.compile(r"^(\d{20})\.seg$")
+_CURSOR_RE = re.compile(rb"^(v1 (\d{1,20}) (\d{1,20})) ([0-9a-f]{8})\n$")
+
+Pos = tuple[int, int]  # (segment, offset): tuples order like the log itself
+
+
+@dataclass(frozen=True)
+class Record:
+    """A payload read back, with where it lives; :meth:`Spool.commit` takes it."""
+
+    segment: int  # segment number
+    offset: int  # byte offset of the record start in that segment
+    end: int  # byte offset just after the record
+    payload: bytes
+
+
+def frame(payloads: Sequence[bytes]) -> bytes:
+    """Every record of a batch in one buffer, so that the append is a single write."""
+    parts: list[bytes] = []
+    for p in payloads:
+        length = len(p).to_bytes(4, "little")
+        parts += (REC.pack(REC_MAGIC, len(p), zlib.crc32(p, zlib.crc32(length))), p)
+    return b"".join(parts)
+
+
+def segment_name(seg: int) -> str:
+    return f"{seg:020d}.seg"
+
+
+def cursor_line(pos: Pos) -> bytes:
+    """A cursor file's content for ``pos``."""
+    line = f"v1 {pos[0]} {pos[1]}".encode()
+    return b"%s %08x\n" % (line, zlib.crc32(line))
+
+
+def parse_cursor(raw: bytes, *, newest: int) -> Pos | None:
+    """The position a cursor file names, or None when it is damaged or names a segment
+    past the newest."""
+    m = _CURSOR_RE.match(raw)
+    if m and b"%08x" % zlib.crc32(m[1]) == m[4] and int(m[2]) <= newest:
+        return int(m[2]), int(m[3])
+    return None
+
+
+class Window:
+    """``[0, limit)`` of a segment through a 1 MiB ``pread`` window: bounded memory."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd, self.limit, self.start, self.buf = fd, limit, 0, b""
+
+    def get(self, pos: int, n: int) -> bytes | None:
+        if pos + n > self.limit:
+            return None
+        if not self.start <= pos <= self.start + len(self.buf) - n:
+            self.start, self.buf = pos, os.pread(self.fd, min(max(n, CHUNK), self.limit - pos), pos)
+        i = pos - self.start
+        return self.buf[i:i + n] if i + n <= len(self.buf) else None  # None: the file shrank
+
+    def record(self, pos: int) -> bytes | None:
+        """The payload of the record at ``pos``, if its magic, length and CRC check out."""
+        head = self.get(pos, REC.size)
+        if head is None:
+            return None
+        magic, n, crc = REC.unpack(head)
+        payload = self.get(pos + REC.size, n) if magic == REC_MAGIC else None
+        ok = payload is not None and zlib.crc32(payload, zlib.crc32(head[4:8])) == crc
+        return payload if ok else None
+
+    def resync(self, pos: int) -> int:
+        """The offset of the first valid record at or after ``pos``, or ``limit``."""
+        while self.get(pos, REC.size) is not None:
+            j = self.buf.find(REC_MAGIC, pos - self.start)
+            if j < 0:
+                pos = self.start + len(self.buf) - len(REC_MAGIC) + 1
+                continue
+            pos = self.start + j  # before record() moves the window
+            if self.record(pos) is not None:
+                return pos
+            pos += 1
+        return self.limit
+
+
+def scan(fd: int, pos: int, limit: int) -> Iterator[tuple[int, int, bytes | None]]:
+    """``(start, end, payload)`` for each record in ``[pos, limit)``; ``payload`` is None for
+    a corrupt stretch, which ends where the next valid record starts (or at ``limit``)."""
+    win = Window(fd, limit)
+    while pos < limit:
+        payload = win.record(pos)
+        end = pos + REC.size + len(payload) if payload is not None else win.resync(pos + 1)
+        yield pos, end, payload
+        pos = end
+
+
+def recover_segment(path: Path, seg: int, fd: int, cursors: dict[str, Pos],
+                    bad: set[Pos]) -> int:
+    """Check one segment at open: rewrite a damaged header, note corrupt stretches in
+    ``bad``, move cursors inside them to the next record, truncate a torn tail. Returns
+    the segment's valid length."""
+    size = os.fstat(fd).st_size
+    magic, version = SEG_HEADER.unpack(os.pread(fd, HEADER_LEN, 0).ljust(HEADER_LEN, b"\0"))
+    if magic == SEG_MAGIC and version > FORMAT_VERSION:
+        raise SpoolError(f"{path}: format version {version} is newer than {FORMAT_VERSION}")
+    if (magic, version) != (SEG_MAGIC, FORMAT_VERSION):
+        if size >= HEADER_LEN:  # shorter: a crash right after creating the file
+            log.warning("spool: the header of segment %d is damaged; rewriting it", seg)
+            bad.add((seg, 0))
+        os.pwrite(fd, SEG_HEADER.pack(SEG_MAGIC, FORMAT_VERSION), 0)
+        size = max(size, HEADER_LEN)
+    here = sorted((off, name) for name, (s, off) in cursors.items() if s == seg)
+    end = HEADER_LEN
+    for start, stop, payload in scan(fd, HEADER_LEN, size):
+        while here and here[0][0] <= start:  # a cursor inside a bad stretch moves past it
+            cursors[here.pop(0)[1]] = (seg, start)
+        if payload is not None:
+            end = stop
+        else:
+            log.warning("spool: %d corrupt bytes in segment %d at %d", stop - start, seg, start)
+            bad.add((seg, start))
+    for _, name in here:
+        cursors[name] = (seg, end)
+    if end < size:
+        os.ftruncate(fd, end)
+    os.fsync(fd)
+    return end
