@@ -103,8 +103,13 @@ class IngestError(MlwatchError):
 
 
 class ForwardError(MlwatchError):
-    """A forward-protocol peer answered something unexpected (retried like a connection
-    error)."""
+    """A forward-protocol peer sent something unexpected. ``reason`` is the label the
+    sidecar's input counts it under (``malformed``, ``too_large``, ``gzip``, ``auth``,
+    ``timeout``, ``buffer_limit``); the client retries it like a connection error."""
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class HandshakeRefused(ForwardError):

@@ -28,10 +28,13 @@ def event_id(ts_ns: int | None = None) -> str:
 def event_ids(ts_ns: list[int]) -> list[str]:
     """Many ids at once with one call to the OS random source (the shipper's batch path)."""
     rand = os.urandom(10 * len(ts_ns))
-    out = []
-    for i, ts in enumerate(ts_ns):
-        value = ((ts // 1_000_000) << 80) | int.from_bytes(rand[10 * i:10 * i + 10], "big")
-        value = (value & _VERSION_CLEAR & _VARIANT_CLEAR) | _VERSION_BITS | _VARIANT_BITS
-        h = f"{value:032x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+    return [uuid7(ts // 1_000_000, rand[10 * i:10 * i + 10]) for i, ts in enumerate(ts_ns)]
+
+
+def uuid7(ms: int, rand: bytes) -> str:
+    """The UUIDv7 of a millisecond time and 10 bytes of randomness (or of a digest, for
+    an id that must be the same each time it is derived)."""
+    value = (ms << 80) | int.from_bytes(rand[:10], "big")
+    value = (value & _VERSION_CLEAR & _VARIANT_CLEAR) | _VERSION_BITS | _VARIANT_BITS
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -186,7 +186,7 @@ def test_a_missing_ack_is_retried_with_the_same_chunk_then_given_up(
 
 def test_reconnects_after_the_server_closed_an_idle_connection(
         sidecar_config: Callable[..., Any], exporters: Callable[..., FluentExporter]) -> None:
-    from mlwatch.sidecar.forward import ForwardInput
+    from mlwatch.inputs.forward import ForwardInput
 
     got: list[Any] = []
 

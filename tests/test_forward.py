@@ -33,8 +33,9 @@ from prometheus_client import CollectorRegistry
 
 from mlwatch import wire
 from mlwatch.errors import IngestError
+from mlwatch.forward.protocol import derived_id
 from mlwatch.inputs.body import validate_all
-from mlwatch.sidecar.forward import ForwardInput, derived_id
+from mlwatch.inputs.forward import ForwardInput
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 from tests.conftest import IN_CI, forward_port, wait_until

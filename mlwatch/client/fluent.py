@@ -1,57 +1,18 @@
 """Ship records to a Fluentd / Fluent Bit forward input — or the sidecar's — with acks.
 
-Used instead of the sidecar's HTTP API when ``fluentd_host`` is set
-(:func:`mlwatch.client.runtime.make_exporter`). Like every exporter it runs on the
-shipper's single worker thread, behind the shipper's bounded queue: serving code never
-waits for it, and whatever it cannot deliver is returned as a
-:class:`~mlwatch.client.exporter.Result` / :class:`~mlwatch.client.exporter.Partial` so
-that the shipper counts it per reason.
-
-**Why not fluent-logger's senders.** The issue asked for ``fluent.asyncsender``; it was
-examined (fluent-logger 0.11) and set aside because it makes exact drop accounting
-impossible: its ``emit`` returns True once a message is in its own queue; delivery
-failures surface only as raw bytes passed to ``buffer_overflow_handler`` after
-``bufmax`` bytes have piled up; with ``queue_circular`` the oldest messages are discarded
-(or, without it, ``emit`` blocks the caller when the queue is full); messages still
-pending at ``close()`` are lost without a callback; ``last_error`` is thread-local to its
-sender thread. fluent-logger-python also cannot request acks (``chunk``) nor answer the
-shared-key handshake, so a write into the kernel's socket buffer would count as
-delivered. A second queue on top of the shipper's would only add a place where records
-vanish uncounted. So this exporter speaks the forward protocol v1 itself (with
-``msgpack``, the other half of ``mlwatch[fluentd]``), synchronously on the worker:
-
-- one PackedForward message ``[tag, <bin: msgpack entries>, {"chunk", "size"}]`` per tag
-  and up to ``max_message_bytes`` — the whole message, envelope included —
-  :data:`MAX_MESSAGE_BYTES` (4 MiB) by default: under both Fluent Bit's default
-  ``Buffer_Max_Size`` of its forward input (6,144,000 bytes) and the sidecar's
-  ``max_body_bytes`` (16 MiB); a record is delivered when the ``{"ack": chunk}`` came
-  back — for the mlwatch sidecar that means durable in its spool;
-- entry time = the record's ``ts`` as an EventTime (ext type 0, nanoseconds), else now;
-- connection errors, timeouts and missing acks are retried with jittered exponential
-  backoff until the export's ``deadline``; the wait is on the shipper's ``interrupt``
-  event, so shutdown cuts it short (``send_failed`` / ``shutdown``). A message sent again
-  after a lost ack may be stored twice by a plain Fluentd; the sidecar keys events by
-  ``event_id`` and stores them once;
-- the shared-key handshake (HELO / PING / PONG) when ``shared_key`` is set; the server's
-  PONG digest is checked too, so a server that does not know the key is not trusted.
-  A refused handshake is not retried (``send_failed`` at once). Username/password
-  authorisation is not supported;
-- a record that cannot be encoded is dropped alone (``error``); one whose message would
-  be larger than ``max_message_bytes`` even on its own (an entry over 4 MiB less about 50
-  bytes and the tag, by default) is dropped alone at once (``rejected``): a receiver
-  would refuse it every time, so retrying it until the deadline would only turn it into
-  ``send_failed``. Raise ``max_message_bytes`` only together with the receivers' limits.
-
-**Tags.** Events go with ``<prefix>.<model>``, feedback with ``<prefix>.feedback``,
-registrations with ``<prefix>.models``. A model whose name would read as one of those
-(``feedback``, ``feedback.*``, ``models``, ``drops``) is tagged
-``<prefix>.events.<model>`` instead; the record still names its model.
-
-**Drop reports** cannot ride in the sidecar's HTTP header here, so they travel in-band
-as records of ``<prefix>.drops`` (``{model, version, reason, count, report_id}``), sent
-after the records and only when those got through. The sidecar's forward input applies
-each ``report_id`` once (``mlwatch_events_dropped_total``); a Fluentd pipeline receives
-them as ordinary records it may route to its own index.
+Used instead of the sidecar's HTTP API when ``fluentd_host`` is set. Like every exporter
+it runs on the shipper's single worker thread, behind its bounded queue: serving code
+never waits for it, and whatever it cannot deliver is returned as a ``Result`` /
+``Partial`` so that the shipper counts it per reason. It speaks the forward protocol
+(:mod:`mlwatch.forward`) synchronously on the worker: one PackedForward message per tag
+of at most ``max_message_bytes`` (4 MiB, under Fluent Bit's default input buffer and the
+sidecar's ``max_body_bytes``), delivered once its ``{"ack": chunk}`` came back (for the
+sidecar: once durable in its spool), retried with jittered backoff until the export's
+deadline, the shared-key handshake when ``shared_key`` is set (the server's PONG digest
+is checked too). A record that cannot be encoded is dropped alone (``error``); one too
+large for a message even alone is dropped at once (``rejected``). Drop reports travel
+in-band as records of ``<prefix>.drops``. Why not fluent-logger's senders, the tags, and
+the rest: docs/forward-protocol.md.
 
 >>> FluentExporter("127.0.0.1", 24224).tag_for("events", {"model": "iris"})
 'mlwatch.iris'
@@ -63,27 +24,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import os
 import random
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import msgpack
-except ImportError as exc:  # pragma: no cover - the extra is missing
-    raise ImportError("mlwatch's Fluentd exporter needs msgpack: "
-                      "pip install 'mlwatch[fluentd]'") from exc
-
 from mlwatch.client.exporter import Partial, Result
-from mlwatch.errors import ValidationError
+from mlwatch.errors import ForwardError, HandshakeRefused, ValidationError
+from mlwatch.forward import protocol
+from mlwatch.forward.protocol import RESERVED, encode, event_time
 from mlwatch.ratelimit import failures
-from mlwatch.wire import parse_ts
+from mlwatch.times import parse_ts
 
 #: Largest message this exporter sends, envelope included (records beyond it go in further
 #: messages; one record that does not fit alone is dropped, ``rejected``). Under Fluent Bit's
@@ -96,32 +50,8 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
 RECV_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 1024 * 1024  # acks and handshake messages are tiny
-RESERVED = frozenset({"feedback", "models", "drops"})
 
 Lost = list[tuple[Result, list[dict[str, Any]]]]
-
-
-class ForwardError(Exception):
-    """The server answered something unexpected (retried like a connection error)."""
-
-
-class HandshakeRefused(ForwardError):
-    """The shared-key handshake failed: retrying will not help."""
-
-
-def _raw(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8", "surrogateescape")
-
-
-def _event_time(ts_ns: int) -> Any:
-    """EventTime (ext 0: big-endian uint32 seconds, uint32 nanoseconds); plain seconds
-    beyond 2106, where uint32 ends."""
-    seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    if not 0 <= seconds < 2**32:
-        return seconds
-    return msgpack.ExtType(0, struct.pack(">II", seconds, nanos))
 
 
 def _outcome(lost: Lost, n: int, *, dropped: bool, report_sent: bool) -> Result | Partial:
@@ -192,8 +122,8 @@ class FluentExporter:
         lost: Lost = []
         messages = self._messages(kind, records, lost)
         if dropped:
-            now = _event_time(time.time_ns())
-            entries = b"".join(msgpack.packb([now, item], use_bin_type=True) for item in dropped)
+            now = event_time(time.time_ns())
+            entries = b"".join(encode([now, item]) for item in dropped)
             messages.append(([], f"{self.tag_prefix}.drops", entries, len(dropped)))
         report_sent = False
         for i, (recs, tag, entries, n) in enumerate(messages):
@@ -209,8 +139,7 @@ class FluentExporter:
     def room(self, tag: str) -> int:
         """Most bytes of entries in one message of ``tag``: ``max_message_bytes`` less the
         largest envelope ``_send`` wraps them in (array, tag, bin32 header, option map)."""
-        envelope = msgpack.packb([tag, b"", {"chunk": "=" * 24, "size": 2**32 - 1}],
-                                 use_bin_type=True)
+        envelope = protocol.packed_forward(tag, b"", 2**32 - 1, "=" * 24)
         return self.max_message_bytes - len(envelope) - 3  # a bin32 header is 3 bytes longer
 
     def _messages(self, kind: str, records: list[dict[str, Any]], lost: Lost
@@ -223,7 +152,7 @@ class FluentExporter:
         for rec in records:
             try:
                 tag = self.tag_for(kind, rec)
-                entry = msgpack.packb([self._time(rec), rec], use_bin_type=True)
+                entry = encode([self._time(rec), rec])
             except Exception as exc:
                 bad.append(rec)
                 failures.error(f"fluent.encode.{kind}", "mlwatch: a %s record cannot be "
@@ -264,16 +193,16 @@ class FluentExporter:
         ts = rec.get("ts")
         if isinstance(ts, str):
             try:
-                return _event_time(parse_ts(ts, line=None)[1] * 1000)
+                return event_time(parse_ts(ts, line=None)[1] * 1000)
             except ValidationError:
                 pass
-        return _event_time(time.time_ns())
+        return event_time(time.time_ns())
 
     def _send(self, tag: str, entries: bytes, n: int, deadline: float,
               interrupt: threading.Event) -> Result:
         """One message until acked, refused, past ``deadline`` or interrupted."""
         chunk = base64.b64encode(os.urandom(16)).decode()
-        payload = msgpack.packb([tag, entries, {"chunk": chunk, "size": n}], use_bin_type=True)
+        payload = protocol.packed_forward(tag, entries, n, chunk)
         attempt = 0
         fresh_retry = True
         while True:
@@ -321,8 +250,7 @@ class FluentExporter:
     def _connect(self, timeout: float) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=timeout)
         self._sock = sock
-        self._unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape",
-                                          max_buffer_size=MAX_REPLY_BYTES)
+        self._unpacker = protocol.unpacker(MAX_REPLY_BYTES)
         self._keepalive = True
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -341,24 +269,10 @@ class FluentExporter:
         except TimeoutError:
             raise ForwardError(f"no HELO within {timeout:g}s: does the server have a shared "
                                "key configured?") from None
-        if not (type(helo) is list and len(helo) == 2 and helo[0] == "HELO"
-                and type(helo[1]) is dict):
-            raise ForwardError(f"expected HELO, got {ascii(helo)[:80]}")
-        nonce = _raw(helo[1].get("nonce") or b"")
-        self._keepalive = helo[1].get("keepalive", True) is not False
+        nonce, self._keepalive = protocol.read_helo(helo)
         salt = os.urandom(16).hex().encode()
-        host = self.client_hostname.encode()
-        digest = hashlib.sha512(salt + host + nonce + self._key).hexdigest()
-        self._sock.sendall(msgpack.packb(["PING", self.client_hostname, salt.decode(), digest,
-                                          "", ""], use_bin_type=True))
-        pong = self._read(timeout)
-        if not (type(pong) is list and len(pong) == 5 and pong[0] == "PONG"):
-            raise ForwardError(f"expected PONG, got {ascii(pong)[:80]}")
-        if pong[1] is not True:
-            raise HandshakeRefused(f"authentication failed: {ascii(pong[2])[:200]}")
-        expected = hashlib.sha512(salt + _raw(pong[3]) + nonce + self._key).hexdigest().encode()
-        if not hmac.compare_digest(expected, _raw(pong[4])):
-            raise HandshakeRefused("the server's PONG digest does not match the shared key")
+        self._sock.sendall(protocol.ping(self.client_hostname, salt, nonce, self._key))
+        protocol.check_pong(self._read(timeout), salt, nonce, self._key)
 
     def _read(self, timeout: float) -> Any:
         """The next msgpack object from the server, within ``timeout`` seconds."""

@@ -81,7 +81,7 @@ class Sidecar:
         # other ways in besides HTTP; each hands decoded records to accept()
         self.inputs: list[Any] = []
         if config.forward_port is not None:
-            from mlwatch.sidecar.forward import ForwardInput
+            from mlwatch.inputs.forward import ForwardInput
 
             self.inputs.append(ForwardInput(config, self.accept, registry=self.registry))
         self.scheduler: Any = None

@@ -1,0 +1,1 @@
+"""The Fluentd forward protocol, spoken by the client exporter and the sidecar input."""
