@@ -76,7 +76,7 @@ def unpacker(max_buffer_size: int, *, max_array_len: int = -1) -> msgpack.Unpack
 
 def encode(value: Any) -> bytes:
     """One msgpack object (strings as str, bytes as bin)."""
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    return bytes(msgpack.packb(value, use_bin_type=True))
 
 
 def decode(data: bytes) -> list[Any]:
