@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlwatch.client.decorator import monitor
-from mlwatch.client.runtime import configure, flush, log_feedback, register_model, shutdown
+from mlwatch.client.feedback import log_feedback, register_model
+from mlwatch.client.runtime import configure, flush, shutdown
 from mlwatch.errors import ConfigError, MlwatchError, ValidationError
 from mlwatch.settings import Config
 

@@ -21,7 +21,7 @@ import mlwatch
 from mlwatch import wire
 from mlwatch.client import decorator, runtime
 from mlwatch.client.exporter import Result
-from mlwatch.client.local import MemoryExporter
+from mlwatch.client.memory import MemoryExporter
 from mlwatch.ratelimit import failures
 from mlwatch.settings import Config, load_config
 
@@ -218,7 +218,7 @@ def test_a_broken_queue_or_shipper_never_reaches_the_caller(sink: MemoryExporter
 
 def test_exporter_failures_stay_on_the_worker() -> None:
     class Exploding(MemoryExporter):
-        def export(self, *args: Any, **kwargs: Any) -> Result:
+        def export(self, batch: Any) -> Result:
             raise OSError("disk on fire")
 
     runtime.start(Config(model="m", flush_interval_ms=60_000), exporter=Exploding())

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 import mlwatch
 from mlwatch.client import fluent, runtime
-from mlwatch.client.exporter import Partial, Result, settle
+from mlwatch.client.exporter import ExportBatch, Partial, Result, settle
 from mlwatch.client.fluent import FluentExporter
 from mlwatch.ids import event_id
 from mlwatch.ratelimit import failures
@@ -40,7 +40,7 @@ def exporters() -> Iterator[Callable[..., FluentExporter]]:
 
     yield make
     for ex in made:
-        ex.close()
+        ex.shutdown()
 
 
 
@@ -56,8 +56,8 @@ def events(n: int, model: str = "iris", start: int = 0) -> list[dict[str, Any]]:
 def export(ex: FluentExporter, kind: str, records: list[dict[str, Any]], *,
            within: float = 5.0, interrupt: threading.Event | None = None,
            dropped: list[dict[str, Any]] | None = None) -> Result | Partial:
-    return ex.export(kind, records, deadline=time.monotonic() + within,
-                     interrupt=interrupt or threading.Event(), dropped=dropped)
+    return ex.export(ExportBatch(kind, records, time.monotonic() + within,
+                                 interrupt or threading.Event(), dropped))
 
 
 def dropped_total(sc: Sidecar, model: str, version: str, reason: str) -> float:

@@ -12,8 +12,8 @@ import pytest
 
 import mlwatch
 from mlwatch.client import identity, runtime
-from mlwatch.client.events import Site
-from mlwatch.client.local import MemoryExporter
+from mlwatch.client.memory import MemoryExporter
+from mlwatch.client.site import Site
 from mlwatch.settings import Config, load_config
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

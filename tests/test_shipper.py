@@ -28,11 +28,12 @@ import pytest
 import mlwatch
 from mlwatch.client import runtime
 from mlwatch.client.drops import DropCounts
-from mlwatch.client.events import Site
-from mlwatch.client.exporter import Partial, Result
+from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.client.identity import Identity
-from mlwatch.client.local import LocalExporter, MemoryExporter
+from mlwatch.client.local import LocalExporter
+from mlwatch.client.memory import MemoryExporter
 from mlwatch.client.shipper import Shipper
+from mlwatch.client.site import Site
 from mlwatch.client.transport import HttpExporter
 from mlwatch.ratelimit import failures
 from mlwatch.settings import load_config
@@ -517,11 +518,11 @@ def test_exporter_encodes_event_by_event_when_the_batch_fails(
         exp._dumps = lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False).encode()
     bad = {"model": "m", "latency_ms": 1, "prediction": {1j}}
     records = [{"model": "m", "latency_ms": i} for i in range(3)]
-    res = exp.export("events", [records[0], bad, records[1], records[2]], deadline=time.monotonic()
-                     + 5, interrupt=threading.Event())
+    res = exp.export(ExportBatch("events", [records[0], bad, records[1], records[2]],
+                                 deadline=time.monotonic() + 5))
     assert res == Partial(lost=[(Result.ERROR, [bad])], report_sent=False)
     assert rec.events() == records
-    exp.close()
+    exp.shutdown()
 
 
 # -- wide models: requests capped by size, split on 413 ---------------------------------
@@ -595,11 +596,11 @@ class Blocking(MemoryExporter):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def export(self, kind: str, records: list[dict[str, Any]], **kw: Any) -> Any:
-        if kind == "events" and records:
+    def export(self, batch: ExportBatch) -> Any:
+        if batch.kind == "events" and batch.records:
             self.entered.set()
             self.release.wait(10)
-        return super().export(kind, records, **kw)
+        return super().export(batch)
 
 
 def test_flush_waits_for_the_export_in_flight() -> None:
@@ -634,7 +635,7 @@ def test_local_mode_purges_at_most_once_an_hour(tmp_path: Path,
     old = {"model": "loc", "latency_ms": 1.0, "ts": "2020-01-01T00:00:00Z"}
 
     def export() -> Any:
-        return exp.export("events", [dict(old)], deadline=0.0, interrupt=threading.Event())
+        return exp.export(ExportBatch("events", [dict(old)], deadline=0.0))
 
     assert export() is Result.OK
     assert len(purges) == 1  # the first export purges (the 2020 event is gone already)
@@ -645,7 +646,7 @@ def test_local_mode_purges_at_most_once_an_hour(tmp_path: Path,
     export()
     assert len(purges) == 2
     assert exp._open().count_events("loc") == 0  # each purge removed the old event
-    exp.close()
+    exp.shutdown()
 
 
 # -- drop counts at shutdown and on retries ----------------------------------------------

@@ -39,8 +39,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from mlwatch.client.events import Site
 from mlwatch.client.identity import Identity, fallback_key
+from mlwatch.client.site import Site
 from mlwatch.ids import event_id
 
 Snapshot = dict[tuple[Hashable, str], int]

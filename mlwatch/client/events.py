@@ -20,11 +20,11 @@ Each part is guarded separately: a feature extractor that fails leaves
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mlwatch.client import features as feat
 from mlwatch.client.identity import Identity
+from mlwatch.client.site import Site
 from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
 from mlwatch.ratelimit import failures
@@ -34,23 +34,6 @@ NO_PAYLOAD: Any = type("NoPayload", (), {"__repr__": lambda self: "NO_PAYLOAD"})
 
 Entry = tuple[Any, int, int, Any, Any, Any, "str | None", int]
 Extractor = Callable[[tuple[Any, ...], dict[str, Any]], Any]
-
-
-@dataclass(frozen=True, eq=False)
-class Site:
-    """One decorated function and its ``@monitor`` options (hashable by identity)."""
-
-    name: str
-    model: str | None = None
-    version: str | None = None
-    batch: bool = False
-    feature_names: tuple[str, ...] | None = None
-    prediction: str | Callable[[Any], Any] | None = None
-    capture: bool = True
-    sample_rate: float | None = None
-    labels: dict[str, str] | None = None
-    params: dict[str, Any] | None = None
-    run_id: str | None = None
 
 
 def _safely(kind: str, fn: Callable[..., Any], *args: Any) -> Any:

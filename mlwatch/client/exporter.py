@@ -1,9 +1,12 @@
-"""The one contract every sink implements: the sidecar, the embedded store, memory.
+"""The client's exporter contract: the sidecar over HTTP, Fluentd, the embedded store, memory.
 
-As in OpenTelemetry's SDK, the shipper never calls ``export`` concurrently, and
-the exporter owns its retries: it returns only when the records are delivered,
-rejected, given up after ``deadline`` (``time.monotonic()`` seconds), or when
-``interrupt`` is set (shutdown) while it waits to retry.
+The same shape as a spool sink's (:mod:`mlwatch.sinks.base`), over records instead of
+spool batches: a ``name``, ``export(batch) -> result``, ``force_flush(timeout)``,
+``shutdown(timeout)``, and ``after_fork()`` for a forked child. As in OpenTelemetry's SDK,
+the shipper never calls ``export`` concurrently, and the exporter owns its retries: it
+returns only when the records are delivered, rejected, given up after the batch's
+``deadline`` (``time.monotonic()`` seconds), or when ``interrupt`` is set (shutdown)
+while it waits to retry.
 
 ``export`` returns one :class:`Result` when every record met the same fate, or a
 :class:`Partial` when the exporter delivered some and not others (it sent them in
@@ -52,15 +55,28 @@ def settle(res: Result | Partial, records: list[dict[str, Any]]
     return False, [(res, records)] if records else []
 
 
-class Exporter(Protocol):
-    """One sink. ``kind`` is "events", "feedback" or "models"; ``dropped`` is the drop
-    report that travels with events (``X-Mlwatch-Dropped``); ``records`` may be empty
-    when the call only carries a report."""
+@dataclass
+class ExportBatch:
+    """One export call: ``kind`` is "events", "feedback" or "models"; ``dropped`` is the
+    drop report that travels with events (``X-Mlwatch-Dropped``); ``records`` may be
+    empty when the call only carries a report."""
 
-    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
-               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result | Partial: ...
+    kind: str
+    records: list[dict[str, Any]]
+    deadline: float = float("inf")
+    interrupt: threading.Event = field(default_factory=threading.Event)
+    dropped: list[dict[str, Any]] | None = None
+
+
+class Exporter(Protocol):
+    """See the module docstring."""
+
+    name: str
+
+    def export(self, batch: ExportBatch) -> Result | Partial: ...
+
+    def force_flush(self, timeout: float = 5.0) -> bool: ...
+
+    def shutdown(self, timeout: float = 5.0) -> bool: ...
 
     def after_fork(self) -> None: ...
-
-    def close(self) -> None: ...

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlwatch.client.exporter import Partial, Result
+from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.errors import ForwardError, HandshakeRefused, ValidationError
 from mlwatch.forward import protocol
 from mlwatch.forward.protocol import RESERVED, encode, event_time
@@ -66,6 +66,8 @@ def _outcome(lost: Lost, n: int, *, dropped: bool, report_sent: bool) -> Result 
 
 class FluentExporter:
     """Sends events, feedback, registrations and drop reports over the forward protocol."""
+
+    name = "fluentd"
 
     def __init__(self, host: str, port: int, *, shared_key: str | None = None,
                  timeout_s: float = 5.0, tag_prefix: str = "mlwatch",
@@ -104,17 +106,16 @@ class FluentExporter:
         return f"{self.tag_prefix}.{model}"
 
     # -- export ------------------------------------------------------------------
-    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
-               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result | Partial:
-        """Deliver ``records`` (and the drop report) or say what became of them. Never raises."""
+    def export(self, batch: ExportBatch) -> Result | Partial:
+        """Deliver the records (and the drop report) or say what became of them. Never raises."""
         try:
-            return self._export(kind, records, deadline, interrupt, dropped)
+            return self._export(batch.kind, batch.records, batch.deadline, batch.interrupt,
+                                batch.dropped)
         except Exception as exc:  # a bug of ours must cost this batch only
-            self.close()
-            failures.error("fluent.export", "mlwatch: exporting %s to %s failed: %r", kind,
+            self._disconnect()
+            failures.error("fluent.export", "mlwatch: exporting %s to %s failed: %r", batch.kind,
                            self.where, exc, exc_info=True)
-            return Result.ERROR if records else Partial(report_sent=False)
+            return Result.ERROR if batch.records else Partial(report_sent=False)
 
     def _export(self, kind: str, records: list[dict[str, Any]], deadline: float,
                 interrupt: threading.Event, dropped: list[dict[str, Any]] | None
@@ -212,12 +213,12 @@ class FluentExporter:
                 self._roundtrip(payload, chunk, timeout)
                 return Result.OK
             except HandshakeRefused as exc:
-                self.close()
+                self._disconnect()
                 failures.error("fluent.handshake", "mlwatch: %s refused the handshake (%s); "
                                "%d records for %s dropped", self.where, exc, n, tag)
                 return Result.FAILED
             except (OSError, ForwardError) as exc:
-                self.close()
+                self._disconnect()
                 what = f"{type(exc).__name__}: {exc}"
                 if reused and fresh_retry:  # the server closed a kept-alive connection
                     fresh_retry = False
@@ -245,7 +246,7 @@ class FluentExporter:
         if not (type(reply) is dict and reply.get("ack") == chunk):
             raise ForwardError(f"expected {{'ack': {chunk!r}}}, got {ascii(reply)[:80]}")
         if not self._keepalive:
-            self.close()
+            self._disconnect()
 
     def _connect(self, timeout: float) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=timeout)
@@ -257,7 +258,7 @@ class FluentExporter:
             if self._key is not None:
                 self._handshake(timeout)
         except BaseException:
-            self.close()
+            self._disconnect()
             raise
         return sock
 
@@ -297,12 +298,19 @@ class FluentExporter:
             except Exception as exc:
                 raise ForwardError(f"unreadable reply ({type(exc).__name__})") from None
 
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        return True  # nothing is held between exports
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._disconnect()
+        return True
+
     def after_fork(self) -> None:
         """Forget the parent's connection in the child. ``close()`` without ``shutdown()``
         sends nothing while the parent still holds the socket, so its connection lives on."""
-        self.close()
+        self._disconnect()
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         sock, self._sock = self._sock, None
         self._unpacker = None
         if sock is not None:

@@ -29,7 +29,7 @@ from mlwatch.client.features import printable
 from mlwatch.wire import MAX_NAME, NAME_RE
 
 if TYPE_CHECKING:
-    from mlwatch.client.events import Site
+    from mlwatch.client.site import Site
     from mlwatch.settings import Config
 
 FALLBACK_VERSION = "0.1.0"
@@ -129,7 +129,7 @@ def resolve(site: Site, config: Config, code_version: str) -> Identity:
 def fallback_key(site: Site) -> tuple[str, str]:
     """(model, version) of a site whose identity cannot be resolved; never raises.
 
-    >>> from mlwatch.client.events import Site
+    >>> from mlwatch.client.site import Site
     >>> fallback_key(Site(name="predict", model="bad name!", version="2"))
     ('predict', '2')
     """

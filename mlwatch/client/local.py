@@ -1,4 +1,4 @@
-"""Sinks in this process: the embedded SQLite store (local mode) and memory (tests).
+"""Local mode: the client writes into the embedded SQLite store itself, no sidecar.
 
 Local mode is what runs when no ``sidecar_url`` is set: a notebook or a single
 machine gets monitoring without a sidecar. The worker validates each record with
@@ -9,20 +9,16 @@ sidecar to report drop counts to, so they are logged (rate-limited) instead.
 Records the validators refuse are not stored and are counted as ``rejected``.
 Retention (``retention_days``) is applied on export, at most once every
 :data:`PURGE_EVERY_S` seconds (the first export purges at once).
-
-:class:`MemoryExporter` keeps everything in lists: use it to test code that is
-decorated with ``@monitor`` (``mlwatch.client.runtime.start(config, exporter=...)``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlwatch.client.exporter import Partial, Result
+from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.errors import ValidationError
 from mlwatch.ratelimit import failures, logger
 from mlwatch.settings import Config
@@ -35,6 +31,8 @@ PURGE_EVERY_S = 3600.0  # retention runs at most once an hour
 
 class LocalExporter:
     """Writes to the embedded store; opened lazily on the worker thread."""
+
+    name = "local"
 
     def __init__(self, path: str | Path, *, retention_days: float = 30.0,
                  config: Config | None = None,
@@ -65,9 +63,8 @@ class LocalExporter:
                             self.path.resolve())
         return self._store
 
-    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
-               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result | Partial:
+    def export(self, batch: ExportBatch) -> Result | Partial:
+        kind, records, dropped = batch.kind, batch.records, batch.dropped
         if dropped:
             failures.warning("local.dropped", "mlwatch: events dropped: %s", dropped)
         validate = _VALIDATORS[kind]
@@ -127,57 +124,11 @@ class LocalExporter:
         """SQLite connections must not cross a fork: the child opens its own."""
         self._store = None
 
-    def close(self) -> None:
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        return True  # every export is a committed transaction
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
         store, self._store = self._store, None
         if store is not None:
             store.close()
-
-
-class MemoryExporter:
-    """Keeps exported records in lists; ``wait_for`` lets tests wait without sleeping.
-
-    >>> import threading
-    >>> exp = MemoryExporter()
-    >>> exp.export("events", [{"model": "m"}], deadline=0.0, interrupt=threading.Event())
-    <Result.OK: 'ok'>
-    >>> exp.wait_for("events", 1, timeout=0.1), len(exp.records["events"])
-    (True, 1)
-    """
-
-    def __init__(self, result: Result = Result.OK) -> None:
-        self.result = result
-        self.records: dict[str, list[dict[str, Any]]] = {"events": [], "feedback": [],
-                                                         "models": []}
-        self.dropped: list[list[dict[str, Any]]] = []
-        self.calls = 0
-        self.closed = False
-        self._cond = threading.Condition()
-
-    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
-               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result:
-        with self._cond:
-            self.calls += 1
-            if self.result is Result.OK:
-                self.records[kind].extend(records)
-                if dropped:
-                    self.dropped.append(dropped)
-            self._cond.notify_all()
-            return self.result
-
-    def wait_for(self, kind: str, n: int, timeout: float = 5.0) -> bool:
-        """Wait until at least ``n`` records of ``kind`` arrived."""
-        end = time.monotonic() + timeout
-        with self._cond:
-            while len(self.records[kind]) < n:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def after_fork(self) -> None:
-        self._cond = threading.Condition()
-
-    def close(self) -> None:
-        self.closed = True
+        return True

@@ -18,13 +18,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlwatch.client.events import Site
 from mlwatch.client.exporter import Exporter
-from mlwatch.client.features import printable, to_jsonable
 from mlwatch.client.identity import (
     Identity,
     fallback_identity,
@@ -34,11 +31,11 @@ from mlwatch.client.identity import (
 )
 from mlwatch.client.local import LocalExporter
 from mlwatch.client.shipper import Shipper
-from mlwatch.dotted import pick_path
-from mlwatch.errors import ConfigError, ValidationError
+from mlwatch.client.site import Site
+from mlwatch.errors import ConfigError
 from mlwatch.ratelimit import failures
 from mlwatch.settings import Config, load_config
-from mlwatch.wire import MAX_ID, NAME_RE, format_ts, validate_feedback, validate_registration
+from mlwatch.wire import NAME_RE
 
 EXIT_TIMEOUT_S = 5.0
 
@@ -194,67 +191,3 @@ def shutdown(timeout: float = 5.0) -> bool:
     Monitored calls made afterwards are not recorded until ``configure()`` is called."""
     rt = _current
     return True if rt is None else rt.shutdown(timeout)
-
-
-def _ts_text(ts: Any) -> str:
-    if isinstance(ts, str):
-        return ts
-    if isinstance(ts, datetime):
-        aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
-        delta = aware - datetime(1970, 1, 1, tzinfo=timezone.utc)
-        return format_ts((delta.days * 86_400 + delta.seconds) * 10**9
-                         + delta.microseconds * 1000)
-    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-        return format_ts(int(ts * 1e9))
-    raise ValidationError(f"expected a datetime, RFC 3339 string or epoch seconds, got "
-                          f"{type(ts).__name__}", field="ts")
-
-
-def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
-                 ts: Any = None) -> None:
-    """Record the ground truth for a prediction (possibly hours later); never blocks.
-
-    ``request_id`` is the one the event carries (the event id when the monitor had no
-    ``request_id=``); it is cleaned as the event's was (non-printable characters
-    escaped, at most 256 characters), so the two still match. Malformed arguments
-    raise ValidationError; delivery problems never raise.
-    """
-    rt = current()
-    if rt.sink is None:
-        return
-    model = model or rt.config.model
-    spec = rt.config.model_spec(model) if model else None
-    if spec is not None and spec.label_field:  # the label lives inside a larger record
-        try:
-            label = pick_path(label, spec.label_field)
-        except (KeyError, IndexError, AttributeError, TypeError):
-            raise ValidationError(f"label_field {spec.label_field!r} of model {model!r} is "
-                                  "not in the label", field="label") from None
-    rec: dict[str, Any] = {"model": model,
-                           "request_id": None if request_id is None else printable(
-                               str(request_id), MAX_ID),
-                           "label": to_jsonable(label)}
-    if ts is not None:
-        rec["ts"] = _ts_text(ts)
-    checked = validate_feedback(rec)
-    checked.pop("ts_us", None)
-    rt.sink.record_feedback(checked)
-
-
-def register_model(model: str | None = None, version: str | None = None, *,
-                   task: str | None = None, params: dict[str, Any] | None = None,
-                   run_id: str | None = None, code_version: str | None = None) -> None:
-    """Send a model version's identity and experiment parameters (POST /v1/models) now,
-    instead of with its first events. Malformed arguments raise ValidationError."""
-    rt = current()
-    if rt.sink is None:
-        return
-    reg: dict[str, Any] = {"model": model or rt.config.model,
-                           "version": version or rt.config.version or "unknown",
-                           "params": to_jsonable(params or {})}
-    for key, value in (("task", task), ("run_id", run_id or rt.config.run_id),
-                       ("code_version", code_version or rt.code_version())):
-        if value is not None:
-            reg[key] = value
-    validate_registration(reg)
-    rt.sink.register(reg)

@@ -32,9 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mlwatch.client.drops import DropCounts
-from mlwatch.client.events import Entry, Site, build
-from mlwatch.client.exporter import Exporter, Partial, Result, settle
+from mlwatch.client.events import Entry, build
+from mlwatch.client.exporter import ExportBatch, Exporter, Partial, Result, settle
 from mlwatch.client.identity import Identity, fallback_key
+from mlwatch.client.site import Site
 from mlwatch.ratelimit import failures
 
 _RETRY = (Result.FAILED, Result.INTERRUPTED)  # registrations worth sending again
@@ -179,7 +180,7 @@ class Shipper:
             failures.error("shipper", "mlwatch: worker error: %r", exc, exc_info=True)
         finally:
             with contextlib.suppress(Exception):
-                self.exporter.close()
+                self.exporter.shutdown(max(0.0, self._deadline - time.monotonic()))
             with self._lock:
                 waiters, self._waiters = self._waiters, []
             for w in waiters:
@@ -227,8 +228,8 @@ class Shipper:
     def _export(self, kind: str, records: list[dict[str, Any]],
                 dropped: list[dict[str, Any]] | None = None) -> Result | Partial:
         try:
-            return self.exporter.export(kind, records, deadline=self._export_deadline(),
-                                        interrupt=self._interrupt, dropped=dropped)
+            return self.exporter.export(ExportBatch(kind, records, self._export_deadline(),
+                                                    self._interrupt, dropped))
         except Exception as exc:
             failures.error("export." + kind, "mlwatch: exporting %s failed: %r", kind, exc,
                            exc_info=True)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlwatch.client.exporter import Partial, Result
+from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.ratelimit import failures
 
 RETRYABLE = frozenset({429, 502, 503, 504})
@@ -95,6 +95,8 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
 class HttpExporter:
     """POSTs records to the sidecar's ``/v1/events``, ``/v1/feedback`` and ``/v1/models``."""
 
+    name = "sidecar"
+
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 5.0,
                  rng: Callable[[], float] = random.random,
                  max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
@@ -143,20 +145,18 @@ class HttpExporter:
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                self._disconnect()
                 if reused and isinstance(exc, (http.client.RemoteDisconnected,
                                                ConnectionResetError, BrokenPipeError)):
                     continue
                 return None, None, f"{type(exc).__name__}: {exc}"
             if resp.will_close:
-                self.close()
+                self._disconnect()
             detail = data[:300].decode("utf-8", "replace")
             return resp.status, resp.getheader("Retry-After"), detail
         return None, None, "connection closed"  # pragma: no cover - loop always returns
 
-    def export(self, kind: str, records: list[dict[str, Any]], *, deadline: float,
-               interrupt: threading.Event, dropped: list[dict[str, Any]] | None = None
-               ) -> Result | Partial:
+    def export(self, batch: ExportBatch) -> Result | Partial:
         """POST ``records`` in as many requests as :data:`MAX_REQUEST_BYTES` needs.
 
         A record that cannot be encoded is lost alone (``Result.ERROR``); a 413 splits
@@ -164,6 +164,7 @@ class HttpExporter:
         The drop report rides on every request until one succeeds: it keeps its
         ``report_id``, so the sidecar counts it once.
         """
+        kind, records, deadline, dropped = batch.kind, batch.records, batch.deadline, batch.dropped
         if self._dumps is None:
             self._dumps = _dumps()
         lost: list[tuple[Result, list[dict[str, Any]]]] = []
@@ -177,7 +178,7 @@ class HttpExporter:
             recs, body = todo.pop()
             if report is not None:
                 headers["X-Mlwatch-Dropped"] = report
-            res, status = self._send(kind, len(recs), body, headers, deadline, interrupt)
+            res, status = self._send(kind, len(recs), body, headers, deadline, batch.interrupt)
             if res is Result.OK:
                 report = None
                 headers.pop("X-Mlwatch-Dropped", None)
@@ -285,12 +286,19 @@ class HttpExporter:
                 return Result.INTERRUPTED, status
             attempt += 1
 
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        return True  # nothing is held between exports
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._disconnect()
+        return True
+
     def after_fork(self) -> None:
         """Drop the parent's connection in the child. Closing the child's copy of the
         socket sends nothing (no ``shutdown()``), so the parent's connection lives on."""
-        self.close()
+        self._disconnect()
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(OSError):
