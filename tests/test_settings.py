@@ -167,12 +167,15 @@ def test_monitoring_section(tmp_path: Path) -> None:
     assert other.monitoring.settle_s == 60  # the default
     assert other.monitoring is not None and other.monitoring.cron == "*/5 * * * *"
     assert other.monitoring.every_s is None and other.monitoring.sliding
-    assert other.monitoring.reference_window == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    assert other.monitoring.reference_window == ("2026-01-01T00:00:00.000000Z",
+                                                  "2026-01-02T00:00:00.000000Z")
     assert plain.monitoring is None
 
 
 @pytest.mark.parametrize("snippet,message", [
     ("schedule: soon", "models[0].schedule: expected a duration"),
+    ("reference: {since: '2026-01-01T00:00', until: '2026-01-02T00:00:00Z'}",
+     "models[0].reference.since: expected an RFC 3339 time"),
     ("schedule: {cron: '* *'}", "models[0].schedule.cron: expected five crontab fields"),
     ("drift: {alpha: 2}", "models[0].drift.alpha: expected a number"),
     ("drift: {correction: holm}", "models[0].drift.correction: must be bonferroni or bh"),

@@ -1,0 +1,172 @@
+"""Resolving the settings: defaults < config file < environment < keywords, each value
+checked at load.
+
+A bad value raises :class:`~mlwatch.errors.ConfigError` naming the key and where it came
+from (the file, or the environment variable). A secret setting can also come from a file:
+the environment variable with ``_FILE`` appended (``MLWATCH_TOKEN_FILE``), or the key with
+``_file`` appended in the config file. Standard library only, so the client can use it;
+YAML files need PyYAML (part of ``mlwatch[sidecar]``), a ``.json`` file needs nothing.
+
+>>> cfg = load_config(env={"MLWATCH_SAMPLE_RATE": "0.5"})
+>>> cfg.sample_rate
+0.5
+>>> load_config(env={"MLWATCH_SAMPLE_RATE": "2"})
+Traceback (most recent call last):
+...
+mlwatch.errors.ConfigError: sample_rate: must be at most 1.0, got 2.0 (in MLWATCH_SAMPLE_RATE)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlwatch.errors import ConfigError
+from mlwatch.settings.config import Config, env_name, settings_fields
+from mlwatch.settings.models import parse_models
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    """Convert a raw file/env/keyword value to the field's type, checking bounds."""
+    key = f.name
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if raw is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(key, "must not be empty", source=source)
+    value: Any
+    if kind.startswith("bool"):
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise ConfigError(key, f"expected true or false, got {raw!r}", source=source)
+    elif kind.startswith("int"):
+        try:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected an integer, got {raw!r}", source=source) from None
+    elif kind.startswith("float"):
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {raw!r}", source=source) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(key, f"expected a finite number, got {raw!r}", source=source)
+    else:
+        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+            raise ConfigError(key, f"expected a string, got {type(raw).__name__}", source=source)
+        value = str(raw)
+        if value == "" and "None" in kind:
+            return None
+    lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+    if lo is not None and value < lo:
+        raise ConfigError(key, f"must be at least {lo}, got {value}", source=source)
+    if hi is not None and value > hi:
+        raise ConfigError(key, f"must be at most {hi}, got {value}", source=source)
+    if choices and value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}", source=source)
+    if (pattern := f.metadata.get("pattern")) and not re.match(pattern, str(value)):
+        raise ConfigError(key, f"must match {pattern}, got {value!r}", source=source)
+    return value
+
+
+def _read_secret(path: Any, source: str | None) -> str:
+    """A secret kept in a file (a Kubernetes secret volume, a Docker secret): its text,
+    without the trailing newline editors add."""
+    try:
+        return Path(str(path)).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read secret file {path}: {exc.strerror}",
+                          source=source) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}", source=str(path)) from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config", f"invalid JSON at line {exc.lineno}: {exc.msg}",
+                              source=str(path)) from exc
+    else:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError("config", "reading YAML needs PyYAML: pip install 'mlwatch[sidecar]'",
+                              source=str(path)) from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError("config", f"invalid YAML{where}: {exc}", source=str(path)) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config", "the top level must be a mapping of keys to values",
+                          source=str(path))
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Resolve the settings from defaults, the config file, the environment and keywords.
+
+    ``path`` defaults to ``$MLWATCH_CONFIG``; ``env`` to ``os.environ``.
+    """
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
+    values: dict[str, Any] = {}
+    file_path = Path(path) if path is not None else (
+        Path(env["MLWATCH_CONFIG"]) if env.get("MLWATCH_CONFIG") else None)
+    source = str(file_path) if file_path is not None else None
+    if file_path is not None:
+        data = _read_file(file_path)
+        for key, raw in data.items():
+            if (isinstance(key, str) and key.endswith("_file") and key not in fields
+                    and fields.get(key[:-5]) and fields[key[:-5]].metadata.get("secret")):
+                values[key[:-5]] = _coerce(fields[key[:-5]], _read_secret(raw, source),
+                                           str(file_path))
+                continue
+            if key not in fields:
+                raise ConfigError(str(key), "unknown key", source=source)
+            if key == "models":
+                values["models"] = parse_models(raw, str(file_path))
+            elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
+                values[key] = "off"
+            else:
+                values[key] = _coerce(fields[key], raw, str(file_path))
+    for f in settings_fields():
+        name = env_name(f.name)
+        if name in env:
+            values[f.name] = _coerce(f, env[name], name)
+        elif f.metadata.get("secret") and env.get(name + "_FILE"):
+            values[f.name] = _coerce(f, _read_secret(env[name + "_FILE"], name + "_FILE"),
+                                     name + "_FILE")
+    for key, raw in overrides.items():
+        if key not in fields or fields[key].metadata.get("file_only"):
+            raise ConfigError(key, "unknown setting", source="keyword argument")
+        if raw is not None:
+            values[key] = _coerce(fields[key], raw, "keyword argument")
+    config = Config(source=source, **values)
+    if config.spool_max_bytes < 2 * config.spool_segment_bytes:
+        raise ConfigError("spool_max_bytes", f"must be at least twice spool_segment_bytes "
+                          f"({config.spool_segment_bytes}), got {config.spool_max_bytes}",
+                          source=source)
+    return config

@@ -1,0 +1,93 @@
+"""The ``models`` list of a config file, checked into :class:`~mlwatch.settings.specs.ModelSpec`
+objects; every error names the key (``models[1].classes``) and the file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlwatch.errors import ConfigError
+from mlwatch.settings.monitoring import MONITORING_KEYS, parse_monitoring
+from mlwatch.settings.specs import (
+    FEATURE_TYPES,
+    NAME_RE,
+    SENSITIVE_ACTIONS,
+    TASKS,
+    FeatureSpec,
+    ModelSpec,
+)
+
+
+def parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("models", "expected a list of model specs", source=source)
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"models[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
+        unknown = set(item) - {"name", "version", "task", "features", "prediction_field",
+                               "label_field", "score_field", "classes", *MONITORING_KEYS}
+        if unknown:
+            raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
+        name = item.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"{at}.name", "expected a name of letters, digits, '_.:-' "
+                              f"(at most 128), got {name!r}", source=source)
+        if name in seen:
+            raise ConfigError(f"{at}.name", f"model {name!r} is listed twice", source=source)
+        seen.add(name)
+        task = item.get("task", "classification")
+        if task not in TASKS:
+            raise ConfigError(f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}",
+                              source=source)
+        version = item.get("version")
+        if version is not None:
+            version = str(version)
+        features = _parse_features(item.get("features", []), f"{at}.features", source)
+        for key in ("prediction_field", "label_field", "score_field"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
+        classes = item.get("classes")
+        if classes is not None and (not isinstance(classes, list) or len(classes) < 2 or any(
+                not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)):
+            raise ConfigError(f"{at}.classes", "expected a list of at least two class labels "
+                              "(strings or integers)", source=source)
+        monitoring = (parse_monitoring(item, at, source)
+                      if any(k in item for k in MONITORING_KEYS) else None)
+        specs.append(ModelSpec(name=name, version=version, task=task, features=features,
+                               prediction_field=item.get("prediction_field"),
+                               label_field=item.get("label_field"),
+                               score_field=item.get("score_field"),
+                               classes=tuple(classes) if classes is not None else None,
+                               monitoring=monitoring))
+    return tuple(specs)
+
+
+def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(at, "expected a list of features", source=source)
+    out: list[FeatureSpec] = []
+    for j, feat in enumerate(raw):
+        fat = f"{at}[{j}]"
+        if isinstance(feat, str):
+            feat = {"name": feat}
+        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str) or not feat["name"]:
+            raise ConfigError(f"{fat}.name", "every feature needs a non-empty 'name'", source=source)
+        unknown = set(feat) - {"name", "type", "sensitive"}
+        if unknown:
+            raise ConfigError(f"{fat}.{sorted(unknown)[0]}", "unknown key", source=source)
+        ftype = feat.get("type", "numeric")
+        if ftype not in FEATURE_TYPES:
+            raise ConfigError(f"{fat}.type", f"must be numeric or categorical, got {ftype!r}",
+                              source=source)
+        sensitive = feat.get("sensitive")
+        if sensitive is True:
+            sensitive = "hash"
+        elif sensitive is False:
+            sensitive = None
+        if sensitive is not None and sensitive not in SENSITIVE_ACTIONS:
+            raise ConfigError(f"{fat}.sensitive", f"must be true, false, hash or drop, got "
+                              f"{sensitive!r}", source=source)
+        out.append(FeatureSpec(name=feat["name"], type=ftype, sensitive=sensitive))
+    return tuple(out)
