@@ -47,6 +47,6 @@ def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, "-m", "mlwatch", "demo", "--requests", "10",
                            "--data-dir", str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "not made by 'mlwatch demo'" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from mlwatch.jobs import JobError, Jobs, window_bounds
-from mlwatch.scheduler import Scheduler
+from mlwatch.errors import JobError
+from mlwatch.scheduler import Jobs, Scheduler, window_bounds
 from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import format_ts, validate_event, validate_feedback
@@ -131,7 +131,7 @@ def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path / "store.db")
     start, _ = window_bounds(cfg.models[0].monitoring, NOW)
     fill(store, start / 1e6, 10, 0.0, 5, "e")
-    with pytest.raises(JobError, match=r"missing\.csv does not exist"):
+    with pytest.raises(JobError, match=r"m: reference .*missing\.csv: no such file"):
         Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).drift("m")
 
 
@@ -222,11 +222,11 @@ def test_the_sidecar_keeps_slice_profiles_and_the_job_merges_them(tmp_path: Path
         wait_until(lambda: sum(orjson_rows(b) for _, _, b in slices()) == 2000, timeout=30,
                    what="2000 rows in slice profiles")
         assert len(slices()) == int(np.ceil(2000 * 1.7 / 60))
-        merged = jobs._merged_slices(jobs.reference(cfg.models[0]), "m", "1", start, end)
+        merged = jobs.windows.merged_slices(jobs.reference(cfg.models[0]), "m", "1", start, end)
         assert merged is not None and merged.rows == 2000
         from_slices = jobs.drift("m")["1"]
         raw = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
-        raw._merged_slices = lambda *a: None  # type: ignore[method-assign]
+        raw.windows.merged_slices = lambda *a: None  # type: ignore[attr-defined]
         from_raw = raw.drift("m")["1"]
         for a, b in zip(from_slices["features"], from_raw["features"], strict=True):
             assert a["method"] == b["method"] and a["drifted"] == b["drifted"]

@@ -19,8 +19,6 @@ def serve(config: Config, *, access_log: bool = False) -> None:
 
     from mlwatch.sidecar.app import create_app
 
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.log_level != "debug":  # one line per bulk request is noise, not news
         logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     logging.getLogger("mlwatch").info(

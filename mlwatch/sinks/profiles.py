@@ -27,11 +27,11 @@ import orjson
 
 from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
 from mlwatch.store import EVENT_COLUMNS, EmbeddedStore
+from mlwatch.store.schema import ANY_VERSION
 
 log = logging.getLogger("mlwatch.profiles")
 
 SLICE = "slice"
-ANY_VERSION = "*"
 REFERENCE_REFRESH_S = 30.0
 KEEP_SLICES = 4  # in memory per model/version; older ones are reloaded when a late event comes
 

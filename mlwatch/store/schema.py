@@ -21,6 +21,8 @@ from mlwatch.errors import StoreError
 from mlwatch.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
 
 SCHEMA_VERSION = 2
+#: The version key of a profile shared by every version of a model (a reference).
+ANY_VERSION = "*"
 READABLE_VERSIONS = (1, 2)  # 1 -> 2 only added tables
 
 _SCHEMA = """

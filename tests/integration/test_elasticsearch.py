@@ -287,7 +287,8 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
 
     from mlwatch.elastic import aggregations
     from mlwatch.elastic.client import make_client
-    from mlwatch.jobs import Jobs, reference_tag
+    from mlwatch.scheduler import Jobs
+    from mlwatch.scheduler.reference import reference_tag
     from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
     from mlwatch.stats.drift import compare_profiles
     from mlwatch.stats.profile import DatasetProfile

@@ -6,9 +6,9 @@ Prints a table (default) or the JSON of design.md (``--format json``)::
      "drift_share", "dataset_drift"}
 
 Exit codes, for CI: 0 done (and, with ``--fail-on-drift``, no dataset drift); 1 dataset
-drift with ``--fail-on-drift``; 2 bad usage or unreadable input. Files are read with
-Arrow in record batches; on a terminal (or with ``--progress``) a progress line shows
-the bytes read, since a gigabyte-sized file takes a while.
+drift with ``--fail-on-drift``; 2 bad usage, unreadable input or any other failure (never
+1, which CI would read as drift). Files are read by :mod:`mlwatch.store.tables`; on a
+terminal (or with ``--progress``) a progress line shows the bytes read.
 """
 
 from __future__ import annotations
@@ -16,108 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 from typing import Any, TextIO
 
-from mlwatch.errors import MlwatchError
-
-PROGRESS_MIN_BYTES = 32 << 20  # below this a file reads in well under a second
-
-
-class InputError(MlwatchError):
-    """An input file that cannot be read as a table."""
-
-
-class Progress:
-    """A one-line progress report on stderr, updated at most 10 times a second."""
-
-    def __init__(self, label: str, total: int, out: TextIO, enabled: bool) -> None:
-        self.label, self.total, self.out, self.enabled = label, max(total, 1), out, enabled
-        self._last = 0.0
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not final and now - self._last < 0.1:
-            return
-        self._last = now
-        pct = min(100.0, 100.0 * done / self.total)
-        bar = "#" * int(pct / 5)
-        self.out.write(f"\r{self.label} [{bar:<20}] {pct:5.1f}% "
-                       f"{done / 1e6:,.0f}/{self.total / 1e6:,.0f} MB")
-        if final:
-            self.out.write("\n")
-        self.out.flush()
-
-
-def read_columns(path: str | Path, *, progress: bool | None = None,
-                 err: TextIO | None = None) -> dict[str, Any]:
-    """A CSV or Parquet file as ``{column: numpy array}`` (strings as object arrays)."""
-    err = err if err is not None else sys.stderr
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    size = path.stat().st_size
-    show = progress if progress is not None else (err.isatty() and size >= PROGRESS_MIN_BYTES)
-    bar = Progress(f"reading {path.name}", size, err, bool(show))
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            schema = pq.read_schema(path)
-            strings = [f.name for f in schema if pa.types.is_string(f.type)
-                       or pa.types.is_large_string(f.type)]
-            # strings as dictionaries: counting categories then works on integer codes
-            pf = pq.ParquetFile(path, read_dictionary=strings)
-            names = pf.schema_arrow.names
-            step = max(1, len(names) // 10)
-            parts = []
-            for i in range(0, len(names), step):  # columns a few at a time: threaded, and a
-                parts.append(pf.read(columns=names[i:i + step], use_threads=True))  # progress
-                bar.update(int(size * min(len(names), i + step) / len(names)))
-            table = parts[0]
-            for part in parts[1:]:
-                for field, column in zip(part.schema, part.columns, strict=True):
-                    table = table.append_column(field, column)
-        else:
-            with pa.OSFile(str(path)) as source:
-                reader = pacsv.open_csv(
-                    source, read_options=pacsv.ReadOptions(block_size=8 << 20),
-                    convert_options=pacsv.ConvertOptions(auto_dict_encode=True,
-                                                         auto_dict_max_cardinality=1 << 16))
-                batches = []
-                for batch in reader:
-                    batches.append(batch)
-                    bar.update(source.tell())
-            try:
-                table = pa.Table.from_batches(batches, schema=reader.schema)
-            except pa.ArrowInvalid as exc:  # CSV blocks typed differently (mixed kinds)
-                raise InputError(f"{path}: inconsistent column types: {exc}") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
-        raise InputError(f"{path}: cannot read as {kind}: {exc}") from None
-    bar.update(size, final=True)
-    if table.num_rows == 0:
-        raise InputError(f"{path}: no rows")
-    out: dict[str, Any] = {}
-    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
-    if nested:
-        err.write(f"mlwatch drift: {path.name}: nested columns (lists, structs, maps) are "
-                  f"not compared: {', '.join(nested)}\n")
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if name in nested:
-            continue
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            out[name] = column.to_numpy().astype("float64", copy=False)
-        elif pa.types.is_dictionary(column.type):
-            out[name] = column.to_pandas()  # a pandas Categorical: codes, no string objects
-        else:
-            out[name] = column.to_numpy(zero_copy_only=False)
-    return out
+from mlwatch.errors import InputError
+from mlwatch.store.tables import read_columns
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Run the drift and KPI jobs on a schedule (APScheduler 3.x).
 
 Inside the sidecar (``scheduler: true``, the default, when a model has a monitoring
-section) or standalone (``mlwatch scheduler``) against the same data directory.
+section) or standalone (``mlwatch scheduler``, :mod:`mlwatch.cli.scheduler`) against the
+same data directory.
 
 Policy, stated once:
 
@@ -21,7 +22,6 @@ Policy, stated once:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -30,7 +30,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mlwatch.jobs import Jobs
+from mlwatch.scheduler.jobs import Jobs
 from mlwatch.settings import Config, Monitoring
 from mlwatch.store import EmbeddedStore
 
@@ -139,42 +139,3 @@ def _utcnow() -> Any:
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc)
-
-
-def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> int:
-    """``mlwatch scheduler``: the jobs against ``data_dir``'s store, metrics on their own
-    port (``once``: run every job one time, print the results as JSON, exit)."""
-    import json
-    import signal
-    import threading
-    from pathlib import Path
-
-    from prometheus_client import start_http_server
-
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = EmbeddedStore(Path(config.data_dir) / "store.db", retention_days=0)
-    registry = CollectorRegistry()
-    jobs = Jobs(config, store, registry)
-    if not jobs.monitored():
-        log.error("no model has a monitoring section (reference, schedule, window...)")
-        return 2
-    if once:
-        results = {spec.name: {"drift": jobs.drift(spec.name), "kpi": jobs.kpis(spec.name)}
-                   for spec in jobs.monitored()}
-        print(json.dumps(results, indent=2, default=str))
-        jobs.close()
-        store.close()
-        return 0
-    scheduler = Scheduler(config, store, registry, jobs=jobs)
-    server, _ = start_http_server(metrics_port, addr=config.host, registry=registry)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    scheduler.start(first_run_after_s=0)
-    log.info("mlwatch scheduler: metrics on http://%s:%d/metrics", config.host, metrics_port)
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    scheduler.shutdown()
-    server.shutdown()
-    store.close()
-    return 0

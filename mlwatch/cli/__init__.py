@@ -1,0 +1,48 @@
+"""The ``mlwatch`` command: one entry point, one module per subcommand.
+
+Settings come from ``--config`` / ``MLWATCH_CONFIG`` and ``MLWATCH_*`` variables (see
+:mod:`mlwatch.settings`); the few flags override them. Secrets such as the token are read
+from the environment or files only, never from flags (they would show in ``ps``). Any
+:class:`~mlwatch.errors.MlwatchError` is printed as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mlwatch.errors import ConfigError, MlwatchError
+
+COMMANDS = ("sidecar", "scheduler", "drift", "demo")
+
+
+def setup_logging(level: str) -> None:
+    """One log format for the long-running commands."""
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="mlwatch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"mlwatch.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"mlwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MlwatchError as exc:
+        print(f"mlwatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,30 @@
+"""``mlwatch sidecar``: HTTP ingest, the spool, the store, the sinks and ``/metrics``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mlwatch.settings import load_config
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sidecar", help="run the sidecar (HTTP ingest, spool, store, /metrics)")
+    p.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--data-dir", help="spool and embedded store directory")
+    p.add_argument("--spool-fsync", choices=("always", "interval"), help="fsync policy")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
+                         spool_fsync=args.spool_fsync)
+    from mlwatch.cli import setup_logging
+    from mlwatch.sidecar.server import serve
+
+    setup_logging(config.log_level)
+    serve(config, access_log=args.access_log)
+    return 0

@@ -1,0 +1,138 @@
+"""The drift and KPI jobs: read a window, compute, record, export.
+
+One run of a job, for one model:
+
+- **drift**: the reference profile (:mod:`.reference`) against the profile of the
+  current window (:mod:`.windows`) for each version served in it, with the model's drift
+  options; statistics from profiles and from raw data agree (:mod:`mlwatch.stats`).
+- **kpi**: predictions joined to their labels for the last ``kpi_lookback`` windows,
+  recomputed every run so a label that arrives late updates its own window; the gauges
+  show the newest window with at least ``kpi_min_samples`` labelled predictions.
+
+Results go to the store (``GET /v1/models/{model}/status`` shows the newest), to the
+gauges (:mod:`.results`) and to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from mlwatch.errors import JobError
+from mlwatch.scheduler.reference import References
+from mlwatch.scheduler.results import ResultMetrics
+from mlwatch.scheduler.windows import kpi_windows, window_bounds, window_source
+from mlwatch.settings import Config, ModelSpec
+from mlwatch.store import EmbeddedStore
+from mlwatch.times import format_us
+
+log = logging.getLogger("mlwatch.jobs")
+
+
+class Jobs:
+    """Runs the jobs of the configured models against one store."""
+
+    def __init__(self, config: Config, store: EmbeddedStore, registry: CollectorRegistry, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = ResultMetrics(registry)
+        self.clock = clock
+        self.references = References(config, store)
+        self.windows = window_source(config, store)
+
+    def close(self) -> None:
+        """Release the Elasticsearch client, if one was opened."""
+        self.windows.close()
+
+    def monitored(self) -> list[ModelSpec]:
+        return [m for m in self.config.models if m.monitoring is not None]
+
+    def spec(self, model: str) -> ModelSpec:
+        spec = self.config.model_spec(model)
+        if spec is None or spec.monitoring is None:
+            raise JobError(f"model {model!r} has no monitoring section in the config")
+        return spec
+
+    def reference(self, spec: ModelSpec) -> Any:
+        """The model's reference profile (see :mod:`.reference`)."""
+        return self.references.get(spec)
+
+    def drift(self, model: str, window: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Drift of the last window (or of ``window``, ``[start, end)`` in µs), per version."""
+        from mlwatch.stats.drift import compare_profiles
+
+        spec = self.spec(model)
+        mon = spec.monitoring
+        assert mon is not None
+        ref = self.reference(spec)
+        start, end = window or window_bounds(mon, self.clock())
+        out: dict[str, Any] = {}
+        for version in self.windows.versions(model, start, end):
+            if spec.version is not None and version != spec.version:
+                continue
+            current = self.windows.profile(ref, model, version, start, end)
+            report = compare_profiles(ref, current, method=mon.method, alpha=mon.alpha,
+                                      correction=mon.correction, min_effect=mon.min_effect,
+                                      drift_share=mon.drift_share).to_dict()
+            report["rows"] = current.rows
+            self.store.put_result(model, version, "drift", start, end, report)
+            self.metrics.drift(model, version, report)
+            drifted = [f["name"] for f in report["features"] if f["drifted"]]
+            log.info("drift %s %s [%s, %s): %d rows, share %.2f%s", model, version,
+                     format_us(start), format_us(end), current.rows, report["drift_share"],
+                     f", drifted: {', '.join(drifted)}" if drifted else "")
+            out[version] = report
+        if not out:
+            log.info("drift %s: no events in [%s, %s)", model, format_us(start), format_us(end))
+        self.metrics.retire_drift(model)
+        return out
+
+    def kpis(self, model: str, window: tuple[int, int] | None = None) -> dict[str, Any]:
+        """KPIs of the last ``kpi_lookback`` windows, per version; late labels update them.
+        With ``window`` (``[start, end)`` in µs): the KPIs of that one window."""
+        spec = self.spec(model)
+        mon = spec.monitoring
+        assert mon is not None
+        windows = kpi_windows(mon, self.clock(), window)
+        out: dict[str, Any] = {}
+        for version in self.store.versions(model, since_us=windows[0][0],
+                                           until_us=windows[-1][1]):
+            newest = None
+            for start, end in windows:  # one window in memory at a time
+                report = self._window_kpis(spec, version, start, end)
+                if report is not None and report.reason is None:
+                    newest = report
+            if newest is not None:
+                self.metrics.kpis(model, version, newest)
+                out[version] = newest.to_dict()
+                log.info("kpi %s %s [%s, %s): %s", model, version,
+                         format_us(int(newest.window_start_us or 0)),
+                         format_us(int(newest.window_end_us or 0)),
+                         ", ".join(f"{k}={v.value:.4g}" for k, v in newest.kpis.items()
+                                   if v.value is not None))
+        self.metrics.retire_kpis(model)
+        return out
+
+    def _window_kpis(self, spec: ModelSpec, version: str, start: int, end: int) -> Any:
+        """The KPI report of one window (stored), or None when it holds no prediction."""
+        from mlwatch.stats.kpi import compute_kpis
+
+        assert spec.monitoring is not None
+        rows = list(self.store.joined_predictions(spec.name, since_us=start, until_us=end,
+                                                  version=version))
+        if not rows:
+            return None
+        # the stored prediction and label are already the values to score:
+        # prediction_field / label_field were applied by the client
+        report = replace(compute_kpis(rows, task=spec.task, score_field=spec.score_field,
+                                      classes=spec.classes,
+                                      min_samples=spec.monitoring.kpi_min_samples),
+                         window_start_us=start, window_end_us=end)
+        self.store.put_result(spec.name, version, "kpi", start, end, report.to_dict())
+        return report

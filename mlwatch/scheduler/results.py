@@ -1,0 +1,86 @@
+"""The jobs' results as Prometheus gauges, and the retirement of series no run writes.
+
+Names as design.md says (``mlwatch_feature_drift_score{feature,method}``,
+``mlwatch_feature_drift_detected{feature}``, ``mlwatch_dataset_drift_share``,
+``mlwatch_dataset_drift``, ``mlwatch_model_kpi{kpi}`` with its interval and samples), with
+``model`` and ``version`` on each. A series a run did not write — a version no longer
+served, a method the auto rule no longer picks — is removed at the end of the model's
+run, so a stale ``1`` never keeps an alert firing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+
+
+class ResultMetrics:
+    """The result gauges of one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.drift_score = Gauge("mlwatch_feature_drift_score", "Drift score of a feature in "
+                                 "the last window (method-specific; see mlwatch.stats)",
+                                 ["model", "version", "feature", "method"], registry=registry)
+        self.drift_detected = Gauge("mlwatch_feature_drift_detected", "1 when the feature "
+                                    "drifted in the last window", ["model", "version", "feature"],
+                                    registry=registry)
+        self.drift_share = Gauge("mlwatch_dataset_drift_share", "Share of drifted features in "
+                                 "the last window", ["model", "version"], registry=registry)
+        self.dataset_drift = Gauge("mlwatch_dataset_drift", "1 when the share of drifted "
+                                   "features reached the model's drift_share",
+                                   ["model", "version"], registry=registry)
+        self.kpi = Gauge("mlwatch_model_kpi", "Model KPI of the newest window with enough "
+                         "labels", ["model", "version", "kpi"], registry=registry)
+        self.kpi_bound = Gauge("mlwatch_model_kpi_interval", "Confidence interval of a KPI "
+                               "(bound lower or upper)", ["model", "version", "kpi", "bound"],
+                               registry=registry)
+        self.kpi_samples = Gauge("mlwatch_model_kpi_samples", "Labelled predictions behind the "
+                                 "KPIs", ["model", "version"], registry=registry)
+        self._written: set[tuple[int, tuple[str, ...]]] = set()  # series set by this run
+        self._series: dict[int, set[tuple[str, ...]]] = {}  # every series set so far
+
+    def drift(self, model: str, version: str, report: dict[str, Any]) -> None:
+        """Set the drift gauges of one version from a report (``DriftReport.to_dict()``)."""
+        for feature in report["features"]:
+            score = feature["score"]
+            self._set(self.drift_score, (model, version, feature["name"], feature["method"]),
+                      math.nan if score is None else score)
+            self._set(self.drift_detected, (model, version, feature["name"]),
+                      1 if feature["drifted"] else 0)
+        self._set(self.drift_share, (model, version), report["drift_share"])
+        self._set(self.dataset_drift, (model, version), 1 if report["dataset_drift"] else 0)
+
+    def kpis(self, model: str, version: str, report: Any) -> None:
+        """Set the KPI gauges of one version from a ``KPIReport``."""
+        for name, kpi in report.kpis.items():
+            if kpi.value is None:
+                continue
+            self._set(self.kpi, (model, version, name), kpi.value)
+            for bound in ("lower", "upper"):
+                if getattr(kpi, bound) is not None:
+                    self._set(self.kpi_bound, (model, version, name, bound), getattr(kpi, bound))
+        self._set(self.kpi_samples, (model, version), report.n_used)
+
+    def retire_drift(self, model: str) -> None:
+        self._retire(model, (self.drift_score, self.drift_detected, self.drift_share,
+                             self.dataset_drift))
+
+    def retire_kpis(self, model: str) -> None:
+        self._retire(model, (self.kpi, self.kpi_bound, self.kpi_samples))
+
+    def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        gauge.labels(*labels).set(value)
+        self._written.add((id(gauge), labels))
+
+    def _retire(self, model: str, gauges: tuple[Gauge, ...]) -> None:
+        """Remove the model's series of ``gauges`` this run did not write."""
+        for gauge in gauges:
+            for labels in list(self._series.get(id(gauge), set())):
+                if labels[0] == model and (id(gauge), labels) not in self._written:
+                    gauge.remove(*labels)
+                    self._series[id(gauge)].discard(labels)
+        for gauge_id, labels in self._written:
+            self._series.setdefault(gauge_id, set()).add(labels)
+        self._written = set()
