@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from mlwatch.errors import IngestError, ValidationError
 from mlwatch.settings import Config
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
+from mlwatch.times import parse_ts
 
 log = logging.getLogger("mlwatch.sidecar")
 
@@ -61,7 +63,17 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
 
     app = FastAPI(title="mlwatch sidecar", version=__version__, lifespan=lifespan)
     app.state.sidecar = sidecar
-    token = config.token.encode() if config.token else None
+    _error_handlers(app, sidecar)
+    auth = Depends(_authorizer(config.token))
+    _ingest_routes(app, sidecar, auth)
+    _query_routes(app, sidecar, auth)
+    _ops_routes(app, sidecar, auth)
+    return app
+
+
+def _authorizer(secret: str | None) -> Callable[[Request], None]:
+    """The bearer-token check of /v1/* and /metrics (none when no token is set)."""
+    token = secret.encode() if secret else None
 
     def authorize(request: Request) -> None:
         if token is None:
@@ -72,7 +84,11 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
             raise IngestError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
                               headers={"WWW-Authenticate": "Bearer"})
 
-    Auth = Depends(authorize)
+    return authorize
+
+
+def _error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
+    """Every refusal is a 4xx JSON body naming the problem, and counted."""
 
     @app.exception_handler(IngestError)
     async def _ingest_error(_: Request, exc: IngestError) -> JSONResponse:
@@ -88,43 +104,80 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
         return JSONResponse({"detail": f"{first['field']}: {first['message']}", "errors": errors},
                             status_code=422)
 
-    async def read_body(request: Request) -> bytes:
-        limit = config.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise IngestError(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise IngestError(413, f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is larger than ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise IngestError(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
     async def accept(request: Request, kind: bytes) -> JSONResponse:
-        raw = await read_body(request)
+        raw = await _read_body(request, sidecar.config.max_body_bytes)
         n = await run_in_threadpool(
             sidecar.ingest, kind, raw, content_type=request.headers.get("content-type"),
             content_encoding=request.headers.get("content-encoding"),
             dropped=request.headers.get("x-mlwatch-dropped"))
         return JSONResponse({"accepted": n}, status_code=202)
 
-    @app.post("/v1/events", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+    @app.post("/v1/events", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
               summary="Record prediction events (wire format v1)")
     async def post_events(request: Request) -> JSONResponse:
         return await accept(request, EVENTS)
 
-    @app.post("/v1/feedback", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+    @app.post("/v1/feedback", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
               summary="Record ground truth by request_id")
     async def post_feedback(request: Request) -> JSONResponse:
         return await accept(request, FEEDBACK)
 
-    @app.post("/v1/models", status_code=202, dependencies=[Auth], openapi_extra=_RECORDS_BODY,
+    @app.post("/v1/models", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
               summary="Register model versions with code version, run id and parameters")
     async def post_models(request: Request) -> JSONResponse:
         return await accept(request, MODELS)
 
-    @app.get("/metrics", dependencies=[Auth], summary="Prometheus metrics")
+
+def _check_model(model: str) -> str:
+    if not wire.NAME_RE.match(model):
+        raise IngestError(422, f"path parameter 'model': not a model name: {model[:64]!r}")
+    return model
+
+
+def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
+    @app.get("/v1/models/{model}/status", dependencies=[auth],
+             summary="Counts, sink lag and versions of one model")
+    async def status(model: str) -> dict[str, Any]:
+        return await run_in_threadpool(sidecar.status, _check_model(model))
+
+    @app.get("/v1/models/{model}/events", dependencies=[auth],
+             summary="Stored events of one model, newest first")
+    async def events(model: str,
+                     since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+                     until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+                     version: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        bounds: dict[str, int | None] = {"since": None, "until": None}
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                try:
+                    bounds[name] = parse_ts(value, line=None, field=name)[1]
+                except ValidationError as exc:
+                    raise IngestError(422, f"query parameter {exc}") from None
+        rows = await run_in_threadpool(sidecar.store.events, _check_model(model),
+                                       since_us=bounds["since"], until_us=bounds["until"],
+                                       version=version, limit=limit)
+        return {"model": model, "count": len(rows), "events": rows}
+
+
+def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
+    @app.get("/metrics", dependencies=[auth], summary="Prometheus metrics")
     async def metrics() -> Response:
         sidecar.refresh_gauges()
         return Response(generate_latest(sidecar.registry), media_type=CONTENT_TYPE_LATEST)
@@ -137,34 +190,3 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     async def readyz() -> JSONResponse:
         ok, detail = sidecar.readiness()
         return JSONResponse(detail, status_code=200 if ok else 503)
-
-    def check_model(model: str) -> str:
-        if not wire.NAME_RE.match(model):
-            raise IngestError(422, f"path parameter 'model': not a model name: {model[:64]!r}")
-        return model
-
-    @app.get("/v1/models/{model}/status", dependencies=[Auth],
-             summary="Counts, sink lag and versions of one model")
-    async def status(model: str) -> dict[str, Any]:
-        return await run_in_threadpool(sidecar.status, check_model(model))
-
-    @app.get("/v1/models/{model}/events", dependencies=[Auth],
-             summary="Stored events of one model, newest first")
-    async def events(model: str,
-                     since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
-                     until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
-                     version: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        bounds: dict[str, int | None] = {"since": None, "until": None}
-        for name, value in (("since", since), ("until", until)):
-            if value is not None:
-                try:
-                    bounds[name] = wire.parse_ts(value, line=None, field=name)[1]
-                except ValidationError as exc:
-                    raise IngestError(422, f"query parameter {exc}") from None
-        rows = await run_in_threadpool(sidecar.store.events, check_model(model),
-                                       since_us=bounds["since"], until_us=bounds["until"],
-                                       version=version, limit=limit)
-        return {"model": model, "count": len(rows), "events": rows}
-
-    return app

@@ -26,11 +26,9 @@ def read_columns(path: str | Path, *, columns: Sequence[str] | None = None,
     """A CSV or Parquet file as ``{column: array}``: numbers as float64 arrays, strings as
     pandas Categoricals (dictionary-encoded), other types as numpy arrays. ``columns``
     limits a Parquet read to those that exist (a CSV is read whole, then selected)."""
-    err = err if err is not None else sys.stderr
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
+    err = err if err is not None else sys.stderr
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -38,50 +36,72 @@ def read_columns(path: str | Path, *, columns: Sequence[str] | None = None,
     show = progress if progress is not None else (err.isatty() and size >= PROGRESS_MIN_BYTES)
     bar = Progress(f"reading {path.name}", size, out=err, enabled=bool(show), unit="MB",
                    scale=1e6)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            schema = pq.read_schema(path)
-            strings = [f.name for f in schema if pa.types.is_string(f.type)
-                       or pa.types.is_large_string(f.type)]
-            # strings as dictionaries: counting categories then works on integer codes
-            pf = pq.ParquetFile(path, read_dictionary=strings)
-            names = [n for n in pf.schema_arrow.names if columns is None or n in columns]
-            step = max(1, len(names) // 10)
-            parts = []
-            for i in range(0, len(names), step):  # columns a few at a time: threaded, and a
-                parts.append(pf.read(columns=names[i:i + step], use_threads=True))  # progress
-                bar.update(int(size * min(len(names), i + step) / len(names)))
-            if not parts:
-                raise InputError(f"{path}: none of the columns {', '.join(columns or ())}")
-            table = parts[0]
-            for part in parts[1:]:
-                for field, column in zip(part.schema, part.columns, strict=True):
-                    table = table.append_column(field, column)
-        else:
-            with pa.OSFile(str(path)) as source:
-                reader = pacsv.open_csv(
-                    source, read_options=pacsv.ReadOptions(block_size=8 << 20),
-                    convert_options=pacsv.ConvertOptions(auto_dict_encode=True,
-                                                         auto_dict_max_cardinality=1 << 16))
-                batches = []
-                for batch in reader:
-                    batches.append(batch)
-                    bar.update(source.tell())
-            try:
-                table = pa.Table.from_batches(batches, schema=reader.schema)
-            except pa.ArrowInvalid as exc:  # CSV blocks typed differently (mixed kinds)
-                raise InputError(f"{path}: inconsistent column types: {exc}") from None
+        table = _read_parquet(path, columns, bar) if parquet else _read_csv(path, bar)
     except (pa.ArrowInvalid, OSError) as exc:
-        kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
-        raise InputError(f"{path}: cannot read as {kind}: {exc}") from None
+        raise InputError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}: "
+                         f"{exc}") from None
     bar.update(size)
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows")
-    out: dict[str, Any] = {}
+    return _columns(table, path, columns, err)
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None, bar: Progress) -> Any:
+    """Strings as dictionaries (counting categories then works on integer codes), a few
+    columns at a time: threaded, and a progress line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    strings = [f.name for f in schema
+               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    pf = pq.ParquetFile(path, read_dictionary=strings)
+    names = [n for n in pf.schema_arrow.names if columns is None or n in columns]
+    if not names:
+        raise InputError(f"{path}: none of the columns {', '.join(columns or ())}")
+    step = max(1, len(names) // 10)
+    parts = []
+    for i in range(0, len(names), step):
+        parts.append(pf.read(columns=names[i:i + step], use_threads=True))
+        bar.update(int(bar.total * min(len(names), i + step) / len(names)))
+    table = parts[0]
+    for part in parts[1:]:
+        for field, column in zip(part.schema, part.columns, strict=True):
+            table = table.append_column(field, column)
+    return table
+
+
+def _read_csv(path: Path, bar: Progress) -> Any:
+    """Record batches of 8 MiB; strings dictionary-encoded up to 65,536 categories."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with pa.OSFile(str(path)) as source:
+        reader = pacsv.open_csv(
+            source, read_options=pacsv.ReadOptions(block_size=8 << 20),
+            convert_options=pacsv.ConvertOptions(auto_dict_encode=True,
+                                                 auto_dict_max_cardinality=1 << 16))
+        batches = []
+        for batch in reader:
+            batches.append(batch)
+            bar.update(source.tell())
+    try:
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except pa.ArrowInvalid as exc:  # CSV blocks typed differently (mixed kinds)
+        raise InputError(f"{path}: inconsistent column types: {exc}") from None
+
+
+def _columns(table: Any, path: Path, columns: Sequence[str] | None, err: TextIO
+             ) -> dict[str, Any]:
+    import pyarrow as pa
+
     nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
     if nested:
         err.write(f"mlwatch: {path.name}: nested columns (lists, structs, maps) are not "
                   f"compared: {', '.join(nested)}\n")
+    out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if name in nested or (columns is not None and name not in columns):
             continue
