@@ -106,6 +106,36 @@ def forward_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[...
         sc.stop()
 
 
+@pytest.fixture
+def live_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """Real HTTP sidecars (uvicorn in a thread, own registry) on free ports: ``make()``
+    returns ``(url, sidecar)``; all stopped after the test."""
+    import threading
+
+    import uvicorn
+
+    from mlwatch.sidecar.app import create_app
+
+    servers: list[tuple[Any, threading.Thread]] = []
+
+    def make(**overrides: Any) -> tuple[str, Any]:
+        config = sidecar_config(**overrides)
+        app = create_app(config, registry=CollectorRegistry())
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, name="live-sidecar", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        wait_until(lambda: server.started, timeout=30, what="the sidecar to start")
+        return f"http://127.0.0.1:{port}", app.state.sidecar
+
+    yield make
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)
+
+
 def forward_port(sc: Any) -> int:
     """The bound port of a sidecar's forward input."""
     [fwd] = sc.inputs

@@ -70,12 +70,12 @@ class ProfileSink:
         now = self.clock()
         if now - self._checked.get(key, -REFERENCE_REFRESH_S) < REFERENCE_REFRESH_S:
             return None
-        self._checked[key] = now
         for v in (version, ANY_VERSION):
             stored = self.store.profiles(model, v, "reference")
             if stored:
                 self._references[(model, v)] = DatasetProfile.from_json(stored[-1][2])
                 return self._references[(model, v)]
+        self._checked[key] = now  # only once the store answered: a failure is retried
         return None
 
     def export(self, batch: Batch) -> ExportResult:
