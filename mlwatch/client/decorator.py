@@ -40,7 +40,7 @@ import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter_ns
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from mlwatch.client import runtime as _rt
 from mlwatch.client.events import NO_PAYLOAD
@@ -55,6 +55,19 @@ ArgSpec = str | Callable[[tuple[Any, ...], dict[str, Any]], Any] | None
 Before = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[Any, int]]
 After = Callable[[Any, int, Any, Any, "str | None", int, tuple[Any, ...], dict[str, Any]], None]
 _random = random.random  # module-level so tests may seed or replace it
+
+
+@overload
+def monitor(model: F) -> F: ...
+
+
+@overload
+def monitor(model: str | None = None, version: str | None = None, *, batch: bool = False,
+            features: ArgSpec = None, feature_names: Sequence[str] | None = None,
+            prediction: str | Callable[[Any], Any] | None = None, request_id: ArgSpec = None,
+            capture: bool = True, sample_rate: float | None = None,
+            labels: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
+            run_id: str | None = None) -> Callable[[F], F]: ...
 
 
 def monitor(model: str | Callable[..., Any] | None = None, version: str | None = None, *,

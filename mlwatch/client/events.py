@@ -28,7 +28,8 @@ from mlwatch.client.site import Site
 from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
 from mlwatch.ratelimit import failures
-from mlwatch.wire import MAX_ID, MAX_NAME, format_ts
+from mlwatch.times import format_ts
+from mlwatch.wire import MAX_ID, MAX_NAME
 
 NO_PAYLOAD: Any = type("NoPayload", (), {"__repr__": lambda self: "NO_PAYLOAD"})()
 

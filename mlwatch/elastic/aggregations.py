@@ -33,7 +33,7 @@ import numpy as np
 from mlwatch.elastic.documents import PREDICTIONS, stream_name
 from mlwatch.stats.columns import category_key
 from mlwatch.stats.profile import CategoricalProfile, DatasetProfile, NumericProfile
-from mlwatch.wire import format_ts
+from mlwatch.times import format_ts
 
 FEATURE = "mlwatch.features."
 
