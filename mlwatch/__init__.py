@@ -35,7 +35,8 @@ __all__ = [
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"__version__"})
+    """The public surface only (submodules and helpers imported here are not part of it)."""
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

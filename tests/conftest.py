@@ -1,12 +1,8 @@
-"""Shared fixtures: an in-process sidecar, and helpers to run real servers as subprocesses."""
+"""Fixtures: sidecars in this process (an ASGI test client, a real HTTP server, the
+forward input). Plain helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
-import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,56 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mlwatch.settings import load_config
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the server may not be up yet
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
-
-
-def require_binary(name: str) -> str:
-    """Path of a server binary; missing means skip locally but fail in CI."""
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (apt-get install {name})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
-    """A valid wire-format event."""
-    ev: dict[str, Any] = {"model": "iris", "version": "1", "request_id": f"r{i}",
-                          "latency_ms": 1.5, "status": "ok", "prediction": i % 3,
-                          "features": {"x": float(i), "color": "red"}}
-    ev.update(overrides)
-    return ev
-
-
-def gz(records: list[Any]) -> bytes:
-    return gzip.compress(json.dumps(records).encode())
+from tests.helpers import free_port, wait_until
 
 
 @pytest.fixture
@@ -134,10 +81,3 @@ def live_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., A
     for server, thread in servers:
         server.should_exit = True
         thread.join(30)
-
-
-def forward_port(sc: Any) -> int:
-    """The bound port of a sidecar's forward input."""
-    [fwd] = sc.inputs
-    return int(fwd.port)
-

@@ -25,6 +25,14 @@ def test_all_is_the_documented_surface() -> None:
         assert getattr(mlwatch, name) is not None
 
 
+def test_dir_shows_exactly_all() -> None:
+    """What a user sees (``dir``, completion) is the documented surface: no submodule or
+    helper that ``mlwatch/__init__.py`` happens to import."""
+    import mlwatch.client  # noqa: F401 - imported submodules must not show either
+
+    assert dir(mlwatch) == sorted(mlwatch.__all__)
+
+
 def test_version_and_exception_hierarchy() -> None:
     from importlib.metadata import version
 

@@ -22,7 +22,7 @@ from mlwatch.client.memory import MemoryExporter
 from mlwatch.client.transport import HttpExporter
 from mlwatch.ids import event_id
 from mlwatch.times import format_ts
-from tests.conftest import forward_port, free_port, wait_until
+from tests.helpers import forward_port, free_port, wait_until
 
 pytest.importorskip("msgpack")
 from mlwatch.client.fluent import FluentExporter

@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import IN_CI, free_port
+from tests.helpers import IN_CI, free_port, wait_until
 
 VERSION = os.environ.get("MLWATCH_TEST_ES_VERSION", "8.19.21")
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"
@@ -143,19 +143,16 @@ class Node:
         return self
 
     def wait_http(self, timeout: float = 180) -> Node:
-        deadline = time.monotonic() + timeout
-        while True:
+        def answers() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"elasticsearch {self.name} exited {self.proc.returncode}: "
-                                     f"{self.output()[-3000:]}")
-            try:
-                request(self.url, "GET", "/_cluster/health", timeout=5)
-                return self
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"elasticsearch {self.name} did not answer on "
-                                         f"{self.url} within {timeout}s") from None
-                time.sleep(0.5)
+                                   f"{self.output()[-3000:]}")
+            request(self.url, "GET", "/_cluster/health", timeout=5)
+            return True
+
+        wait_until(answers, timeout=timeout, interval=0.5,
+                   what=f"elasticsearch {self.name} to answer on {self.url}")
+        return self
 
     def output(self) -> str:
         path = self.base / "stdout.log"

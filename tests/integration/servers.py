@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port, require_binary, wait_until
+from tests.helpers import free_port, require_binary, wait_until
 
 
 def get_json(url: str) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import event, wait_until
+from tests.helpers import event, wait_until
 from tests.integration.servers import SidecarProcess, get_json, get_text
 
 pytestmark = pytest.mark.integration

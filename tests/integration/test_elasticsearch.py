@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mlwatch.elastic.documents import stream_name
-from tests.conftest import event, wait_until
+from tests.helpers import event, wait_until
 from tests.integration import elastic
 from tests.integration.elastic import Cluster, request
 from tests.integration.servers import SidecarProcess, get_json, get_text
@@ -235,8 +235,8 @@ def test_forward_protocol_into_elasticsearch(es: Cluster, tmp_path: Path, mode: 
     """
     import msgpack
 
-    from tests.conftest import free_port
-    from tests.test_forward import Peer, run_node
+    from tests.helpers import free_port
+    from tests.inputs.test_forward import Peer, run_node
 
     ns = namespace()
     port = free_port()

@@ -16,7 +16,7 @@ from unittest.mock import ANY
 import pytest
 
 from mlwatch.elastic.documents import stream_name
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.integration import elastic
 from tests.integration.elastic import Cluster
 from tests.integration.servers import get_json, get_json_any

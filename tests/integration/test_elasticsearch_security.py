@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mlwatch.elastic.documents import stream_name
-from tests.conftest import event, require_binary, wait_until
+from tests.helpers import event, require_binary, wait_until
 from tests.integration import elastic
 from tests.integration.elastic import Cluster
 from tests.integration.servers import SidecarProcess, get_json_any

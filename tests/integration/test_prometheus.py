@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import mlwatch
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.integration.servers import PrometheusProcess, SidecarProcess
 
 pytestmark = pytest.mark.integration

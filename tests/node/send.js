@@ -1,5 +1,5 @@
 'use strict';
-// A real third-party forward-protocol client for tests/test_forward.py: the fluent-logger
+// A real third-party forward-protocol client for tests/inputs/test_forward.py: the fluent-logger
 // npm package sends events to mlwatch's forward input in the mode the spec asks for.
 //
 // Input (JSON on stdin):

@@ -26,7 +26,7 @@ from mlwatch.store import EmbeddedStore
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS, encode
 from mlwatch.store.spool import Spool
 from mlwatch.wire import validate_event, validate_feedback, validate_registration
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 START_US = 1_790_000_000_000_000 - 1_790_000_000_000_000 % 60_000_000
 

@@ -6,9 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.helpers import REPO, require_binary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 
 
 def test_prometheus_scrape_config_passes_promtool(tmp_path: Path) -> None:

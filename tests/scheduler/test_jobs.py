@@ -17,7 +17,7 @@ from mlwatch.scheduler import Jobs, Scheduler, window_bounds
 from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import format_ts, validate_event, validate_feedback
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 HOUR = 3600.0
 NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour
@@ -136,35 +136,45 @@ def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_slow_job_is_never_run_twice_at_once(tmp_path: Path) -> None:
+    """A run still going when the next is due: the next is skipped and counted. The slow
+    run is held by an event, so the test waits for the counts, never for a margin."""
     cfg = config(tmp_path, every_s=0.2)
     store = EmbeddedStore(tmp_path / "store.db")
     registry = CollectorRegistry()
-    running = []
-    peak = []
+    running: list[int] = []
+    peak: list[int] = []
     lock = threading.Lock()
+    release = threading.Event()
 
     class SlowJobs(Jobs):
-        def drift(self, model: str) -> dict[str, Any]:
+        def drift(self, model: str, window: tuple[int, int] | None = None) -> dict[str, Any]:
             with lock:
                 running.append(1)
                 peak.append(len(running))
-            time.sleep(1.0)
+            release.wait(30)
             with lock:
                 running.pop()
             return {}
 
-        def kpis(self, model: str) -> dict[str, Any]:
+        def kpis(self, model: str, window: tuple[int, int] | None = None) -> dict[str, Any]:
             raise RuntimeError("no labels today")
+
+    def runs(result: str, job: str = "drift:m") -> float:
+        return gauge(registry, "mlwatch_job_runs_total", job=job, result=result) or 0
 
     sched = Scheduler(cfg, store, registry, jobs=SlowJobs(cfg, store, registry))
     assert sorted(sched.job_ids) == ["drift:m", "kpi:m"]
     sched.start()
-    time.sleep(2.5)
-    sched.shutdown()
+    try:
+        wait_until(lambda: runs("skipped") >= 2, timeout=30, what="two skipped drift runs")
+        wait_until(lambda: runs("failed", "kpi:m") >= 2, timeout=30, what="two failed KPI runs")
+        assert runs("ok") == 0  # the first run is still held
+        release.set()
+        wait_until(lambda: runs("ok") >= 1, timeout=30, what="the held run to finish")
+    finally:
+        release.set()
+        sched.shutdown()
     assert max(peak) == 1
-    assert (gauge(registry, "mlwatch_job_runs_total", job="drift:m", result="skipped") or 0) >= 2
-    assert (gauge(registry, "mlwatch_job_runs_total", job="drift:m", result="ok") or 0) >= 1
-    assert (gauge(registry, "mlwatch_job_runs_total", job="kpi:m", result="failed") or 0) >= 2
     assert (gauge(registry, "mlwatch_job_duration_seconds_count", job="drift:m") or 0) >= 1
 
 
@@ -182,7 +192,7 @@ def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
                    "features": {"x": 2.0 + (i % 7) * 0.1, "c": "a"}} for i in range(300)]
         assert client.post("/v1/events", json=events).status_code == 202
         sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
-        from tests.conftest import wait_until
+        from tests.helpers import wait_until
 
         wait_until(lambda: sidecar.store.count_events("m") == 300, what="events stored")
         sidecar.scheduler.run_now()
@@ -201,7 +211,7 @@ def test_the_sidecar_keeps_slice_profiles_and_the_job_merges_them(tmp_path: Path
     from fastapi.testclient import TestClient
 
     from mlwatch.sidecar.app import create_app
-    from tests.conftest import wait_until
+    from tests.helpers import wait_until
 
     cfg = config(tmp_path, window_s=HOUR)
     start, end = window_bounds(cfg.models[0].monitoring, NOW)

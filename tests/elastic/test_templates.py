@@ -10,8 +10,9 @@ from mlwatch.elastic.documents import DATASETS, Origin, event_document
 from mlwatch.settings import load_config
 from mlwatch.store import event_row
 from mlwatch.wire import validate_event
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SHIPPED = ROOT / "exporters" / "elasticsearch"
 
 

@@ -39,8 +39,7 @@ from mlwatch.ratelimit import failures
 from mlwatch.settings import load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import validate_drop_report, validate_event, validate_registration
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 class Recorder:

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from mlwatch.store.spool import HEADER_LEN, Record, Spool, SpoolClosed, SpoolError, SpoolFull
+from tests.helpers import REPO, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture
@@ -66,14 +67,6 @@ def payloads(records: list[Record]) -> list[bytes]:
 
 def segments(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("*.seg"))
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """A synchronization point on state we cannot get an event for (not a sleep margin)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.001)
 
 
 def cursor_line(seg: int, off: int) -> bytes:
@@ -282,7 +275,7 @@ def test_close_is_idempotent_and_wakes_a_blocked_reader(open_spool: Callable[...
     result: list[list[Record]] = []
     reader = threading.Thread(target=lambda: result.append(spool.read("a", timeout=30)))
     reader.start()
-    wait_until(lambda: spool._durable_cv._waiters)  # type: ignore[attr-defined]
+    wait_until(lambda: spool._durable_cv._waiters, interval=0.001)  # type: ignore[attr-defined]
     started = time.monotonic()
     spool.close()
     spool.close()
@@ -298,7 +291,7 @@ def test_blocked_reader_wakes_on_append(open_spool: Callable[..., Spool]) -> Non
     result: list[list[Record]] = []
     reader = threading.Thread(target=lambda: result.append(spool.read("a", timeout=30)))
     reader.start()
-    wait_until(lambda: spool._durable_cv._waiters)  # type: ignore[attr-defined]
+    wait_until(lambda: spool._durable_cv._waiters, interval=0.001)  # type: ignore[attr-defined]
     spool.append([b"hello"])
     reader.join(5)
     assert [payloads(r) for r in result] == [[b"hello"]]
@@ -451,6 +444,7 @@ def test_cursor_into_a_corrupt_record_moves_to_the_next_one(open_spool: Callable
 CHILD = r"""
 import random, sys, threading
 from mlwatch.store.spool import Spool
+from tests.helpers import REPO
 
 directory, base, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 spool = Spool(directory, consumers=["check"], segment_bytes=64 << 10, fsync_interval_ms=2)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from mlwatch.settings import FeatureSpec, ModelSpec
 from mlwatch.sidecar.app import create_app
-from tests.conftest import event, gz, wait_until
+from tests.helpers import event, gz, wait_until
 
 
 def stored(client: TestClient, model: str = "iris") -> int:

@@ -58,9 +58,9 @@ from mlwatch.elastic.documents import (
 from mlwatch.errors import ValidationError
 from mlwatch.store import event_row, feedback_row
 from mlwatch.wire import format_ts, validate_event, validate_feedback, validate_registration
-from tests.conftest import IN_CI, require_binary
+from tests.helpers import IN_CI, REPO, require_binary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 FLUENT_BIT = ROOT / "exporters" / "fluent-bit"
 FLUENTD = ROOT / "exporters" / "fluentd"
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

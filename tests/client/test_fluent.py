@@ -21,7 +21,7 @@ from mlwatch.ratelimit import failures
 from mlwatch.settings import load_config
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.wire import format_ts
-from tests.conftest import forward_port, free_port, wait_until
+from tests.helpers import forward_port, free_port, wait_until
 
 KEY = "fluent-shared-key"
 

@@ -34,8 +34,9 @@ from mlwatch.elastic.documents import (
 )
 from mlwatch.store import event_row, feedback_row
 from mlwatch.wire import validate_event, validate_feedback
+from tests.helpers import REPO
 
-NDJSON = Path(__file__).resolve().parents[1] / "exporters" / "kibana" / "mlwatch.ndjson"
+NDJSON = REPO / "exporters" / "kibana" / "mlwatch.ndjson"
 
 TYPES = {"index-pattern", "search", "lens", "visualization", "dashboard"}
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")

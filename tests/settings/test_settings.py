@@ -10,8 +10,9 @@ import pytest
 
 from mlwatch.errors import ConfigError
 from mlwatch.settings import load_config, settings_table
+from tests.helpers import REPO
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def write(tmp_path: Path, text: str, name: str = "mlwatch.yaml") -> Path:

@@ -38,9 +38,9 @@ from mlwatch.inputs.body import validate_all
 from mlwatch.inputs.forward import ForwardInput
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
-from tests.conftest import IN_CI, forward_port, wait_until
+from tests.helpers import IN_CI, REPO, forward_port, wait_until
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = REPO / "tests" / "node"
 T0 = 1_700_000_000  # a fixed entry time, seconds
 KEY = "s3cret-forward-key"
 
@@ -741,7 +741,7 @@ def test_node_fluent_logger_with_shared_key(forward_sidecar: Callable[..., Sidec
 def test_real_sidecar_process_keeps_what_it_acked_through_kill_9(tmp_path: Path) -> None:
     """``mlwatch sidecar`` with MLWATCH_FORWARD_PORT: every acked chunk survives a kill -9
     that follows the ack at once (the ack came after the spool append)."""
-    from tests.conftest import free_port
+    from tests.helpers import free_port
     from tests.integration.servers import SidecarProcess, get_json
 
     port = free_port()
