@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,6 +78,88 @@ def baseline(template: bytes, batches: int) -> float:
     return n / elapsed
 
 
+def start_sidecar(fsync: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``mlwatch sidecar`` on a free port and a fresh data directory, once it is ready."""
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="mlwatch-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
+    env["MLWATCH_SPOOL_FSYNC"] = fsync
+    proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
+                             "--data-dir", tmp], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if get_json(f"http://127.0.0.1:{port}/readyz")["ready"]:
+                return proc, port
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+
+
+class Load:
+    """``connections`` keep-alive clients posting batches until ``stop_at``."""
+
+    def __init__(self, port: int, template: bytes, batch: int, seconds: float) -> None:
+        self.port, self.template, self.batch = port, template, batch
+        self.stop_at = time.monotonic() + seconds
+        self.counter = iter(range(10**9))
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.accepted = 0
+        self.failures = 0
+
+    def worker(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        local_lat: list[float] = []
+        local_n = local_fail = 0
+        while time.monotonic() < self.stop_at:
+            with self.lock:
+                b = next(self.counter)
+            body = self.template.replace(PLACEHOLDER, f"{b:010d}".encode())
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/events", body, {"content-type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            local_lat.append(time.perf_counter() - t0)
+            if resp.status == 202:
+                local_n += self.batch
+            else:
+                local_fail += 1
+        with self.lock:
+            self.latencies.extend(local_lat)
+            self.accepted += local_n
+            self.failures += local_fail
+
+
+def run_load(proc: subprocess.Popen[bytes], port: int, load: Load, connections: int
+             ) -> dict[str, Any]:
+    """Post for the load's duration, sampling the store's backlog; then wait for it to drain."""
+    url = f"http://127.0.0.1:{port}"
+    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    threads = [threading.Thread(target=load.worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    lags = []
+    while any(t.is_alive() for t in threads):
+        time.sleep(min(5.0, max(0.1, load.stop_at - time.monotonic())))
+        status = get_json(url + "/v1/models/bench/status")
+        lags.append((round(time.monotonic() - t0), status["sinks"]["store"]["lag_bytes"],
+                     status["events_stored"]))
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(proc.pid) - cpu0
+    drain_start = time.monotonic()
+    while get_json(url + "/v1/models/bench/status")["sinks"]["store"]["lag_bytes"] > 0:
+        time.sleep(0.2)
+    return {"elapsed": elapsed, "cpu": cpu, "lags": lags,
+            "drain": time.monotonic() - drain_start,
+            "stored": get_json(url + "/v1/models/bench/status")["events_stored"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -87,89 +170,28 @@ def main() -> int:
     args = parser.parse_args()
 
     template = make_template(args.batch, args.features)
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="mlwatch-bench-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
-    env["MLWATCH_SPOOL_FSYNC"] = args.fsync
-    proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
-                             "--data-dir", tmp], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, port = start_sidecar(args.fsync)
+    load = Load(port, template, args.batch, args.seconds)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if get_json(url + "/readyz")["ready"]:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        counter = iter(range(10**9))
-        lock = threading.Lock()
-        latencies: list[float] = []
-        accepted = [0]
-        failures = [0]
-        stop_at = time.monotonic() + args.seconds
-
-        def worker() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            local_lat: list[float] = []
-            local_n = local_fail = 0
-            while time.monotonic() < stop_at:
-                with lock:
-                    b = next(counter)
-                body = template.replace(PLACEHOLDER, f"{b:010d}".encode())
-                t0 = time.perf_counter()
-                conn.request("POST", "/v1/events", body, {"content-type": "application/json"})
-                resp = conn.getresponse()
-                resp.read()
-                local_lat.append(time.perf_counter() - t0)
-                if resp.status == 202:
-                    local_n += args.batch
-                else:
-                    local_fail += 1
-            with lock:
-                latencies.extend(local_lat)
-                accepted[0] += local_n
-                failures[0] += local_fail
-
-        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        threads = [threading.Thread(target=worker) for _ in range(args.connections)]
-        for t in threads:
-            t.start()
-        lags = []
-        while any(t.is_alive() for t in threads):
-            time.sleep(min(5.0, max(0.1, stop_at - time.monotonic())))
-            status = get_json(url + "/v1/models/bench/status")
-            lags.append((round(time.monotonic() - t0), status["sinks"]["store"]["lag_bytes"],
-                         status["events_stored"]))
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(proc.pid) - cpu0
-        drain_start = time.monotonic()
-        while get_json(url + "/v1/models/bench/status")["sinks"]["store"]["lag_bytes"] > 0:
-            time.sleep(0.2)
-        drain = time.monotonic() - drain_start
-        stored = get_json(url + "/v1/models/bench/status")["events_stored"]
+        got = run_load(proc, port, load, args.connections)
     finally:
         proc.terminate()
         proc.wait(30)
-
-    rate = accepted[0] / elapsed
+    elapsed = got["elapsed"]
+    rate = load.accepted / elapsed
     base = baseline(template, 40)
-    latencies.sort()
+    latencies = sorted(load.latencies)
     print(f"sidecar ingest, {args.batch} events x {args.features} features per request, "
           f"{args.connections} connections, spool fsync={args.fsync}, {elapsed:.0f} s")
-    print(f"  acknowledged     {accepted[0]} events, {rate:,.0f} events/s "
-          f"({rate / args.batch:,.0f} requests/s), {failures[0]} non-202")
+    print(f"  acknowledged     {load.accepted} events, {rate:,.0f} events/s "
+          f"({rate / args.batch:,.0f} requests/s), {load.failures} non-202")
     print(f"  request latency  p50 {statistics.median(latencies) * 1000:.1f} ms, "
           f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms")
-    print("  store backlog    (t s, lag bytes, stored): " + ", ".join(map(str, lags)))
-    print(f"  drained in       {drain:.1f} s after the load stopped; stored {stored} events")
-    print(f"  sidecar CPU      {cpu / elapsed:.2f} cores ({cpu / max(accepted[0], 1) * 1e6:.1f} "
-          f"us/event)")
+    print("  store backlog    (t s, lag bytes, stored): " + ", ".join(map(str, got["lags"])))
+    print(f"  drained in       {got['drain']:.1f} s after the load stopped; stored "
+          f"{got['stored']} events")
+    print(f"  sidecar CPU      {got['cpu'] / elapsed:.2f} cores "
+          f"({got['cpu'] / max(load.accepted, 1) * 1e6:.1f} us/event)")
     print(f"  baseline         direct validate+insert in this process: {base:,.0f} events/s; "
           f"sidecar/baseline = {rate / base:.2f}")
     return 0

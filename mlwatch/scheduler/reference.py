@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ def _ts_us(text: str, what: str) -> int:
         return parse_ts(text, line=None)[1]
     except ValidationError as exc:
         raise JobError(f"{what}: expected an RFC 3339 time, got {text!r}") from exc
+
+
+def _missing(value: Any) -> bool:
+    """None, or a float NaN (how pandas and Arrow give a missing value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class References:
@@ -109,7 +115,7 @@ class References:
                                                             self.config.data_dir))
         columns = dict(data)
         for name in hashed:
-            columns[name] = [None if v is None or v != v else redactor.hash_value(v)
+            columns[name] = [None if _missing(v) else redactor.hash_value(v)
                              for v in list(columns[name])]
         return columns
 

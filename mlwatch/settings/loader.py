@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -31,55 +32,76 @@ from mlwatch.settings.config import Config, env_name, settings_fields
 from mlwatch.settings.models import parse_models
 
 
-def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
-    """Convert a raw file/env/keyword value to the field's type, checking bounds."""
-    key = f.name
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if raw is None:
-        if "None" in kind:
-            return None
-        raise ConfigError(key, "must not be empty", source=source)
-    value: Any
-    if kind.startswith("bool"):
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _to_int(raw: Any) -> int:
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected an integer, got {raw!r}") from None
+
+
+def _to_float(raw: Any) -> float:
+    try:
         if isinstance(raw, bool):
-            value = raw
-        elif isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
-            value = True
-        elif isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
-            value = False
-        else:
-            raise ConfigError(key, f"expected true or false, got {raw!r}", source=source)
-    elif kind.startswith("int"):
-        try:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(key, f"expected an integer, got {raw!r}", source=source) from None
-    elif kind.startswith("float"):
-        try:
-            if isinstance(raw, bool):
-                raise ValueError
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(key, f"expected a number, got {raw!r}", source=source) from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(key, f"expected a finite number, got {raw!r}", source=source)
-    else:
-        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
-            raise ConfigError(key, f"expected a string, got {type(raw).__name__}", source=source)
-        value = str(raw)
-        if value == "" and "None" in kind:
-            return None
+            raise ValueError
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {raw!r}")
+    return value
+
+
+def _to_str(raw: Any) -> str:
+    if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+        raise ValueError(f"expected a string, got {type(raw).__name__}")
+    return str(raw)
+
+
+#: The converter of each field type, by the start of its annotation.
+_CONVERTERS = (("bool", _to_bool), ("int", _to_int), ("float", _to_float))
+
+
+def _check_bounds(f: dataclasses.Field[Any], value: Any) -> None:
     lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
     if lo is not None and value < lo:
-        raise ConfigError(key, f"must be at least {lo}, got {value}", source=source)
+        raise ValueError(f"must be at least {lo}, got {value}")
     if hi is not None and value > hi:
-        raise ConfigError(key, f"must be at most {hi}, got {value}", source=source)
+        raise ValueError(f"must be at most {hi}, got {value}")
     if choices and value not in choices:
-        raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}", source=source)
+        raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
     if (pattern := f.metadata.get("pattern")) and not re.match(pattern, str(value)):
-        raise ConfigError(key, f"must match {pattern}, got {value!r}", source=source)
+        raise ValueError(f"must match {pattern}, got {value!r}")
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    """Convert a raw file/env/keyword value to the field's type, checking bounds."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    optional = "None" in kind
+    if raw is None:
+        if optional:
+            return None
+        raise ConfigError(f.name, "must not be empty", source=source)
+    convert = next((fn for prefix, fn in _CONVERTERS if kind.startswith(prefix)), _to_str)
+    try:
+        value = convert(raw)
+        if value == "" and optional:
+            return None
+        _check_bounds(f, value)
+    except ValueError as exc:
+        raise ConfigError(f.name, str(exc), source=source) from None
     return value
 
 

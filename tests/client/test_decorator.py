@@ -129,7 +129,7 @@ def test_the_models_exception_passes_unchanged(sink: MemoryExporter) -> None:
     def predict(x: int) -> int:
         raise boom
 
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="bad input") as info:
         predict(1)
     assert info.value is boom
     assert info.traceback[-1].name == "predict"  # the raising frame is still the model's

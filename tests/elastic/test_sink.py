@@ -108,7 +108,7 @@ def test_a_mapping_conflict_is_dead_lettered_and_the_rest_delivered() -> None:
     assert count(s, "dead_letters", data_stream="logs-mlwatch.predictions-default") == 1
 
 
-@pytest.mark.parametrize("status,error", [
+@pytest.mark.parametrize(("status", "error"), [
     (403, "security_exception"), (404, "index_not_found_exception"),
     (400, "invalid_index_name_exception"), (429, "es_rejected_execution_exception"),
     (503, "cluster_block_exception")])

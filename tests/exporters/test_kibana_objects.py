@@ -290,24 +290,29 @@ def check_lens(objects: Objects) -> list[str]:
                 problems.append(f"{where}: the visualization uses column {missing!r}, "
                                 f"which layer {lid} lacks")
             for cid, col in columns.items():
-                op, field = col["operationType"], col.get("sourceField")
-                at = f"{where} column {cid}"
-                if op == "count":
-                    if field != "___records___":
-                        _check_field(problems, at, title, field or "")
-                elif op == "date_histogram":
-                    if field != "@timestamp":
-                        problems.append(f"{at}: date_histogram on {field!r}, not @timestamp")
-                else:
-                    _check_field(problems, at, title, field or "",
-                                 numeric=op in NUMERIC_OPERATIONS, sortable=True)
-                order = col.get("params", {}).get("orderBy", {})
-                if order.get("type") == "column" and order.get("columnId") not in columns:
-                    problems.append(f"{at}: orders by a missing column")
-                if "filter" in col:
-                    for kql_field in _kql_fields(col["filter"]["query"]):
-                        _check_field(problems, f"{at} filter", title, kql_field)
+                _check_column(problems, f"{where} column {cid}", title, col, columns)
     return problems
+
+
+def _check_column(problems: list[str], at: str, title: str, col: dict[str, Any],
+                  columns: dict[str, Any]) -> None:
+    """One Lens column: its field exists in the data view with the right type."""
+    op, field = col["operationType"], col.get("sourceField")
+    if op == "count":
+        if field != "___records___":
+            _check_field(problems, at, title, field or "")
+    elif op == "date_histogram":
+        if field != "@timestamp":
+            problems.append(f"{at}: date_histogram on {field!r}, not @timestamp")
+    else:
+        _check_field(problems, at, title, field or "", numeric=op in NUMERIC_OPERATIONS,
+                     sortable=True)
+    order = col.get("params", {}).get("orderBy", {})
+    if order.get("type") == "column" and order.get("columnId") not in columns:
+        problems.append(f"{at}: orders by a missing column")
+    if "filter" in col:
+        for kql_field in _kql_fields(col["filter"]["query"]):
+            _check_field(problems, f"{at} filter", title, kql_field)
 
 
 def _query_field_problems(objects: Objects, obj: dict[str, Any], layers: dict[str, Any],

@@ -99,7 +99,7 @@ def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> N
         amounts = [10.0 + (i % 97) * 1.25 for i in range(600)]
         for i, amount in enumerate(amounts):
             predict({"amount": amount, "country": ["fr", "de", "us"][i % 3], "n": i})
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="negative"):
             predict({"amount": -1.0, "country": "fr", "n": 0})
         mlwatch.flush(10)
         index = stream_name("mlwatch.predictions", ns)

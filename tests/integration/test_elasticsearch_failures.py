@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -33,8 +32,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cluster_dir() -> Iterator[Path]:
-    yield elastic.ROOT / "nodes" / uuid.uuid4().hex[:8]
+def cluster_dir() -> Path:
+    return elastic.ROOT / "nodes" / uuid.uuid4().hex[:8]
 
 
 def assert_exactly_acknowledged(url: str, index: str, stream: Stream, timeout: float) -> None:

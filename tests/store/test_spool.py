@@ -253,10 +253,12 @@ def test_always_policy_fsyncs_every_sequential_append(
 def test_spool_full_until_consumers_commit(open_spool: Callable[..., Spool]) -> None:
     spool = open_spool(consumers=["a", "b"], segment_bytes=1000, max_bytes=2500)
     accepted = 0
-    with pytest.raises(SpoolFull):
-        for _ in range(100):
+    for _ in range(100):
+        try:
             spool.append([b"p" * 200])
-            accepted += 1
+        except SpoolFull:
+            break
+        accepted += 1
     assert accepted == 11  # 212-byte records, 4 per segment, 12-byte headers: 2 roll-overs
     before = spool.total_bytes()
     assert before <= 2500
