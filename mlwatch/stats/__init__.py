@@ -11,7 +11,9 @@ Drift, in layers (each module's docstring has the details):
   correction, a minimum effect size and the dataset-level decision; :func:`battery`
   runs several statistics on the same prepared columns;
 - :mod:`.profile` — :class:`DatasetProfile`, the mergeable per-window summaries the
-  sidecar keeps and the store persists;
+  sidecar keeps and the store persists, one :mod:`.numeric_profile` (with its
+  :mod:`.reservoir` sample) or :mod:`.categorical_profile` per feature;
+  :mod:`.histograms` shows two profiles to the statistics as pairs;
 - :mod:`.columns`, :mod:`.numeric`, :mod:`.distances`, :mod:`.pairs` — input coercion
   and data quality, and the vectorised kernels.
 

@@ -2,7 +2,7 @@
 
 They serve categorical columns (one entry per category) and numeric columns binned on
 reference quantiles alike, and raw data and profiles alike: a statistic from a profile
-is exact whenever its counts are (see :mod:`mlwatch.stats.profile`).
+is exact whenever its counts are (see :mod:`mlwatch.stats.histograms`).
 
 Conventions, in one place:
 
@@ -45,7 +45,8 @@ def proportions(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def smoothed(p: np.ndarray, eps: float = EPS) -> np.ndarray:
     """Proportions floored at ``eps`` and renormalised (see the module docstring)."""
     q = np.maximum(p, eps)
-    return q / q.sum()
+    result: np.ndarray = q / q.sum()
+    return result
 
 
 def psi(ref: np.ndarray, cur: np.ndarray, eps: float = EPS) -> float:

@@ -70,6 +70,7 @@ import numpy as np
 
 from mlwatch.errors import ConfigError
 from mlwatch.stats import distances as dk
+from mlwatch.stats.categorical_profile import CategoricalProfile
 from mlwatch.stats.columns import (
     CATEGORICAL,
     COLUMN_TYPES,
@@ -81,14 +82,10 @@ from mlwatch.stats.columns import (
     numeric_quality,
     to_float,
 )
+from mlwatch.stats.histograms import HistogramPair, category_table
+from mlwatch.stats.numeric_profile import NumericProfile
 from mlwatch.stats.pairs import CategoryTable, ExactPair, NumericPair, Score
-from mlwatch.stats.profile import (
-    CategoricalProfile,
-    DatasetProfile,
-    HistogramPair,
-    NumericProfile,
-    category_table,
-)
+from mlwatch.stats.profile import DatasetProfile
 from mlwatch.stats.registry import TEST, DriftMethod, auto_method, get_method
 
 CORRECTIONS = (None, "bonferroni", "bh")

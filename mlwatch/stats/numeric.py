@@ -8,7 +8,7 @@ reference-quantile bin counts from ``searchsorted`` of a few edges. SciPy's func
 re-sort and search the whole pooled sample once per statistic; here a column is sorted
 once and reused.
 
-Histograms are the profile side (see :mod:`mlwatch.stats.profile`): counts on fixed
+Histograms are the profile side (see :mod:`mlwatch.stats.numeric_profile`): counts on fixed
 edges taken from the reference, bin ``i`` being ``[edges[i-1], edges[i])`` with open
 outer bins. Their estimates come with a bound (see :func:`ks_from_histograms` and
 :func:`wasserstein_from_histograms`).

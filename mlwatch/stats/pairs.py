@@ -4,8 +4,8 @@ A statistic never touches raw tables or profiles directly; it asks a *pair* for 
 needs (the KS statistic, the Wasserstein distance, counts on reference-quantile bins,
 sorted samples). There are two numeric pairs with the same interface —
 :class:`ExactPair` over sorted raw values and ``HistogramPair`` over profiles (in
-:mod:`mlwatch.stats.profile`) — and one categorical :class:`CategoryTable`, the same for
-raw data and profiles. That is what makes "profiles agree with raw data" a property of
+:mod:`mlwatch.stats.histograms`) — and one categorical :class:`CategoryTable`, the same
+for raw data and profiles. That is what makes "profiles agree with raw data" a property of
 two small classes rather than of every statistic.
 """
 
