@@ -27,7 +27,9 @@ def setup_logging(level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="mlwatch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mlwatch", description="Monitoring for ML services: run the sidecar or the "
+        "scheduler, compare two data files for drift, or try the end-to-end demo.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mlwatch.cli.{name}").add_parser(sub)
