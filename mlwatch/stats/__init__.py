@@ -7,9 +7,12 @@ Drift, in layers (each module's docstring has the details):
   definition, accepted column types, kind (test or distance) and default threshold,
   and the auto-selection rule;
 - :mod:`.drift` — :func:`compare` (raw data) and :func:`compare_profiles` (profiles)
-  producing a :class:`DriftReport` (the ``mlwatch drift`` JSON), with multiple-testing
-  correction, a minimum effect size and the dataset-level decision; :func:`battery`
-  runs several statistics on the same prepared columns;
+  producing a :class:`DriftReport` (the ``mlwatch drift`` JSON, :mod:`.drift.report`),
+  with multiple-testing correction, a minimum effect size and the dataset-level decision
+  (:mod:`.drift.options`, :mod:`.drift.evaluate`); :func:`battery` runs several
+  statistics on the same columns, :func:`prepare` (:mod:`.drift.prepared`) sorts and
+  counts a reference once; :mod:`.drift.features` builds each feature's pair,
+  :mod:`.drift.parallel` runs them on threads;
 - :mod:`.profile` — :class:`DatasetProfile`, the mergeable per-window summaries the
   sidecar keeps and the store persists, one :mod:`.numeric_profile` (with its
   :mod:`.reservoir` sample) or :mod:`.categorical_profile` per feature;
@@ -32,15 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlwatch.stats.columns import CATEGORICAL, NUMERIC, Quality
-    from mlwatch.stats.drift import (
-        DriftReport,
-        FeatureDrift,
-        PreparedData,
-        battery,
-        compare,
-        compare_profiles,
-        prepare,
-    )
+    from mlwatch.stats.drift import battery, compare, compare_profiles
+    from mlwatch.stats.drift.prepared import PreparedData, prepare
+    from mlwatch.stats.drift.report import DriftReport, FeatureDrift
     from mlwatch.stats.profile import CategoricalProfile, DatasetProfile, NumericProfile
     from mlwatch.stats.registry import (
         METHODS,
@@ -53,8 +50,9 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "CATEGORICAL": "columns", "NUMERIC": "columns", "Quality": "columns",
-    "DriftReport": "drift", "FeatureDrift": "drift", "PreparedData": "drift",
-    "battery": "drift", "compare": "drift", "compare_profiles": "drift", "prepare": "drift",
+    "DriftReport": "drift.report", "FeatureDrift": "drift.report",
+    "PreparedData": "drift.prepared", "prepare": "drift.prepared",
+    "battery": "drift", "compare": "drift", "compare_profiles": "drift",
     "CategoricalProfile": "profile", "DatasetProfile": "profile", "NumericProfile": "profile",
     "METHODS": "registry", "DriftMethod": "registry", "auto_method": "registry",
     "get_method": "registry", "methods_for": "registry", "register_method": "registry",

@@ -338,8 +338,11 @@ def test_minimum_sample_size() -> None:
 
 def test_parameters_are_checked() -> None:
     rows = rows_of([1] * 10, [1] * 10)
-    for bad in ({"confidence": 1.0}, {"n_boot": 1}, {"min_samples": 0}, {"n_bins": 0}):
-        with pytest.raises(ValueError):
+    sizes = r"n_boot and max_boot_n must be at least 10, n_bins and min_samples at least 1"
+    for bad, message in (({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1\.0"),
+                         ({"n_boot": 1}, sizes), ({"min_samples": 0}, sizes),
+                         ({"n_bins": 0}, sizes)):
+        with pytest.raises(ValueError, match=message):
             kpi.compute_kpis(rows, **bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="window_s"):
         kpi.window_kpis(rows, 0)
@@ -405,7 +408,7 @@ def test_wilson_and_bootstrap_coverage() -> None:
         covered += lo <= 0.9 <= hi
     assert 0.91 <= covered / 400 <= 0.99
     assert kpi.wilson_interval(60, 60)[1] == 1.0 and kpi.wilson_interval(60, 60)[0] < 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be positive"):
         kpi.wilson_interval(0, 0)
     covered = 0
     for i in range(100):  # MAE of N(0, 1) errors is sqrt(2 / pi)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
 from mlwatch.dotted import MISSING, pick_path
+from mlwatch.times import lenient_us
 
 # Reasons a labelled row is excluded (KPIReport.unusable keys).
 ERROR_EVENT = "error_event"          # status "error": the model raised, nothing to score
@@ -32,8 +32,6 @@ _STATE = {reason: 2 + i for i, reason in enumerate(REASONS)}
 
 _FROM_PROBA = object()  # the predicted class is the argmax of the probability vector
 _NO_TS = np.iinfo(np.int64).min
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 # What _labelled yields for a row that is not scored (one tuple each, not one per row).
 _SKIP_MISSING = (_MISSING_LABEL, None, None, None)
 _SKIP_ERROR = (_STATE[ERROR_EVENT], None, None, None)
@@ -72,19 +70,12 @@ def _as_number(value: Any) -> float | None:
 
 
 def _event_ts_us(event: Mapping[str, Any]) -> int:
+    """The row's ``ts_us``, else its ISO 8601 ``ts`` (naive is UTC), else ``_NO_TS``."""
     ts_us = event.get("ts_us")
     if type(ts_us) is int:
         return ts_us
-    ts = event.get("ts")
-    if isinstance(ts, str):
-        try:
-            when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        except ValueError:
-            return int(_NO_TS)
-        if when.tzinfo is None:  # the wire format is UTC
-            when = when.replace(tzinfo=timezone.utc)
-        return (when - _EPOCH) // _MICROSECOND  # exact: a float would misplace 59.999999 s
-    return int(_NO_TS)
+    us = lenient_us(event.get("ts"))
+    return int(_NO_TS) if us is None else us
 
 
 def _split(row: Any) -> tuple[Mapping[str, Any], Any]:
