@@ -2,7 +2,7 @@
 
 ``import mlwatch`` starts no thread and touches no network; the first monitored
 call or :func:`configure` does. See :func:`monitor` for the decorator and the
-README for the settings (``MLWATCH_*``).
+docs for the settings (``MLWATCH_*``, docs/configuration.md).
 
 >>> import mlwatch
 >>> sorted(mlwatch.__all__)[:3]

@@ -43,7 +43,7 @@ from mlwatch.times import format_ts, parse_ts, show
 
 WIRE_VERSION = 1
 
-# Explicit limits (documented in the README). Bodies are bounded by max_body_bytes.
+# Explicit limits (documented in docs/contracts.md). Bodies are bounded by max_body_bytes.
 MAX_FEATURES = 2_000
 MAX_STRING = 2_048
 MAX_NAME = 128

@@ -1,4 +1,4 @@
-"""The public surface of ``mlwatch`` is exactly what the README documents."""
+"""The public surface of ``mlwatch`` is exactly what docs/python-api.md documents."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``mlwatch drift REFERENCE CURRENT``: offline drift between two CSV or Parquet files.
 
-Prints a table (default) or the JSON of design.md (``--format json``)::
+Prints a table (default) or the JSON of docs/contracts.md (``--format json``)::
 
     {"features": [{"name", "type", "method", "score", "p_value", "threshold", "drifted"}],
      "drift_share", "dataset_drift"}

@@ -1,9 +1,10 @@
 """Index design: an ILM policy, component templates and one index template per data stream.
 
-The sidecar installs them at startup (idempotent PUTs; ``elasticsearch_install_templates``)
-and the same JSON is shipped under ``exporters/elasticsearch/`` for teams that manage
-templates themselves (``python -m mlwatch.elastic.templates exporters/elasticsearch``
-writes it; a test keeps the files equal to the code).
+The sidecar installs them before its first bulk request (idempotent PUTs;
+``elasticsearch_install_templates``) and the same JSON is shipped under
+``exporters/elasticsearch/`` for teams that manage templates themselves
+(``python -m mlwatch.elastic.templates exporters/elasticsearch`` writes it; a test keeps
+the files equal to the code).
 
 - ``mlwatch@settings``: shards, replicas (``auto_expand_replicas: 0-1`` unless set), the
   ILM policy ``mlwatch``, a field limit that fits 2,000 features.

@@ -1,6 +1,6 @@
 """The jobs' results as Prometheus gauges, and the retirement of series no run writes.
 
-Names as design.md says (``mlwatch_feature_drift_score{feature,method}``,
+Names as docs/contracts.md lists them (``mlwatch_feature_drift_score{feature,method}``,
 ``mlwatch_feature_drift_detected{feature}``, ``mlwatch_dataset_drift_share``,
 ``mlwatch_dataset_drift``, ``mlwatch_model_kpi{kpi}`` with its interval and samples), with
 ``model`` and ``version`` on each. A series a run did not write — a version no longer

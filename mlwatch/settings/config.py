@@ -157,7 +157,7 @@ class Config:
         "handshake. Never logged.", secret=True)
     # --- models (file only) ---
     models: tuple[ModelSpec, ...] = field(
-        default=(), metadata={"doc": "Model specs (config file only); see the README.",
+        default=(), metadata={"doc": "Model specs (config file only); see docs/configuration.md.",
                               "file_only": True})
     source: str | None = field(default=None, metadata={"internal": True})
 
@@ -192,7 +192,8 @@ def settings_fields() -> list[dataclasses.Field[Any]]:
 
 
 def settings_table() -> str:
-    """The settings reference as a Markdown table (the README embeds it; a test compares)."""
+    """The settings reference as a Markdown table (docs/configuration.md embeds it; a test
+    compares)."""
     rows = ["| key | environment | default | meaning |", "|---|---|---|---|"]
     for f in settings_fields():
         default = f.default

@@ -1,6 +1,6 @@
 """The sidecar's Prometheus metrics, updated once per batch.
 
-Names follow design.md (base units, ``_total`` counters, ``model`` and ``version``
+Names follow docs/contracts.md (base units, ``_total`` counters, ``model`` and ``version``
 on every model metric). The per-model series are kept in plain dicts under one
 lock and exposed through a custom collector, because the sidecar counts tens of
 thousands of events a second: a batch is folded into the counters with one lock

@@ -2,45 +2,10 @@
 
 Each statistic (a :class:`DriftMethod`) carries its ``name``, the column ``types`` it
 accepts, its ``kind`` — a **test** (drifted when ``p_value < threshold``) or a **distance**
-(drifted when ``score >= threshold``) — and a ``default_threshold``. Its docstring gives
-the definition.
-
-=============  ========  ========================  =========  =============================
-name           kind      types                     threshold  score
-=============  ========  ========================  =========  =============================
-``ks``         test      numeric                   0.05       KS statistic D
-``wasserstein`` distance numeric                   0.1        W1 / reference std
-``psi``        distance  numeric, categorical      0.2        population stability index
-``js``         distance  numeric, categorical      0.1        Jensen-Shannon distance, base 2
-``hellinger``  distance  numeric, categorical      0.1        Hellinger distance
-``kl``         distance  numeric, categorical      0.1        KL(current || reference), nats
-``tvd``        distance  numeric, categorical      0.1        total-variation distance
-``anderson``   test      numeric                   0.05       k-sample Anderson-Darling A2
-``cvm``        test      numeric                   0.05       Cramér-von Mises T
-``chisquare``  test      categorical               0.05       chi-square statistic X²
-=============  ========  ========================  =========  =============================
-
-Numeric columns are binned for ``psi``, ``js``, ``hellinger``, ``kl`` and ``tvd`` on
-reference-quantile bins (``bins=10`` by default; see :func:`mlwatch.stats.numeric.quantile_edges`).
-
-**Auto-selection** (:func:`auto_method`). With ``n_eff = n_ref n_cur / (n_ref + n_cur)``
-(the sample size that sets a two-sample test's sensitivity), a test is used while it
-cannot detect an effect smaller than the default distance threshold, and the distance
-beyond that point — so small samples are protected by the test's calibrated false-alarm
-rate, and huge samples do not alarm on negligible shifts (a test at a million rows per
-side detects a 0.005 sigma shift):
-
-- numeric: ``ks`` when ``n_eff <= 1000``, else ``wasserstein`` (normalised, 0.1). At
-  ``n_eff ≈ 1,160`` the KS 5 % critical value ``1.358 / sqrt(n_eff)`` equals the KS
-  statistic of a 0.1 sigma normal mean shift (``0.399 x 0.1``), the shift the Wasserstein
-  threshold stands for; 1,000 rounds that down.
-- categorical: ``chisquare`` when ``n_eff x 8 ln 2 x 0.1² <= chi2.isf(0.05, k - 1)`` with
-  ``k`` the categories present, else ``js`` (0.1). The JS divergence in bits is about
-  ``X² / (8 ln 2 n_eff)``, so this is exactly "the chi-square test's 5 % critical value
-  is a JS distance of at least 0.1"; the switch point grows with ``k`` (about 70 for two
-  categories, 1,200 for fifty) because the JS distance of small samples over many
-  categories is inflated by noise, which the test accounts for and a fixed threshold
-  does not.
+(drifted when ``score >= threshold``) — and a ``default_threshold``; its docstring gives
+the definition. :func:`auto_method` picks a test while it cannot detect an effect smaller
+than the default distance threshold, and the distance beyond that point; the table of
+statistics and the derivation of the rule are in docs/drift-and-kpis.md.
 
 >>> auto_method("numeric", 500, 800), auto_method("numeric", 10_000, 10_000)
 ('ks', 'wasserstein')

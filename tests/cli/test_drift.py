@@ -1,4 +1,4 @@
-"""``mlwatch drift``: files in, the design.md JSON or a table out, exit codes for CI."""
+"""``mlwatch drift``: files in, the JSON of docs/contracts.md or a table out, exit codes for CI."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from mlwatch.errors import ConfigError
 from mlwatch.settings import load_config, settings_table
 from tests.helpers import REPO
 
-README = REPO / "README.md"
+CONFIGURATION_DOC = REPO / "docs" / "configuration.md"
 
 
 def write(tmp_path: Path, text: str, name: str = "mlwatch.yaml") -> Path:
@@ -102,8 +102,8 @@ def test_secrets_are_masked() -> None:
     assert "abc" not in repr(cfg.redacted())
 
 
-def test_readme_settings_table_matches_the_code() -> None:
-    text = README.read_text()
+def test_the_configuration_doc_settings_table_matches_the_code() -> None:
+    text = CONFIGURATION_DOC.read_text()
     start = text.index("<!-- settings:start -->") + len("<!-- settings:start -->\n")
     end = text.index("<!-- settings:end -->")
     assert text[start:end] == settings_table(), "regenerate: python -m mlwatch.settings"
@@ -173,7 +173,7 @@ def test_monitoring_section(tmp_path: Path) -> None:
     assert plain.monitoring is None
 
 
-@pytest.mark.parametrize("snippet,message", [
+@pytest.mark.parametrize(("snippet", "message"), [
     ("schedule: soon", "models[0].schedule: expected a duration"),
     ("reference: {since: '2026-01-01T00:00', until: '2026-01-02T00:00:00Z'}",
      "models[0].reference.since: expected an RFC 3339 time"),

@@ -5,46 +5,9 @@ lists), :func:`compare_profiles` two :class:`~mlwatch.stats.profile.DatasetProfi
 both return a :class:`DriftReport` whose :meth:`~DriftReport.to_dict` is the JSON of
 ``mlwatch drift --format json``. :func:`battery` runs several statistics over the same
 prepared columns (one report per statistic), and :func:`prepare` sorts and counts a
-reference once for many comparisons. The report::
-
-    {"features": [{"name", "type", "method", "score", "p_value", "threshold", "drifted",
-                   "kind", "effect", "quality", "unseen_categories", "details", "flags"}],
-     "drift_share", "dataset_drift", "drift_share_threshold", "n_features", "n_evaluated",
-     "n_drifted", "alpha", "correction", "corrected_threshold", "min_effect"}
-
-(the first seven feature keys and the next two report keys are the contract; the
-rest are extras). Numbers that are not finite (an infinite normalised distance against
-a constant reference) are ``null`` in it; the report object keeps the float.
-
-Per feature:
-
-- **type**: ``types[name]``, else inferred from the reference column — integer and
-  floating dtypes are numeric, everything else (strings, booleans, pandas categories)
-  categorical; see :func:`~mlwatch.stats.columns.infer_type`;
-- **method**: ``method`` when it accepts the column's type (a name for all columns, or
-  a ``{column: name}`` mapping), else the auto rule of :func:`~mlwatch.stats.registry.auto_method`;
-- **quality**: count, missing, ±inf, invalid, used — on both sides. Statistics use the
-  finite (numeric) or non-missing (categorical) values; a side with none gives
-  ``score: null``, ``drifted: false`` and a flag (``no_reference_data``,
-  ``no_current_data``), never an exception;
-- **threshold**: ``thresholds[method]``, else ``alpha`` for tests and the method's
-  default for distances; after a correction, the corrected one.
-
-Dataset level:
-
-- ``correction`` (tests only; distances have no p-value): ``"bonferroni"`` divides each
-  test's threshold by the number ``m`` of features tested; ``"bh"`` is
-  Benjamini-Hochberg at level ``alpha``: with ``k`` the largest ``i`` such that
-  ``p_(i) <= i alpha / m``, the ``k`` smallest p-values are drifted (``p <= k alpha / m``,
-  the reported threshold). False discovery rate instead of family-wise error:
-  the better choice with many features.
-- ``min_effect``: a feature is drifted only if also its **effect** is at least this —
-  the normalised Wasserstein distance (shift in reference standard deviations) for
-  numeric features, the Jensen-Shannon distance for categorical ones (the units of the
-  auto distances, so ``0.1`` means what their default threshold means). It keeps a test
-  on huge samples from alarming on a negligible shift.
-- ``drift_share`` = drifted / evaluated features (those with a score);
-  ``dataset_drift`` when it is at least ``drift_share`` (the argument, 0.5 by default).
+reference once for many comparisons. The report's fields, and the rules per feature
+(type, method, quality, threshold) and for the dataset (correction, minimum effect,
+drift share), are in docs/drift-and-kpis.md.
 
 The layers, each a module: :mod:`.report` (the result types and their JSON),
 :mod:`.prepared` (raw columns sorted and counted once, :func:`prepare`), :mod:`.options`
