@@ -102,7 +102,7 @@ def sink_rate(url: str, batches: list[list[dict]], namespace: str, workdir: Path
     consumer.stop()
     consumer.join()
     spool.close()
-    sink.close()
+    sink.shutdown()
     assert not errors, errors[:3]
     print(f"  spool held {total / 1e6:.0f} MB")
     return sum(len(b) for b in batches) / elapsed
