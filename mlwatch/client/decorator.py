@@ -153,8 +153,12 @@ def _after_hook(fn: Callable[..., Any], site: Site, request_id: ArgSpec) -> Afte
             rid = None
             if has_rid:
                 try:
-                    rid = rx(args, kwargs) if rx is not None else (
-                        args[ridx] if ridx < len(args) else kwargs.get(rname))  # type: ignore[arg-type]
+                    if rx is not None:
+                        rid = rx(args, kwargs)
+                    elif ridx < len(args):
+                        rid = args[ridx]
+                    elif rname is not None:
+                        rid = kwargs.get(rname)
                 except Exception as exc:
                     failures.warning("request_id", "mlwatch: request_id of %s failed: %r",
                                      site.name, exc)

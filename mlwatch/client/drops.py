@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 from mlwatch.client.identity import Identity, fallback_key
 from mlwatch.client.site import Site
@@ -111,7 +111,7 @@ class DropCounts:
                 except Exception:  # one bad site must not block every later report
                     model, version = fallback_key(key)
             else:
-                model, version = key  # type: ignore[misc]
+                model, version = cast("tuple[str, str]", key)
             merged[(model, version, reason)] = merged.get((model, version, reason), 0) + n
         extra = {"report_id": report_id} if report_id else {}
         return [{"model": m, "version": v, "reason": r, "count": n, **extra}

@@ -166,9 +166,9 @@ def flat(d: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def _named(values: Sequence[Any], names: Sequence[str] | None) -> dict[str, Any]:
-    n = len(names) if names else 0
-    return flat({(names[i] if i < n else f"f{i}"): v  # type: ignore[index]
-                 for i, v in enumerate(values)})
+    given = names or ()
+    n = len(given)
+    return flat({(given[i] if i < n else f"f{i}"): v for i, v in enumerate(values)})
 
 
 def _first_row(rows: list[dict[str, Any]], what: str) -> dict[str, Any]:

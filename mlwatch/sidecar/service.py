@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -66,7 +66,7 @@ class Sidecar:
 
             self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
         self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
-                           fsync=config.spool_fsync,  # type: ignore[arg-type]
+                           fsync=cast("Literal['always', 'interval']", config.spool_fsync),
                            fsync_interval_ms=config.spool_fsync_interval_ms,
                            segment_bytes=config.spool_segment_bytes,
                            max_bytes=config.spool_max_bytes)
