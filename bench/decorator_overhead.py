@@ -67,9 +67,11 @@ def sink() -> Iterator[tuple[str, str]]:
         return
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
-                                 "--data-dir", tmp], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port), "--data-dir", tmp],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         up = False
@@ -187,10 +189,12 @@ def main() -> None:
         print(f"python {sys.version.split()[0]}, {args.calls} calls per run, 20 numeric features")
         runtime.start(load_config(env={}, sidecar_url=url, code_version="bench"))
         rows = []
-        for name, fn, flush in [("bare call", predict, False),
-                                ("prometheus Histogram.observe", with_prometheus, False),
-                                ("@monitor capture on", on, True),
-                                ("@monitor capture off", off, True)]:
+        for name, fn, flush in [
+            ("bare call", predict, False),
+            ("prometheus Histogram.observe", with_prometheus, False),
+            ("@monitor capture on", on, True),
+            ("@monitor capture off", off, True),
+        ]:
             timed(fn, min(args.calls, 20_000), flush)  # warm-up (starts the worker)
             med, p99 = stats(timed(fn, args.calls, flush))
             cpu = cpu_per_call(fn, args.calls, flush)
@@ -198,19 +202,24 @@ def main() -> None:
         assert mlwatch.flush(60)
         lost = dropped()
         bare_med, bare_cpu = rows[0][1], rows[0][3]
-        print(f"\n{'per call (calling thread)':32} {'median':>9} {'p99':>9} {'added':>9} "
-              f"{'ratio':>7} | {'CPU/event':>10} {'added':>9}")
+        print(
+            f"\n{'per call (calling thread)':32} {'median':>9} {'p99':>9} {'added':>9} "
+            f"{'ratio':>7} | {'CPU/event':>10} {'added':>9}"
+        )
         for name, med, p99, cpu in rows:
-            print(f"{name:32} {med / 1e3:8.3f}µs {p99 / 1e3:8.3f}µs "
-                  f"{(med - bare_med) / 1e3:8.3f}µs {med / bare_med:6.1f}x | "
-                  f"{cpu / 1e3:9.2f}µs {(cpu - bare_cpu) / 1e3:8.2f}µs")
-        print(f"(events dropped during the timed runs: {lost}; CPU/event counts every thread, "
-              "the worker's serialisation, gzip and HTTP included)")
+            print(
+                f"{name:32} {med / 1e3:8.3f}µs {p99 / 1e3:8.3f}µs "
+                f"{(med - bare_med) / 1e3:8.3f}µs {med / bare_med:6.1f}x | "
+                f"{cpu / 1e3:9.2f}µs {(cpu - bare_cpu) / 1e3:8.2f}µs"
+            )
+        print(
+            f"(events dropped during the timed runs: {lost}; CPU/event counts every thread, "
+            "the worker's serialisation, gzip and HTTP included)"
+        )
         assert mlwatch.shutdown(30)
 
     port = free_port()  # nothing listens there: the sidecar is down
-    runtime.start(load_config(env={}, sidecar_url=f"http://127.0.0.1:{port}",
-                              code_version="bench"))
+    runtime.start(load_config(env={}, sidecar_url=f"http://127.0.0.1:{port}", code_version="bench"))
     n = args.down_calls
     out = array.array("q", bytes(8 * n))  # allocated before the RSS baseline
     on(FEATURES)
@@ -223,10 +232,14 @@ def main() -> None:
         out[i] = clock() - t
     after = rss_kib()
     med, p99 = stats(out)
-    print(f"\nsidecar down ({n} calls, capture on, queue_size 10000): median {med / 1e3:.3f}µs, "
-          f"p99 {p99 / 1e3:.3f}µs, added {(med - bare_med) / 1e3:.3f}µs over the bare call")
-    print(f"RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB "
-          f"(+{(after - before) / 1024:.1f} MiB); events dropped and counted: {dropped()}")
+    print(
+        f"\nsidecar down ({n} calls, capture on, queue_size 10000): median {med / 1e3:.3f}µs, "
+        f"p99 {p99 / 1e3:.3f}µs, added {(med - bare_med) / 1e3:.3f}µs over the bare call"
+    )
+    print(
+        f"RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB "
+        f"(+{(after - before) / 1024:.1f} MiB); events dropped and counted: {dropped()}"
+    )
     t0 = time.monotonic()
     ok = mlwatch.shutdown(5)
     print(f"shutdown with the sidecar down: {time.monotonic() - t0:.2f}s (clean: {ok})")

@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlwatch.stats.drift import battery, compare, compare_profiles
 from mlwatch.stats.profile import DatasetProfile
 
-NUMERIC = [f"{kind}_{i}" for kind in ("normal", "lognormal", "uniform", "bimodal")
-           for i in range(5)]
+NUMERIC = [
+    f"{kind}_{i}" for kind in ("normal", "lognormal", "uniform", "bimodal") for i in range(5)
+]
 CATEGORICAL = [f"cat{k}" for k in (5, 10, 20, 35, 50)]
 
 
@@ -54,8 +55,9 @@ def make(rows: int, seed: int, shift: float) -> pd.DataFrame:
         cols[f"normal_{i}"] = rng.normal(s, 1, rows)
         cols[f"lognormal_{i}"] = rng.lognormal(s, 1, rows)
         cols[f"uniform_{i}"] = rng.uniform(s, 1 + s, rows)
-        cols[f"bimodal_{i}"] = np.where(rng.random(rows) < 0.3 + s / 4, rng.normal(-2, 0.5, rows),
-                                        rng.normal(2, 0.5, rows))
+        cols[f"bimodal_{i}"] = np.where(
+            rng.random(rows) < 0.3 + s / 4, rng.normal(-2, 0.5, rows), rng.normal(2, 0.5, rows)
+        )
     for k in (5, 10, 20, 35, 50):
         p = np.arange(1, k + 1, dtype=float)[::-1]
         if shift and k == 5:
@@ -139,8 +141,12 @@ def external(name: str, script: str, ref: Path, cur: Path, timeout: float) -> fl
         print(f"  {name}: not installed in this environment (see the docstring)")
         return None
     try:
-        out = subprocess.run([sys.executable, "-c", script, str(ref), str(cur)],
-                             capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(ref), str(cur)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         print(f"  {name}: did not finish in {timeout:.0f} s")
         return None
@@ -162,27 +168,48 @@ def main() -> None:
     ref_path, cur_path = work / "ref.parquet", work / "cur.parquet"
     ref.to_parquet(ref_path)
     cur.to_parquet(cur_path)
-    print(f"{args.rows:,} rows per side, {len(NUMERIC)} numeric + {len(CATEGORICAL)} "
-          f"categorical columns; best of {args.repeat}")
+    print(
+        f"{args.rows:,} rows per side, {len(NUMERIC)} numeric + {len(CATEGORICAL)} "
+        f"categorical columns; best of {args.repeat}"
+    )
     ref_cols = {c: ref[c].to_numpy() for c in ref.columns}
     cur_cols = {c: cur[c].to_numpy() for c in cur.columns}
 
     t_battery, _reports = best(lambda: battery(ref_cols, cur_cols), args.repeat)
     print(f"mlwatch full battery (ks, wasserstein, psi, js, chisquare): {t_battery:7.3f} s")
     t_auto, auto = best(lambda: compare(ref_cols, cur_cols), args.repeat)
-    print(f"mlwatch default auto report:                             {t_auto:7.3f} s  "
-          f"({sum(f.drifted for f in auto.features)} of {len(auto.features)} drifted)")
+    print(
+        f"mlwatch default auto report:                             {t_auto:7.3f} s  "
+        f"({sum(f.drifted for f in auto.features)} of {len(auto.features)} drifted)"
+    )
     ref_prof = DatasetProfile.from_reference(ref_cols)
     cur_prof = ref_prof.new_window()
     cur_prof.update(cur_cols)
     ref_json, cur_json = ref_prof.to_json(), cur_prof.to_json()
-    t_prof, _ = best(lambda: compare_profiles(DatasetProfile.from_json(ref_json),
-                                              DatasetProfile.from_json(cur_json)),
-                     max(args.repeat, 5))
+    t_prof, _ = best(
+        lambda: compare_profiles(
+            DatasetProfile.from_json(ref_json), DatasetProfile.from_json(cur_json)
+        ),
+        max(args.repeat, 5),
+    )
     print(f"mlwatch from stored profiles (incl. JSON decode):        {t_prof * 1000:7.1f} ms")
-    t_cmd, _ = best(lambda: subprocess.run(
-        [sys.executable, "-m", "mlwatch", "drift", str(ref_path), str(cur_path), "--format",
-         "json"], check=True, capture_output=True), args.repeat)
+    t_cmd, _ = best(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlwatch",
+                "drift",
+                str(ref_path),
+                str(cur_path),
+                "--format",
+                "json",
+            ],
+            check=True,
+            capture_output=True,
+        ),
+        args.repeat,
+    )
     print(f"mlwatch drift ref.parquet cur.parquet (whole command):   {t_cmd:7.3f} s")
 
     names = NUMERIC + CATEGORICAL
@@ -193,17 +220,31 @@ def main() -> None:
     print(f"profile update, 25 features, batches of 500:             {per_event:7.2f} µs/event")
 
     t_loop, _ = best(lambda: scipy_loop(ref, cur), 1)
-    print(f"baseline: plain per-column SciPy loop, same tests:       {t_loop:7.3f} s  "
-          f"(mlwatch battery {t_loop / t_battery:.1f}x faster)")
+    print(
+        f"baseline: plain per-column SciPy loop, same tests:       {t_loop:7.3f} s  "
+        f"(mlwatch battery {t_loop / t_battery:.1f}x faster)"
+    )
     if not args.skip_external:
         for name, script in (("Evidently", EVIDENTLY), ("NannyML", NANNYML)):
             t_ext = external(name, script, ref_path, cur_path, args.external_timeout)
             if t_ext is not None:
-                print(f"{name} (file to result):{' ' * (34 - len(name))}{t_ext:7.3f} s  "
-                      f"(mlwatch drift command {t_ext / t_cmd:.0f}x faster)")
-    print(json.dumps({"rows": args.rows, "battery_s": t_battery, "auto_s": t_auto,
-                      "profiles_ms": t_prof * 1000, "command_s": t_cmd,
-                      "update_us_per_event": per_event, "scipy_loop_s": t_loop}))
+                print(
+                    f"{name} (file to result):{' ' * (34 - len(name))}{t_ext:7.3f} s  "
+                    f"(mlwatch drift command {t_ext / t_cmd:.0f}x faster)"
+                )
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "battery_s": t_battery,
+                "auto_s": t_auto,
+                "profiles_ms": t_prof * 1000,
+                "command_s": t_cmd,
+                "update_us_per_event": per_event,
+                "scipy_loop_s": t_loop,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

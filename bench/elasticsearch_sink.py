@@ -55,15 +55,19 @@ def events(n: int, tag: str) -> list[list[dict]]:
     return out
 
 
-def baseline(url: str, batches: list[list[dict]], index: str, batch_size: int,
-             concurrency: int) -> float:
+def baseline(
+    url: str, batches: list[list[dict]], index: str, batch_size: int, concurrency: int
+) -> float:
     origin = Origin()
-    docs = [(e["event_id"], json.dumps(event_document(event_row(e), origin)).encode())
-            for batch in batches for e in batch]
+    docs = [
+        (e["event_id"], json.dumps(event_document(event_row(e), origin)).encode())
+        for batch in batches
+        for e in batch
+    ]
     bodies = []
     for i in range(0, len(docs), batch_size):
         lines = []
-        for doc_id, src in docs[i:i + batch_size]:
+        for doc_id, src in docs[i : i + batch_size]:
             lines.append(json.dumps({"create": {"_index": index, "_id": doc_id}}).encode())
             lines.append(src)
         bodies.append(b"\n".join(lines) + b"\n")
@@ -71,8 +75,9 @@ def baseline(url: str, batches: list[list[dict]], index: str, batch_size: int,
 
     def send(body: bytes) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
-        conn.request("POST", "/_bulk?filter_path=errors", body,
-                     {"Content-Type": "application/x-ndjson"})
+        conn.request(
+            "POST", "/_bulk?filter_path=errors", body, {"Content-Type": "application/x-ndjson"}
+        )
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
@@ -85,8 +90,9 @@ def baseline(url: str, batches: list[list[dict]], index: str, batch_size: int,
 
 
 def sink_rate(url: str, batches: list[list[dict]], namespace: str, workdir: Path) -> float:
-    config = load_config(env={}, elasticsearch_url=url, elasticsearch_namespace=namespace,
-                         data_dir=str(workdir))
+    config = load_config(
+        env={}, elasticsearch_url=url, elasticsearch_namespace=namespace, data_dir=str(workdir)
+    )
     spool = Spool(workdir / "spool", consumers=["elasticsearch"], fsync="interval")
     spool.append([encode(EVENTS, batch) for batch in batches])
     sink = ElasticsearchSink(config)
@@ -110,8 +116,9 @@ def sink_rate(url: str, batches: list[list[dict]], namespace: str, workdir: Path
 
 def lag(url: str, rate: float, seconds: float, workdir: Path) -> list[float]:
     ns = uuid.uuid4().hex[:8]
-    side = SidecarProcess(workdir / "side", MLWATCH_ELASTICSEARCH_URL=url,
-                          MLWATCH_ELASTICSEARCH_NAMESPACE=ns).start()
+    side = SidecarProcess(
+        workdir / "side", MLWATCH_ELASTICSEARCH_URL=url, MLWATCH_ELASTICSEARCH_NAMESPACE=ns
+    ).start()
     index = stream_name("mlwatch.predictions", ns)
     template = make_template(BATCH, 20)
     pending: dict[str, float] = {}
@@ -125,9 +132,12 @@ def lag(url: str, rate: float, seconds: float, workdir: Path) -> list[float]:
                 ids = list(pending)
             if ids:
                 try:
-                    hits = elastic.request(url, "POST", f"/{index}/_search", {
-                        "size": len(ids), "_source": False,
-                        "query": {"ids": {"values": ids}}})["hits"]["hits"]
+                    hits = elastic.request(
+                        url,
+                        "POST",
+                        f"/{index}/_search",
+                        {"size": len(ids), "_source": False, "query": {"ids": {"values": ids}}},
+                    )["hits"]["hits"]
                 except OSError:
                     hits = []
                 now = time.perf_counter()
@@ -147,8 +157,12 @@ def lag(url: str, rate: float, seconds: float, workdir: Path) -> list[float]:
         if (pause := t0 + n * interval - time.perf_counter()) > 0:
             time.sleep(pause)
         tag = f"l{n:09d}".encode()
-        conn.request("POST", "/v1/events", template.replace(PLACEHOLDER, tag),
-                     {"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/events",
+            template.replace(PLACEHOLDER, tag),
+            {"Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 202
@@ -170,29 +184,38 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlwatch-bench-es-"))
     elastic.HEAP, elastic.FAST_START_OPTS = args.heap, ""  # a node tuned as in production
-    cluster = elastic.Cluster(elastic.ROOT / "nodes" / uuid.uuid4().hex[:8], 1,
-                              settings={}).start()
+    cluster = elastic.Cluster(elastic.ROOT / "nodes" / uuid.uuid4().hex[:8], 1, settings={}).start()
     try:
         url = cluster.url
         config = load_config(env={}, elasticsearch_url=url)
         client = make_client(config)
         install_templates(client, config)
         client.close()
-        print(f"Elasticsearch {elastic.VERSION}, one node, heap {elastic.HEAP}; "
-              f"{args.events} events x 20 features; batch {config.elasticsearch_batch_size}, "
-              f"concurrency {config.elasticsearch_concurrency}")
-        base = baseline(url, events(args.events, "b"),
-                        stream_name("mlwatch.predictions", "baseline"),
-                        config.elasticsearch_batch_size, config.elasticsearch_concurrency)
+        print(
+            f"Elasticsearch {elastic.VERSION}, one node, heap {elastic.HEAP}; "
+            f"{args.events} events x 20 features; batch {config.elasticsearch_batch_size}, "
+            f"concurrency {config.elasticsearch_concurrency}"
+        )
+        base = baseline(
+            url,
+            events(args.events, "b"),
+            stream_name("mlwatch.predictions", "baseline"),
+            config.elasticsearch_batch_size,
+            config.elasticsearch_concurrency,
+        )
         print(f"baseline (plain bulk of the same documents): {base:,.0f} docs/s")
         rate = sink_rate(url, events(args.events, "s"), "sink", work / "sink")
-        print(f"sink (spool -> Elasticsearch):               {rate:,.0f} docs/s  "
-              f"ratio {rate / base:.2f} of the node's own rate")
+        print(
+            f"sink (spool -> Elasticsearch):               {rate:,.0f} docs/s  "
+            f"ratio {rate / base:.2f} of the node's own rate"
+        )
         lags = sorted(lag(url, min(rate, base) / 2, args.seconds, work))
         if lags:
             p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-            print(f"lag at half load, 202 -> searchable: p50 {statistics.median(lags):.2f} s, "
-                  f"p99 {p99:.2f} s (refresh interval 1 s)")
+            print(
+                f"lag at half load, 202 -> searchable: p50 {statistics.median(lags):.2f} s, "
+                f"p99 {p99:.2f} s (refresh interval 1 s)"
+            )
     finally:
         cluster.stop()
 

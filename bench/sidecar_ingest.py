@@ -38,12 +38,21 @@ PLACEHOLDER = b"@@@@@@@@@@"
 
 def make_template(batch: int, features: int) -> bytes:
     rng = random.Random(1)
-    events = [{
-        "event_id": f"{PLACEHOLDER.decode()}-{i:05d}", "ts": "2026-11-21T12:00:00.000000Z",
-        "model": "bench", "version": "1", "request_id": f"{PLACEHOLDER.decode()}-{i:05d}",
-        "features": {f"f{j:02d}": round(rng.gauss(0, 1), 6) for j in range(features)},
-        "prediction": rng.randint(0, 2), "latency_ms": round(rng.uniform(0.5, 5), 3),
-        "status": "ok", "code_version": "abc1234"} for i in range(batch)]
+    events = [
+        {
+            "event_id": f"{PLACEHOLDER.decode()}-{i:05d}",
+            "ts": "2026-11-21T12:00:00.000000Z",
+            "model": "bench",
+            "version": "1",
+            "request_id": f"{PLACEHOLDER.decode()}-{i:05d}",
+            "features": {f"f{j:02d}": round(rng.gauss(0, 1), 6) for j in range(features)},
+            "prediction": rng.randint(0, 2),
+            "latency_ms": round(rng.uniform(0.5, 5), 3),
+            "status": "ok",
+            "code_version": "abc1234",
+        }
+        for i in range(batch)
+    ]
     return json.dumps(events).encode()
 
 
@@ -84,9 +93,12 @@ def start_sidecar(fsync: str) -> tuple[subprocess.Popen[bytes], int]:
     tmp = tempfile.mkdtemp(prefix="mlwatch-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
     env["MLWATCH_SPOOL_FSYNC"] = fsync
-    proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
-                             "--data-dir", tmp], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port), "--data-dir", tmp],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -134,8 +146,9 @@ class Load:
             self.failures += local_fail
 
 
-def run_load(proc: subprocess.Popen[bytes], port: int, load: Load, connections: int
-             ) -> dict[str, Any]:
+def run_load(
+    proc: subprocess.Popen[bytes], port: int, load: Load, connections: int
+) -> dict[str, Any]:
     """Post for the load's duration, sampling the store's backlog; then wait for it to drain."""
     url = f"http://127.0.0.1:{port}"
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -146,8 +159,13 @@ def run_load(proc: subprocess.Popen[bytes], port: int, load: Load, connections: 
     while any(t.is_alive() for t in threads):
         time.sleep(min(5.0, max(0.1, load.stop_at - time.monotonic())))
         status = get_json(url + "/v1/models/bench/status")
-        lags.append((round(time.monotonic() - t0), status["sinks"]["store"]["lag_bytes"],
-                     status["events_stored"]))
+        lags.append(
+            (
+                round(time.monotonic() - t0),
+                status["sinks"]["store"]["lag_bytes"],
+                status["events_stored"],
+            )
+        )
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
@@ -155,9 +173,13 @@ def run_load(proc: subprocess.Popen[bytes], port: int, load: Load, connections: 
     drain_start = time.monotonic()
     while get_json(url + "/v1/models/bench/status")["sinks"]["store"]["lag_bytes"] > 0:
         time.sleep(0.2)
-    return {"elapsed": elapsed, "cpu": cpu, "lags": lags,
-            "drain": time.monotonic() - drain_start,
-            "stored": get_json(url + "/v1/models/bench/status")["events_stored"]}
+    return {
+        "elapsed": elapsed,
+        "cpu": cpu,
+        "lags": lags,
+        "drain": time.monotonic() - drain_start,
+        "stored": get_json(url + "/v1/models/bench/status")["events_stored"],
+    }
 
 
 def main() -> int:
@@ -181,19 +203,31 @@ def main() -> int:
     rate = load.accepted / elapsed
     base = baseline(template, 40)
     latencies = sorted(load.latencies)
-    print(f"sidecar ingest, {args.batch} events x {args.features} features per request, "
-          f"{args.connections} connections, spool fsync={args.fsync}, {elapsed:.0f} s")
-    print(f"  acknowledged     {load.accepted} events, {rate:,.0f} events/s "
-          f"({rate / args.batch:,.0f} requests/s), {load.failures} non-202")
-    print(f"  request latency  p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms")
+    print(
+        f"sidecar ingest, {args.batch} events x {args.features} features per request, "
+        f"{args.connections} connections, spool fsync={args.fsync}, {elapsed:.0f} s"
+    )
+    print(
+        f"  acknowledged     {load.accepted} events, {rate:,.0f} events/s "
+        f"({rate / args.batch:,.0f} requests/s), {load.failures} non-202"
+    )
+    print(
+        f"  request latency  p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms"
+    )
     print("  store backlog    (t s, lag bytes, stored): " + ", ".join(map(str, got["lags"])))
-    print(f"  drained in       {got['drain']:.1f} s after the load stopped; stored "
-          f"{got['stored']} events")
-    print(f"  sidecar CPU      {got['cpu'] / elapsed:.2f} cores "
-          f"({got['cpu'] / max(load.accepted, 1) * 1e6:.1f} us/event)")
-    print(f"  baseline         direct validate+insert in this process: {base:,.0f} events/s; "
-          f"sidecar/baseline = {rate / base:.2f}")
+    print(
+        f"  drained in       {got['drain']:.1f} s after the load stopped; stored "
+        f"{got['stored']} events"
+    )
+    print(
+        f"  sidecar CPU      {got['cpu'] / elapsed:.2f} cores "
+        f"({got['cpu'] / max(load.accepted, 1) * 1e6:.1f} us/event)"
+    )
+    print(
+        f"  baseline         direct validate+insert in this process: {base:,.0f} events/s; "
+        f"sidecar/baseline = {rate / base:.2f}"
+    )
     return 0
 
 

@@ -86,8 +86,13 @@ class IngestError(MlwatchError):
     """A request the sidecar refuses, with its HTTP status and a message naming the line,
     field, header or parameter; ``errors`` lists up to ten problems of one body."""
 
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

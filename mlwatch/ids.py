@@ -28,7 +28,7 @@ def event_id(ts_ns: int | None = None) -> str:
 def event_ids(ts_ns: list[int]) -> list[str]:
     """Many ids at once with one call to the OS random source (the shipper's batch path)."""
     rand = os.urandom(10 * len(ts_ns))
-    return [uuid7(ts // 1_000_000, rand[10 * i:10 * i + 10]) for i, ts in enumerate(ts_ns)]
+    return [uuid7(ts // 1_000_000, rand[10 * i : 10 * i + 10]) for i, ts in enumerate(ts_ns)]
 
 
 def uuid7(ms: int, rand: bytes) -> str:

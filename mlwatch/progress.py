@@ -24,8 +24,16 @@ from typing import TextIO
 class Progress:
     """A bar for ``total`` units of work; ``update(done)`` as the work goes on."""
 
-    def __init__(self, label: str, total: int, *, out: TextIO | None = None,
-                 enabled: bool | None = None, unit: str = "", scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        out: TextIO | None = None,
+        enabled: bool | None = None,
+        unit: str = "",
+        scale: float = 1.0,
+    ) -> None:
         self.label, self.total = label, max(total, 1)
         self.out = out if out is not None else sys.stderr
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
@@ -53,8 +61,10 @@ class Progress:
         pct = min(100.0, 100.0 * done / self.total)
         unit = f" {self.unit}" if self.unit else ""
         bar = "#" * int(pct / 5)
-        line = (f"{self.label}  [{bar}{'.' * (20 - len(bar))}] {pct:5.1f}%  "
-                f"{done / self.scale:,.0f}/{self.total / self.scale:,.0f}{unit}")
+        line = (
+            f"{self.label}  [{bar}{'.' * (20 - len(bar))}] {pct:5.1f}%  "
+            f"{done / self.scale:,.0f}/{self.total / self.scale:,.0f}{unit}"
+        )
         if self.tty:
             self.out.write("\r" + line + ("\n" if final else ""))
         else:

@@ -36,8 +36,13 @@ logger = logging.getLogger("mlwatch")
 class RateLimitedLog:
     """A logger front that lets one message per kind through per ``interval`` seconds."""
 
-    def __init__(self, log: logging.Logger = logger, *, interval: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        log: logging.Logger = logger,
+        *,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.log = log
         self.interval = interval
         self._clock = clock

@@ -68,7 +68,9 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
     if not isinstance(value, str) or not _TS_RE.match(value):
         raise ValidationError(
             f"expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got {show(value)}",
-            line=line, field=field)
+            line=line,
+            field=field,
+        )
     try:
         text = value
         frac = re.search(r"\.(\d+)", text)
@@ -100,8 +102,10 @@ def to_rfc3339(value: Any, *, field: str = "ts") -> str:
         return format_us(datetime_us(value))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format_ts(int(value * 1e9))
-    raise ValidationError(f"expected a datetime, RFC 3339 string or epoch seconds, got "
-                          f"{type(value).__name__}", field=field)
+    raise ValidationError(
+        f"expected a datetime, RFC 3339 string or epoch seconds, got {type(value).__name__}",
+        field=field,
+    )
 
 
 def lenient_us(value: Any) -> int | None:

@@ -55,10 +55,24 @@ LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
-EVENT_FIELDS = frozenset({
-    "event_id", "ts", "model", "version", "request_id", "features", "prediction",
-    "latency_ms", "status", "error", "code_version", "run_id", "labels", "batch_size",
-})
+EVENT_FIELDS = frozenset(
+    {
+        "event_id",
+        "ts",
+        "model",
+        "version",
+        "request_id",
+        "features",
+        "prediction",
+        "latency_ms",
+        "status",
+        "error",
+        "code_version",
+        "run_id",
+        "labels",
+        "batch_size",
+    }
+)
 FEEDBACK_FIELDS = frozenset({"feedback_id", "ts", "model", "request_id", "label"})
 REGISTRATION_FIELDS = frozenset({"model", "version", "code_version", "run_id", "task", "params"})
 STATUSES = ("ok", "error")
@@ -73,7 +87,9 @@ def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
 
 
 def _typename(value: Any) -> str:
-    return {dict: "object", list: "array", type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "object", list: "array", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _name(obj: dict[str, Any], key: str, line: int | None, *, required: bool) -> str | None:
@@ -85,7 +101,9 @@ def _name(obj: dict[str, Any], key: str, line: int | None, *, required: bool) ->
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise ValidationError(
             f"expected a name of letters, digits and '_.:-' (at most {MAX_NAME}), got {show(value)}",
-            line=line, field=key)
+            line=line,
+            field=key,
+        )
     return value
 
 
@@ -94,19 +112,24 @@ def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) 
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
-        raise ValidationError(f"expected a non-empty string of at most {limit} characters, "
-                              f"got {show(value)}", line=line, field=key)
+        raise ValidationError(
+            f"expected a non-empty string of at most {limit} characters, got {show(value)}",
+            line=line,
+            field=key,
+        )
     if not value.isprintable():  # a NUL would cut the stored id short and collide joins
-        raise ValidationError(f"control characters are not allowed, got {value!r:.60}",
-                              line=line, field=key)
+        raise ValidationError(
+            f"control characters are not allowed, got {value!r:.60}", line=line, field=key
+        )
     return value
 
 
 def _check_unknown(obj: dict[str, Any], allowed: frozenset[str], line: int | None) -> None:
     for key in obj:
         if key not in allowed:
-            raise ValidationError(f"unknown field (allowed: {', '.join(sorted(allowed))})",
-                                  line=line, field=str(key))
+            raise ValidationError(
+                f"unknown field (allowed: {', '.join(sorted(allowed))})", line=line, field=str(key)
+            )
 
 
 def _require_object(obj: Any, line: int | None, what: str) -> dict[str, Any]:
@@ -120,25 +143,35 @@ def validate_features(features: Any, line: int | None) -> dict[str, Any] | None:
     if features is None:
         return None
     if not isinstance(features, dict):
-        raise ValidationError(f"expected an object, got {_typename(features)}",
-                              line=line, field="features")
+        raise ValidationError(
+            f"expected an object, got {_typename(features)}", line=line, field="features"
+        )
     if len(features) > MAX_FEATURES:
-        raise ValidationError(f"at most {MAX_FEATURES} features, got {len(features)}",
-                              line=line, field="features")
+        raise ValidationError(
+            f"at most {MAX_FEATURES} features, got {len(features)}", line=line, field="features"
+        )
     for key, value in features.items():
         kind = type(value)
         if kind is float:
             if not math.isfinite(value):
-                raise ValidationError("NaN and infinity are not allowed; send null",
-                                      line=line, field=f"features.{key}")
+                raise ValidationError(
+                    "NaN and infinity are not allowed; send null",
+                    line=line,
+                    field=f"features.{key}",
+                )
         elif kind is str:
             if len(value) > MAX_STRING:
-                raise ValidationError(f"string longer than {MAX_STRING} characters",
-                                      line=line, field=f"features.{key}")
+                raise ValidationError(
+                    f"string longer than {MAX_STRING} characters",
+                    line=line,
+                    field=f"features.{key}",
+                )
         elif kind is not int and kind is not bool and value is not None:
             raise ValidationError(
                 f"expected a number, string, boolean or null, got {_typename(value)}",
-                line=line, field=f"features.{key}")
+                line=line,
+                field=f"features.{key}",
+            )
     return features
 
 
@@ -150,8 +183,7 @@ def _check_json_value(value: Any, line: int | None, field: str, depth: int = 0) 
             raise ValidationError("NaN and infinity are not allowed", line=line, field=field)
     elif isinstance(value, (list, dict)):
         if depth >= MAX_DEPTH:
-            raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", line=line,
-                                  field=field)
+            raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", line=line, field=field)
         if isinstance(value, list):
             for i, item in enumerate(value):
                 _check_json_value(item, line, f"{field}[{i}]", depth + 1)
@@ -170,33 +202,51 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
     if latency is None:
         raise ValidationError("required", line=line, field="latency_ms")
     if type(latency) not in (int, float):
-        raise ValidationError(f"expected a non-negative number, got {_typename(latency)}",
-                              line=line, field="latency_ms")
+        raise ValidationError(
+            f"expected a non-negative number, got {_typename(latency)}",
+            line=line,
+            field="latency_ms",
+        )
     if not 0 <= latency <= MAX_LATENCY_MS:
-        raise ValidationError(f"expected milliseconds between 0 and {MAX_LATENCY_MS:.0f} (a "
-                              f"week), got {latency!r}", line=line, field="latency_ms")
+        raise ValidationError(
+            f"expected milliseconds between 0 and {MAX_LATENCY_MS:.0f} (a week), got {latency!r}",
+            line=line,
+            field="latency_ms",
+        )
     status = obj.get("status", "ok")
     if status not in STATUSES:
-        raise ValidationError(f"expected 'ok' or 'error', got {show(status)}", line=line,
-                              field="status")
+        raise ValidationError(
+            f"expected 'ok' or 'error', got {show(status)}", line=line, field="status"
+        )
     ev_id = _text(obj, "event_id", line, 64)
     ts, ts_us = _ts_or_now(obj.get("ts"), line)
     labels = obj.get("labels")
     if labels is not None:
         if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
-            raise ValidationError(f"expected an object of at most {MAX_LABELS} string values",
-                                  line=line, field="labels")
+            raise ValidationError(
+                f"expected an object of at most {MAX_LABELS} string values",
+                line=line,
+                field="labels",
+            )
         for key, value in labels.items():
             if not LABEL_KEY_RE.match(key):
-                raise ValidationError("label names are letters, digits and '_' (at most 64), "
-                                      "not starting with a digit", line=line, field=f"labels.{key:.64}")
+                raise ValidationError(
+                    "label names are letters, digits and '_' (at most 64), "
+                    "not starting with a digit",
+                    line=line,
+                    field=f"labels.{key:.64}",
+                )
             if not isinstance(value, str) or len(value) > MAX_NAME:
-                raise ValidationError(f"expected a string of at most {MAX_NAME} characters, "
-                                      f"got {show(value)}", line=line, field=f"labels.{key}")
+                raise ValidationError(
+                    f"expected a string of at most {MAX_NAME} characters, got {show(value)}",
+                    line=line,
+                    field=f"labels.{key}",
+                )
     batch_size = obj.get("batch_size")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
-        raise ValidationError(f"expected a positive integer, got {show(batch_size)}",
-                              line=line, field="batch_size")
+        raise ValidationError(
+            f"expected a positive integer, got {show(batch_size)}", line=line, field="batch_size"
+        )
     prediction = obj.get("prediction")
     _check_json_value(prediction, line, "prediction")
     return {
@@ -247,13 +297,15 @@ def validate_registration(obj: Any, *, line: int | None = None) -> dict[str, Any
     params = obj.get("params")
     if params is not None:
         if not isinstance(params, dict):
-            raise ValidationError(f"expected an object, got {_typename(params)}", line=line,
-                                  field="params")
+            raise ValidationError(
+                f"expected an object, got {_typename(params)}", line=line, field="params"
+            )
         _check_json_value(params, line, "params")
     task = obj.get("task")
     if task is not None and task not in ("classification", "regression"):
-        raise ValidationError(f"expected 'classification' or 'regression', got {show(task)}",
-                              line=line, field="task")
+        raise ValidationError(
+            f"expected 'classification' or 'regression', got {show(task)}", line=line, field="task"
+        )
     return {
         "model": _name(obj, "model", line, required=True),
         "version": _text(obj, "version", line, MAX_NAME) or "unknown",
@@ -288,15 +340,29 @@ def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str
         reason = item.get("reason")
         count = item.get("count")
         report_id = item.get("report_id")
-        if not (isinstance(model, str) and NAME_RE.match(model) and isinstance(version, str)
-                and 0 < len(version) <= MAX_NAME and version.isprintable()
-                and isinstance(reason, str) and re.match(r"^[a-z_]{1,32}$", reason)
-                and type(count) is int and count >= 0
-                and (report_id is None or (isinstance(report_id, str)
-                                           and 0 < len(report_id) <= 64
-                                           and report_id.isprintable()))):
-            raise ValidationError("expected {model, version, reason: [a-z_]+, count: int >= 0, "
-                                  "report_id?: string}", field=f"{where}[{i}]")
+        if not (
+            isinstance(model, str)
+            and NAME_RE.match(model)
+            and isinstance(version, str)
+            and 0 < len(version) <= MAX_NAME
+            and version.isprintable()
+            and isinstance(reason, str)
+            and re.match(r"^[a-z_]{1,32}$", reason)
+            and type(count) is int
+            and count >= 0
+            and (
+                report_id is None
+                or (
+                    isinstance(report_id, str)
+                    and 0 < len(report_id) <= 64
+                    and report_id.isprintable()
+                )
+            )
+        ):
+            raise ValidationError(
+                "expected {model, version, reason: [a-z_]+, count: int >= 0, report_id?: string}",
+                field=f"{where}[{i}]",
+            )
         report_ids.add(report_id)
         out.append((model, version, reason, count))
     if len(report_ids) > 1:

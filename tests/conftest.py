@@ -19,6 +19,7 @@ def sidecar_config(tmp_path: Path) -> Callable[..., Any]:
     def make(**overrides: Any) -> Any:
         overrides.setdefault("data_dir", str(tmp_path / "data"))
         return load_config(env={}, **overrides)
+
     return make
 
 
@@ -69,8 +70,9 @@ def live_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., A
         config = sidecar_config(**overrides)
         app = create_app(config, registry=CollectorRegistry())
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
         thread = threading.Thread(target=server.run, name="live-sidecar", daemon=True)
         thread.start()
         servers.append((server, thread))

@@ -24,8 +24,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
     """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout``.
 
     For state no event announces (a server coming up, a row reaching a store): it waits
@@ -62,9 +66,15 @@ def require_binary(name: str) -> str:
 
 def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
     """A valid wire-format event."""
-    ev: dict[str, Any] = {"model": "iris", "version": "1", "request_id": f"r{i}",
-                          "latency_ms": 1.5, "status": "ok", "prediction": i % 3,
-                          "features": {"x": float(i), "color": "red"}}
+    ev: dict[str, Any] = {
+        "model": "iris",
+        "version": "1",
+        "request_id": f"r{i}",
+        "latency_ms": 1.5,
+        "status": "ok",
+        "prediction": i % 3,
+        "features": {"x": float(i), "color": "red"},
+    }
     ev.update(overrides)
     return ev
 

@@ -21,18 +21,36 @@ from mlwatch.errors import MlwatchError
 
 ROOT = Path(mlwatch.__file__).parent
 LAYERS = [
-    ("core", ("mlwatch.errors", "mlwatch.ids", "mlwatch.times", "mlwatch.dotted",
-              "mlwatch.ratelimit", "mlwatch.progress", "mlwatch.wire", "mlwatch.settings",
-              "mlwatch.redact", "mlwatch.forward")),
+    (
+        "core",
+        (
+            "mlwatch.errors",
+            "mlwatch.ids",
+            "mlwatch.times",
+            "mlwatch.dotted",
+            "mlwatch.ratelimit",
+            "mlwatch.progress",
+            "mlwatch.wire",
+            "mlwatch.settings",
+            "mlwatch.redact",
+            "mlwatch.forward",
+        ),
+    ),
     ("stats", ("mlwatch.stats",)),
     ("store", ("mlwatch.store",)),
-    ("sinks, inputs, client", ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs",
-                               "mlwatch.client", "mlwatch")),
+    (
+        "sinks, inputs, client",
+        ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs", "mlwatch.client", "mlwatch"),
+    ),
     ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler")),
     ("cli", ("mlwatch.cli", "mlwatch.__main__")),
 ]
-CLIENT_MAY_IMPORT = ("mlwatch.store.embedded", "mlwatch.store.rows", "mlwatch.store.schema",
-                     "mlwatch.store")
+CLIENT_MAY_IMPORT = (
+    "mlwatch.store.embedded",
+    "mlwatch.store.rows",
+    "mlwatch.store.schema",
+    "mlwatch.store",
+)
 
 
 def module_names() -> dict[str, Path]:
@@ -87,16 +105,22 @@ def test_every_module_is_in_a_layer() -> None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_point_down(module: str) -> None:
     rank, _ = layer_of(module)
-    upward = [(target, LAYERS[layer_of(target)[0]][0]) for target in GRAPH[module]
-              if layer_of(target)[0] > rank]
+    upward = [
+        (target, LAYERS[layer_of(target)[0]][0])
+        for target in GRAPH[module]
+        if layer_of(target)[0] > rank
+    ]
     assert not upward, f"{module} ({LAYERS[rank][0]}) imports from a higher layer: {upward}"
 
 
 def test_the_client_imports_only_the_core_and_the_embedded_store() -> None:
     for module in (m for m in MODULES if m.startswith("mlwatch.client")):
         for target in GRAPH[module]:
-            ok = (layer_of(target)[0] == 0 or target in CLIENT_MAY_IMPORT
-                  or target.startswith("mlwatch.client"))
+            ok = (
+                layer_of(target)[0] == 0
+                or target in CLIENT_MAY_IMPORT
+                or target.startswith("mlwatch.client")
+            )
             assert ok, f"{module} imports {target}: the client takes the core and store only"
 
 
@@ -134,15 +158,17 @@ def test_no_import_cycle() -> None:
 def test_the_checks_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """An upward import (store -> sidecar), a cycle and a client import of the sinks are
     each caught and named."""
-    monkeypatch.setitem(GRAPH, "mlwatch.store.spool",
-                        GRAPH["mlwatch.store.spool"] | {"mlwatch.sidecar.service"})
+    monkeypatch.setitem(
+        GRAPH, "mlwatch.store.spool", GRAPH["mlwatch.store.spool"] | {"mlwatch.sidecar.service"}
+    )
     with pytest.raises(AssertionError, match="imports from a higher layer"):
         test_imports_point_down("mlwatch.store.spool")
     monkeypatch.setitem(GRAPH, "mlwatch.times", GRAPH["mlwatch.times"] | {"mlwatch.wire"})
     with pytest.raises(AssertionError):
         test_no_import_cycle()
-    monkeypatch.setitem(GRAPH, "mlwatch.client.shipper",
-                        GRAPH["mlwatch.client.shipper"] | {"mlwatch.sinks.base"})
+    monkeypatch.setitem(
+        GRAPH, "mlwatch.client.shipper", GRAPH["mlwatch.client.shipper"] | {"mlwatch.sinks.base"}
+    )
     with pytest.raises(AssertionError, match="the client takes the core and store only"):
         test_the_client_imports_only_the_core_and_the_embedded_store()
     with pytest.raises(AssertionError, match="in no layer"):

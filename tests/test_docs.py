@@ -18,8 +18,10 @@ from tests.helpers import REPO
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
-COMMANDS = ["pip install -e '.[all]' && mlwatch demo",
-            "pip install -e '.[test]' && python -m pytest"]
+COMMANDS = [
+    "pip install -e '.[all]' && mlwatch demo",
+    "pip install -e '.[test]' && python -m pytest",
+]
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _CODE_SPAN = re.compile(r"`([^`]+)`")
@@ -74,8 +76,11 @@ def broken_links(page: Path) -> list[str]:
         path = (page.parent / path_part).resolve() if path_part else page
         if not path.exists():
             problems.append(f"{page.name}: link to {target}: no such file")
-        elif anchor and path.suffix == ".md" and anchor not in anchors(
-                path.read_text(encoding="utf-8")):
+        elif (
+            anchor
+            and path.suffix == ".md"
+            and anchor not in anchors(path.read_text(encoding="utf-8"))
+        ):
             problems.append(f"{page.name}: link to {target}: no such heading")
     return problems
 
@@ -97,10 +102,10 @@ def leading_commands(text: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if _FENCE.match(line))
     before = [line for line in lines[:start] if line.strip()]
     assert len(before) == 1 and before[0].startswith("# "), (
-        f"only the title may come before the first fenced block, found {before[1:]}")
+        f"only the title may come before the first fenced block, found {before[1:]}"
+    )
     end = next(i for i in range(start + 1, len(lines)) if _FENCE.match(lines[i]))
-    return [re.sub(r"\s+#.*$", "", line).strip() for line in lines[start + 1:end]
-            if line.strip()]
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in lines[start + 1 : end] if line.strip()]
 
 
 def test_there_are_docs() -> None:
@@ -137,11 +142,16 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
         "[gone](nowhere.md) [no heading](other.md#missing) `[not a link](code.md)`\n\n"
         "```\n[in a block](block.md) `mlwatch/in_block.py`\n```\n\n"
         "`mlwatch/settings/loader.py` exists, `mlwatch/made_up.py` does not, nor\n"
-        "`python -c x tests/nope_test.py`.\n")
-    assert broken_links(page) == ["page.md: link to nowhere.md: no such file",
-                                  "page.md: link to other.md#missing: no such heading"]
-    assert missing_paths(page) == ["page.md: `mlwatch/made_up.py` does not exist",
-                                   "page.md: `tests/nope_test.py` does not exist"]
+        "`python -c x tests/nope_test.py`.\n"
+    )
+    assert broken_links(page) == [
+        "page.md: link to nowhere.md: no such file",
+        "page.md: link to other.md#missing: no such heading",
+    ]
+    assert missing_paths(page) == [
+        "page.md: `mlwatch/made_up.py` does not exist",
+        "page.md: `tests/nope_test.py` does not exist",
+    ]
     assert slug("Offline, for CI: `mlwatch drift`") == "offline-for-ci-mlwatch-drift"
     assert slug("Fluentd / Fluent Bit") == "fluentd--fluent-bit"
     readme = "# t\n\n```bash\npip install -e '.[all]' && mlwatch demo   # demo\n```\n"

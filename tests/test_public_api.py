@@ -13,8 +13,17 @@ import pytest
 import mlwatch
 
 EXPECTED = {
-    "monitor", "configure", "log_feedback", "flush", "shutdown", "register_model",
-    "Config", "ConfigError", "MlwatchError", "ValidationError", "__version__",
+    "monitor",
+    "configure",
+    "log_feedback",
+    "flush",
+    "shutdown",
+    "register_model",
+    "Config",
+    "ConfigError",
+    "MlwatchError",
+    "ValidationError",
+    "__version__",
 }
 
 
@@ -79,8 +88,14 @@ def test_import_is_cheap_and_inert() -> None:
         "print(json.dumps({'threads': threading.active_count(), 'heavy': heavy, 'ms': ms}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     report = json.loads(out.stdout)
     assert report["threads"] == 1
     assert report["heavy"] == []

@@ -15,20 +15,23 @@ def test_defaults_and_normalisation() -> None:
     assert ev["version"] == "unknown" and ev["status"] == "ok" and ev["latency_ms"] == 3.0
 
 
-@pytest.mark.parametrize(("event", "field"), [
-    ({"latency_ms": 1}, "model"),
-    ({"model": "m"}, "latency_ms"),
-    ({"model": "m", "latency_ms": True}, "latency_ms"),
-    ({"model": "m", "latency_ms": float("nan")}, "latency_ms"),
-    ({"model": "m", "latency_ms": 1, "features": {"a": float("inf")}}, "features.a"),
-    ({"model": "m", "latency_ms": 1, "features": {"a": {"b": 1}}}, "features.a"),
-    ({"model": "m", "latency_ms": 1, "features": [1, 2]}, "features"),
-    ({"model": "m", "latency_ms": 1, "prediction": [1.0, float("nan")]}, "prediction[1]"),
-    ({"model": "m", "latency_ms": 1, "labels": {"a": 1}}, "labels.a"),
-    ({"model": "m", "latency_ms": 1, "batch_size": 0}, "batch_size"),
-    ({"model": "m", "latency_ms": 1, "request_id": ""}, "request_id"),
-    ({"model": "m", "latency_ms": 1, "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"latency_ms": 1}, "model"),
+        ({"model": "m"}, "latency_ms"),
+        ({"model": "m", "latency_ms": True}, "latency_ms"),
+        ({"model": "m", "latency_ms": float("nan")}, "latency_ms"),
+        ({"model": "m", "latency_ms": 1, "features": {"a": float("inf")}}, "features.a"),
+        ({"model": "m", "latency_ms": 1, "features": {"a": {"b": 1}}}, "features.a"),
+        ({"model": "m", "latency_ms": 1, "features": [1, 2]}, "features"),
+        ({"model": "m", "latency_ms": 1, "prediction": [1.0, float("nan")]}, "prediction[1]"),
+        ({"model": "m", "latency_ms": 1, "labels": {"a": 1}}, "labels.a"),
+        ({"model": "m", "latency_ms": 1, "batch_size": 0}, "batch_size"),
+        ({"model": "m", "latency_ms": 1, "request_id": ""}, "request_id"),
+        ({"model": "m", "latency_ms": 1, "extra": 1}, "extra"),
+    ],
+)
 def test_errors_name_the_field(event: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         wire.validate_event(event, line=4)
@@ -48,11 +51,16 @@ def test_feedback_and_registration() -> None:
 
 
 def test_drop_report() -> None:
-    report = wire.validate_drop_report([{"model": "m", "version": "1", "reason": "queue_full",
-                                         "count": 3}])
+    report = wire.validate_drop_report(
+        [{"model": "m", "version": "1", "reason": "queue_full", "count": 3}]
+    )
     assert report == (None, [("m", "1", "queue_full", 3)])
     with pytest.raises(ValidationError, match="same report_id"):
-        wire.validate_drop_report([{"model": "m", "reason": "x", "count": 1, "report_id": "a"},
-                                   {"model": "m", "reason": "x", "count": 1, "report_id": "b"}])
+        wire.validate_drop_report(
+            [
+                {"model": "m", "reason": "x", "count": 1, "report_id": "a"},
+                {"model": "m", "reason": "x", "count": 1, "report_id": "b"},
+            ]
+        )
     with pytest.raises(ValidationError):
         wire.validate_drop_report([{"model": "m", "reason": "Bad Reason", "count": 1}])

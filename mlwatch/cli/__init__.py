@@ -20,16 +20,19 @@ COMMANDS = ("sidecar", "scheduler", "drift", "demo")
 
 def setup_logging(level: str) -> None:
     """One log format for the long-running commands."""
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     parser = argparse.ArgumentParser(
-        prog="mlwatch", description="Monitoring for ML services: run the sidecar or the "
-        "scheduler, compare two data files for drift, or try the end-to-end demo.")
+        prog="mlwatch",
+        description="Monitoring for ML services: run the sidecar or the "
+        "scheduler, compare two data files for drift, or try the end-to-end demo.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mlwatch.cli.{name}").add_parser(sub)

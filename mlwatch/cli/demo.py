@@ -57,14 +57,27 @@ def _free_port() -> int:
 def _start_sidecar(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
     log = open(data_dir / "sidecar.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen([sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port),
-                             "--data-dir", str(data_dir)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlwatch",
+            "sidecar",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise MlwatchError(f"the sidecar exited with {proc.returncode}; see "
-                               f"{data_dir}/sidecar.log")
+            raise MlwatchError(
+                f"the sidecar exited with {proc.returncode}; see {data_dir}/sidecar.log"
+            )
         try:
             if _get(f"http://127.0.0.1:{port}/readyz").get("ready"):
                 return proc
@@ -92,8 +105,9 @@ def _prepare(data_dir: str) -> Path:
     root = Path(data_dir).resolve()
     if root.exists() and any(root.iterdir()):
         if not (root / MARKER).exists():
-            raise MlwatchError(f"{root} is not empty and was not made by 'mlwatch demo'; "
-                               "choose another --data-dir")
+            raise MlwatchError(
+                f"{root} is not empty and was not made by 'mlwatch demo'; choose another --data-dir"
+            )
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("made by 'mlwatch demo'; the next demo run replaces it\n")
@@ -102,12 +116,24 @@ def _prepare(data_dir: str) -> Path:
 
 def _write_config(root: Path, names: list[str]) -> None:
     """The demo model's spec: features, the reference file, the jobs' options."""
-    spec = {"models": [{"name": MODEL, "version": VERSION, "task": "classification",
-                        "features": names, "reference": str(root / "reference.csv"),
-                        "schedule": "1m", "window": "10m", "kpi": {"min_samples": 50},
-                        # two of thirty features moving is a change worth an alert here
-                        "drift": {"correction": "bh", "drift_share": 0.05}}],
-            "data_dir": str(root), "scheduler": False}
+    spec = {
+        "models": [
+            {
+                "name": MODEL,
+                "version": VERSION,
+                "task": "classification",
+                "features": names,
+                "reference": str(root / "reference.csv"),
+                "schedule": "1m",
+                "window": "10m",
+                "kpi": {"min_samples": 50},
+                # two of thirty features moving is a change worth an alert here
+                "drift": {"correction": "bh", "drift_share": 0.05},
+            }
+        ],
+        "data_dir": str(root),
+        "scheduler": False,
+    }
     (root / "mlwatch.yaml").write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML
 
 
@@ -121,26 +147,33 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     url = f"http://127.0.0.1:{port}"
     print(f"mlwatch demo: {requests} predictions of a '{MODEL}' classifier")
     model = demo_traffic.train()
-    print(f"  trained LogisticRegression on {model.n_train} rows, {len(model.names)} features "
-          f"(held-out accuracy {model.accuracy:.3f})")
+    print(
+        f"  trained LogisticRegression on {model.n_train} rows, {len(model.names)} features "
+        f"(held-out accuracy {model.accuracy:.3f})"
+    )
     demo_traffic.write_reference(model, root / "reference.csv", requests // 2)
     _write_config(root, model.names)
     sidecar = _start_sidecar(root, port)
     print(f"  sidecar ready at {url} (data in {root})")
     try:
-        mlwatch.configure(sidecar_url=url, model=MODEL, version=VERSION, batch_size=200,
-                          flush_interval_ms=100)
+        mlwatch.configure(
+            sidecar_url=url, model=MODEL, version=VERSION, batch_size=200, flush_interval_ms=100
+        )
         traffic = demo_traffic.serve(model, requests)
-        print(f"  injected drift on {', '.join(demo_traffic.DRIFTED)} from request "
-              f"{traffic.drift_at}; {traffic.failures} requests failed on purpose")
+        print(
+            f"  injected drift on {', '.join(demo_traffic.DRIFTED)} from request "
+            f"{traffic.drift_at}; {traffic.failures} requests failed on purpose"
+        )
         demo_traffic.send_truth(traffic)
         status = _wait_stored(url, requests, len(traffic.truth))
         _print_recorded(root, url, status, requests, traffic)
         _report_jobs(root, traffic.times)
         _print_where(root, url, port)
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(traffic.truth)
-        print(f"\nDone in {time.monotonic() - started:.1f} s"
-              + ("" if ok else " — WARNING: not every record reached the store"))
+        print(
+            f"\nDone in {time.monotonic() - started:.1f} s"
+            + ("" if ok else " — WARNING: not every record reached the store")
+        )
         return 0 if ok else 1
     finally:
         mlwatch.shutdown()
@@ -159,26 +192,38 @@ def _wait_stored(url: str, events: int, labels: int) -> dict[str, Any]:
     return status
 
 
-def _print_recorded(root: Path, url: str, status: dict[str, Any], requests: int,
-                    traffic: Traffic) -> None:
+def _print_recorded(
+    root: Path, url: str, status: dict[str, Any], requests: int, traffic: Traffic
+) -> None:
     from mlwatch.store import EmbeddedStore
 
     store = EmbeddedStore(root / "store.db")  # WAL: safe to read beside the sidecar
     latencies = [e["latency_ms"] for e in store.events(MODEL, limit=requests)]
     store.close()
     metrics = _get(f"{url}/metrics")
-    lines = [ln for ln in metrics.splitlines()
-             if ln.startswith(("mlwatch_predictions_total", "mlwatch_predicted_class_total"))]
+    lines = [
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith(("mlwatch_predictions_total", "mlwatch_predicted_class_total"))
+    ]
     print("\nWhat was recorded")
-    print(f"  events stored      {status['events_stored']} (sent {requests}, "
-          f"{traffic.failures} with status=error)")
-    print(f"  feedback stored    {status['feedback_stored']} labels "
-          f"({LABELLED_SHARE:.0%} of requests)")
-    print(f"  latency            p50 {_quantile(latencies, 0.5):.3f} ms, "
-          f"p99 {_quantile(latencies, 0.99):.3f} ms")
+    print(
+        f"  events stored      {status['events_stored']} (sent {requests}, "
+        f"{traffic.failures} with status=error)"
+    )
+    print(
+        f"  feedback stored    {status['feedback_stored']} labels "
+        f"({LABELLED_SHARE:.0%} of requests)"
+    )
+    print(
+        f"  latency            p50 {_quantile(latencies, 0.5):.3f} ms, "
+        f"p99 {_quantile(latencies, 0.99):.3f} ms"
+    )
     versions = status.get("versions") or [{}]
-    print(f"  model version      {MODEL}:{VERSION}, code {versions[0].get('code_version')}, "
-          f"params {versions[0].get('params')}")
+    print(
+        f"  model version      {MODEL}:{VERSION}, code {versions[0].get('code_version')}, "
+        f"params {versions[0].get('params')}"
+    )
     print("  metrics:")
     for line in lines:
         print(f"    {line}")
@@ -197,17 +242,21 @@ def _report_jobs(root: Path, times: tuple[float, float, float]) -> None:
     jobs = Jobs(config, store, CollectorRegistry())
     t_start, t_shift, t_end = (int(t * 1_000_000) for t in times)
     print("\nDrift against the reference (mlwatch.scheduler, the scheduler's code)")
-    for label, window in (("before the shift", (t_start, t_shift)),
-                          ("after the shift ", (t_shift, t_end))):
+    for label, window in (
+        ("before the shift", (t_start, t_shift)),
+        ("after the shift ", (t_shift, t_end)),
+    ):
         report = jobs.drift(MODEL, window=window).get(VERSION)
         if report is None:
             print(f"  {label}: no events")
             continue
         drifted = [f for f in report["features"] if f["drifted"]]
         shown = ", ".join(f"{f['name']} ({f['method']} {f['score']:.3f})" for f in drifted[:6])
-        print(f"  {label}  {report['rows']} rows, {len(drifted)} of {len(report['features'])} "
-              f"features drifted (share {report['drift_share']:.2f}), dataset drift "
-              f"{'YES' if report['dataset_drift'] else 'no'}" + (f": {shown}" if shown else ""))
+        print(
+            f"  {label}  {report['rows']} rows, {len(drifted)} of {len(report['features'])} "
+            f"features drifted (share {report['drift_share']:.2f}), dataset drift "
+            f"{'YES' if report['dataset_drift'] else 'no'}" + (f": {shown}" if shown else "")
+        )
     kpis = jobs.kpis(MODEL, window=(t_start, t_end)).get(VERSION)
     print("KPIs from the delayed labels")
     if kpis is None:
@@ -216,8 +265,10 @@ def _report_jobs(root: Path, times: tuple[float, float, float]) -> None:
         for name in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
             k = kpis["kpis"].get(name)
             if k and k.get("value") is not None:
-                print(f"  {name:<17}  {k['value']:.3f}  (95% CI {k['lower']:.3f}-{k['upper']:.3f},"
-                      f" n={k['n']})")
+                print(
+                    f"  {name:<17}  {k['value']:.3f}  (95% CI {k['lower']:.3f}-{k['upper']:.3f},"
+                    f" n={k['n']})"
+                )
     jobs.close()
     store.close()
 
@@ -227,7 +278,11 @@ def _print_where(root: Path, url: str, port: int) -> None:
     print(f"  embedded store     {root / 'store.db'} (SQLite; table events, feedback, models)")
     print(f"  spool              {root / 'spool'}")
     print(f"  events API         curl '{url}/v1/models/{MODEL}/events?limit=5'")
-    print(f"  drift and KPIs     curl '{url}/v1/models/{MODEL}/status' (latest results);"
-          f" on a schedule: mlwatch scheduler --config {root / 'mlwatch.yaml'}")
-    print(f"  Prometheus scrape  - job_name: mlwatch\n"
-          f"                       static_configs: [{{targets: ['127.0.0.1:{port}']}}]")
+    print(
+        f"  drift and KPIs     curl '{url}/v1/models/{MODEL}/status' (latest results);"
+        f" on a schedule: mlwatch scheduler --config {root / 'mlwatch.yaml'}"
+    )
+    print(
+        f"  Prometheus scrape  - job_name: mlwatch\n"
+        f"                       static_configs: [{{targets: ['127.0.0.1:{port}']}}]"
+    )

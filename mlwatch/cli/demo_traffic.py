@@ -49,8 +49,9 @@ def train() -> Model:
 
     data = load_breast_cancer()
     names = [str(n) for n in data.feature_names]
-    x_train, x_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.4,
-                                                        random_state=0, stratify=data.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.4, random_state=0, stratify=data.target
+    )
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
     clf.fit(x_train, y_train)
     return Model(clf, names, x_test, y_test, float(clf.score(x_test, y_test)), len(x_train))
@@ -64,7 +65,8 @@ def write_reference(model: Model, path: Path, rows: int) -> None:
 
     rng = np.random.default_rng(11)
     reference = model.x_test[rng.integers(len(model.x_test), size=rows)] * rng.normal(
-        1.0, 0.02, size=(rows, len(model.names)))
+        1.0, 0.02, size=(rows, len(model.names))
+    )
     pd.DataFrame(reference, columns=model.names).to_csv(path, index=False)
 
 

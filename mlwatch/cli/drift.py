@@ -26,17 +26,30 @@ def format_table(report: dict[str, Any]) -> str:
     """The report as an aligned text table with a summary line."""
     rows = [("feature", "type", "method", "score", "p-value", "threshold", "drift")]
     for f in report["features"]:
-        rows.append((f["name"], f["type"], f["method"], _num(f["score"]), _num(f["p_value"]),
-                     _num(f["threshold"]), "DRIFT" if f["drifted"] else "-"))
+        rows.append(
+            (
+                f["name"],
+                f["type"],
+                f["method"],
+                _num(f["score"]),
+                _num(f["p_value"]),
+                _num(f["threshold"]),
+                "DRIFT" if f["drifted"] else "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     drifted = sum(1 for f in report["features"] if f["drifted"])
     lines.append("")
-    lines.append(f"{drifted} of {len(report['features'])} features drifted "
-                 f"(share {report['drift_share']:.2f}); dataset drift: "
-                 f"{'YES' if report['dataset_drift'] else 'no'}")
+    lines.append(
+        f"{drifted} of {len(report['features'])} features drifted "
+        f"(share {report['drift_share']:.2f}); dataset drift: "
+        f"{'YES' if report['dataset_drift'] else 'no'}"
+    )
     return "\n".join(lines)
 
 
@@ -64,20 +77,29 @@ def run(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
         columns = [c for c in ref if c in cur]
         if not columns:
             raise InputError("the two files have no column in common")
-        for name, side in ((sorted(set(ref) - set(cur)), "reference"),
-                           (sorted(set(cur) - set(ref)), "current")):
+        for name, side in (
+            (sorted(set(ref) - set(cur)), "reference"),
+            (sorted(set(cur) - set(ref)), "current"),
+        ):
             if name:
-                (err or sys.stderr).write(f"mlwatch drift: only in the {side} file, not "
-                                          f"compared: {', '.join(name)}\n")
+                (err or sys.stderr).write(
+                    f"mlwatch drift: only in the {side} file, not compared: {', '.join(name)}\n"
+                )
     types = {c: "categorical" for c in (args.categorical or "").split(",") if c}
     types.update({c: "numeric" for c in (args.numeric or "").split(",") if c})
     unknown = [c for c in types if c not in columns]
     if unknown:
         raise InputError(f"--categorical/--numeric: unknown column(s) {', '.join(unknown)}")
-    report = compare({c: ref[c] for c in columns}, {c: cur[c] for c in columns},
-                     types=types or None, method=args.method, alpha=args.alpha,
-                     correction=args.correction, min_effect=args.min_effect,
-                     drift_share=args.drift_share).to_dict()
+    report = compare(
+        {c: ref[c] for c in columns},
+        {c: cur[c] for c in columns},
+        types=types or None,
+        method=args.method,
+        alpha=args.alpha,
+        correction=args.correction,
+        min_effect=args.min_effect,
+        drift_share=args.drift_share,
+    ).to_dict()
     if args.format == "json":
         out.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -86,25 +108,42 @@ def run(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("drift", help="compare two CSV/Parquet files for drift (offline)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "drift",
+        help="compare two CSV/Parquet files for drift (offline)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("reference", help="reference data (.csv or .parquet)")
     p.add_argument("current", help="current data (.csv or .parquet)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--method", help="force one method for every column it applies to "
-                   "(ks, wasserstein, psi, js, hellinger, kl, tvd, anderson, cvm, chisquare)")
+    p.add_argument(
+        "--method",
+        help="force one method for every column it applies to "
+        "(ks, wasserstein, psi, js, hellinger, kl, tvd, anderson, cvm, chisquare)",
+    )
     p.add_argument("--columns", help="comma-separated columns to compare (default: common)")
     p.add_argument("--categorical", help="columns to treat as categorical")
     p.add_argument("--numeric", help="columns to treat as numeric")
     p.add_argument("--alpha", type=float, default=0.05, help="test level (0.05)")
-    p.add_argument("--correction", choices=("bonferroni", "bh"),
-                   help="multiple-testing correction of the test p-values")
+    p.add_argument(
+        "--correction",
+        choices=("bonferroni", "bh"),
+        help="multiple-testing correction of the test p-values",
+    )
     p.add_argument("--min-effect", type=float, help="minimum effect size to call drift")
-    p.add_argument("--drift-share", type=float, default=0.5,
-                   help="share of drifted features that makes dataset drift (0.5)")
+    p.add_argument(
+        "--drift-share",
+        type=float,
+        default=0.5,
+        help="share of drifted features that makes dataset drift (0.5)",
+    )
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 on dataset drift")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show reading progress (default: on a terminal, for large files)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show reading progress (default: on a terminal, for large files)",
+    )
     p.set_defaults(func=main)
 
 

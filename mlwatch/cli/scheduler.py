@@ -49,8 +49,10 @@ def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> 
         return 2
     if once:
         try:
-            results = {spec.name: {"drift": jobs.drift(spec.name), "kpi": jobs.kpis(spec.name)}
-                       for spec in jobs.monitored()}
+            results = {
+                spec.name: {"drift": jobs.drift(spec.name), "kpi": jobs.kpis(spec.name)}
+                for spec in jobs.monitored()
+            }
         finally:
             jobs.close()
             store.close()

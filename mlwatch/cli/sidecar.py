@@ -20,8 +20,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
-                         spool_fsync=args.spool_fsync)
+    config = load_config(
+        args.config,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        spool_fsync=args.spool_fsync,
+    )
     from mlwatch.cli import setup_logging
     from mlwatch.sidecar.server import serve
 

@@ -62,37 +62,72 @@ def monitor(model: F) -> F: ...
 
 
 @overload
-def monitor(model: str | None = None, version: str | None = None, *, batch: bool = False,
-            features: ArgSpec = None, feature_names: Sequence[str] | None = None,
-            prediction: str | Callable[[Any], Any] | None = None, request_id: ArgSpec = None,
-            capture: bool = True, sample_rate: float | None = None,
-            labels: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
-            run_id: str | None = None) -> Callable[[F], F]: ...
+def monitor(
+    model: str | None = None,
+    version: str | None = None,
+    *,
+    batch: bool = False,
+    features: ArgSpec = None,
+    feature_names: Sequence[str] | None = None,
+    prediction: str | Callable[[Any], Any] | None = None,
+    request_id: ArgSpec = None,
+    capture: bool = True,
+    sample_rate: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Callable[[F], F]: ...
 
 
-def monitor(model: str | Callable[..., Any] | None = None, version: str | None = None, *,
-            batch: bool = False, features: ArgSpec = None,
-            feature_names: Sequence[str] | None = None,
-            prediction: str | Callable[[Any], Any] | None = None, request_id: ArgSpec = None,
-            capture: bool = True, sample_rate: float | None = None,
-            labels: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
-            run_id: str | None = None) -> Any:
+def monitor(
+    model: str | Callable[..., Any] | None = None,
+    version: str | None = None,
+    *,
+    batch: bool = False,
+    features: ArgSpec = None,
+    feature_names: Sequence[str] | None = None,
+    prediction: str | Callable[[Any], Any] | None = None,
+    request_id: ArgSpec = None,
+    capture: bool = True,
+    sample_rate: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Any:
     """Decorate a prediction function (``@monitor``, ``@monitor("iris", "3")``, …)."""
     if callable(model):  # bare @monitor
         return monitor()(model)
-    check(model, version, sample_rate, labels, feature_names, prediction, features, request_id,
-          run_id, params)
+    check(
+        model,
+        version,
+        sample_rate,
+        labels,
+        feature_names,
+        prediction,
+        features,
+        request_id,
+        run_id,
+        params,
+    )
     try:
         jparams = to_jsonable(dict(params)) if params else None
     except Exception as exc:
         raise ConfigError("params", f"cannot be made JSON: {exc!r}") from None
 
     def decorate(fn: F) -> F:
-        site = Site(name=getattr(fn, "__name__", "model"), model=model, version=version,
-                    batch=batch, feature_names=tuple(feature_names) if feature_names else None,
-                    prediction=prediction, capture=capture, sample_rate=sample_rate,
-                    labels=dict(labels) if labels else None, params=jparams,
-                    run_id=run_id or None)
+        site = Site(
+            name=getattr(fn, "__name__", "model"),
+            model=model,
+            version=version,
+            batch=batch,
+            feature_names=tuple(feature_names) if feature_names else None,
+            prediction=prediction,
+            capture=capture,
+            sample_rate=sample_rate,
+            labels=dict(labels) if labels else None,
+            params=jparams,
+            run_id=run_id or None,
+        )
         before = _before_hook(fn, site, features)
         after = _after_hook(fn, site, request_id)
         if inspect.iscoroutinefunction(fn):
@@ -109,8 +144,7 @@ def _before_hook(fn: Callable[..., Any], site: Site, features: ArgSpec) -> Befor
     fx = features if callable(features) else None
     idx, name = (0, None) if fx else position(fn, cast("str | None", features), "features")
 
-    def before(rt: _rt.Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]
-               ) -> tuple[Any, int]:
+    def before(rt: _rt.Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int]:
         try:
             if capture:
                 rate = rt.sample_rate if sample_rate is None else sample_rate
@@ -131,8 +165,9 @@ def _before_hook(fn: Callable[..., Any], site: Site, features: ArgSpec) -> Befor
                 return (x if keep else NO_PAYLOAD), count_rows(x)
             return x, 1
         except Exception as exc:
-            failures.warning("features.select", "mlwatch: selecting the inputs of %s "
-                             "failed: %r", site.name, exc)
+            failures.warning(
+                "features.select", "mlwatch: selecting the inputs of %s failed: %r", site.name, exc
+            )
             return None, 1  # null features; the prediction is still kept
 
     return before
@@ -143,12 +178,23 @@ def _after_hook(fn: Callable[..., Any], site: Site, request_id: ArgSpec) -> Afte
     failure of our own."""
     capture, batch = site.capture, site.batch
     rx = request_id if callable(request_id) else None
-    ridx, rname = (NOWHERE, None) if rx or request_id is None else position(
-        fn, cast(str, request_id), "request_id")
+    ridx, rname = (
+        (NOWHERE, None)
+        if rx or request_id is None
+        else position(fn, cast(str, request_id), "request_id")
+    )
     has_rid = request_id is not None
 
-    def after(sink: Any, lat: int, x: Any, result: Any, err: str | None, rows: int,
-              args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def after(
+        sink: Any,
+        lat: int,
+        x: Any,
+        result: Any,
+        err: str | None,
+        rows: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         try:
             rid = None
             if has_rid:
@@ -160,8 +206,9 @@ def _after_hook(fn: Callable[..., Any], site: Site, request_id: ArgSpec) -> Afte
                     elif rname is not None:
                         rid = kwargs.get(rname)
                 except Exception as exc:
-                    failures.warning("request_id", "mlwatch: request_id of %s failed: %r",
-                                     site.name, exc)
+                    failures.warning(
+                        "request_id", "mlwatch: request_id of %s failed: %r", site.name, exc
+                    )
             if not capture:
                 result = None
             elif type(result) is dict:
@@ -171,14 +218,14 @@ def _after_hook(fn: Callable[..., Any], site: Site, request_id: ArgSpec) -> Afte
             else:
                 sink.record(site, lat, x, result, rid, err)
         except Exception as exc:
-            failures.error("record", "mlwatch: recording a call of %s failed: %r",
-                           site.name, exc)
+            failures.error("record", "mlwatch: recording a call of %s failed: %r", site.name, exc)
 
     return after
 
 
-def _sync_wrapper(fn: Callable[..., Any], site: Site, before: Before, after: After
-                  ) -> Callable[..., Any]:
+def _sync_wrapper(
+    fn: Callable[..., Any], site: Site, before: Before, after: After
+) -> Callable[..., Any]:
     batch = site.batch
 
     @functools.wraps(fn)
@@ -203,8 +250,9 @@ def _sync_wrapper(fn: Callable[..., Any], site: Site, before: Before, after: Aft
     return wrapper
 
 
-def _async_wrapper(fn: Callable[..., Any], site: Site, before: Before, after: After
-                   ) -> Callable[..., Any]:
+def _async_wrapper(
+    fn: Callable[..., Any], site: Site, before: Before, after: After
+) -> Callable[..., Any]:
     batch = site.batch
 
     @functools.wraps(fn)

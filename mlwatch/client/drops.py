@@ -71,8 +71,9 @@ class DropCounts:
         with self._lock:
             return dict(self._counts)
 
-    def next_report(self, identity_of: Callable[[Site], Identity] | None
-                    ) -> list[dict[str, Any]] | None:
+    def next_report(
+        self, identity_of: Callable[[Site], Identity] | None
+    ) -> list[dict[str, Any]] | None:
         """The header payload to send (worker only): the report not yet delivered, else
         the counts now under a new ``report_id``; None when there is nothing to report."""
         if self._sent is None:
@@ -99,8 +100,9 @@ class DropCounts:
                     self._counts.pop(k, None)
 
     @staticmethod
-    def report(snap: Snapshot, identity_of: Callable[[Site], Identity] | None,
-               report_id: str | None = None) -> list[dict[str, Any]]:
+    def report(
+        snap: Snapshot, identity_of: Callable[[Site], Identity] | None, report_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """The header payload: ``[{"model", "version", "reason", "count"}]``, merged and
         sorted, with ``"report_id"`` in every object when given."""
         merged: dict[tuple[str, str, str], int] = {}
@@ -114,5 +116,8 @@ class DropCounts:
                 model, version = cast("tuple[str, str]", key)
             merged[(model, version, reason)] = merged.get((model, version, reason), 0) + n
         extra = {"report_id": report_id} if report_id else {}
-        return [{"model": m, "version": v, "reason": r, "count": n, **extra}
-                for (m, v, r), n in sorted(merged.items()) if n > 0]
+        return [
+            {"model": m, "version": v, "reason": r, "count": n, **extra}
+            for (m, v, r), n in sorted(merged.items())
+            if n > 0
+        ]

@@ -41,8 +41,13 @@ def _safely(kind: str, fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception as exc:
-        failures.warning(kind, "mlwatch: %s failed (%s: %s); the event is kept without it",
-                         kind, type(exc).__name__, exc)
+        failures.warning(
+            kind,
+            "mlwatch: %s failed (%s: %s); the event is kept without it",
+            kind,
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
@@ -54,7 +59,7 @@ def _request_ids(rid: Any, n: int) -> list[str | None]:
     text = feat.printable(str(rid), MAX_ID)
     if n == 1:
         return [text or None]
-    return [f"{text[:MAX_ID - 8]}:{i}" for i in range(n)]
+    return [f"{text[: MAX_ID - 8]}:{i}" for i in range(n)]
 
 
 def _prediction(site: Site, result: Any, ident: Identity) -> Any:
@@ -67,10 +72,14 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
     """The events of one call (several for a batch) and their start times in ns."""
     site, end_ns, lat_ns, inputs, result, rid, err, n = entry
     start = end_ns - lat_ns
-    base: dict[str, Any] = {"ts": format_ts(start), "model": ident.model,
-                            "version": ident.version, "latency_ms": lat_ns / 1e6,
-                            "status": "error" if err else "ok",
-                            "code_version": ident.code_version}
+    base: dict[str, Any] = {
+        "ts": format_ts(start),
+        "model": ident.model,
+        "version": ident.version,
+        "latency_ms": lat_ns / 1e6,
+        "status": "error" if err else "ok",
+        "code_version": ident.code_version,
+    }
     if err:
         base["error"] = feat.printable(err, MAX_NAME) or "error"
     if ident.run_id:
@@ -82,10 +91,12 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
     rids = _safely("request_id", _request_ids, rid, n) or [None] * n
     if not site.batch:
         base["request_id"] = rids[0]
-        base["features"] = _safely("features", feat.to_features, inputs,
-                                   site.feature_names) if kept else None
-        base["prediction"] = (_safely("prediction", _prediction, site, result, ident)
-                              if predict else None)
+        base["features"] = (
+            _safely("features", feat.to_features, inputs, site.feature_names) if kept else None
+        )
+        base["prediction"] = (
+            _safely("prediction", _prediction, site, result, ident) if predict else None
+        )
         return [base], [start]
     rows: Sequence[Any] = [None] * n
     preds: Sequence[Any] = [None] * n
@@ -94,16 +105,25 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         if got is not None and len(got) == n:
             rows = got
         elif got is not None:
-            failures.warning("features.rows", "mlwatch: a batch input gave %d rows, expected %d; "
-                             "recording null features", len(got), n)
+            failures.warning(
+                "features.rows",
+                "mlwatch: a batch input gave %d rows, expected %d; recording null features",
+                len(got),
+                n,
+            )
     if predict:
         whole = _safely("prediction", _prediction, site, result, ident)
         split = feat.split_rows(whole, n)
         if split is not None:
             preds = split
         elif whole is not None:
-            failures.warning("prediction.split", "mlwatch: the prediction of a batch of %d "
-                             "rows does not split into %d rows; recording null", n, n)
+            failures.warning(
+                "prediction.split",
+                "mlwatch: the prediction of a batch of %d "
+                "rows does not split into %d rows; recording null",
+                n,
+                n,
+            )
     out = []
     for i in range(n):
         ev = dict(base)
@@ -115,8 +135,11 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
     return out, [start] * n
 
 
-def build(entries: Sequence[Entry], identity_of: Callable[[Site], Identity],
-          on_error: Callable[[Entry, BaseException], None]) -> list[dict[str, Any]]:
+def build(
+    entries: Sequence[Entry],
+    identity_of: Callable[[Site], Identity],
+    on_error: Callable[[Entry, BaseException], None],
+) -> list[dict[str, Any]]:
     """Events of many calls, with time-ordered ids (also the request id when none was given)."""
     events: list[dict[str, Any]] = []
     starts: list[int] = []

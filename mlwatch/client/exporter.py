@@ -45,8 +45,9 @@ class Partial:
     report_sent: bool = False
 
 
-def settle(res: Result | Partial, records: list[dict[str, Any]]
-           ) -> tuple[bool, list[tuple[Result, list[dict[str, Any]]]]]:
+def settle(
+    res: Result | Partial, records: list[dict[str, Any]]
+) -> tuple[bool, list[tuple[Result, list[dict[str, Any]]]]]:
     """(whether the drop report got through, the records not delivered with their fate)."""
     if isinstance(res, Partial):
         return res.report_sent, [(r, recs) for r, recs in res.lost if recs]

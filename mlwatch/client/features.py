@@ -53,8 +53,12 @@ def is_frame(x: Any) -> bool:
 
 
 def is_series(x: Any) -> bool:
-    return (_module(x).startswith("pandas") and hasattr(x, "to_dict") and hasattr(x, "tolist")
-            and not hasattr(x, "columns"))
+    return (
+        _module(x).startswith("pandas")
+        and hasattr(x, "to_dict")
+        and hasattr(x, "tolist")
+        and not hasattr(x, "columns")
+    )
 
 
 def is_array(x: Any) -> bool:
@@ -79,8 +83,9 @@ def printable(text: str, limit: int) -> str:
     'req\\\\x00-1\\\\n'
     """
     if not text.isprintable():
-        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                       for c in text)
+        text = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+        )
     return text[:limit]
 
 
@@ -141,8 +146,9 @@ def _leaf(v: Any) -> Any:
 def flat(d: Mapping[Any, Any]) -> dict[str, Any]:
     """A mapping as a flat dict of JSON scalars with string keys (the worker's hot loop)."""
     if len(d) > MAX_FEATURES:
-        failures.warning("features.too_many", "mlwatch: %d features, keeping the first %d",
-                         len(d), MAX_FEATURES)
+        failures.warning(
+            "features.too_many", "mlwatch: %d features, keeping the first %d", len(d), MAX_FEATURES
+        )
         d = dict(list(d.items())[:MAX_FEATURES])
     out = dict(d)  # a C-level copy; only the values that need it are replaced below
     for k, v in d.items():
@@ -173,8 +179,13 @@ def _named(values: Sequence[Any], names: Sequence[str] | None) -> dict[str, Any]
 
 def _first_row(rows: list[dict[str, Any]], what: str) -> dict[str, Any]:
     if len(rows) > 1:
-        failures.warning("features.multirow", "mlwatch: %s with %d rows on a monitor without "
-                         "batch=True; recording the first row only", what, len(rows))
+        failures.warning(
+            "features.multirow",
+            "mlwatch: %s with %d rows on a monitor without "
+            "batch=True; recording the first row only",
+            what,
+            len(rows),
+        )
     return rows[0] if rows else {}
 
 
@@ -199,8 +210,9 @@ def to_features(obj: Any, names: Sequence[str] | None = None) -> dict[str, Any] 
     if isinstance(obj, Mapping):
         return flat(obj)
     if isinstance(obj, (list, tuple)):
-        if obj and (isinstance(obj[0], (list, tuple, Mapping)) or is_array(obj[0])
-                    or _is_model(obj[0])):
+        if obj and (
+            isinstance(obj[0], (list, tuple, Mapping)) or is_array(obj[0]) or _is_model(obj[0])
+        ):
             return _first_row(to_rows(obj, names), "list of rows")  # sklearn-style [[...]]
         return _named(obj, names)
     if _is_dataclass(obj):
@@ -250,8 +262,7 @@ def to_jsonable(v: Any, depth: int = 0) -> Any:
     if t is dict or (isinstance(v, Mapping) and not is_series(v)):
         if depth >= MAX_DEPTH:
             return str(v)[:MAX_STRING]
-        return {(k if type(k) is str else str(k)): to_jsonable(x, depth + 1)
-                for k, x in v.items()}
+        return {(k if type(k) is str else str(k)): to_jsonable(x, depth + 1) for k, x in v.items()}
     if t is list or t is tuple or isinstance(v, (list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             return str(v)[:MAX_STRING]
@@ -281,7 +292,10 @@ def split_rows(prediction: Any, n: int) -> list[Any] | None:
     """Per-row predictions of a batch (already JSON), or None if they do not split into ``n``."""
     if isinstance(prediction, list) and len(prediction) == n:
         return prediction
-    if isinstance(prediction, dict) and prediction and all(
-            isinstance(col, list) and len(col) == n for col in prediction.values()):
+    if (
+        isinstance(prediction, dict)
+        and prediction
+        and all(isinstance(col, list) and len(col) == n for col in prediction.values())
+    ):
         return [{k: col[i] for k, col in prediction.items()} for i in range(n)]
     return None

@@ -17,8 +17,7 @@ from mlwatch.times import to_rfc3339
 from mlwatch.wire import MAX_ID, validate_feedback, validate_registration
 
 
-def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
-                 ts: Any = None) -> None:
+def log_feedback(request_id: Any, label: Any, *, model: str | None = None, ts: Any = None) -> None:
     """Record the ground truth for a prediction (possibly hours later); never blocks.
 
     ``request_id`` is the one the event carries (the event id when the monitor had no
@@ -35,12 +34,15 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
         try:
             label = pick_path(label, spec.label_field)
         except (KeyError, IndexError, AttributeError, TypeError):
-            raise ValidationError(f"label_field {spec.label_field!r} of model {model!r} is "
-                                  "not in the label", field="label") from None
-    rec: dict[str, Any] = {"model": model,
-                           "request_id": None if request_id is None else printable(
-                               str(request_id), MAX_ID),
-                           "label": to_jsonable(label)}
+            raise ValidationError(
+                f"label_field {spec.label_field!r} of model {model!r} is not in the label",
+                field="label",
+            ) from None
+    rec: dict[str, Any] = {
+        "model": model,
+        "request_id": None if request_id is None else printable(str(request_id), MAX_ID),
+        "label": to_jsonable(label),
+    }
     if ts is not None:
         rec["ts"] = to_rfc3339(ts)
     checked = validate_feedback(rec)
@@ -48,19 +50,30 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None,
     rt.sink.record_feedback(checked)
 
 
-def register_model(model: str | None = None, version: str | None = None, *,
-                   task: str | None = None, params: dict[str, Any] | None = None,
-                   run_id: str | None = None, code_version: str | None = None) -> None:
+def register_model(
+    model: str | None = None,
+    version: str | None = None,
+    *,
+    task: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    code_version: str | None = None,
+) -> None:
     """Send a model version's identity and experiment parameters (POST /v1/models) now,
     instead of with its first events. Malformed arguments raise ValidationError."""
     rt = runtime.current()
     if rt.sink is None:
         return
-    reg: dict[str, Any] = {"model": model or rt.config.model,
-                           "version": version or rt.config.version or "unknown",
-                           "params": to_jsonable(params or {})}
-    for key, value in (("task", task), ("run_id", run_id or rt.config.run_id),
-                       ("code_version", code_version or rt.code_version())):
+    reg: dict[str, Any] = {
+        "model": model or rt.config.model,
+        "version": version or rt.config.version or "unknown",
+        "params": to_jsonable(params or {}),
+    }
+    for key, value in (
+        ("task", task),
+        ("run_id", run_id or rt.config.run_id),
+        ("code_version", code_version or rt.code_version()),
+    ):
         if value is not None:
             reg[key] = value
     validate_registration(reg)

@@ -69,18 +69,26 @@ class FluentExporter:
 
     name = "fluentd"
 
-    def __init__(self, host: str, port: int, *, shared_key: str | None = None,
-                 timeout_s: float = 5.0, tag_prefix: str = "mlwatch",
-                 client_hostname: str | None = None,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        shared_key: str | None = None,
+        timeout_s: float = 5.0,
+        tag_prefix: str = "mlwatch",
+        client_hostname: str | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         if not tag_prefix or any(c.isspace() for c in tag_prefix) or tag_prefix.endswith("."):
             raise ValueError(f"tag_prefix: expected a tag like 'mlwatch', got {tag_prefix!r}")
         self.host = host
         self.port = port
         if max_message_bytes < MIN_MESSAGE_BYTES:
-            raise ValueError(f"max_message_bytes: expected at least {MIN_MESSAGE_BYTES}, got "
-                             f"{max_message_bytes}")
+            raise ValueError(
+                f"max_message_bytes: expected at least {MIN_MESSAGE_BYTES}, got {max_message_bytes}"
+            )
         self.where = f"{host}:{port}"  # safe to log
         self.timeout_s = timeout_s
         self.tag_prefix = tag_prefix
@@ -109,17 +117,29 @@ class FluentExporter:
     def export(self, batch: ExportBatch) -> Result | Partial:
         """Deliver the records (and the drop report) or say what became of them. Never raises."""
         try:
-            return self._export(batch.kind, batch.records, batch.deadline, batch.interrupt,
-                                batch.dropped)
+            return self._export(
+                batch.kind, batch.records, batch.deadline, batch.interrupt, batch.dropped
+            )
         except Exception as exc:  # a bug of ours must cost this batch only
             self._disconnect()
-            failures.error("fluent.export", "mlwatch: exporting %s to %s failed: %r", batch.kind,
-                           self.where, exc, exc_info=True)
+            failures.error(
+                "fluent.export",
+                "mlwatch: exporting %s to %s failed: %r",
+                batch.kind,
+                self.where,
+                exc,
+                exc_info=True,
+            )
             return Result.ERROR if batch.records else Partial(report_sent=False)
 
-    def _export(self, kind: str, records: list[dict[str, Any]], deadline: float,
-                interrupt: threading.Event, dropped: list[dict[str, Any]] | None
-                ) -> Result | Partial:
+    def _export(
+        self,
+        kind: str,
+        records: list[dict[str, Any]],
+        deadline: float,
+        interrupt: threading.Event,
+        dropped: list[dict[str, Any]] | None,
+    ) -> Result | Partial:
         lost: Lost = []
         messages = self._messages(kind, records, lost)
         if dropped:
@@ -133,7 +153,7 @@ class FluentExporter:
                 report_sent = bool(dropped) and i == len(messages) - 1
                 continue
             lost.append((res, recs))
-            lost.extend((res, later[0]) for later in messages[i + 1:])
+            lost.extend((res, later[0]) for later in messages[i + 1 :])
             break
         return _outcome(lost, len(records), dropped=bool(dropped), report_sent=report_sent)
 
@@ -143,8 +163,9 @@ class FluentExporter:
         envelope = protocol.packed_forward(tag, b"", 2**32 - 1, "=" * 24)
         return self.max_message_bytes - len(envelope) - 3  # a bin32 header is 3 bytes longer
 
-    def _messages(self, kind: str, records: list[dict[str, Any]], lost: Lost
-                  ) -> list[tuple[list[dict[str, Any]], str, bytes, int]]:
+    def _messages(
+        self, kind: str, records: list[dict[str, Any]], lost: Lost
+    ) -> list[tuple[list[dict[str, Any]], str, bytes, int]]:
         """Encoded entries grouped by tag, in messages of at most ``max_message_bytes``."""
         groups: dict[str, list[tuple[dict[str, Any], bytes]]] = {}
         rooms: dict[str, int] = {}
@@ -156,18 +177,28 @@ class FluentExporter:
                 entry = encode([self._time(rec), rec])
             except Exception as exc:
                 bad.append(rec)
-                failures.error(f"fluent.encode.{kind}", "mlwatch: a %s record cannot be "
-                               "encoded as msgpack (%s: %s); it is dropped", kind,
-                               type(exc).__name__, exc)
+                failures.error(
+                    f"fluent.encode.{kind}",
+                    "mlwatch: a %s record cannot be encoded as msgpack (%s: %s); it is dropped",
+                    kind,
+                    type(exc).__name__,
+                    exc,
+                )
                 continue
             room = rooms.get(tag)
             if room is None:
                 room = rooms[tag] = self.room(tag)
             if len(entry) > room:
                 huge.append(rec)
-                failures.error(f"fluent.huge.{kind}", "mlwatch: a %s record of %d bytes does "
-                               "not fit in a forward message of %d bytes (max_message_bytes); "
-                               "it is dropped", kind, len(entry), self.max_message_bytes)
+                failures.error(
+                    f"fluent.huge.{kind}",
+                    "mlwatch: a %s record of %d bytes does "
+                    "not fit in a forward message of %d bytes (max_message_bytes); "
+                    "it is dropped",
+                    kind,
+                    len(entry),
+                    self.max_message_bytes,
+                )
                 continue
             groups.setdefault(tag, []).append((rec, entry))
         if bad:
@@ -199,8 +230,9 @@ class FluentExporter:
                 pass
         return event_time(time.time_ns())
 
-    def _send(self, tag: str, entries: bytes, n: int, deadline: float,
-              interrupt: threading.Event) -> Result:
+    def _send(
+        self, tag: str, entries: bytes, n: int, deadline: float, interrupt: threading.Event
+    ) -> Result:
         """One message until acked, refused, past ``deadline`` or interrupted."""
         chunk = base64.b64encode(os.urandom(16)).decode()
         payload = protocol.packed_forward(tag, entries, n, chunk)
@@ -214,8 +246,14 @@ class FluentExporter:
                 return Result.OK
             except HandshakeRefused as exc:
                 self._disconnect()
-                failures.error("fluent.handshake", "mlwatch: %s refused the handshake (%s); "
-                               "%d records for %s dropped", self.where, exc, n, tag)
+                failures.error(
+                    "fluent.handshake",
+                    "mlwatch: %s refused the handshake (%s); %d records for %s dropped",
+                    self.where,
+                    exc,
+                    n,
+                    tag,
+                )
                 return Result.FAILED
             except (OSError, ForwardError) as exc:
                 self._disconnect()
@@ -225,11 +263,17 @@ class FluentExporter:
                     continue
             if interrupt.is_set():
                 return Result.INTERRUPTED
-            delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt) * (0.5 + self._rng())
+            delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + self._rng())
             if time.monotonic() + delay > deadline:
-                failures.error("fluent.giveup", "mlwatch: giving up on %d records for %s "
-                               "after %d attempts to %s (last: %s)", n, tag, attempt + 1,
-                               self.where, what)
+                failures.error(
+                    "fluent.giveup",
+                    "mlwatch: giving up on %d records for %s after %d attempts to %s (last: %s)",
+                    n,
+                    tag,
+                    attempt + 1,
+                    self.where,
+                    what,
+                )
                 return Result.FAILED
             if interrupt.wait(delay):
                 return Result.INTERRUPTED
@@ -268,8 +312,9 @@ class FluentExporter:
         try:
             helo = self._read(timeout)
         except TimeoutError:
-            raise ForwardError(f"no HELO within {timeout:g}s: does the server have a shared "
-                               "key configured?") from None
+            raise ForwardError(
+                f"no HELO within {timeout:g}s: does the server have a shared key configured?"
+            ) from None
         nonce, self._keepalive = protocol.read_helo(helo)
         salt = os.urandom(16).hex().encode()
         self._sock.sendall(protocol.ping(self.client_hostname, salt, nonce, self._key))

@@ -46,6 +46,7 @@ def package_version() -> str:
     if not _version:
         try:
             from importlib.metadata import PackageNotFoundError, version
+
             try:
                 _version.append(version("mlwatch"))
             except PackageNotFoundError:
@@ -63,9 +64,15 @@ def git_commit(cwd: str | None = None, *, timeout: float = GIT_TIMEOUT_S) -> str
     import subprocess  # here, not at import: 2-3 ms that most processes never need
 
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or os.getcwd(),
-                             capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or os.getcwd(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     sha = out.stdout.strip()
@@ -120,10 +127,14 @@ def resolve(site: Site, config: Config, code_version: str) -> Identity:
     version = printable(str(site.version or config.version or ""), MAX_NAME) or "unknown"
     run_id = site.run_id or config.run_id
     spec = config.model_spec(model)
-    return Identity(model=model, version=version, code_version=code_version,
-                    run_id=(printable(str(run_id), MAX_NAME) or None) if run_id else None,
-                    labels=site.labels,
-                    prediction_field=spec.prediction_field if spec else None)
+    return Identity(
+        model=model,
+        version=version,
+        code_version=code_version,
+        run_id=(printable(str(run_id), MAX_NAME) or None) if run_id else None,
+        labels=site.labels,
+        prediction_field=spec.prediction_field if spec else None,
+    )
 
 
 def fallback_key(site: Site) -> tuple[str, str]:
@@ -149,11 +160,16 @@ def fallback_identity(site: Site) -> Identity:
     return Identity(model=model, version=version, code_version=package_version())
 
 
-def registration(ident: Identity, task: str | None, params: dict[str, Any] | None
-                 ) -> dict[str, Any]:
+def registration(
+    ident: Identity, task: str | None, params: dict[str, Any] | None
+) -> dict[str, Any]:
     """The POST /v1/models record for a model version (``wire.validate_registration``)."""
-    reg: dict[str, Any] = {"model": ident.model, "version": ident.version,
-                           "code_version": ident.code_version, "params": params or {}}
+    reg: dict[str, Any] = {
+        "model": ident.model,
+        "version": ident.version,
+        "code_version": ident.code_version,
+        "params": params or {},
+    }
     if ident.run_id:
         reg["run_id"] = ident.run_id
     if task:

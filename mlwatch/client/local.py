@@ -24,8 +24,11 @@ from mlwatch.ratelimit import failures, logger
 from mlwatch.settings import Config
 from mlwatch.wire import validate_event, validate_feedback, validate_registration
 
-_VALIDATORS = {"events": validate_event, "feedback": validate_feedback,
-               "models": validate_registration}
+_VALIDATORS = {
+    "events": validate_event,
+    "feedback": validate_feedback,
+    "models": validate_registration,
+}
 PURGE_EVERY_S = 3600.0  # retention runs at most once an hour
 
 
@@ -34,9 +37,14 @@ class LocalExporter:
 
     name = "local"
 
-    def __init__(self, path: str | Path, *, retention_days: float = 30.0,
-                 config: Config | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention_days: float = 30.0,
+        config: Config | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
         self._config = config
@@ -55,12 +63,16 @@ class LocalExporter:
                 # the same rules as the sidecar's ingest: sensitive features never stored raw
                 from mlwatch.redact import Redactor, load_or_create_key
 
-                self._redactor = Redactor(self._config.models, key=load_or_create_key(
-                    self._config.hash_key, self.path.parent))
+                self._redactor = Redactor(
+                    self._config.models,
+                    key=load_or_create_key(self._config.hash_key, self.path.parent),
+                )
             if not self._announced:
                 self._announced = True
-                logger.info("mlwatch: no sidecar_url set; writing events to %s (local mode)",
-                            self.path.resolve())
+                logger.info(
+                    "mlwatch: no sidecar_url set; writing events to %s (local mode)",
+                    self.path.resolve(),
+                )
         return self._store
 
     def export(self, batch: ExportBatch) -> Result | Partial:
@@ -75,15 +87,22 @@ class LocalExporter:
                 stored.append(rec)
             except ValidationError as exc:
                 lost.append(rec)
-                failures.error(f"local.invalid.{kind}", "mlwatch: invalid %s record not "
-                               "stored: %s", kind, exc)
+                failures.error(
+                    f"local.invalid.{kind}", "mlwatch: invalid %s record not stored: %s", kind, exc
+                )
         outcome = [(Result.REJECTED, lost)] if lost else []
         if valid:
             try:
                 self._write(kind, valid)
             except Exception as exc:  # StoreError, sqlite3 errors, a full disk
-                failures.error(f"local.{kind}", "mlwatch: writing %d %s to %s failed: %s",
-                               len(valid), kind, self.path, exc)
+                failures.error(
+                    f"local.{kind}",
+                    "mlwatch: writing %d %s to %s failed: %s",
+                    len(valid),
+                    kind,
+                    self.path,
+                    exc,
+                )
                 outcome.append((Result.FAILED, stored))
             else:
                 self._purge(self._store)
@@ -113,12 +132,17 @@ class LocalExporter:
         try:
             removed = store.purge()
         except Exception as exc:  # a busy or full disk: try again in an hour
-            failures.error("local.purge", "mlwatch: applying the retention to %s failed: %s",
-                           self.path, exc)
+            failures.error(
+                "local.purge", "mlwatch: applying the retention to %s failed: %s", self.path, exc
+            )
             return
         if removed:
-            logger.info("mlwatch: retention: removed %d rows older than %s days from %s",
-                        removed, self.retention_days, self.path)
+            logger.info(
+                "mlwatch: retention: removed %d rows older than %s days from %s",
+                removed,
+                self.retention_days,
+                self.path,
+            )
 
     def after_fork(self) -> None:
         """SQLite connections must not cross a fork: the child opens its own."""

@@ -28,8 +28,7 @@ class MemoryExporter:
 
     def __init__(self, result: Result = Result.OK) -> None:
         self.result = result
-        self.records: dict[str, list[dict[str, Any]]] = {"events": [], "feedback": [],
-                                                         "models": []}
+        self.records: dict[str, list[dict[str, Any]]] = {"events": [], "feedback": [], "models": []}
         self.dropped: list[list[dict[str, Any]]] = []
         self.calls = 0
         self.closed = False

@@ -31,9 +31,11 @@ def position(fn: Callable[..., Any], spec: str | None, option: str) -> tuple[int
     if spec is None:  # the first positional parameter, skipping self/cls
         skip = 1 if params and params[0].name in ("self", "cls") else 0
         params = params[skip:]
-        if params and params[0].kind in (params[0].POSITIONAL_ONLY,
-                                         params[0].POSITIONAL_OR_KEYWORD,
-                                         params[0].VAR_POSITIONAL):
+        if params and params[0].kind in (
+            params[0].POSITIONAL_ONLY,
+            params[0].POSITIONAL_OR_KEYWORD,
+            params[0].VAR_POSITIONAL,
+        ):
             return skip, params[0].name
         return skip, None
     for i, p in enumerate(params):
@@ -55,37 +57,64 @@ def _check_labels(labels: Any) -> None:
         raise ConfigError("labels", f"expected a mapping of at most {MAX_LABELS} labels")
     for key, value in labels.items():
         if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
-            raise ConfigError("labels", f"label names are letters, digits and '_' (at most 64), "
-                              f"not starting with a digit; got {key!r}")
+            raise ConfigError(
+                "labels",
+                f"label names are letters, digits and '_' (at most 64), "
+                f"not starting with a digit; got {key!r}",
+            )
         if not _text(value, 0):
-            raise ConfigError("labels", f"label {key!r}: expected a string of at most "
-                              f"{MAX_NAME} printable characters, got {value!r:.60}")
+            raise ConfigError(
+                "labels",
+                f"label {key!r}: expected a string of at most "
+                f"{MAX_NAME} printable characters, got {value!r:.60}",
+            )
 
 
-def check(model: str | None, version: str | None, sample_rate: float | None,
-           labels: Mapping[str, str] | None, feature_names: Sequence[str] | None,
-           prediction: Any, features: Any, request_id: Any, run_id: Any, params: Any) -> None:
+def check(
+    model: str | None,
+    version: str | None,
+    sample_rate: float | None,
+    labels: Mapping[str, str] | None,
+    feature_names: Sequence[str] | None,
+    prediction: Any,
+    features: Any,
+    request_id: Any,
+    run_id: Any,
+    params: Any,
+) -> None:
     if model is not None and (not isinstance(model, str) or not NAME_RE.match(model)):
-        raise ConfigError("model", f"expected letters, digits and '_.:-' (at most {MAX_NAME}), "
-                          f"got {model!r}")
+        raise ConfigError(
+            "model", f"expected letters, digits and '_.:-' (at most {MAX_NAME}), got {model!r}"
+        )
     if version is not None and not _text(version, 1):
-        raise ConfigError("version", f"expected a string of 1 to {MAX_NAME} printable "
-                          f"characters, got {version!r:.60}")
+        raise ConfigError(
+            "version",
+            f"expected a string of 1 to {MAX_NAME} printable characters, got {version!r:.60}",
+        )
     if run_id is not None and not _text(run_id, 0):
-        raise ConfigError("run_id", f"expected a string of at most {MAX_NAME} printable "
-                          f"characters, got {run_id!r:.60}")
+        raise ConfigError(
+            "run_id",
+            f"expected a string of at most {MAX_NAME} printable characters, got {run_id!r:.60}",
+        )
     if params is not None and not isinstance(params, Mapping):
-        raise ConfigError("params", f"expected a mapping of parameter names to values, got "
-                          f"{type(params).__name__}")
-    if sample_rate is not None and not (isinstance(sample_rate, (int, float))
-                                        and 0.0 <= sample_rate <= 1.0):
+        raise ConfigError(
+            "params",
+            f"expected a mapping of parameter names to values, got {type(params).__name__}",
+        )
+    if sample_rate is not None and not (
+        isinstance(sample_rate, (int, float)) and 0.0 <= sample_rate <= 1.0
+    ):
         raise ConfigError("sample_rate", f"expected a number from 0 to 1, got {sample_rate!r}")
     if labels is not None:
         _check_labels(labels)
-    if feature_names is not None and (isinstance(feature_names, str) or not all(
-            isinstance(n, str) for n in feature_names)):
+    if feature_names is not None and (
+        isinstance(feature_names, str) or not all(isinstance(n, str) for n in feature_names)
+    ):
         raise ConfigError("feature_names", "expected a sequence of strings")
-    for option, value in (("prediction", prediction), ("features", features),
-                          ("request_id", request_id)):
+    for option, value in (
+        ("prediction", prediction),
+        ("features", features),
+        ("request_id", request_id),
+    ):
         if value is not None and not isinstance(value, str) and not callable(value):
             raise ConfigError(option, f"expected a name or a callable, got {value!r}")

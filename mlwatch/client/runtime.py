@@ -46,12 +46,16 @@ def make_exporter(config: Config) -> Exporter:
     if config.fluentd_host:
         from mlwatch.client.fluent import FluentExporter
 
-        return FluentExporter(config.fluentd_host, config.fluentd_port,
-                              shared_key=config.forward_shared_key,
-                              timeout_s=config.send_timeout_s)
+        return FluentExporter(
+            config.fluentd_host,
+            config.fluentd_port,
+            shared_key=config.forward_shared_key,
+            timeout_s=config.send_timeout_s,
+        )
     if config.sidecar_url is None:
-        return LocalExporter(Path(config.data_dir) / "store.db",
-                             retention_days=config.retention_days, config=config)
+        return LocalExporter(
+            Path(config.data_dir) / "store.db", retention_days=config.retention_days, config=config
+        )
     from mlwatch.client.transport import HttpExporter
 
     try:
@@ -65,8 +69,9 @@ class Runtime:
 
     def __init__(self, config: Config, exporter: Exporter | None = None) -> None:
         if config.model is not None and not NAME_RE.match(config.model):
-            raise ConfigError("model", "expected letters, digits and '_.:-' (at most 128), "
-                              f"got {config.model!r}")
+            raise ConfigError(
+                "model", f"expected letters, digits and '_.:-' (at most 128), got {config.model!r}"
+            )
         self.config = config
         self.sample_rate = config.sample_rate
         self._idents: dict[Site, Identity] = {}
@@ -75,10 +80,13 @@ class Runtime:
         if config.enabled and (config.sidecar_url or "").strip().lower() != "off":
             self.shipper = Shipper(
                 exporter if exporter is not None else make_exporter(config),
-                queue_size=config.queue_size, batch_size=config.batch_size,
+                queue_size=config.queue_size,
+                batch_size=config.batch_size,
                 flush_interval_s=config.flush_interval_ms / 1000,
                 retry_timeout_s=config.retry_timeout_s,
-                identity_of=self.identity_of, registration_of=self.registration_of)
+                identity_of=self.identity_of,
+                registration_of=self.registration_of,
+            )
         #: What the hot path records into; None means "just call the function".
         self.sink: Shipper | None = self.shipper
 
@@ -95,9 +103,15 @@ class Runtime:
                 ident = resolve(site, self.config, self.code_version())
             except Exception as exc:  # one bad call site must not stop the others
                 ident = fallback_identity(site)
-                failures.error("identity", "mlwatch: resolving the identity of %s failed (%r); "
-                               "recording its calls as %s/%s", site.name, exc, ident.model,
-                               ident.version)
+                failures.error(
+                    "identity",
+                    "mlwatch: resolving the identity of %s failed (%r); "
+                    "recording its calls as %s/%s",
+                    site.name,
+                    exc,
+                    ident.model,
+                    ident.version,
+                )
             self._idents[site] = ident
         return ident
 

@@ -55,10 +55,17 @@ def _pop(q: deque[Any], n: int) -> list[Any]:
 class Shipper:
     """The queue, the worker and its lifecycle (flush, shutdown, fork)."""
 
-    def __init__(self, exporter: Exporter, *, queue_size: int, batch_size: int,
-                 flush_interval_s: float, retry_timeout_s: float,
-                 identity_of: Callable[[Site], Identity],
-                 registration_of: Callable[[Site], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        queue_size: int,
+        batch_size: int,
+        flush_interval_s: float,
+        retry_timeout_s: float,
+        identity_of: Callable[[Site], Identity],
+        registration_of: Callable[[Site], dict[str, Any]],
+    ) -> None:
         self.maxlen = queue_size
         self.batch_size = batch_size
         self.exporter = exporter
@@ -93,8 +100,9 @@ class Shipper:
         self._deadline = float("inf")
 
     # -- calling thread ------------------------------------------------------
-    def record(self, site: Site, lat_ns: int, inputs: Any, result: Any, rid: Any,
-               err: str | None) -> None:
+    def record(
+        self, site: Site, lat_ns: int, inputs: Any, result: Any, rid: Any, err: str | None
+    ) -> None:
         """The hot path: one bound check, one append, maybe one wake-up. Never blocks."""
         q = self.queue
         if len(q) + self.extra_rows < self.maxlen:
@@ -106,8 +114,16 @@ class Shipper:
         else:
             self.drops.add(site, "queue_full")
 
-    def record_rows(self, site: Site, lat_ns: int, inputs: Any, result: Any, rid: Any,
-                    err: str | None, rows: int) -> None:
+    def record_rows(
+        self,
+        site: Site,
+        lat_ns: int,
+        inputs: Any,
+        result: Any,
+        rid: Any,
+        err: str | None,
+        rows: int,
+    ) -> None:
         """A batch call: ``rows`` slots of the bound (one at least), or dropped whole."""
         slots = max(rows, 1)
         entry = (site, time.time_ns(), lat_ns, inputs, result, rid, err, rows)
@@ -126,8 +142,12 @@ class Shipper:
 
     def record_feedback(self, rec: dict[str, Any]) -> bool:
         if len(self.feedback) >= self.maxlen:
-            failures.warning("feedback.queue_full", "mlwatch: feedback queue full (%d); dropping "
-                             "feedback for request %s", self.maxlen, rec.get("request_id"))
+            failures.warning(
+                "feedback.queue_full",
+                "mlwatch: feedback queue full (%d); dropping feedback for request %s",
+                self.maxlen,
+                rec.get("request_id"),
+            )
             return False
         self.feedback.append(rec)
         if self.thread is None:
@@ -220,29 +240,41 @@ class Shipper:
                 recs = _pop(self.feedback, min(pending, self.batch_size))
                 pending -= len(recs)
                 for res, lost in settle(self._export("feedback", recs), recs)[1]:
-                    failures.warning("feedback." + res.value, "mlwatch: %d feedback records "
-                                     "dropped (%s)", len(lost), res.value)
+                    failures.warning(
+                        "feedback." + res.value,
+                        "mlwatch: %d feedback records dropped (%s)",
+                        len(lost),
+                        res.value,
+                    )
         finally:
             self._draining = False
 
-    def _export(self, kind: str, records: list[dict[str, Any]],
-                dropped: list[dict[str, Any]] | None = None) -> Result | Partial:
+    def _export(
+        self, kind: str, records: list[dict[str, Any]], dropped: list[dict[str, Any]] | None = None
+    ) -> Result | Partial:
         try:
-            return self.exporter.export(ExportBatch(kind, records, self._export_deadline(),
-                                                    self._interrupt, dropped))
+            return self.exporter.export(
+                ExportBatch(kind, records, self._export_deadline(), self._interrupt, dropped)
+            )
         except Exception as exc:
-            failures.error("export." + kind, "mlwatch: exporting %s failed: %r", kind, exc,
-                           exc_info=True)
+            failures.error(
+                "export." + kind, "mlwatch: exporting %s failed: %r", kind, exc, exc_info=True
+            )
             return Result.FAILED
 
     def _send_registrations(self, regs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send; return those worth sending again. Rejected ones are logged once and
         marked registered, so that they do not loop."""
-        retry = [r for res, recs in settle(self._export("models", regs), regs)[1]
-                 if res in _RETRY for r in recs]
+        retry = [
+            r
+            for res, recs in settle(self._export("models", regs), regs)[1]
+            if res in _RETRY
+            for r in recs
+        ]
         again = {id(r) for r in retry}
-        self._registered.update((r["model"], r.get("version", "unknown"))
-                                for r in regs if id(r) not in again)
+        self._registered.update(
+            (r["model"], r.get("version", "unknown")) for r in regs if id(r) not in again
+        )
         return retry
 
     def _key(self, site: Site) -> tuple[str, str]:
@@ -260,12 +292,13 @@ class Shipper:
             self._register_new(entries)
             events = build(entries, self._identity_of, self._on_build_error)
             for i in range(0, len(events), self.batch_size):
-                chunk = events[i:i + self.batch_size]
+                chunk = events[i : i + self.batch_size]
                 self._ship_events(chunk)
                 done = i + len(chunk)
         except Exception as exc:
-            failures.error("shipper", "mlwatch: shipping %d calls failed: %r", len(entries), exc,
-                           exc_info=True)
+            failures.error(
+                "shipper", "mlwatch: shipping %d calls failed: %r", len(entries), exc, exc_info=True
+            )
             if events is None:
                 for entry in entries:
                     self.drops.add(entry[0], "error", entry[7])
@@ -281,8 +314,13 @@ class Shipper:
                 try:
                     new[key] = self._registration_of(site)
                 except Exception as exc:
-                    failures.error("registration", "mlwatch: the registration of %s/%s "
-                                   "failed: %r", key[0], key[1], exc)
+                    failures.error(
+                        "registration",
+                        "mlwatch: the registration of %s/%s failed: %r",
+                        key[0],
+                        key[1],
+                        exc,
+                    )
         if new:
             self._send_registrations(list(new.values()))
 
@@ -304,8 +342,12 @@ class Shipper:
             self.drops.add(entry[0], "shutdown", entry[7])
         n = sum(e[7] for e in left)
         if n or self.feedback:
-            failures.warning("shutdown.left", "mlwatch: shutdown deadline reached; %d events and "
-                             "%d feedback records dropped", n, len(self.feedback))
+            failures.warning(
+                "shutdown.left",
+                "mlwatch: shutdown deadline reached; %d events and %d feedback records dropped",
+                n,
+                len(self.feedback),
+            )
             self.feedback.clear()
 
     def _final_report(self) -> None:

@@ -50,8 +50,9 @@ def _body(pairs: list[tuple[dict[str, Any], bytes]]) -> tuple[list[dict[str, Any
     return [rec for rec, _ in pairs], b"[" + b",".join(enc for _, enc in pairs) + b"]"
 
 
-def _outcome(lost: list[tuple[Result, list[dict[str, Any]]]], n: int, *, report_sent: bool
-             ) -> Result | Partial:
+def _outcome(
+    lost: list[tuple[Result, list[dict[str, Any]]]], n: int, *, report_sent: bool
+) -> Result | Partial:
     """One Result when every record met the same fate and no report got through, else a
     Partial (which says whether the report got through)."""
     if not lost:
@@ -68,8 +69,9 @@ def _dumps() -> Callable[[Any], bytes]:
 
         return orjson.dumps
     except ImportError:
-        return lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False,
-                                    ensure_ascii=False).encode()
+        return lambda v: json.dumps(
+            v, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+        ).encode()
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
@@ -97,9 +99,15 @@ class HttpExporter:
 
     name = "sidecar"
 
-    def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 5.0,
-                 rng: Callable[[], float] = random.random,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        rng: Callable[[], float] = random.random,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL, got {url!r}")
@@ -133,8 +141,9 @@ class HttpExporter:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         return self._conn, False
 
-    def _post(self, path: str, body: bytes, headers: dict[str, str], timeout: float
-              ) -> tuple[int | None, str | None, str]:
+    def _post(
+        self, path: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int | None, str | None, str]:
         """One request: (status or None on a connection error, Retry-After, detail)."""
         import http.client
 
@@ -146,8 +155,9 @@ class HttpExporter:
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:
                 self._disconnect()
-                if reused and isinstance(exc, (http.client.RemoteDisconnected,
-                                               ConnectionResetError, BrokenPipeError)):
+                if reused and isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                ):
                     continue
                 return None, None, f"{type(exc).__name__}: {exc}"
             if resp.will_close:
@@ -188,9 +198,13 @@ class HttpExporter:
                 todo.extend(_body(p) for p in (pairs[half:], pairs[:half]) if p)
             else:
                 if status == 413 and recs:
-                    failures.error(f"http.{kind}.413", "mlwatch: %s%s rejected one %s record "
-                                   "as too large (413); it is dropped", self.where,
-                                   PATHS[kind], kind)
+                    failures.error(
+                        f"http.{kind}.413",
+                        "mlwatch: %s%s rejected one %s record as too large (413); it is dropped",
+                        self.where,
+                        PATHS[kind],
+                        kind,
+                    )
                 lost.append((res, recs))
                 if res is not Result.REJECTED:  # down or shutting down: stop trying
                     lost.extend((res, r) for r, _ in reversed(todo))
@@ -198,15 +212,21 @@ class HttpExporter:
         return _outcome(lost, len(records), report_sent=bool(dropped) and report is None)
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                   "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Accept": "application/json",
+        }
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    def _requests(self, kind: str, records: list[dict[str, Any]],
-                  lost: list[tuple[Result, list[dict[str, Any]]]]
-                  ) -> list[tuple[list[dict[str, Any]], bytes]]:
+    def _requests(
+        self,
+        kind: str,
+        records: list[dict[str, Any]],
+        lost: list[tuple[Result, list[dict[str, Any]]]],
+    ) -> list[tuple[list[dict[str, Any]], bytes]]:
         """The request bodies for ``records``: one when it fits (the usual case), else
         records packed greedily up to :data:`MAX_REQUEST_BYTES` each."""
         assert self._dumps is not None
@@ -231,9 +251,12 @@ class HttpExporter:
             out.append(_body(chunk))
         return out
 
-    def _encode_each(self, kind: str, records: list[dict[str, Any]],
-                     lost: list[tuple[Result, list[dict[str, Any]]]]
-                     ) -> list[tuple[dict[str, Any], bytes]]:
+    def _encode_each(
+        self,
+        kind: str,
+        records: list[dict[str, Any]],
+        lost: list[tuple[Result, list[dict[str, Any]]]],
+    ) -> list[tuple[dict[str, Any], bytes]]:
         """Each record as JSON; those that fail go to ``lost`` (``Result.ERROR``)."""
         assert self._dumps is not None
         pairs, bad = [], []
@@ -242,14 +265,26 @@ class HttpExporter:
                 pairs.append((rec, self._dumps(rec)))
             except Exception as exc:
                 bad.append(rec)
-                failures.error(f"encode.{kind}", "mlwatch: a %s record cannot be encoded as "
-                               "JSON (%s: %s); it is dropped", kind, type(exc).__name__, exc)
+                failures.error(
+                    f"encode.{kind}",
+                    "mlwatch: a %s record cannot be encoded as JSON (%s: %s); it is dropped",
+                    kind,
+                    type(exc).__name__,
+                    exc,
+                )
         if bad:
             lost.append((Result.ERROR, bad))
         return pairs
 
-    def _send(self, kind: str, n: int, body: bytes, headers: dict[str, str], deadline: float,
-              interrupt: threading.Event) -> tuple[Result, int | None]:
+    def _send(
+        self,
+        kind: str,
+        n: int,
+        body: bytes,
+        headers: dict[str, str],
+        deadline: float,
+        interrupt: threading.Event,
+    ) -> tuple[Result, int | None]:
         """One request with its retries: what became of it, and the last HTTP status."""
         import gzip
 
@@ -264,23 +299,42 @@ class HttpExporter:
             if status == 413:  # too large: the caller splits (or gives up on one record)
                 return Result.REJECTED, status
             if status is not None and 400 <= status < 500 and status != 429:
-                failures.error(f"http.{kind}.{status}", "mlwatch: %s%s rejected %d %s: %s",
-                               self.where, PATHS[kind], n, kind, detail)
+                failures.error(
+                    f"http.{kind}.{status}",
+                    "mlwatch: %s%s rejected %d %s: %s",
+                    self.where,
+                    PATHS[kind],
+                    n,
+                    kind,
+                    detail,
+                )
                 return Result.REJECTED, status
             what = f"HTTP {status}" if status is not None else detail
             if status is not None and status not in RETRYABLE:
-                failures.error(f"http.{kind}.{status}", "mlwatch: POST %s%s failed (%s): %s",
-                               self.where, PATHS[kind], what, detail)
+                failures.error(
+                    f"http.{kind}.{status}",
+                    "mlwatch: POST %s%s failed (%s): %s",
+                    self.where,
+                    PATHS[kind],
+                    what,
+                    detail,
+                )
                 return Result.FAILED, status
             if interrupt.is_set():
                 return Result.INTERRUPTED, status
             delay = retry_after_s(retry_after)
             if delay is None:
-                delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt) * (0.5 + self._rng())
+                delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + self._rng())
             if time.monotonic() + delay > deadline:
-                failures.error(f"http.{kind}.giveup", "mlwatch: giving up on %d %s after %d "
-                               "attempts to %s (last: %s)", n, kind, attempt + 1,
-                               self.where, what)
+                failures.error(
+                    f"http.{kind}.giveup",
+                    "mlwatch: giving up on %d %s after %d attempts to %s (last: %s)",
+                    n,
+                    kind,
+                    attempt + 1,
+                    self.where,
+                    what,
+                )
                 return Result.FAILED, status
             if interrupt.wait(delay):
                 return Result.INTERRUPTED, status

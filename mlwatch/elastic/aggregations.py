@@ -41,8 +41,11 @@ FEATURE = "mlwatch.features."
 def _window_query(model: str, version: str | None, start_us: int, end_us: int) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [
         {"term": {"mlwatch.model": model}},
-        {"range": {"@timestamp": {"gte": format_ts(start_us * 1000),
-                                  "lt": format_ts(end_us * 1000)}}},
+        {
+            "range": {
+                "@timestamp": {"gte": format_ts(start_us * 1000), "lt": format_ts(end_us * 1000)}
+            }
+        },
         {"exists": {"field": "mlwatch.features"}},
     ]
     if version is not None:
@@ -53,8 +56,11 @@ def _window_query(model: str, version: str | None, start_us: int, end_us: int) -
 def _ranges(edges: np.ndarray) -> list[dict[str, float]]:
     """Bins of ``searchsorted(edges, x, side="right")``: ``[e_{i-1}, e_i)``, open at both ends."""
     e = edges.tolist()
-    return [{"to": e[0]}, *({"from": a, "to": b} for a, b in itertools.pairwise(e)),
-            {"from": e[-1]}]
+    return [
+        {"to": e[0]},
+        *({"from": a, "to": b} for a, b in itertools.pairwise(e)),
+        {"from": e[-1]},
+    ]
 
 
 def _aggs(reference: DatasetProfile) -> dict[str, Any]:
@@ -67,27 +73,41 @@ def _aggs(reference: DatasetProfile) -> dict[str, Any]:
             aggs[f"s{i}"] = {"extended_stats": {"field": field}}
         else:
             size = len(col.categories) + col.top_k
-            aggs[f"t{i}"] = {"terms": {"field": field, "size": size,
-                                       "shard_size": max(10 * size, 1000)}}
+            aggs[f"t{i}"] = {
+                "terms": {"field": field, "size": size, "shard_size": max(10 * size, 1000)}
+            }
     return aggs
 
 
 def versions(client: Any, namespace: str, model: str, start_us: int, end_us: int) -> list[str]:
     """Versions of a model with events in a window."""
-    resp = client.search(index=stream_name(PREDICTIONS, namespace), size=0,
-                         query=_window_query(model, None, start_us, end_us),
-                         aggs={"v": {"terms": {"field": "mlwatch.version", "size": 1000}}})
+    resp = client.search(
+        index=stream_name(PREDICTIONS, namespace),
+        size=0,
+        query=_window_query(model, None, start_us, end_us),
+        aggs={"v": {"terms": {"field": "mlwatch.version", "size": 1000}}},
+    )
     return sorted(b["key"] for b in resp["aggregations"]["v"]["buckets"])
 
 
-def window_profile(client: Any, reference: DatasetProfile, *, namespace: str, model: str,
-                   version: str | None, start_us: int, end_us: int, sample: int = 2000,
-                   seed: int | None = None) -> DatasetProfile:
+def window_profile(
+    client: Any,
+    reference: DatasetProfile,
+    *,
+    namespace: str,
+    model: str,
+    version: str | None,
+    start_us: int,
+    end_us: int,
+    sample: int = 2000,
+    seed: int | None = None,
+) -> DatasetProfile:
     """The profile of a window of served events, computed by Elasticsearch."""
     index = stream_name(PREDICTIONS, namespace)
     query = _window_query(model, version, start_us, end_us)
-    resp = client.search(index=index, size=0, query=query, aggs=_aggs(reference),
-                         track_total_hits=True)
+    resp = client.search(
+        index=index, size=0, query=query, aggs=_aggs(reference), track_total_hits=True
+    )
     rows = int(resp["hits"]["total"]["value"])
     aggs = resp["aggregations"]
     current = reference.new_window(seed=seed)
@@ -116,12 +136,14 @@ def _category(bucket: dict[str, Any]) -> str:
     return category_key(bucket["key"])
 
 
-def _fill_numeric(col: NumericProfile, buckets: list[dict[str, Any]], stats: dict[str, Any],
-                  missing: int) -> None:
+def _fill_numeric(
+    col: NumericProfile, buckets: list[dict[str, Any]], stats: dict[str, Any], missing: int
+) -> None:
     counts = np.array([int(b["doc_count"]) for b in buckets], dtype=np.int64)
     if counts.size != col.counts.size:
-        raise ValueError(f"range aggregation returned {counts.size} bins for "
-                         f"{col.counts.size} edges")
+        raise ValueError(
+            f"range aggregation returned {counts.size} bins for {col.counts.size} edges"
+        )
     n = int(stats["count"])
     col.counts = counts
     col.count = n + missing
@@ -133,26 +155,44 @@ def _fill_numeric(col: NumericProfile, buckets: list[dict[str, Any]], stats: dic
         col.min, col.max = float(stats["min"]), float(stats["max"])
 
 
-def _fill_reservoirs(client: Any, index: str, query: dict[str, Any], profile: DatasetProfile,
-                     sample: int, seed: int | None) -> None:
+def _fill_reservoirs(
+    client: Any,
+    index: str,
+    query: dict[str, Any],
+    profile: DatasetProfile,
+    sample: int,
+    seed: int | None,
+) -> None:
     """A uniform random sample of the window's documents for the sample-based tests."""
-    numeric = {name: col for name, col in profile.columns.items()
-               if isinstance(col, NumericProfile)}
+    numeric = {
+        name: col for name, col in profile.columns.items() if isinstance(col, NumericProfile)
+    }
     if not numeric:
         return
-    resp = client.search(index=index, size=min(sample, 10_000), track_total_hits=False,
-                         source=[FEATURE + n for n in numeric],
-                         query={"function_score": {"query": query, "boost_mode": "replace",
-                                                   "random_score": {
-                                                       "seed": seed if seed is not None
-                                                       else int(np.random.default_rng().integers(
-                                                           1 << 31)),
-                                                       "field": "_seq_no"}}})
+    resp = client.search(
+        index=index,
+        size=min(sample, 10_000),
+        track_total_hits=False,
+        source=[FEATURE + n for n in numeric],
+        query={
+            "function_score": {
+                "query": query,
+                "boost_mode": "replace",
+                "random_score": {
+                    "seed": seed
+                    if seed is not None
+                    else int(np.random.default_rng().integers(1 << 31)),
+                    "field": "_seq_no",
+                },
+            }
+        },
+    )
     hits = [h["_source"].get("mlwatch", {}).get("features", {}) for h in resp["hits"]["hits"]]
     rng = np.random.default_rng(seed)
     for name, col in numeric.items():
-        values = np.array([h.get(name) for h in hits if isinstance(h.get(name), (int, float))],
-                          dtype=np.float64)
+        values = np.array(
+            [h.get(name) for h in hits if isinstance(h.get(name), (int, float))], dtype=np.float64
+        )
         if values.size:
             col.reservoir.add(values, rng.random(values.size))
         # it stands for all n values of the window: "complete" only if it holds them all

@@ -38,14 +38,16 @@ def make_client(config: Config) -> Any:
     hosts = [u.strip() for u in (config.elasticsearch_url or "").split(",") if u.strip()]
     if not hosts:
         raise ValueError("elasticsearch_url is empty")
-    kwargs: dict[str, Any] = {"request_timeout": config.elasticsearch_timeout_s,
-                              "max_retries": 2, "retry_on_timeout": True,
-                              "http_compress": config.elasticsearch_compress}
+    kwargs: dict[str, Any] = {
+        "request_timeout": config.elasticsearch_timeout_s,
+        "max_retries": 2,
+        "retry_on_timeout": True,
+        "http_compress": config.elasticsearch_compress,
+    }
     if config.elasticsearch_api_key:
         kwargs["api_key"] = config.elasticsearch_api_key
     elif config.elasticsearch_username:
-        kwargs["basic_auth"] = (config.elasticsearch_username,
-                                config.elasticsearch_password or "")
+        kwargs["basic_auth"] = (config.elasticsearch_username, config.elasticsearch_password or "")
     if config.elasticsearch_ca_file:
         kwargs["ca_certs"] = config.elasticsearch_ca_file
     if not config.elasticsearch_verify_certs:
@@ -54,8 +56,9 @@ def make_client(config: Config) -> Any:
     try:
         return Elasticsearch(hosts, **kwargs)
     except ValueError:  # the client's message quotes the URL, user-info included
-        raise ValueError("elasticsearch_url: cannot parse "
-                         + ", ".join(safe_url(h) for h in hosts)) from None
+        raise ValueError(
+            "elasticsearch_url: cannot parse " + ", ".join(safe_url(h) for h in hosts)
+        ) from None
 
 
 def install_templates(client: Any, config: Config) -> bool:
@@ -65,18 +68,22 @@ def install_templates(client: Any, config: Config) -> bool:
 
     ilm = True
     try:
-        client.perform_request("PUT", f"/_ilm/policy/{templates.POLICY}",
-                               body=templates.ilm_policy(config),
-headers=_JSON)
+        client.perform_request(
+            "PUT",
+            f"/_ilm/policy/{templates.POLICY}",
+            body=templates.ilm_policy(config),
+            headers=_JSON,
+        )
     except ApiError as exc:
         if exc.meta.status not in (400, 404, 405) or "no handler" not in str(exc.body):
             raise
         ilm = False
-        log.warning("this Elasticsearch has no ILM: data streams are created without a "
-                    "lifecycle policy, so nothing is rolled over or deleted automatically")
+        log.warning(
+            "this Elasticsearch has no ILM: data streams are created without a "
+            "lifecycle policy, so nothing is rolled over or deleted automatically"
+        )
     for path, body in templates.all_objects(config, ilm=ilm).items():
         if path.startswith("_ilm/"):
             continue
-        client.perform_request("PUT", "/" + path, body=body,
-headers=_JSON)
+        client.perform_request("PUT", "/" + path, body=body, headers=_JSON)
     return ilm

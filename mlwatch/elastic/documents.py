@@ -51,7 +51,11 @@ import orjson
 from mlwatch.store import EVENT_COLUMNS, FEEDBACK_COLUMNS
 
 PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER = (
-    "mlwatch.predictions", "mlwatch.feedback", "mlwatch.models", "mlwatch.deadletter")
+    "mlwatch.predictions",
+    "mlwatch.feedback",
+    "mlwatch.models",
+    "mlwatch.deadletter",
+)
 # client drop reports; written by the Fluent Bit / Fluentd pipelines of exporters/ (the
 # sidecar turns reports into the mlwatch_events_dropped_total metric instead)
 DROPS = "mlwatch.drops"
@@ -77,9 +81,15 @@ class Origin:
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"host": {"name": self.host}}
-        kube = {k: v for k, v in (("pod", {"name": self.pod}), ("namespace", self.namespace),
-                                  ("node", {"name": self.node}))
-                if v and (not isinstance(v, dict) or v["name"])}
+        kube = {
+            k: v
+            for k, v in (
+                ("pod", {"name": self.pod}),
+                ("namespace", self.namespace),
+                ("node", {"name": self.node}),
+            )
+            if v and (not isinstance(v, dict) or v["name"])
+        }
         if kube:
             out["kubernetes"] = kube
         return out
@@ -103,8 +113,12 @@ def event_document(row: list[Any] | tuple[Any, ...], origin: Origin) -> dict[str
     """One spooled event row (store column order) as a predictions document."""
     ok = row[_E["status"]] == "ok"
     latency_ms = row[_E["latency_ms"]]
-    ml: dict[str, Any] = {"model": row[_E["model"]], "version": row[_E["version"]],
-                          "status": row[_E["status"]], "latency_ms": latency_ms}
+    ml: dict[str, Any] = {
+        "model": row[_E["model"]],
+        "version": row[_E["version"]],
+        "status": row[_E["status"]],
+        "latency_ms": latency_ms,
+    }
     for key in ("code_version", "run_id", "batch_size"):
         if row[_E[key]] is not None:
             ml[key] = row[_E[key]]
@@ -116,9 +130,13 @@ def event_document(row: list[Any] | tuple[Any, ...], origin: Origin) -> dict[str
         _split_value(value, "prediction", ml)
     doc: dict[str, Any] = {
         "@timestamp": row[_E["ts"]],
-        "event": {"id": row[_E["event_id"]], "kind": "event", "dataset": PREDICTIONS,
-                  "outcome": "success" if ok else "failure",
-                  "duration": round(latency_ms * 1_000_000)},
+        "event": {
+            "id": row[_E["event_id"]],
+            "kind": "event",
+            "dataset": PREDICTIONS,
+            "outcome": "success" if ok else "failure",
+            "duration": round(latency_ms * 1_000_000),
+        },
         "service": {"name": row[_E["model"]], "version": row[_E["version"]]},
         "mlwatch": ml,
         **origin.fields(),
@@ -160,7 +178,10 @@ def registration_document(reg: dict[str, Any], origin: Origin, ts: str) -> dict[
     ml = {k: v for k, v in reg.items() if k != "params" and v is not None}
     if reg.get("params") is not None:
         ml["params"] = reg["params"]
-    return {"@timestamp": ts,
-            "event": {"id": registration_id(reg), "kind": "event", "dataset": MODELS},
-            "service": {"name": reg["model"], "version": reg["version"]},
-            "mlwatch": ml, **origin.fields()}
+    return {
+        "@timestamp": ts,
+        "event": {"id": registration_id(reg), "kind": "event", "dataset": MODELS},
+        "service": {"name": reg["model"], "version": reg["version"]},
+        "mlwatch": ml,
+        **origin.fields(),
+    }

@@ -60,10 +60,19 @@ TRUNCATED_DEAD_LETTER = 64 << 10
 # Per-item errors caused by the document itself: retrying cannot help, so the document
 # goes to the dead-letter stream. Anything else (401, 403, 404, 429, 5xx, cluster blocks,
 # bad index names) is the cluster's state or our configuration: retried, never skipped.
-DOCUMENT_ERRORS = frozenset({
-    "mapper_parsing_exception", "document_parsing_exception", "illegal_argument_exception",
-    "strict_dynamic_mapping_exception", "x_content_parse_exception", "parse_exception",
-    "mapper_exception", "json_parse_exception", "document_source_missing_exception"})
+DOCUMENT_ERRORS = frozenset(
+    {
+        "mapper_parsing_exception",
+        "document_parsing_exception",
+        "illegal_argument_exception",
+        "strict_dynamic_mapping_exception",
+        "x_content_parse_exception",
+        "parse_exception",
+        "mapper_exception",
+        "json_parse_exception",
+        "document_source_missing_exception",
+    }
+)
 _PREVIEW = re.compile(r"Preview of field's value: .*", re.DOTALL)
 ATTEMPTS = 4  # within one export; after that the consumer replays the batch later
 SINK_NAME = "elasticsearch"
@@ -87,37 +96,59 @@ class ElasticsearchSink:
 
     name = SINK_NAME
 
-    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 client: Any = None, origin: Origin | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        client: Any = None,
+        origin: Origin | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self.client = client if client is not None else make_client(config)
         self.origin = origin or Origin()
         self.namespace = config.elasticsearch_namespace
-        self.streams = {d: stream_name(d, self.namespace)
-                        for d in (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER)}
+        self.streams = {
+            d: stream_name(d, self.namespace) for d in (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER)
+        }
         self._installed = not config.elasticsearch_install_templates
-        self._pool = ThreadPoolExecutor(config.elasticsearch_concurrency,
-                                        thread_name_prefix="mlwatch-es-bulk")
+        self._pool = ThreadPoolExecutor(
+            config.elasticsearch_concurrency, thread_name_prefix="mlwatch-es-bulk"
+        )
         self._sleep = sleep
         self._closed = threading.Event()
         registry = registry if registry is not None else CollectorRegistry()
         self.documents = Counter(
-            "mlwatch_sink_documents", "Documents a sink delivered, by result (created, or "
-            "duplicate: already there after a replay).", ["sink", "result"], registry=registry)
+            "mlwatch_sink_documents",
+            "Documents a sink delivered, by result (created, or "
+            "duplicate: already there after a replay).",
+            ["sink", "result"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
-            "mlwatch_sink_dead_letters", "Documents a sink rejected for good and wrote to the "
-            "dead-letter stream, by data stream.", ["sink", "data_stream"], registry=registry)
+            "mlwatch_sink_dead_letters",
+            "Documents a sink rejected for good and wrote to the "
+            "dead-letter stream, by data stream.",
+            ["sink", "data_stream"],
+            registry=registry,
+        )
         self.lost = Counter(
-            "mlwatch_sink_dead_letters_lost", "Dead letters the dead-letter stream itself "
-            "refused (only possible when its template was changed).", ["sink"],
-            registry=registry)
+            "mlwatch_sink_dead_letters_lost",
+            "Dead letters the dead-letter stream itself "
+            "refused (only possible when its template was changed).",
+            ["sink"],
+            registry=registry,
+        )
         self.ilm: bool | None = None
         # how the spool consumer feeds this sink: a linger to fill bulk requests, and a
         # quicker retry after an outage than the local store needs
         self.options = ConsumerOptions(
-            max_records=64, max_batch_bytes=32 << 20, max_backoff_s=5.0,
-            linger_s=config.elasticsearch_flush_interval_ms / 1000)
+            max_records=64,
+            max_batch_bytes=32 << 20,
+            max_backoff_s=5.0,
+            linger_s=config.elasticsearch_flush_interval_ms / 1000,
+        )
 
     # -- the Sink contract ---------------------------------------------------
     def export(self, batch: Batch) -> ExportResult:
@@ -170,9 +201,11 @@ class ElasticsearchSink:
         except ApiError as exc:
             if exc.meta.status != 403:
                 raise
-            log.warning("cannot install the index templates (HTTP 403: these credentials lack "
-                        "manage_index_templates / manage_ilm); assuming they are managed "
-                        "elsewhere (exporters/elasticsearch/)")
+            log.warning(
+                "cannot install the index templates (HTTP 403: these credentials lack "
+                "manage_index_templates / manage_ilm); assuming they are managed "
+                "elsewhere (exporters/elasticsearch/)"
+            )
             return None
 
     # -- building ------------------------------------------------------------
@@ -180,16 +213,18 @@ class ElasticsearchSink:
         origin = self.origin
         build: Callable[[Any, Origin], dict[str, Any]]
         for stream, arrays, build in (
-                (self.streams[PREDICTIONS], batch.event_arrays, event_document),
-                (self.streams[FEEDBACK], batch.feedback_arrays, feedback_document)):
+            (self.streams[PREDICTIONS], batch.event_arrays, event_document),
+            (self.streams[FEEDBACK], batch.feedback_arrays, feedback_document),
+        ):
             for array in arrays:
                 for row in orjson.loads(array):
                     yield self._encode(stream, row, partial(build, row, origin))
         if batch.registrations:
             now = _now()
             for reg in batch.registrations:
-                yield self._encode(self.streams[MODELS], reg,
-                                   partial(registration_document, reg, origin, now))
+                yield self._encode(
+                    self.streams[MODELS], reg, partial(registration_document, reg, origin, now)
+                )
 
     def _encode(self, stream: str, raw: Any, build: Callable[[], dict[str, Any]]) -> _Op:
         """One document, or — when it cannot be built or encoded (a bug of ours, or a value
@@ -201,26 +236,40 @@ class ElasticsearchSink:
             doc_id = str(raw[0] if isinstance(raw, list) else _registration_key(raw))
             source = orjson.dumps(raw, default=str, option=orjson.OPT_PASSTHROUGH_DATACLASS)
             self.dead_letters.labels(SINK_NAME, stream).inc()
-            log.warning("record %s could not be turned into a document for %s (%s); written "
-                        "to the dead-letter stream", doc_id, stream, type(exc).__name__)
-            return self._dead_letter(_Op(stream, doc_id, source), 0,
-                                     {"type": "unencodable",
-                                      "reason": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "record %s could not be turned into a document for %s (%s); written "
+                "to the dead-letter stream",
+                doc_id,
+                stream,
+                type(exc).__name__,
+            )
+            return self._dead_letter(
+                _Op(stream, doc_id, source),
+                0,
+                {"type": "unencodable", "reason": f"{type(exc).__name__}: {exc}"},
+            )
 
     def _dead_letter(self, op: _Op, status: int, error: dict[str, Any]) -> _Op:
         # a document refused for its size keeps only its head, or its dead letter would be
         # refused too; the original is still in the embedded store
         limit = TRUNCATED_DEAD_LETTER if status == 413 else len(op.source)
-        dead_letter = {"data_stream": op.stream, "status": status,
-                       "document": op.source[:limit].decode(errors="replace")}
+        dead_letter = {
+            "data_stream": op.stream,
+            "status": status,
+            "document": op.source[:limit].decode(errors="replace"),
+        }
         if limit < len(op.source):
             dead_letter["truncated_from"] = len(op.source)
-        doc = {"@timestamp": _now(),
-               "event": {"id": op.doc_id, "kind": "event", "dataset": DEAD_LETTER},
-               "error": {"type": str(error.get("type", "unknown")),
-                         "message": str(error.get("reason", error))[:8192]},
-               "mlwatch": {"dead_letter": dead_letter},
-               **self.origin.fields()}
+        doc = {
+            "@timestamp": _now(),
+            "event": {"id": op.doc_id, "kind": "event", "dataset": DEAD_LETTER},
+            "error": {
+                "type": str(error.get("type", "unknown")),
+                "message": str(error.get("reason", error))[:8192],
+            },
+            "mlwatch": {"dead_letter": dead_letter},
+            **self.origin.fields(),
+        }
         return _Op(self.streams[DEAD_LETTER], op.doc_id, orjson.dumps(doc))
 
     # -- sending -------------------------------------------------------------
@@ -229,8 +278,11 @@ class ElasticsearchSink:
         size = 0
         for op in ops:
             n = len(op.source) + 128
-            if out and len(out[-1]) < self.config.elasticsearch_batch_size and \
-                    size + n <= MAX_REQUEST_BYTES:
+            if (
+                out
+                and len(out[-1]) < self.config.elasticsearch_batch_size
+                and size + n <= MAX_REQUEST_BYTES
+            ):
                 out[-1].append(op)
                 size += n
             else:
@@ -257,8 +309,9 @@ class ElasticsearchSink:
             if attempt < ATTEMPTS - 1 and not self._closed.is_set():
                 self._sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 3, 5.0)
-        raise DeliveryError(f"{len(ops)} document(s) not delivered yet: "
-                             f"{'; '.join(sorted(set(problems))[:3])}")
+        raise DeliveryError(
+            f"{len(ops)} document(s) not delivered yet: {'; '.join(sorted(set(problems))[:3])}"
+        )
 
     def _send(self, chunk: list[_Op]) -> _Outcome:
         """One bulk request; never raises (a pool thread's exception would discard the
@@ -268,26 +321,31 @@ class ElasticsearchSink:
 
         body = b"".join(op.lines() for op in chunk)
         try:
-            resp = self.client.bulk(operations=body,
-                                    filter_path="errors,items.*.status,items.*.error")
+            resp = self.client.bulk(
+                operations=body, filter_path="errors,items.*.status,items.*.error"
+            )
         except ApiError as exc:
             status = exc.meta.status
             if status == 413:
                 if len(chunk) == 1:
-                    return self._refuse(chunk[0], 413, {"type": "request_too_large",
-                                                         "reason": f"{len(body)} bytes"})
+                    return self._refuse(
+                        chunk[0], 413, {"type": "request_too_large", "reason": f"{len(body)} bytes"}
+                    )
                 half = len(chunk) // 2
                 return self._send(chunk[:half]).join(self._send(chunk[half:]))
             return _Outcome(retry=chunk, problems=[f"bulk request: HTTP {status} {exc.message}"])
         except TransportError as exc:  # connection refused, timeout, TLS...
-            return _Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}: "
-                                                   f"{exc.message}"])
+            return _Outcome(
+                retry=chunk, problems=[f"bulk request: {type(exc).__name__}: {exc.message}"]
+            )
         except Exception as exc:  # e.g. a response that does not parse
             return _Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}"])
         items = resp.get("items", [])
         if len(items) != len(chunk):
-            return _Outcome(retry=chunk, problems=[
-                f"bulk response has {len(items)} items for {len(chunk)} documents"])
+            return _Outcome(
+                retry=chunk,
+                problems=[f"bulk response has {len(items)} items for {len(chunk)} documents"],
+            )
         outcome = _Outcome()
         created = duplicate = 0
         for op, item in zip(chunk, items, strict=True):
@@ -302,8 +360,9 @@ class ElasticsearchSink:
                 outcome.join(self._refuse(op, status, error))
             else:  # 401/403/404/429/5xx, blocks, index names: the cluster, not the document
                 outcome.retry.append(op)
-                outcome.problems.append(f"HTTP {status} {error.get('type')}: "
-                                        f"{_quiet(str(error.get('reason')))[:200]}")
+                outcome.problems.append(
+                    f"HTTP {status} {error.get('type')}: {_quiet(str(error.get('reason')))[:200]}"
+                )
         if created:
             self.documents.labels(SINK_NAME, "created").inc(created)
         if duplicate:
@@ -315,13 +374,23 @@ class ElasticsearchSink:
         if op.stream == self.streams[DEAD_LETTER]:
             # only a changed dead-letter template can get here; retrying cannot help
             self.lost.labels(SINK_NAME).inc()
-            log.error("dead letter %s refused (HTTP %s %s); it is lost", op.doc_id, status,
-                      error.get("type"))
+            log.error(
+                "dead letter %s refused (HTTP %s %s); it is lost",
+                op.doc_id,
+                status,
+                error.get("type"),
+            )
             return _Outcome()
         self.dead_letters.labels(SINK_NAME, op.stream).inc()
-        log.warning("document %s refused for good by %s (HTTP %s %s: %s); written to the "
-                    "dead-letter stream", op.doc_id, op.stream, status, error.get("type"),
-                    _quiet(str(error.get("reason")))[:300])
+        log.warning(
+            "document %s refused for good by %s (HTTP %s %s: %s); written to the "
+            "dead-letter stream",
+            op.doc_id,
+            op.stream,
+            status,
+            error.get("type"),
+            _quiet(str(error.get("reason")))[:300],
+        )
         return _Outcome(dead=[self._dead_letter(op, status, error)])
 
 

@@ -41,19 +41,29 @@ RAW = {"type": "object", "enabled": False}  # any JSON, kept in _source, not ind
 
 def ilm_policy(config: Config) -> dict[str, Any]:
     """Roll over by primary shard size or age; delete ``elasticsearch_retention`` later."""
-    return {"policy": {
-        "_meta": {"managed_by": "mlwatch"},
-        "phases": {
-            "hot": {"actions": {"rollover": {
-                "max_primary_shard_size": config.elasticsearch_rollover_size,
-                "max_age": config.elasticsearch_rollover_age}}},
-            "delete": {"min_age": config.elasticsearch_retention, "actions": {"delete": {}}},
-        }}}
+    return {
+        "policy": {
+            "_meta": {"managed_by": "mlwatch"},
+            "phases": {
+                "hot": {
+                    "actions": {
+                        "rollover": {
+                            "max_primary_shard_size": config.elasticsearch_rollover_size,
+                            "max_age": config.elasticsearch_rollover_age,
+                        }
+                    }
+                },
+                "delete": {"min_age": config.elasticsearch_retention, "actions": {"delete": {}}},
+            },
+        }
+    }
 
 
 def settings_component(config: Config, *, ilm: bool = True) -> dict[str, Any]:
-    index: dict[str, Any] = {"number_of_shards": config.elasticsearch_shards,
-                             "mapping": {"total_fields": {"limit": FIELD_LIMIT}}}
+    index: dict[str, Any] = {
+        "number_of_shards": config.elasticsearch_shards,
+        "mapping": {"total_fields": {"limit": FIELD_LIMIT}},
+    }
     if config.elasticsearch_replicas is None:
         index["auto_expand_replicas"] = "0-1"
     else:
@@ -76,47 +86,88 @@ def mappings_component() -> dict[str, Any]:
     ]
     properties = {
         "@timestamp": {"type": "date"},
-        "event": {"properties": {"id": KEYWORD, "kind": KEYWORD, "dataset": KEYWORD,
-                                 "outcome": KEYWORD, "duration": {"type": "long"}}},
+        "event": {
+            "properties": {
+                "id": KEYWORD,
+                "kind": KEYWORD,
+                "dataset": KEYWORD,
+                "outcome": KEYWORD,
+                "duration": {"type": "long"},
+            }
+        },
         "service": {"properties": {"name": KEYWORD, "version": KEYWORD}},
         "http": {"properties": {"request": {"properties": {"id": KEYWORD}}}},
         "trace": {"properties": {"id": KEYWORD}},
         "error": {"properties": {"type": KEYWORD, "message": {"type": "text"}}},
         "host": {"properties": {"name": KEYWORD}},
-        "kubernetes": {"properties": {"pod": {"properties": {"name": KEYWORD}},
-                                      "namespace": KEYWORD,
-                                      "node": {"properties": {"name": KEYWORD}}}},
+        "kubernetes": {
+            "properties": {
+                "pod": {"properties": {"name": KEYWORD}},
+                "namespace": KEYWORD,
+                "node": {"properties": {"name": KEYWORD}},
+            }
+        },
         "labels": {"type": "object"},
-        "mlwatch": {"properties": {
-            "model": KEYWORD, "version": KEYWORD, "code_version": KEYWORD, "run_id": KEYWORD,
-            "status": KEYWORD, "task": KEYWORD, "latency_ms": {"type": "double"},
-            "batch_size": {"type": "integer"}, "features": {"type": "object"},
-            "prediction": RAW, "prediction_value": {"type": "double"},
-            "prediction_class": KEYWORD,
-            "label": RAW, "label_value": {"type": "double"}, "label_class": KEYWORD,
-            "params": {"type": "flattened"},
-            "reason": KEYWORD, "dropped": {"type": "long"}, "report_id": KEYWORD, "tag": KEYWORD,
-            "dead_letter": {"properties": {"data_stream": KEYWORD, "status": {"type": "integer"},
-                                           "truncated_from": {"type": "long"},
-                                           "document": {"type": "text", "index": False}}},
-        }},
+        "mlwatch": {
+            "properties": {
+                "model": KEYWORD,
+                "version": KEYWORD,
+                "code_version": KEYWORD,
+                "run_id": KEYWORD,
+                "status": KEYWORD,
+                "task": KEYWORD,
+                "latency_ms": {"type": "double"},
+                "batch_size": {"type": "integer"},
+                "features": {"type": "object"},
+                "prediction": RAW,
+                "prediction_value": {"type": "double"},
+                "prediction_class": KEYWORD,
+                "label": RAW,
+                "label_value": {"type": "double"},
+                "label_class": KEYWORD,
+                "params": {"type": "flattened"},
+                "reason": KEYWORD,
+                "dropped": {"type": "long"},
+                "report_id": KEYWORD,
+                "tag": KEYWORD,
+                "dead_letter": {
+                    "properties": {
+                        "data_stream": KEYWORD,
+                        "status": {"type": "integer"},
+                        "truncated_from": {"type": "long"},
+                        "document": {"type": "text", "index": False},
+                    }
+                },
+            }
+        },
     }
     # date_detection off: a feature first seen as "2024-05-01" must stay a keyword, or every
     # later non-date value of it would be refused
-    return {"template": {"mappings": {"date_detection": False, "dynamic_templates": dynamic,
-                                      "properties": properties}},
-            "_meta": {"managed_by": "mlwatch"}}
+    return {
+        "template": {
+            "mappings": {
+                "date_detection": False,
+                "dynamic_templates": dynamic,
+                "properties": properties,
+            }
+        },
+        "_meta": {"managed_by": "mlwatch"},
+    }
 
 
 def index_template(dataset: str) -> dict[str, Any]:
     custom = f"{dataset}@custom"
     # allow_auto_create: the stream is created by the first write even where the cluster
     # sets action.auto_create_index: false
-    return {"index_patterns": [f"logs-{dataset}-*"], "data_stream": {}, "priority": PRIORITY,
-            "allow_auto_create": True,
-            "composed_of": ["mlwatch@settings", "mlwatch@mappings", custom],
-            "ignore_missing_component_templates": [custom],
-            "_meta": {"managed_by": "mlwatch", "description": f"mlwatch {dataset} data stream"}}
+    return {
+        "index_patterns": [f"logs-{dataset}-*"],
+        "data_stream": {},
+        "priority": PRIORITY,
+        "allow_auto_create": True,
+        "composed_of": ["mlwatch@settings", "mlwatch@mappings", custom],
+        "ignore_missing_component_templates": [custom],
+        "_meta": {"managed_by": "mlwatch", "description": f"mlwatch {dataset} data stream"},
+    }
 
 
 def all_objects(config: Config, *, ilm: bool = True) -> dict[str, dict[str, Any]]:

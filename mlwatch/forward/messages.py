@@ -47,8 +47,9 @@ def gunzip(data: bytes, limit: int) -> bytes:
             raise ForwardError(f"entries are not valid gzip: {exc}", reason="gzip") from None
         total += len(part)
         if total > limit or inflater.unconsumed_tail:
-            raise ForwardError(f"entries exceed {limit} bytes after gzip decompression",
-                               reason="too_large")
+            raise ForwardError(
+                f"entries exceed {limit} bytes after gzip decompression", reason="too_large"
+            )
         if not inflater.eof:
             raise ForwardError("entries are not valid gzip: truncated stream", reason="gzip")
         out.append(part)
@@ -65,8 +66,10 @@ def unpack_entries(tag: str, packed: bytes, max_entries: int) -> list[Any]:
         for entry in reader:
             entries.append(entry)
             if len(entries) > max_entries:
-                raise ForwardError(f"tag {show(tag)}: more than {max_entries} entries in one "
-                                   "message", reason="too_large")
+                raise ForwardError(
+                    f"tag {show(tag)}: more than {max_entries} entries in one message",
+                    reason="too_large",
+                )
         # A stream cut inside an entry just stops yielding (and tell() counts the bytes
         # of a partial array header), so probe with a nil: only a stream that ended
         # between entries yields it as a value of its own.
@@ -75,8 +78,9 @@ def unpack_entries(tag: str, packed: bytes, max_entries: int) -> list[Any]:
     except ForwardError:
         raise
     except Exception as exc:
-        raise ForwardError(f"tag {show(tag)}: the packed entries are not msgpack "
-                           f"({error_text(exc)})") from None
+        raise ForwardError(
+            f"tag {show(tag)}: the packed entries are not msgpack ({error_text(exc)})"
+        ) from None
     if end is not None:
         raise ForwardError(f"tag {show(tag)}: the packed entries end in the middle of an entry")
     return entries
@@ -86,13 +90,16 @@ def _option(msg: list[Any], tag: str, message_mode: bool) -> dict[str, Any] | No
     """The option map of a message, checked for its mode's length."""
     if not message_mode:  # Forward, PackedForward
         if len(msg) > 3:
-            raise ForwardError(f"tag {show(tag)}: expected [tag, entries, option?], got an "
-                               f"array of {len(msg)}")
+            raise ForwardError(
+                f"tag {show(tag)}: expected [tag, entries, option?], got an array of {len(msg)}"
+            )
         option = msg[2] if len(msg) == 3 else None
     else:
         if len(msg) < 3:
-            raise ForwardError(f"tag {show(tag)}: expected [tag, time, record, option?], got "
-                               f"an array of {len(msg)}")
+            raise ForwardError(
+                f"tag {show(tag)}: expected [tag, time, record, option?], got "
+                f"an array of {len(msg)}"
+            )
         option = msg[3] if len(msg) == 4 else None
     if option is not None and type(option) is not dict:
         raise ForwardError(f"tag {show(tag)}: option must be a map, got {what(option)}")
@@ -104,18 +111,22 @@ def read_message(msg: Any, *, max_bytes: int, max_entries: int) -> Message | Non
     if msg is None:  # heartbeat
         return None
     if type(msg) is not list or not 2 <= len(msg) <= 4 or not isinstance(msg[0], str):
-        raise ForwardError("expected [tag, time, record, option?] or [tag, entries, "
-                           f"option?] with a str tag, got {show(msg)}")
+        raise ForwardError(
+            "expected [tag, time, record, option?] or [tag, entries, "
+            f"option?] with a str tag, got {show(msg)}"
+        )
     if not msg[0].isprintable():  # also catches invalid UTF-8 (surrogateescape'd)
         raise ForwardError(f"tag {show(msg[0])}: expected printable UTF-8")
     tag, second = msg[0], msg[1]
     message_mode = is_message_mode(msg)
     option = _option(msg, tag, message_mode)
     chunk = option.get("chunk") if option else None
-    if chunk is not None and not (isinstance(chunk, bytes) or (
-            isinstance(chunk, str) and chunk.isprintable())):
-        raise ForwardError(f"tag {show(tag)}: option chunk must be a base64 string, got "
-                           f"{show(chunk)}")
+    if chunk is not None and not (
+        isinstance(chunk, bytes) or (isinstance(chunk, str) and chunk.isprintable())
+    ):
+        raise ForwardError(
+            f"tag {show(tag)}: option chunk must be a base64 string, got {show(chunk)}"
+        )
     if message_mode:
         entries = [[second, msg[2]]]
     elif type(second) is list:  # Forward
@@ -126,6 +137,8 @@ def read_message(msg: Any, *, max_bytes: int, max_entries: int) -> Message | Non
             packed = gunzip(packed, max_bytes)
         entries = unpack_entries(tag, packed, max_entries)
     if len(entries) > max_entries:
-        raise ForwardError(f"tag {show(tag)}: {len(entries)} entries in one message; the "
-                           f"limit is {max_entries}", reason="too_large")
+        raise ForwardError(
+            f"tag {show(tag)}: {len(entries)} entries in one message; the limit is {max_entries}",
+            reason="too_large",
+        )
     return Message(tag, entries, chunk)

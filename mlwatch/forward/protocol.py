@@ -24,8 +24,9 @@ from typing import Any
 try:
     import msgpack
 except ImportError as exc:  # pragma: no cover - the extra is missing
-    raise ImportError("mlwatch's forward protocol needs msgpack: "
-                      "pip install 'mlwatch[fluentd]'") from exc
+    raise ImportError(
+        "mlwatch's forward protocol needs msgpack: pip install 'mlwatch[fluentd]'"
+    ) from exc
 
 from mlwatch.errors import ForwardError, HandshakeRefused
 from mlwatch.ids import uuid7
@@ -70,8 +71,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def unpacker(max_buffer_size: int, *, max_array_len: int = -1) -> msgpack.Unpacker:
     """A streaming reader of peer messages: strings decoded with ``surrogateescape`` (so
     :func:`raw` gets the exact bytes back), EventTimes as :class:`EventTime`."""
-    return msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", ext_hook=_ext_hook,
-                            max_buffer_size=max_buffer_size, max_array_len=max_array_len)
+    return msgpack.Unpacker(
+        raw=False,
+        unicode_errors="surrogateescape",
+        ext_hook=_ext_hook,
+        max_buffer_size=max_buffer_size,
+        max_array_len=max_array_len,
+    )
 
 
 def encode(value: Any) -> bytes:
@@ -112,6 +118,7 @@ def entry_time_ns(value: Any) -> int | None:
 
 # -- tags ------------------------------------------------------------------------------
 
+
 def route(tag: str) -> str:
     """The kind of records a tag carries: ``events``, ``feedback``, ``models`` or ``drops``."""
     if tag == MODELS_TAG:
@@ -127,7 +134,7 @@ def model_from_tag(tag: str, kind: str) -> str | None:
     """``mlwatch.<model>`` (events) or ``mlwatch.feedback.<model>`` (feedback)."""
     prefix = FEEDBACK_TAG + "." if kind == "feedback" else PREFIX
     if kind in ("events", "feedback") and tag.startswith(prefix) and len(tag) > len(prefix):
-        return tag[len(prefix):]
+        return tag[len(prefix) :]
     return None
 
 
@@ -140,6 +147,7 @@ def derived_id(tag: str, ts_ns: int, record: dict[str, Any]) -> str:
 
 
 # -- messages --------------------------------------------------------------------------
+
 
 def packed_forward(tag: str, entries: bytes, n: int, chunk: str) -> bytes:
     """A PackedForward message asking for an ack: ``[tag, <entries>, {chunk, size}]``."""
@@ -160,12 +168,16 @@ def is_message_mode(msg: list[Any]) -> bool:
         return False
     if type(second) is not list or len(msg) == 4:
         return True
-    pair = len(second) == 2 and type(second[1]) is dict and (
-        isinstance(second[0], EventTime) or type(second[0]) in (int, float))
+    pair = (
+        len(second) == 2
+        and type(second[1]) is dict
+        and (isinstance(second[0], EventTime) or type(second[0]) in (int, float))
+    )
     return pair and len(msg) == 3 and not (type(msg[2]) is dict and "chunk" in msg[2])
 
 
 # -- handshake ---------------------------------------------------------------------------
+
 
 def digest(salt: bytes, hostname: bytes, nonce: bytes, key: bytes) -> str:
     """``sha512_hex(salt + hostname + nonce + key)``: the PING's and the PONG's proof."""
@@ -178,19 +190,35 @@ def helo(nonce: bytes) -> bytes:
 
 
 def ping(client_hostname: str, salt: bytes, nonce: bytes, key: bytes) -> bytes:
-    return encode(["PING", client_hostname, salt.decode(), digest(
-        salt, client_hostname.encode(), nonce, key), "", ""])
+    return encode(
+        [
+            "PING",
+            client_hostname,
+            salt.decode(),
+            digest(salt, client_hostname.encode(), nonce, key),
+            "",
+            "",
+        ]
+    )
 
 
 def check_ping(msg: Any, nonce: bytes, key: bytes) -> tuple[bytes, bool]:
     """``(salt, whether the client knows the key)`` of a PING; :class:`ForwardError`
     (``auth``) for anything that is not one."""
-    if not (type(msg) is list and 4 <= len(msg) <= 6 and msg[0] == "PING"
-            and isinstance(msg[1], str) and isinstance(msg[2], (str, bytes))
-            and isinstance(msg[3], str)):
-        raise ForwardError('expected ["PING", client_hostname, shared_key_salt, '
-                           "shared_key_hexdigest, username, password] after HELO, got "
-                           f"{show(msg)}", reason="auth")
+    if not (
+        type(msg) is list
+        and 4 <= len(msg) <= 6
+        and msg[0] == "PING"
+        and isinstance(msg[1], str)
+        and isinstance(msg[2], (str, bytes))
+        and isinstance(msg[3], str)
+    ):
+        raise ForwardError(
+            'expected ["PING", client_hostname, shared_key_salt, '
+            "shared_key_hexdigest, username, password] after HELO, got "
+            f"{show(msg)}",
+            reason="auth",
+        )
     salt = raw(msg[2])
     expected = digest(salt, raw(msg[1]), nonce, key).encode()
     return salt, hmac.compare_digest(expected, raw(msg[3]))
@@ -200,8 +228,9 @@ def pong(accepted: bool, server_hostname: str, salt: bytes, nonce: bytes, key: b
     """The server's answer; it proves the server knows the key too."""
     if not accepted:
         return encode(["PONG", False, "shared_key mismatch", server_hostname, ""])
-    return encode(["PONG", True, "", server_hostname,
-                   digest(salt, server_hostname.encode(), nonce, key)])
+    return encode(
+        ["PONG", True, "", server_hostname, digest(salt, server_hostname.encode(), nonce, key)]
+    )
 
 
 def read_helo(msg: Any) -> tuple[bytes, bool]:
@@ -224,10 +253,11 @@ def check_pong(msg: Any, salt: bytes, nonce: bytes, key: bytes) -> None:
 
 # -- describing what arrived ----------------------------------------------------------------
 
+
 def show(value: Any, limit: int = 60) -> str:
     """A peer's value, quoted safely (ASCII, cut) for a log line or an error."""
     text = ascii(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def error_text(exc: BaseException) -> str:
@@ -238,7 +268,8 @@ def error_text(exc: BaseException) -> str:
 def what(value: Any) -> str:
     """The msgpack type name of a value."""
     return {dict: "map", list: "array", str: "str", bytes: "bin", type(None): "nil"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def article(value: Any) -> str:

@@ -61,8 +61,9 @@ def parse_documents(body: bytes, content_type: str | None) -> list[Any]:
             try:
                 items.append(orjson.loads(raw))
             except orjson.JSONDecodeError as exc:
-                raise IngestError(400, f"line {number}: invalid JSON at column {exc.colno}: "
-                                  f"{exc.msg}") from None
+                raise IngestError(
+                    400, f"line {number}: invalid JSON at column {exc.colno}: {exc.msg}"
+                ) from None
         if not items:
             raise IngestError(400, "empty body: expected NDJSON records, one per line")
         return items
@@ -72,15 +73,17 @@ def parse_documents(body: bytes, content_type: str | None) -> list[Any]:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise IngestError(400, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
-                              f"{exc.msg}") from None
+            raise IngestError(
+                400, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
         return doc if isinstance(doc, list) else [doc]
     accepted = ", ".join(JSON_TYPES + NDJSON_TYPES)
     raise IngestError(415, f"unsupported Content-Type {media or '(none)'!r}; use one of {accepted}")
 
 
-def validate_all(items: list[Any], validate: Callable[..., dict[str, Any]],
-                 max_records: int) -> list[dict[str, Any]]:
+def validate_all(
+    items: list[Any], validate: Callable[..., dict[str, Any]], max_records: int
+) -> list[dict[str, Any]]:
     """Validate every record; 413 beyond ``max_records``, 422 listing the first problems."""
     if len(items) > max_records:
         raise IngestError(413, f"{len(items)} records in one request; the limit is {max_records}")

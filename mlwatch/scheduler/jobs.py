@@ -37,8 +37,14 @@ log = logging.getLogger("mlwatch.jobs")
 class Jobs:
     """Runs the jobs of the configured models against one store."""
 
-    def __init__(self, config: Config, store: EmbeddedStore, registry: CollectorRegistry, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: EmbeddedStore,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store
         self.metrics = ResultMetrics(registry)
@@ -77,16 +83,29 @@ class Jobs:
             if spec.version is not None and version != spec.version:
                 continue
             current = self.windows.profile(ref, model, version, start, end)
-            report = compare_profiles(ref, current, method=mon.method, alpha=mon.alpha,
-                                      correction=mon.correction, min_effect=mon.min_effect,
-                                      drift_share=mon.drift_share).to_dict()
+            report = compare_profiles(
+                ref,
+                current,
+                method=mon.method,
+                alpha=mon.alpha,
+                correction=mon.correction,
+                min_effect=mon.min_effect,
+                drift_share=mon.drift_share,
+            ).to_dict()
             report["rows"] = current.rows
             self.store.put_result(model, version, "drift", start, end, report)
             self.metrics.drift(model, version, report)
             drifted = [f["name"] for f in report["features"] if f["drifted"]]
-            log.info("drift %s %s [%s, %s): %d rows, share %.2f%s", model, version,
-                     format_us(start), format_us(end), current.rows, report["drift_share"],
-                     f", drifted: {', '.join(drifted)}" if drifted else "")
+            log.info(
+                "drift %s %s [%s, %s): %d rows, share %.2f%s",
+                model,
+                version,
+                format_us(start),
+                format_us(end),
+                current.rows,
+                report["drift_share"],
+                f", drifted: {', '.join(drifted)}" if drifted else "",
+            )
             out[version] = report
         if not out:
             log.info("drift %s: no events in [%s, %s)", model, format_us(start), format_us(end))
@@ -101,8 +120,7 @@ class Jobs:
         assert mon is not None
         windows = kpi_windows(mon, self.clock(), window)
         out: dict[str, Any] = {}
-        for version in self.store.versions(model, since_us=windows[0][0],
-                                           until_us=windows[-1][1]):
+        for version in self.store.versions(model, since_us=windows[0][0], until_us=windows[-1][1]):
             newest = None
             for start, end in windows:  # one window in memory at a time
                 report = self._window_kpis(spec, version, start, end)
@@ -111,11 +129,16 @@ class Jobs:
             if newest is not None:
                 self.metrics.kpis(model, version, newest)
                 out[version] = newest.to_dict()
-                log.info("kpi %s %s [%s, %s): %s", model, version,
-                         format_us(int(newest.window_start_us or 0)),
-                         format_us(int(newest.window_end_us or 0)),
-                         ", ".join(f"{k}={v.value:.4g}" for k, v in newest.kpis.items()
-                                   if v.value is not None))
+                log.info(
+                    "kpi %s %s [%s, %s): %s",
+                    model,
+                    version,
+                    format_us(int(newest.window_start_us or 0)),
+                    format_us(int(newest.window_end_us or 0)),
+                    ", ".join(
+                        f"{k}={v.value:.4g}" for k, v in newest.kpis.items() if v.value is not None
+                    ),
+                )
         self.metrics.retire_kpis(model)
         return out
 
@@ -124,15 +147,23 @@ class Jobs:
         from mlwatch.stats.kpi import compute_kpis
 
         assert spec.monitoring is not None
-        rows = list(self.store.joined_predictions(spec.name, since_us=start, until_us=end,
-                                                  version=version))
+        rows = list(
+            self.store.joined_predictions(spec.name, since_us=start, until_us=end, version=version)
+        )
         if not rows:
             return None
         # the stored prediction and label are already the values to score:
         # prediction_field / label_field were applied by the client
-        report = replace(compute_kpis(rows, task=spec.task, score_field=spec.score_field,
-                                      classes=spec.classes,
-                                      min_samples=spec.monitoring.kpi_min_samples),
-                         window_start_us=start, window_end_us=end)
+        report = replace(
+            compute_kpis(
+                rows,
+                task=spec.task,
+                score_field=spec.score_field,
+                classes=spec.classes,
+                min_samples=spec.monitoring.kpi_min_samples,
+            ),
+            window_start_us=start,
+            window_end_us=end,
+        )
         self.store.put_result(spec.name, version, "kpi", start, end, report.to_dict())
         return report

@@ -77,10 +77,14 @@ class References:
         file_gone = bool(ref_file and not Path(ref_file).exists())
         if stored_tag is not None and (stored_tag == tag or file_gone):
             if stored_tag != tag:
-                log.warning("%s: reference file %s is gone; using the stored reference profile",
-                            spec.name, ref_file)
+                log.warning(
+                    "%s: reference file %s is gone; using the stored reference profile",
+                    spec.name,
+                    ref_file,
+                )
             profile = DatasetProfile.from_json(
-                self.store.profiles(spec.name, version, "reference")[-1][2])
+                self.store.profiles(spec.name, version, "reference")[-1][2]
+            )
         else:
             profile = self._compute(spec, version, tag)
         self._cache = {k: v for k, v in self._cache.items() if k[:2] != key[:2]}
@@ -97,10 +101,15 @@ class References:
             if missing := [name for name in types if name not in data]:
                 raise JobError(f"{spec.name}: the reference has no column {', '.join(missing)}")
         profile = DatasetProfile.from_reference(self._redacted(spec, data), types)
-        self.store.put_profile(spec.name, version, "reference", start, end, profile.to_json(),
-                               tag=tag)
-        log.info("reference profile of %s: %d rows, %d features", spec.name, profile.rows,
-                 len(profile.types))
+        self.store.put_profile(
+            spec.name, version, "reference", start, end, profile.to_json(), tag=tag
+        )
+        log.info(
+            "reference profile of %s: %d rows, %d features",
+            spec.name,
+            profile.rows,
+            len(profile.types),
+        )
         return profile
 
     def _redacted(self, spec: ModelSpec, data: Any) -> Any:
@@ -111,12 +120,14 @@ class References:
             return data
         from mlwatch.redact import Redactor, load_or_create_key
 
-        redactor = Redactor([spec], key=load_or_create_key(self.config.hash_key,
-                                                            self.config.data_dir))
+        redactor = Redactor(
+            [spec], key=load_or_create_key(self.config.hash_key, self.config.data_dir)
+        )
         columns = dict(data)
         for name in hashed:
-            columns[name] = [None if _missing(v) else redactor.hash_value(v)
-                             for v in list(columns[name])]
+            columns[name] = [
+                None if _missing(v) else redactor.hash_value(v) for v in list(columns[name])
+            ]
         return columns
 
     def _data(self, spec: ModelSpec, names: list[str] | None) -> tuple[Any, int, int]:
@@ -134,8 +145,9 @@ class References:
             since = _ts_us(mon.reference_window[0], f"{spec.name}: reference.since")
             until = _ts_us(mon.reference_window[1], f"{spec.name}: reference.until")
             names = names or self._feature_names(spec.name, since, until)
-            cols = self.store.feature_columns(spec.name, names, since_us=since, until_us=until,
-                                              version=spec.version)
+            cols = self.store.feature_columns(
+                spec.name, names, since_us=since, until_us=until, version=spec.version
+            )
             if not names or not any(v is not None for col in cols.values() for v in col):
                 raise JobError(f"{spec.name}: the reference window holds no features")
             return cols, since, until

@@ -20,24 +20,48 @@ class ResultMetrics:
     """The result gauges of one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.drift_score = Gauge("mlwatch_feature_drift_score", "Drift score of a feature in "
-                                 "the last window (method-specific; see mlwatch.stats)",
-                                 ["model", "version", "feature", "method"], registry=registry)
-        self.drift_detected = Gauge("mlwatch_feature_drift_detected", "1 when the feature "
-                                    "drifted in the last window", ["model", "version", "feature"],
-                                    registry=registry)
-        self.drift_share = Gauge("mlwatch_dataset_drift_share", "Share of drifted features in "
-                                 "the last window", ["model", "version"], registry=registry)
-        self.dataset_drift = Gauge("mlwatch_dataset_drift", "1 when the share of drifted "
-                                   "features reached the model's drift_share",
-                                   ["model", "version"], registry=registry)
-        self.kpi = Gauge("mlwatch_model_kpi", "Model KPI of the newest window with enough "
-                         "labels", ["model", "version", "kpi"], registry=registry)
-        self.kpi_bound = Gauge("mlwatch_model_kpi_interval", "Confidence interval of a KPI "
-                               "(bound lower or upper)", ["model", "version", "kpi", "bound"],
-                               registry=registry)
-        self.kpi_samples = Gauge("mlwatch_model_kpi_samples", "Labelled predictions behind the "
-                                 "KPIs", ["model", "version"], registry=registry)
+        self.drift_score = Gauge(
+            "mlwatch_feature_drift_score",
+            "Drift score of a feature in the last window (method-specific; see mlwatch.stats)",
+            ["model", "version", "feature", "method"],
+            registry=registry,
+        )
+        self.drift_detected = Gauge(
+            "mlwatch_feature_drift_detected",
+            "1 when the feature drifted in the last window",
+            ["model", "version", "feature"],
+            registry=registry,
+        )
+        self.drift_share = Gauge(
+            "mlwatch_dataset_drift_share",
+            "Share of drifted features in the last window",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.dataset_drift = Gauge(
+            "mlwatch_dataset_drift",
+            "1 when the share of drifted features reached the model's drift_share",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.kpi = Gauge(
+            "mlwatch_model_kpi",
+            "Model KPI of the newest window with enough labels",
+            ["model", "version", "kpi"],
+            registry=registry,
+        )
+        self.kpi_bound = Gauge(
+            "mlwatch_model_kpi_interval",
+            "Confidence interval of a KPI (bound lower or upper)",
+            ["model", "version", "kpi", "bound"],
+            registry=registry,
+        )
+        self.kpi_samples = Gauge(
+            "mlwatch_model_kpi_samples",
+            "Labelled predictions behind the KPIs",
+            ["model", "version"],
+            registry=registry,
+        )
         self._written: set[tuple[int, tuple[str, ...]]] = set()  # series set by this run
         self._series: dict[int, set[tuple[str, ...]]] = {}  # every series set so far
 
@@ -45,10 +69,16 @@ class ResultMetrics:
         """Set the drift gauges of one version from a report (``DriftReport.to_dict()``)."""
         for feature in report["features"]:
             score = feature["score"]
-            self._set(self.drift_score, (model, version, feature["name"], feature["method"]),
-                      math.nan if score is None else score)
-            self._set(self.drift_detected, (model, version, feature["name"]),
-                      1 if feature["drifted"] else 0)
+            self._set(
+                self.drift_score,
+                (model, version, feature["name"], feature["method"]),
+                math.nan if score is None else score,
+            )
+            self._set(
+                self.drift_detected,
+                (model, version, feature["name"]),
+                1 if feature["drifted"] else 0,
+            )
         self._set(self.drift_share, (model, version), report["drift_share"])
         self._set(self.dataset_drift, (model, version), 1 if report["dataset_drift"] else 0)
 
@@ -64,8 +94,9 @@ class ResultMetrics:
         self._set(self.kpi_samples, (model, version), report.n_used)
 
     def retire_drift(self, model: str) -> None:
-        self._retire(model, (self.drift_score, self.drift_detected, self.drift_share,
-                             self.dataset_drift))
+        self._retire(
+            model, (self.drift_score, self.drift_detected, self.drift_share, self.dataset_drift)
+        )
 
     def retire_kpis(self, model: str) -> None:
         self._retire(model, (self.kpi, self.kpi_bound, self.kpi_samples))

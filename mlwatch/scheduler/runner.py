@@ -57,28 +57,52 @@ def grace_of(mon: Monitoring) -> int:
 class Scheduler:
     """The jobs of every monitored model on one APScheduler ``BackgroundScheduler``."""
 
-    def __init__(self, config: Config, store: EmbeddedStore, registry: CollectorRegistry, *,
-                 jobs: Jobs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: EmbeddedStore,
+        registry: CollectorRegistry,
+        *,
+        jobs: Jobs | None = None,
+    ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.jobs = jobs if jobs is not None else Jobs(config, store, registry)
-        self.duration = Histogram("mlwatch_job_duration_seconds", "Duration of a job run",
-                                  ["job"], buckets=DURATION_BUCKETS, registry=registry)
-        self.runs = Counter("mlwatch_job_runs", "Job runs by result (ok, failed, skipped: "
-                            "the previous run was still going, missed: too late to run)",
-                            ["job", "result"], registry=registry)
-        self.last_success = Gauge("mlwatch_job_last_success_timestamp_seconds", "When a job "
-                                  "last succeeded (Unix time)", ["job"], registry=registry)
-        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
-            "coalesce": True, "max_instances": 1})
+        self.duration = Histogram(
+            "mlwatch_job_duration_seconds",
+            "Duration of a job run",
+            ["job"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.runs = Counter(
+            "mlwatch_job_runs",
+            "Job runs by result (ok, failed, skipped: "
+            "the previous run was still going, missed: too late to run)",
+            ["job", "result"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "mlwatch_job_last_success_timestamp_seconds",
+            "When a job last succeeded (Unix time)",
+            ["job"],
+            registry=registry,
+        )
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
+        )
         for spec in self.jobs.monitored():
             mon = spec.monitoring
             assert mon is not None
             for kind, run in (("drift", self.jobs.drift), ("kpi", self.jobs.kpis)):
                 job_id = f"{kind}:{spec.name}"
-                self.scheduler.add_job(self._wrap(job_id, run, spec.name), trigger_of(mon),
-                                       id=job_id, name=job_id,
-                                       misfire_grace_time=grace_of(mon))
+                self.scheduler.add_job(
+                    self._wrap(job_id, run, spec.name),
+                    trigger_of(mon),
+                    id=job_id,
+                    name=job_id,
+                    misfire_grace_time=grace_of(mon),
+                )
                 for result in ("ok", "failed", "skipped", "missed"):
                     self.runs.labels(job_id, result)
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -102,6 +126,7 @@ class Scheduler:
                 self.last_success.labels(job_id).set(time.time())
             finally:
                 self.duration.labels(job_id).observe(time.perf_counter() - start)
+
         return job
 
     def _on_event(self, event: Any) -> None:
@@ -109,9 +134,14 @@ class Scheduler:
 
         result = "skipped" if event.code == EVENT_JOB_MAX_INSTANCES else "missed"
         self.runs.labels(event.job_id, result).inc()
-        log.warning("job %s %s: %s", event.job_id, result,
-                    "the previous run is still going" if result == "skipped"
-                    else "too late to run (coalesced misfire beyond the grace time)")
+        log.warning(
+            "job %s %s: %s",
+            event.job_id,
+            result,
+            "the previous run is still going"
+            if result == "skipped"
+            else "too late to run (coalesced misfire beyond the grace time)",
+        )
 
     def run_now(self) -> None:
         """Run every job once, now (on the scheduler's threads), e.g. at startup."""

@@ -38,8 +38,9 @@ def window_bounds(mon: Monitoring, now_s: float) -> tuple[int, int]:
     return end - size_us, end
 
 
-def kpi_windows(mon: Monitoring, now_s: float, window: tuple[int, int] | None = None
-                ) -> list[tuple[int, int]]:
+def kpi_windows(
+    mon: Monitoring, now_s: float, window: tuple[int, int] | None = None
+) -> list[tuple[int, int]]:
     """The windows a KPI run computes: the last ``kpi_lookback`` tumbling windows (so late
     labels update their own window), the one sliding window ending now, or ``window``.
 
@@ -81,8 +82,11 @@ class StoreWindows:
         if merged is not None:
             return merged
         current = ref.new_window()
-        current.update(self.store.feature_columns(model, list(ref.types), since_us=start,
-                                                  until_us=end, version=version))
+        current.update(
+            self.store.feature_columns(
+                model, list(ref.types), since_us=start, until_us=end, version=version
+            )
+        )
         return current
 
     def merged_slices(self, ref: Any, model: str, version: str, start: int, end: int) -> Any:
@@ -90,8 +94,11 @@ class StoreWindows:
         of it (same reference layout, same row count); else None."""
         from mlwatch.stats.profile import DatasetProfile
 
-        slices = [s for s in self.store.profiles(model, version, "slice", since_us=start,
-                                                 until_us=end) if s[1] <= end]
+        slices = [
+            s
+            for s in self.store.profiles(model, version, "slice", since_us=start, until_us=end)
+            if s[1] <= end
+        ]
         if not slices:
             return None
         try:
@@ -100,8 +107,9 @@ class StoreWindows:
                 merged = merged.merge(DatasetProfile.from_json(body))
         except ValueError:  # built on another reference: not usable
             return None
-        expected = self.store.count_with_features(model, since_us=start, until_us=end,
-                                                  version=version)
+        expected = self.store.count_with_features(
+            model, since_us=start, until_us=end, version=version
+        )
         return merged if merged.rows == expected else None
 
     def close(self) -> None:
@@ -127,15 +135,22 @@ class ElasticWindows:
     def versions(self, model: str, start: int, end: int) -> list[str]:
         from mlwatch.elastic import aggregations
 
-        return aggregations.versions(self._es(), self.config.elasticsearch_namespace, model,
-                                     start, end)
+        return aggregations.versions(
+            self._es(), self.config.elasticsearch_namespace, model, start, end
+        )
 
     def profile(self, ref: Any, model: str, version: str, start: int, end: int) -> Any:
         from mlwatch.elastic import aggregations
 
         return aggregations.window_profile(
-            self._es(), ref, namespace=self.config.elasticsearch_namespace, model=model,
-            version=version, start_us=start, end_us=end)
+            self._es(),
+            ref,
+            namespace=self.config.elasticsearch_namespace,
+            model=model,
+            version=version,
+            start_us=start,
+            end_us=end,
+        )
 
     def close(self) -> None:
         """Release the client, if one was opened."""

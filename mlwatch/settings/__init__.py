@@ -7,5 +7,15 @@ from mlwatch.settings.loader import load_config
 from mlwatch.settings.monitoring import parse_duration
 from mlwatch.settings.specs import NAME_RE, FeatureSpec, ModelSpec, Monitoring
 
-__all__ = ["NAME_RE", "Config", "FeatureSpec", "ModelSpec", "Monitoring", "env_name",
-           "load_config", "parse_duration", "settings_fields", "settings_table"]
+__all__ = [
+    "NAME_RE",
+    "Config",
+    "FeatureSpec",
+    "ModelSpec",
+    "Monitoring",
+    "env_name",
+    "load_config",
+    "parse_duration",
+    "settings_fields",
+    "settings_table",
+]

@@ -21,11 +21,27 @@ from mlwatch.settings.specs import ModelSpec
 _USERINFO = re.compile(r"(\w+://)[^/@,\s]*@")
 
 
-def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-             choices: tuple[str, ...] | None = None, secret: bool = False,
-             pattern: str | None = None) -> Any:
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices,
-                                            "secret": secret, "pattern": pattern})
+def _setting(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+    pattern: str | None = None,
+) -> Any:
+    return field(
+        default=default,
+        metadata={
+            "doc": doc,
+            "lo": lo,
+            "hi": hi,
+            "choices": choices,
+            "secret": secret,
+            "pattern": pattern,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -34,131 +50,224 @@ class Config:
 
     # --- client ---
     sidecar_url: str | None = _setting(
-        None, "URL of the sidecar, e.g. http://127.0.0.1:8765. Unset: events go to the "
-        "embedded store in data_dir (local mode). 'off': monitoring does nothing.")
+        None,
+        "URL of the sidecar, e.g. http://127.0.0.1:8765. Unset: events go to the "
+        "embedded store in data_dir (local mode). 'off': monitoring does nothing.",
+    )
     token: str | None = _setting(
-        None, "Bearer token. When set, the sidecar requires it on /v1/* and /metrics "
-        "(not on /healthz, /readyz); the client sends it. Never logged.", secret=True)
+        None,
+        "Bearer token. When set, the sidecar requires it on /v1/* and /metrics "
+        "(not on /healthz, /readyz); the client sends it. Never logged.",
+        secret=True,
+    )
     enabled: bool = _setting(True, "Master switch; false turns the decorator into a plain call.")
     model: str | None = _setting(None, "Default model name for @monitor and log_feedback.")
     version: str | None = _setting(None, "Default model version.")
     code_version: str | None = _setting(
-        None, "Code version recorded on every event. Unset: the git commit of the working "
-        "directory, else the mlwatch package version.")
-    run_id: str | None = _setting(None, "Experiment run id (e.g. an MLflow run) recorded on events.")
+        None,
+        "Code version recorded on every event. Unset: the git commit of the working "
+        "directory, else the mlwatch package version.",
+    )
+    run_id: str | None = _setting(
+        None, "Experiment run id (e.g. an MLflow run) recorded on events."
+    )
     sample_rate: float = _setting(
-        1.0, "Share of events whose feature payload is kept. Counts, latency and "
-        "predictions stay exact.", lo=0.0, hi=1.0)
+        1.0,
+        "Share of events whose feature payload is kept. Counts, latency and "
+        "predictions stay exact.",
+        lo=0.0,
+        hi=1.0,
+    )
     queue_size: int = _setting(
-        10_000, "Bound of the in-process queue, in rows (a batch call of n rows takes n); "
-        "events beyond it are dropped and counted (reason queue_full).", lo=1, hi=10_000_000)
+        10_000,
+        "Bound of the in-process queue, in rows (a batch call of n rows takes n); "
+        "events beyond it are dropped and counted (reason queue_full).",
+        lo=1,
+        hi=10_000_000,
+    )
     batch_size: int = _setting(
-        500, "Most events per request to the sidecar (a request is also kept under 8 MiB "
-        "before gzip).", lo=1, hi=10_000)
+        500,
+        "Most events per request to the sidecar (a request is also kept under 8 MiB before gzip).",
+        lo=1,
+        hi=10_000,
+    )
     flush_interval_ms: int = _setting(
-        200, "Longest time an event waits in the client before it is sent.", lo=1, hi=60_000)
-    send_timeout_s: float = _setting(5.0, "Timeout of one request to the sidecar (or of one "
-                                     "forward-protocol attempt).",
-                                     lo=0.01, hi=300)
+        200, "Longest time an event waits in the client before it is sent.", lo=1, hi=60_000
+    )
+    send_timeout_s: float = _setting(
+        5.0,
+        "Timeout of one request to the sidecar (or of one forward-protocol attempt).",
+        lo=0.01,
+        hi=300,
+    )
     retry_timeout_s: float = _setting(
-        30.0, "How long the client retries one batch (sidecar down, 429, 503) before it "
-        "drops it (reason send_failed).", lo=0.0, hi=3600)
+        30.0,
+        "How long the client retries one batch (sidecar down, 429, 503) before it "
+        "drops it (reason send_failed).",
+        lo=0.0,
+        hi=3600,
+    )
     # --- sidecar ---
     data_dir: str = _setting(
-        "mlwatch-data", "Directory of the spool and the embedded store (store.db).")
-    host: str = _setting("127.0.0.1", "Address the sidecar binds to. Localhost unless told otherwise.")
+        "mlwatch-data", "Directory of the spool and the embedded store (store.db)."
+    )
+    host: str = _setting(
+        "127.0.0.1", "Address the sidecar binds to. Localhost unless told otherwise."
+    )
     port: int = _setting(8765, "Port of the sidecar's HTTP API.", lo=0, hi=65535)
     max_body_bytes: int = _setting(
-        16 * 1024 * 1024, "Largest request body the sidecar accepts, after gzip "
-        "decompression (413 beyond).", lo=1024, hi=1 << 31)
+        16 * 1024 * 1024,
+        "Largest request body the sidecar accepts, after gzip decompression (413 beyond).",
+        lo=1024,
+        hi=1 << 31,
+    )
     max_events_per_request: int = _setting(
-        10_000, "Most events in one POST /v1/events (413 beyond).", lo=1, hi=1_000_000)
+        10_000, "Most events in one POST /v1/events (413 beyond).", lo=1, hi=1_000_000
+    )
     spool_fsync: str = _setting(
-        "interval", "When the spool calls fsync: 'always' (before each 202) or 'interval' "
+        "interval",
+        "When the spool calls fsync: 'always' (before each 202) or 'interval' "
         "(group commit; the 202 waits for the next periodic fsync).",
-        choices=("always", "interval"))
+        choices=("always", "interval"),
+    )
     spool_fsync_interval_ms: int = _setting(
-        20, "Group-commit period of the 'interval' policy.", lo=1, hi=10_000)
+        20, "Group-commit period of the 'interval' policy.", lo=1, hi=10_000
+    )
     spool_segment_bytes: int = _setting(
-        64 * 1024 * 1024, "Size at which the spool starts a new segment file.",
-        lo=4096, hi=1 << 34)
+        64 * 1024 * 1024, "Size at which the spool starts a new segment file.", lo=4096, hi=1 << 34
+    )
     spool_max_bytes: int = _setting(
-        1024 * 1024 * 1024, "Disk bound of the spool; when reached, ingest answers 503 with "
-        "Retry-After until sinks catch up.", lo=8192, hi=1 << 42)
+        1024 * 1024 * 1024,
+        "Disk bound of the spool; when reached, ingest answers 503 with "
+        "Retry-After until sinks catch up.",
+        lo=8192,
+        hi=1 << 42,
+    )
     retention_days: float = _setting(
-        30.0, "Embedded store retention; older events and feedback are deleted. 0 keeps all.",
-        lo=0, hi=36_500)
+        30.0,
+        "Embedded store retention; older events and feedback are deleted. 0 keeps all.",
+        lo=0,
+        hi=36_500,
+    )
     hash_key: str | None = _setting(
-        None, "Key of the HMAC-SHA256 applied to features marked 'sensitive: hash'. Unset: a "
-        "random key is created once in data_dir/hash.key.", secret=True)
+        None,
+        "Key of the HMAC-SHA256 applied to features marked 'sensitive: hash'. Unset: a "
+        "random key is created once in data_dir/hash.key.",
+        secret=True,
+    )
     window_source: str = _setting(
-        "store", "Where the drift job reads a window: 'store' (the embedded store's events) "
+        "store",
+        "Where the drift job reads a window: 'store' (the embedded store's events) "
         "or 'elasticsearch' (aggregations on the reference's bins; no rows pulled; needs "
-        "elasticsearch_url).", choices=("store", "elasticsearch"))
+        "elasticsearch_url).",
+        choices=("store", "elasticsearch"),
+    )
     profile_slice_s: float = _setting(
-        60.0, "The sidecar summarises events of monitored models into profiles per slice of "
-        "this many seconds of prediction time; the drift job merges them.", lo=1, hi=86_400)
+        60.0,
+        "The sidecar summarises events of monitored models into profiles per slice of "
+        "this many seconds of prediction time; the drift job merges them.",
+        lo=1,
+        hi=86_400,
+    )
     scheduler: bool = _setting(
-        True, "Run the drift and KPI jobs of models with a monitoring section inside the "
-        "sidecar. Turn off when `mlwatch scheduler` runs them as a separate process.")
-    log_level: str = _setting("info", "Log level of the sidecar.",
-                              choices=("debug", "info", "warning", "error"))
+        True,
+        "Run the drift and KPI jobs of models with a monitoring section inside the "
+        "sidecar. Turn off when `mlwatch scheduler` runs them as a separate process.",
+    )
+    log_level: str = _setting(
+        "info", "Log level of the sidecar.", choices=("debug", "info", "warning", "error")
+    )
     # --- Elasticsearch sink (sidecar) ---
     elasticsearch_url: str | None = _setting(
-        None, "Elasticsearch URL(s), comma-separated (e.g. https://es1:9200,https://es2:9200). "
-        "Set: the sidecar also ships every event from its spool to Elasticsearch.")
+        None,
+        "Elasticsearch URL(s), comma-separated (e.g. https://es1:9200,https://es2:9200). "
+        "Set: the sidecar also ships every event from its spool to Elasticsearch.",
+    )
     elasticsearch_api_key: str | None = _setting(
-        None, "Elasticsearch API key (the base64 'encoded' form). Never logged.", secret=True)
+        None, "Elasticsearch API key (the base64 'encoded' form). Never logged.", secret=True
+    )
     elasticsearch_username: str | None = _setting(None, "Elasticsearch basic-auth user.")
     elasticsearch_password: str | None = _setting(
-        None, "Elasticsearch basic-auth password. Never logged.", secret=True)
+        None, "Elasticsearch basic-auth password. Never logged.", secret=True
+    )
     elasticsearch_ca_file: str | None = _setting(
-        None, "PEM file of the CA that signed Elasticsearch's certificate (https URLs).")
+        None, "PEM file of the CA that signed Elasticsearch's certificate (https URLs)."
+    )
     elasticsearch_verify_certs: bool = _setting(
-        True, "Verify Elasticsearch's TLS certificate. Turn off only for a throwaway cluster.")
+        True, "Verify Elasticsearch's TLS certificate. Turn off only for a throwaway cluster."
+    )
     elasticsearch_namespace: str = _setting(
-        "default", "Data stream namespace: events go to logs-mlwatch.predictions-<namespace>, "
+        "default",
+        "Data stream namespace: events go to logs-mlwatch.predictions-<namespace>, "
         "feedback to logs-mlwatch.feedback-<namespace>. Lowercase letters, digits, '_' and "
-        "'.' (Elastic's rule: no '-').", pattern=r"^[a-z0-9][a-z0-9_.]{0,99}$")
+        "'.' (Elastic's rule: no '-').",
+        pattern=r"^[a-z0-9][a-z0-9_.]{0,99}$",
+    )
     elasticsearch_batch_size: int = _setting(
-        5000, "Most documents per bulk request.", lo=1, hi=100_000)
+        5000, "Most documents per bulk request.", lo=1, hi=100_000
+    )
     elasticsearch_flush_interval_ms: int = _setting(
-        200, "Longest time the sink waits to fill a bulk request before it sends a partial one.",
-        lo=0, hi=60_000)
-    elasticsearch_concurrency: int = _setting(
-        2, "Bulk requests in flight at once.", lo=1, hi=32)
-    elasticsearch_timeout_s: float = _setting(30.0, "Timeout of one request to Elasticsearch.",
-                                              lo=0.1, hi=600)
+        200,
+        "Longest time the sink waits to fill a bulk request before it sends a partial one.",
+        lo=0,
+        hi=60_000,
+    )
+    elasticsearch_concurrency: int = _setting(2, "Bulk requests in flight at once.", lo=1, hi=32)
+    elasticsearch_timeout_s: float = _setting(
+        30.0, "Timeout of one request to Elasticsearch.", lo=0.1, hi=600
+    )
     elasticsearch_compress: bool = _setting(
-        False, "Gzip bulk requests. Worth it over a slow or metered link; on a local network "
-        "it costs more CPU (about 45 us per document) than it saves.")
+        False,
+        "Gzip bulk requests. Worth it over a slow or metered link; on a local network "
+        "it costs more CPU (about 45 us per document) than it saves.",
+    )
     elasticsearch_install_templates: bool = _setting(
-        True, "Install the index templates and ILM policy at startup (idempotent). Turn off "
-        "when they are managed elsewhere (exporters/elasticsearch/).")
+        True,
+        "Install the index templates and ILM policy at startup (idempotent). Turn off "
+        "when they are managed elsewhere (exporters/elasticsearch/).",
+    )
     elasticsearch_shards: int = _setting(1, "Primary shards of each backing index.", lo=1, hi=1024)
     elasticsearch_replicas: int | None = _setting(
-        None, "Replicas of each backing index. Unset: auto_expand_replicas 0-1 (none on a "
-        "single node, one as soon as a second node joins).", lo=0, hi=16)
+        None,
+        "Replicas of each backing index. Unset: auto_expand_replicas 0-1 (none on a "
+        "single node, one as soon as a second node joins).",
+        lo=0,
+        hi=16,
+    )
     elasticsearch_rollover_size: str = _setting(
-        "50gb", "ILM rollover when a primary shard reaches this size.")
+        "50gb", "ILM rollover when a primary shard reaches this size."
+    )
     elasticsearch_rollover_age: str = _setting("30d", "ILM rollover at this index age at most.")
     elasticsearch_retention: str = _setting(
-        "90d", "ILM deletes backing indices this long after rollover.")
+        "90d", "ILM deletes backing indices this long after rollover."
+    )
     # --- Fluentd forward protocol ---
     fluentd_host: str | None = _setting(
-        None, "Client: send events to a Fluentd / Fluent Bit forward input at this host instead "
-        "of the sidecar (tag mlwatch.<model>).")
+        None,
+        "Client: send events to a Fluentd / Fluent Bit forward input at this host instead "
+        "of the sidecar (tag mlwatch.<model>).",
+    )
     fluentd_port: int = _setting(24224, "Client: port of that forward input.", lo=1, hi=65535)
     forward_port: int | None = _setting(
-        None, "Sidecar: listen for the Fluentd forward protocol on this port (unset: off).",
-        lo=0, hi=65535)
+        None,
+        "Sidecar: listen for the Fluentd forward protocol on this port (unset: off).",
+        lo=0,
+        hi=65535,
+    )
     forward_shared_key: str | None = _setting(
-        None, "Shared key of the forward input's handshake (and the client's). Unset: no "
-        "handshake. Never logged.", secret=True)
+        None,
+        "Shared key of the forward input's handshake (and the client's). Unset: no "
+        "handshake. Never logged.",
+        secret=True,
+    )
     # --- models (file only) ---
     models: tuple[ModelSpec, ...] = field(
-        default=(), metadata={"doc": "Model specs (config file only); see docs/configuration.md.",
-                              "file_only": True})
+        default=(),
+        metadata={
+            "doc": "Model specs (config file only); see docs/configuration.md.",
+            "file_only": True,
+        },
+    )
     source: str | None = field(default=None, metadata={"internal": True})
 
     def model_spec(self, name: str) -> ModelSpec | None:
@@ -187,8 +296,11 @@ class Config:
 
 def settings_fields() -> list[dataclasses.Field[Any]]:
     """The user-facing settings, in documentation order."""
-    return [f for f in dataclasses.fields(Config)
-            if not f.metadata.get("internal") and not f.metadata.get("file_only")]
+    return [
+        f
+        for f in dataclasses.fields(Config)
+        if not f.metadata.get("internal") and not f.metadata.get("file_only")
+    ]
 
 
 def settings_table() -> str:

@@ -111,27 +111,34 @@ def _read_secret(path: Any, source: str | None) -> str:
     try:
         return Path(str(path)).read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise ConfigError("config", f"cannot read secret file {path}: {exc.strerror}",
-                          source=source) from None
+        raise ConfigError(
+            "config", f"cannot read secret file {path}: {exc.strerror}", source=source
+        ) from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror}", source=str(path)) from exc
+        raise ConfigError(
+            "config", f"cannot read {path}: {exc.strerror}", source=str(path)
+        ) from exc
     if path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError("config", f"invalid JSON at line {exc.lineno}: {exc.msg}",
-                              source=str(path)) from exc
+            raise ConfigError(
+                "config", f"invalid JSON at line {exc.lineno}: {exc.msg}", source=str(path)
+            ) from exc
     else:
         try:
             import yaml
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError("config", "reading YAML needs PyYAML: pip install 'mlwatch[sidecar]'",
-                              source=str(path)) from exc
+            raise ConfigError(
+                "config",
+                "reading YAML needs PyYAML: pip install 'mlwatch[sidecar]'",
+                source=str(path),
+            ) from exc
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -141,13 +148,18 @@ def _read_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError("config", "the top level must be a mapping of keys to values",
-                          source=str(path))
+        raise ConfigError(
+            "config", "the top level must be a mapping of keys to values", source=str(path)
+        )
     return data
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *,
-                env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
     """Resolve the settings from defaults, the config file, the environment and keywords.
 
     ``path`` defaults to ``$MLWATCH_CONFIG``; ``env`` to ``os.environ``.
@@ -155,16 +167,25 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
     env = os.environ if env is None else env
     fields = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
     values: dict[str, Any] = {}
-    file_path = Path(path) if path is not None else (
-        Path(env["MLWATCH_CONFIG"]) if env.get("MLWATCH_CONFIG") else None)
+    file_path = (
+        Path(path)
+        if path is not None
+        else (Path(env["MLWATCH_CONFIG"]) if env.get("MLWATCH_CONFIG") else None)
+    )
     source = str(file_path) if file_path is not None else None
     if file_path is not None:
         data = _read_file(file_path)
         for key, raw in data.items():
-            if (isinstance(key, str) and key.endswith("_file") and key not in fields
-                    and fields.get(key[:-5]) and fields[key[:-5]].metadata.get("secret")):
-                values[key[:-5]] = _coerce(fields[key[:-5]], _read_secret(raw, source),
-                                           str(file_path))
+            if (
+                isinstance(key, str)
+                and key.endswith("_file")
+                and key not in fields
+                and fields.get(key[:-5])
+                and fields[key[:-5]].metadata.get("secret")
+            ):
+                values[key[:-5]] = _coerce(
+                    fields[key[:-5]], _read_secret(raw, source), str(file_path)
+                )
                 continue
             if key not in fields:
                 raise ConfigError(str(key), "unknown key", source=source)
@@ -179,8 +200,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         if name in env:
             values[f.name] = _coerce(f, env[name], name)
         elif f.metadata.get("secret") and env.get(name + "_FILE"):
-            values[f.name] = _coerce(f, _read_secret(env[name + "_FILE"], name + "_FILE"),
-                                     name + "_FILE")
+            values[f.name] = _coerce(
+                f, _read_secret(env[name + "_FILE"], name + "_FILE"), name + "_FILE"
+            )
     for key, raw in overrides.items():
         if key not in fields or fields[key].metadata.get("file_only"):
             raise ConfigError(key, "unknown setting", source="keyword argument")
@@ -188,7 +210,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
             values[key] = _coerce(fields[key], raw, "keyword argument")
     config = Config(source=source, **values)
     if config.spool_max_bytes < 2 * config.spool_segment_bytes:
-        raise ConfigError("spool_max_bytes", f"must be at least twice spool_segment_bytes "
-                          f"({config.spool_segment_bytes}), got {config.spool_max_bytes}",
-                          source=source)
+        raise ConfigError(
+            "spool_max_bytes",
+            f"must be at least twice spool_segment_bytes "
+            f"({config.spool_segment_bytes}), got {config.spool_max_bytes}",
+            source=source,
+        )
     return config

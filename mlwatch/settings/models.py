@@ -26,21 +26,34 @@ def parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
         at = f"models[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
-        unknown = set(item) - {"name", "version", "task", "features", "prediction_field",
-                               "label_field", "score_field", "classes", *MONITORING_KEYS}
+        unknown = set(item) - {
+            "name",
+            "version",
+            "task",
+            "features",
+            "prediction_field",
+            "label_field",
+            "score_field",
+            "classes",
+            *MONITORING_KEYS,
+        }
         if unknown:
             raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
         name = item.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigError(f"{at}.name", "expected a name of letters, digits, '_.:-' "
-                              f"(at most 128), got {name!r}", source=source)
+            raise ConfigError(
+                f"{at}.name",
+                f"expected a name of letters, digits, '_.:-' (at most 128), got {name!r}",
+                source=source,
+            )
         if name in seen:
             raise ConfigError(f"{at}.name", f"model {name!r} is listed twice", source=source)
         seen.add(name)
         task = item.get("task", "classification")
         if task not in TASKS:
-            raise ConfigError(f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}",
-                              source=source)
+            raise ConfigError(
+                f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}", source=source
+            )
         version = item.get("version")
         if version is not None:
             version = str(version)
@@ -49,18 +62,32 @@ def parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
         classes = item.get("classes")
-        if classes is not None and (not isinstance(classes, list) or len(classes) < 2 or any(
-                not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)):
-            raise ConfigError(f"{at}.classes", "expected a list of at least two class labels "
-                              "(strings or integers)", source=source)
-        monitoring = (parse_monitoring(item, at, source)
-                      if any(k in item for k in MONITORING_KEYS) else None)
-        specs.append(ModelSpec(name=name, version=version, task=task, features=features,
-                               prediction_field=item.get("prediction_field"),
-                               label_field=item.get("label_field"),
-                               score_field=item.get("score_field"),
-                               classes=tuple(classes) if classes is not None else None,
-                               monitoring=monitoring))
+        if classes is not None and (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or any(not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)
+        ):
+            raise ConfigError(
+                f"{at}.classes",
+                "expected a list of at least two class labels (strings or integers)",
+                source=source,
+            )
+        monitoring = (
+            parse_monitoring(item, at, source) if any(k in item for k in MONITORING_KEYS) else None
+        )
+        specs.append(
+            ModelSpec(
+                name=name,
+                version=version,
+                task=task,
+                features=features,
+                prediction_field=item.get("prediction_field"),
+                label_field=item.get("label_field"),
+                score_field=item.get("score_field"),
+                classes=tuple(classes) if classes is not None else None,
+                monitoring=monitoring,
+            )
+        )
     return tuple(specs)
 
 
@@ -73,21 +100,27 @@ def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:
         if isinstance(feat, str):
             feat = {"name": feat}
         if not isinstance(feat, dict) or not isinstance(feat.get("name"), str) or not feat["name"]:
-            raise ConfigError(f"{fat}.name", "every feature needs a non-empty 'name'", source=source)
+            raise ConfigError(
+                f"{fat}.name", "every feature needs a non-empty 'name'", source=source
+            )
         unknown = set(feat) - {"name", "type", "sensitive"}
         if unknown:
             raise ConfigError(f"{fat}.{sorted(unknown)[0]}", "unknown key", source=source)
         ftype = feat.get("type", "numeric")
         if ftype not in FEATURE_TYPES:
-            raise ConfigError(f"{fat}.type", f"must be numeric or categorical, got {ftype!r}",
-                              source=source)
+            raise ConfigError(
+                f"{fat}.type", f"must be numeric or categorical, got {ftype!r}", source=source
+            )
         sensitive = feat.get("sensitive")
         if sensitive is True:
             sensitive = "hash"
         elif sensitive is False:
             sensitive = None
         if sensitive is not None and sensitive not in SENSITIVE_ACTIONS:
-            raise ConfigError(f"{fat}.sensitive", f"must be true, false, hash or drop, got "
-                              f"{sensitive!r}", source=source)
+            raise ConfigError(
+                f"{fat}.sensitive",
+                f"must be true, false, hash or drop, got {sensitive!r}",
+                source=source,
+            )
         out.append(FeatureSpec(name=feat["name"], type=ftype, sensitive=sensitive))
     return tuple(out)

@@ -30,8 +30,9 @@ def parse_duration(raw: Any, at: str, source: str | None = None) -> float:
         return float(raw)
     match = _DURATION_RE.match(str(raw)) if isinstance(raw, str) else None
     if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(at, f"expected a duration such as 30s, 5m, 1h or 7d, got {raw!r}",
-                          source=source)
+        raise ConfigError(
+            at, f"expected a duration such as 30s, 5m, 1h or 7d, got {raw!r}", source=source
+        )
     return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
@@ -43,8 +44,9 @@ def _rfc3339(raw: Any, at: str, source: str) -> str:
     try:
         return parse_ts(raw, line=None)[0]
     except ValidationError:
-        raise ConfigError(at, f"expected an RFC 3339 time like 2026-11-01T00:00:00Z, got "
-                          f"{raw!r}", source=source) from None
+        raise ConfigError(
+            at, f"expected an RFC 3339 time like 2026-11-01T00:00:00Z, got {raw!r}", source=source
+        ) from None
 
 
 def _reference(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
@@ -52,28 +54,46 @@ def _reference(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
     if isinstance(ref, str) and ref:
         return {"reference": ref}
     if isinstance(ref, dict) and set(ref) == {"since", "until"}:
-        return {"reference_window": (_rfc3339(ref["since"], f"{at}.reference.since", source),
-                                     _rfc3339(ref["until"], f"{at}.reference.until", source))}
-    raise ConfigError(f"{at}.reference", "a monitored model needs a reference: a CSV/Parquet "
-                      "path or {since: <RFC 3339>, until: <RFC 3339>}", source=source)
+        return {
+            "reference_window": (
+                _rfc3339(ref["since"], f"{at}.reference.since", source),
+                _rfc3339(ref["until"], f"{at}.reference.until", source),
+            )
+        }
+    raise ConfigError(
+        f"{at}.reference",
+        "a monitored model needs a reference: a CSV/Parquet "
+        "path or {since: <RFC 3339>, until: <RFC 3339>}",
+        source=source,
+    )
 
 
 def _timing(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
     """``schedule`` (an interval or ``{cron: ...}``), ``window``, ``settle``, ``sliding``."""
     values: dict[str, Any] = {}
     schedule = item.get("schedule", "5m")
-    if isinstance(schedule, dict) and set(schedule) == {"cron"} and isinstance(schedule["cron"], str):
+    if (
+        isinstance(schedule, dict)
+        and set(schedule) == {"cron"}
+        and isinstance(schedule["cron"], str)
+    ):
         if len(schedule["cron"].split()) != 5:
-            raise ConfigError(f"{at}.schedule.cron", "expected five crontab fields, got "
-                              f"{schedule['cron']!r}", source=source)
+            raise ConfigError(
+                f"{at}.schedule.cron",
+                f"expected five crontab fields, got {schedule['cron']!r}",
+                source=source,
+            )
         values["cron"], values["every_s"] = schedule["cron"], None
     else:
         values["every_s"] = parse_duration(schedule, f"{at}.schedule", source)
     if "window" in item:
         values["window_s"] = parse_duration(item["window"], f"{at}.window", source)
     if "settle" in item:
-        values["settle_s"] = (0.0 if item["settle"] in (0, "0", "0s") else
-                              parse_duration(item["settle"], f"{at}.settle", source))
+        values["settle_s"] = (
+            0.0
+            if item["settle"] in (0, "0", "0s")
+            else parse_duration(item["settle"], f"{at}.settle", source)
+        )
     if "sliding" in item:
         if not isinstance(item["sliding"], bool):
             raise ConfigError(f"{at}.sliding", "expected true or false", source=source)
@@ -81,8 +101,9 @@ def _timing(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
     return values
 
 
-def _section(item: dict[str, Any], key: str, allowed: set[str], at: str,
-             source: str) -> dict[str, Any]:
+def _section(
+    item: dict[str, Any], key: str, allowed: set[str], at: str, source: str
+) -> dict[str, Any]:
     sub = item.get(key) or {}
     if not isinstance(sub, dict):
         raise ConfigError(at, "drift and kpi must be mappings", source=source)
@@ -92,8 +113,9 @@ def _section(item: dict[str, Any], key: str, allowed: set[str], at: str,
 
 
 def _drift(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
-    drift = _section(item, "drift", {"method", "alpha", "correction", "min_effect",
-                                     "drift_share"}, at, source)
+    drift = _section(
+        item, "drift", {"method", "alpha", "correction", "min_effect", "drift_share"}, at, source
+    )
     values: dict[str, Any] = {}
     if drift.get("method") is not None:
         values["method"] = str(drift["method"])
@@ -104,10 +126,16 @@ def _drift(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
         if drift.get(key) is None:
             continue
         value = drift[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                lo < value and (hi is None or value <= hi)):
-            raise ConfigError(f"{at}.drift.{key}", f"expected a number in ({lo}, {hi or 'inf'}]"
-                              f", got {value!r}", source=source)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (lo < value and (hi is None or value <= hi))
+        ):
+            raise ConfigError(
+                f"{at}.drift.{key}",
+                f"expected a number in ({lo}, {hi or 'inf'}], got {value!r}",
+                source=source,
+            )
         values[key] = float(value)
     return values
 
@@ -118,8 +146,11 @@ def _kpi(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
     for key, field_name in (("min_samples", "kpi_min_samples"), ("lookback", "kpi_lookback")):
         if key in kpi:
             if isinstance(kpi[key], bool) or not isinstance(kpi[key], int) or kpi[key] < 1:
-                raise ConfigError(f"{at}.kpi.{key}", f"expected a positive integer, got "
-                                  f"{kpi[key]!r}", source=source)
+                raise ConfigError(
+                    f"{at}.kpi.{key}",
+                    f"expected a positive integer, got {kpi[key]!r}",
+                    source=source,
+                )
             values[field_name] = kpi[key]
     return values
 
@@ -127,5 +158,9 @@ def _kpi(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
 def parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
     """The monitoring of the model spec ``item`` (at ``models[i]``)."""
     _section(item, "kpi", {"min_samples", "lookback"}, at, source)  # both checked up front
-    return Monitoring(**_reference(item, at, source), **_timing(item, at, source),
-                      **_drift(item, at, source), **_kpi(item, at, source))
+    return Monitoring(
+        **_reference(item, at, source),
+        **_timing(item, at, source),
+        **_drift(item, at, source),
+        **_kpi(item, at, source),
+    )

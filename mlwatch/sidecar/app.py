@@ -31,14 +31,14 @@ _RECORDS_BODY = {
     "requestBody": {
         "required": True,
         "description": "A JSON array of records, or NDJSON (one record per line); "
-                       "optionally Content-Encoding: gzip.",
+        "optionally Content-Encoding: gzip.",
         "content": {
             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
             "application/x-ndjson": {"schema": {"type": "string"}},
         },
     },
     "responses": {
-        "202": {"description": "Durably accepted: {\"accepted\": n}"},
+        "202": {"description": 'Durably accepted: {"accepted": n}'},
         "400": {"description": "Malformed body (names the line)"},
         "401": {"description": "Missing or wrong bearer token"},
         "413": {"description": "Body or record count over the limit"},
@@ -81,8 +81,11 @@ def _authorizer(secret: str | None) -> Callable[[Request], None]:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
-            raise IngestError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
-                              headers={"WWW-Authenticate": "Bearer"})
+            raise IngestError(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return authorize
 
@@ -98,11 +101,14 @@ def _error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
     @app.exception_handler(RequestValidationError)
     async def _param_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         sidecar.metrics.rejected.labels("422").inc()
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
-                  for e in exc.errors()]
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "?", "message": "invalid request"}
-        return JSONResponse({"detail": f"{first['field']}: {first['message']}", "errors": errors},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": f"{first['field']}: {first['message']}", "errors": errors}, status_code=422
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -123,23 +129,42 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
     async def accept(request: Request, kind: bytes) -> JSONResponse:
         raw = await _read_body(request, sidecar.config.max_body_bytes)
         n = await run_in_threadpool(
-            sidecar.ingest, kind, raw, content_type=request.headers.get("content-type"),
+            sidecar.ingest,
+            kind,
+            raw,
+            content_type=request.headers.get("content-type"),
             content_encoding=request.headers.get("content-encoding"),
-            dropped=request.headers.get("x-mlwatch-dropped"))
+            dropped=request.headers.get("x-mlwatch-dropped"),
+        )
         return JSONResponse({"accepted": n}, status_code=202)
 
-    @app.post("/v1/events", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
-              summary="Record prediction events (wire format v1)")
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        dependencies=[auth],
+        openapi_extra=_RECORDS_BODY,
+        summary="Record prediction events (wire format v1)",
+    )
     async def post_events(request: Request) -> JSONResponse:
         return await accept(request, EVENTS)
 
-    @app.post("/v1/feedback", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
-              summary="Record ground truth by request_id")
+    @app.post(
+        "/v1/feedback",
+        status_code=202,
+        dependencies=[auth],
+        openapi_extra=_RECORDS_BODY,
+        summary="Record ground truth by request_id",
+    )
     async def post_feedback(request: Request) -> JSONResponse:
         return await accept(request, FEEDBACK)
 
-    @app.post("/v1/models", status_code=202, dependencies=[auth], openapi_extra=_RECORDS_BODY,
-              summary="Register model versions with code version, run id and parameters")
+    @app.post(
+        "/v1/models",
+        status_code=202,
+        dependencies=[auth],
+        openapi_extra=_RECORDS_BODY,
+        summary="Register model versions with code version, run id and parameters",
+    )
     async def post_models(request: Request) -> JSONResponse:
         return await accept(request, MODELS)
 
@@ -151,18 +176,26 @@ def _check_model(model: str) -> str:
 
 
 def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
-    @app.get("/v1/models/{model}/status", dependencies=[auth],
-             summary="Counts, sink lag and versions of one model")
+    @app.get(
+        "/v1/models/{model}/status",
+        dependencies=[auth],
+        summary="Counts, sink lag and versions of one model",
+    )
     async def status(model: str) -> dict[str, Any]:
         return await run_in_threadpool(sidecar.status, _check_model(model))
 
-    @app.get("/v1/models/{model}/events", dependencies=[auth],
-             summary="Stored events of one model, newest first")
-    async def events(model: str,
-                     since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
-                     until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
-                     version: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    @app.get(
+        "/v1/models/{model}/events",
+        dependencies=[auth],
+        summary="Stored events of one model, newest first",
+    )
+    async def events(
+        model: str,
+        since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+        until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+        version: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
         bounds: dict[str, int | None] = {"since": None, "until": None}
         for name, value in (("since", since), ("until", until)):
             if value is not None:
@@ -170,9 +203,14 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
                     bounds[name] = parse_ts(value, line=None, field=name)[1]
                 except ValidationError as exc:
                     raise IngestError(422, f"query parameter {exc}") from None
-        rows = await run_in_threadpool(sidecar.store.events, _check_model(model),
-                                       since_us=bounds["since"], until_us=bounds["until"],
-                                       version=version, limit=limit)
+        rows = await run_in_threadpool(
+            sidecar.store.events,
+            _check_model(model),
+            since_us=bounds["since"],
+            until_us=bounds["until"],
+            version=version,
+            limit=limit,
+        )
         return {"model": model, "count": len(rows), "events": rows}
 
 

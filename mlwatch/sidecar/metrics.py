@@ -86,8 +86,9 @@ class ModelMetrics(Collector):
                 numeric: list[float] = []
                 for ev in evs:
                     self._predictions[(model, version, ev["status"])] += 1
-                    self._info[(model, version, ev.get("code_version") or "",
-                                ev.get("run_id") or "")] = 1
+                    self._info[
+                        (model, version, ev.get("code_version") or "", ev.get("run_id") or "")
+                    ] = 1
                     pred = ev.get("prediction")
                     if ev["status"] != "ok" or pred is None or isinstance(pred, (list, dict)):
                         continue
@@ -107,8 +108,14 @@ class ModelMetrics(Collector):
 
     def observe_registration(self, reg: dict[str, Any]) -> None:
         with self._lock:
-            self._info[(reg["model"], reg["version"], reg.get("code_version") or "",
-                        reg.get("run_id") or "")] = 1
+            self._info[
+                (
+                    reg["model"],
+                    reg["version"],
+                    reg.get("code_version") or "",
+                    reg.get("run_id") or "",
+                )
+            ] = 1
 
     def observe_feedback(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -123,18 +130,24 @@ class ModelMetrics(Collector):
     def collect(self) -> Iterator[Any]:
         with self._lock:
             predictions = CounterMetricFamily(
-                "mlwatch_predictions", "Predictions recorded, by outcome.",
-                labels=["model", "version", "status"])
+                "mlwatch_predictions",
+                "Predictions recorded, by outcome.",
+                labels=["model", "version", "status"],
+            )
             for (model, version, status), n in sorted(self._predictions.items()):
                 predictions.add_metric([model, version, status], n)
             latency = HistogramMetricFamily(
-                "mlwatch_prediction_latency_seconds", "Latency of the monitored call.",
-                labels=["model", "version"])
+                "mlwatch_prediction_latency_seconds",
+                "Latency of the monitored call.",
+                labels=["model", "version"],
+            )
             for (model, version), hist in sorted(self._latency.items()):
                 latency.add_metric([model, version], hist.family_buckets(), hist.sum)
             values = HistogramMetricFamily(
-                "mlwatch_prediction_value", "Predicted values of regression models.",
-                labels=["model", "version"])
+                "mlwatch_prediction_value",
+                "Predicted values of regression models.",
+                labels=["model", "version"],
+            )
             for (model, version), hist in sorted(self._values.items()):
                 buckets = hist.family_buckets()
                 values.add_metric([model, version], buckets, hist.sum)
@@ -142,27 +155,35 @@ class ModelMetrics(Collector):
                 # (an OpenMetrics rule); the 0.0.4 text format we serve allows them, and
                 # regression outputs need both for rates and means.
                 labels = {"model": model, "version": version}
-                values.samples.append(Sample("mlwatch_prediction_value_count", labels,
-                                             buckets[-1][1]))
+                values.samples.append(
+                    Sample("mlwatch_prediction_value_count", labels, buckets[-1][1])
+                )
                 values.samples.append(Sample("mlwatch_prediction_value_sum", labels, hist.sum))
             classes = CounterMetricFamily(
-                "mlwatch_predicted_class", "Predicted classes of classification models.",
-                labels=["model", "version", "class"])
+                "mlwatch_predicted_class",
+                "Predicted classes of classification models.",
+                labels=["model", "version", "class"],
+            )
             for (model, version), counts in sorted(self._classes.items()):
                 for name, n in sorted(counts.items()):
                     classes.add_metric([model, version, name], n)
             info = GaugeMetricFamily(
-                "mlwatch_model_info", "Model versions seen, with code version and run id.",
-                labels=["model", "version", "code_version", "run_id"])
+                "mlwatch_model_info",
+                "Model versions seen, with code version and run id.",
+                labels=["model", "version", "code_version", "run_id"],
+            )
             for info_key, one in sorted(self._info.items()):
                 info.add_metric(list(info_key), one)
             dropped = CounterMetricFamily(
-                "mlwatch_events_dropped", "Events lost before the sidecar, by reason "
-                "(reported by clients).", labels=["model", "version", "reason"])
+                "mlwatch_events_dropped",
+                "Events lost before the sidecar, by reason (reported by clients).",
+                labels=["model", "version", "reason"],
+            )
             for labels3, n in sorted(self._dropped.items()):
                 dropped.add_metric(list(labels3), n)
             feedback = CounterMetricFamily(
-                "mlwatch_feedback", "Ground-truth records received.", labels=["model"])
+                "mlwatch_feedback", "Ground-truth records received.", labels=["model"]
+            )
             for model, n in sorted(self._feedback.items()):
                 feedback.add_metric([model], n)
         yield from (predictions, latency, values, classes, info, dropped, feedback)
@@ -175,14 +196,29 @@ class SidecarMetrics:
         self.registry = registry
         self.models = ModelMetrics(task_of)
         registry.register(self.models)
-        self.spool_bytes = Gauge("mlwatch_spool_bytes", "Bytes of spool segments on disk.",
-                                 registry=registry)
+        self.spool_bytes = Gauge(
+            "mlwatch_spool_bytes", "Bytes of spool segments on disk.", registry=registry
+        )
         self.spool_corrupt = Counter(
-            "mlwatch_spool_corrupt_records", "Torn or corrupt spool records found at recovery.",
-            registry=registry)
-        self.sink_errors = Counter("mlwatch_sink_errors", "Failed deliveries to a sink "
-                                   "(retried).", ["sink"], registry=registry)
-        self.sink_lag = Gauge("mlwatch_sink_lag_bytes", "Spool bytes a sink has not consumed.",
-                              ["sink"], registry=registry)
-        self.rejected = Counter("mlwatch_requests_rejected", "Requests refused, by HTTP status.",
-                                ["status"], registry=registry)
+            "mlwatch_spool_corrupt_records",
+            "Torn or corrupt spool records found at recovery.",
+            registry=registry,
+        )
+        self.sink_errors = Counter(
+            "mlwatch_sink_errors",
+            "Failed deliveries to a sink (retried).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_lag = Gauge(
+            "mlwatch_sink_lag_bytes",
+            "Spool bytes a sink has not consumed.",
+            ["sink"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mlwatch_requests_rejected",
+            "Requests refused, by HTTP status.",
+            ["status"],
+            registry=registry,
+        )

@@ -22,8 +22,12 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     if config.log_level != "debug":  # one line per bulk request is noise, not news
         logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     logging.getLogger("mlwatch").info(
-        "mlwatch sidecar on http://%s:%d, data in %s, settings %s", config.host, config.port,
-        config.data_dir, config.redacted())
+        "mlwatch sidecar on http://%s:%d, data in %s, settings %s",
+        config.host,
+        config.port,
+        config.data_dir,
+        config.redacted(),
+    )
     app = create_app(config)
     # Ingest allocates millions of short-lived, acyclic dicts (decoded JSON). With the
     # default thresholds the cyclic collector keeps re-traversing every batch in flight
@@ -31,6 +35,11 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     # the startup heap out of the traversal.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    uvicorn.run(app, host=config.host, port=config.port,
-                log_level=config.log_level, access_log=access_log,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )

@@ -36,8 +36,11 @@ from mlwatch.store.spool import HEADER_LEN, Spool
 
 log = logging.getLogger("mlwatch.sidecar")
 
-VALIDATORS = {EVENTS: wire.validate_event, FEEDBACK: wire.validate_feedback,
-              MODELS: wire.validate_registration}
+VALIDATORS = {
+    EVENTS: wire.validate_event,
+    FEEDBACK: wire.validate_feedback,
+    MODELS: wire.validate_registration,
+}
 RETRY_AFTER_FULL_S = 5
 REPORT_IDS_KEPT = 1000
 PURGE_EVERY_S = 3600.0
@@ -65,19 +68,26 @@ class Sidecar:
             from mlwatch.sinks.profiles import ProfileSink
 
             self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
-        self.spool = Spool(self.data_dir / "spool", consumers=[s.name for s in self.sinks],
-                           fsync=cast("Literal['always', 'interval']", config.spool_fsync),
-                           fsync_interval_ms=config.spool_fsync_interval_ms,
-                           segment_bytes=config.spool_segment_bytes,
-                           max_bytes=config.spool_max_bytes)
+        self.spool = Spool(
+            self.data_dir / "spool",
+            consumers=[s.name for s in self.sinks],
+            fsync=cast("Literal['always', 'interval']", config.spool_fsync),
+            fsync_interval_ms=config.spool_fsync_interval_ms,
+            segment_bytes=config.spool_segment_bytes,
+            max_bytes=config.spool_max_bytes,
+        )
         # the largest record that fits while the active segment holds data (spool.py)
-        self._max_record_bytes = config.spool_max_bytes - config.spool_segment_bytes - 2 * HEADER_LEN - 64
+        self._max_record_bytes = (
+            config.spool_max_bytes - config.spool_segment_bytes - 2 * HEADER_LEN - 64
+        )
         self._corrupt_counted = 0
         self._count_corrupt()
-        self.redactor = Redactor(config.models, key=load_or_create_key(config.hash_key,
-                                                                        self.data_dir))
-        self.consumers = [Consumer(self.spool, sink, on_error=self._sink_error)
-                          for sink in self.sinks]
+        self.redactor = Redactor(
+            config.models, key=load_or_create_key(config.hash_key, self.data_dir)
+        )
+        self.consumers = [
+            Consumer(self.spool, sink, on_error=self._sink_error) for sink in self.sinks
+        ]
         # other ways in besides HTTP; each hands decoded records to accept()
         self.inputs: list[Any] = []
         if config.forward_port is not None:
@@ -90,8 +100,9 @@ class Sidecar:
 
             self.scheduler = Scheduler(config, self.store, self.registry)
         self._stop = threading.Event()
-        self._maintenance = threading.Thread(target=self._maintain, name="mlwatch-maintenance",
-                                             daemon=True)
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="mlwatch-maintenance", daemon=True
+        )
         self._failures = RateLimitedLog(log)  # a failing sink fails on every retry
         self._reports_seen: OrderedDict[str, None] = OrderedDict()
         self._reports_lock = threading.Lock()
@@ -130,14 +141,19 @@ class Sidecar:
         # profile sink writes to it when it shuts down)
         for consumer in self.consumers:
             if consumer.is_alive():
-                log.warning("sidecar stop: sink %s is still busy; leaving it open",
-                            consumer.sink.name)
+                log.warning(
+                    "sidecar stop: sink %s is still busy; leaving it open", consumer.sink.name
+                )
                 continue
             try:
                 consumer.sink.shutdown(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # one sink's failure must not keep the others open
-                log.warning("sidecar stop: closing sink %s failed: %s: %s", consumer.sink.name,
-                            type(exc).__name__, exc)
+                log.warning(
+                    "sidecar stop: closing sink %s failed: %s: %s",
+                    consumer.sink.name,
+                    type(exc).__name__,
+                    exc,
+                )
         if any(t.is_alive() for t in threads):  # every worker may use the store
             log.warning("sidecar stop: the store is still in use; leaving it open")
         else:
@@ -148,8 +164,11 @@ class Sidecar:
             try:
                 removed = self.store.purge()
                 if removed:
-                    log.info("retention: removed %d rows older than %s days", removed,
-                             self.config.retention_days)
+                    log.info(
+                        "retention: removed %d rows older than %s days",
+                        removed,
+                        self.config.retention_days,
+                    )
             except Exception as exc:  # keep running; the next round retries
                 self._sink_error("retention", exc)
             if self._stop.wait(PURGE_EVERY_S):
@@ -157,26 +176,40 @@ class Sidecar:
 
     def _sink_error(self, sink: str, exc: BaseException) -> None:
         self.metrics.sink_errors.labels(sink).inc()
-        self._failures.warning(sink, "sink %s failed (will retry): %s: %s", sink,
-                               type(exc).__name__, exc)
+        self._failures.warning(
+            sink, "sink %s failed (will retry): %s: %s", sink, type(exc).__name__, exc
+        )
 
     # -- ingest ------------------------------------------------------------
-    def ingest(self, kind: bytes, raw: bytes, *, content_type: str | None,
-               content_encoding: str | None, dropped: str | None = None) -> int:
+    def ingest(
+        self,
+        kind: bytes,
+        raw: bytes,
+        *,
+        content_type: str | None,
+        content_encoding: str | None,
+        dropped: str | None = None,
+    ) -> int:
         """Validate and durably append one request's records; return how many were accepted.
 
         Raises :class:`~mlwatch.errors.IngestError` for anything refused.
         """
         try:
-            report_id, drops = (wire.validate_drop_report(orjson.loads(dropped)) if dropped
-                                else (None, []))
+            report_id, drops = (
+                wire.validate_drop_report(orjson.loads(dropped)) if dropped else (None, [])
+            )
         except (orjson.JSONDecodeError, ValidationError) as exc:
             raise IngestError(400, f"header X-Mlwatch-Dropped: {exc}") from None
         data = body.decompress(raw, content_encoding, self.config.max_body_bytes)
         return self.accept(kind, body.parse_documents(data, content_type), report_id, drops)
 
-    def accept(self, kind: bytes, items: list[Any], report_id: str | None = None,
-               drops: list[tuple[str, str, str, int]] | None = None) -> int:
+    def accept(
+        self,
+        kind: bytes,
+        items: list[Any],
+        report_id: str | None = None,
+        drops: list[tuple[str, str, str, int]] | None = None,
+    ) -> int:
         """Validate decoded records and append them durably: the path every input shares
         (HTTP bodies, the forward-protocol input). Raises ``IngestError`` for anything refused."""
         drops = drops or []
@@ -189,20 +222,28 @@ class Sidecar:
                 self.redactor.apply(record)
         payload = encode(kind, records)
         if len(payload) > self._max_record_bytes:  # would never fit, however empty the spool
-            raise IngestError(413, f"batch of {len(payload)} bytes is larger than the spool "
-                                   f"can hold ({self._max_record_bytes}); send smaller batches")
+            raise IngestError(
+                413,
+                f"batch of {len(payload)} bytes is larger than the spool "
+                f"can hold ({self._max_record_bytes}); send smaller batches",
+            )
         try:
             self.spool.append([payload])
         except SpoolFull:
-            raise IngestError(503, "spool is full (sinks are behind); retry later",
-                                   headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
+            raise IngestError(
+                503,
+                "spool is full (sinks are behind); retry later",
+                headers={"Retry-After": str(RETRY_AFTER_FULL_S)},
+            ) from None
         except SpoolClosed:
-            raise IngestError(503, "sidecar is shutting down",
-                                   headers={"Retry-After": "1"}) from None
+            raise IngestError(
+                503, "sidecar is shutting down", headers={"Retry-After": "1"}
+            ) from None
         except SpoolError as exc:  # the disk failed us: not the client's fault, not a 500 either
             self._sink_error("spool", exc)
-            raise IngestError(503, f"spool unavailable: {exc}",
-                                   headers={"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
+            raise IngestError(
+                503, f"spool unavailable: {exc}", headers={"Retry-After": str(RETRY_AFTER_FULL_S)}
+            ) from None
         if kind == EVENTS:
             self.metrics.models.observe_events(records)
         elif kind == FEEDBACK:
@@ -233,8 +274,9 @@ class Sidecar:
         """Fold corrupt records the spool found (at recovery or while reading) into the metric."""
         found = self.spool.corrupt_records
         if found > self._corrupt_counted:
-            log.warning("spool: %d torn or corrupt record(s) skipped",
-                        found - self._corrupt_counted)
+            log.warning(
+                "spool: %d torn or corrupt record(s) skipped", found - self._corrupt_counted
+            )
             self.metrics.spool_corrupt.inc(found - self._corrupt_counted)
             self._corrupt_counted = found
 
@@ -255,8 +297,10 @@ class Sidecar:
             "events_stored": self.store.count_events(model),
             "feedback_stored": self.store.count_feedback(model),
             "versions": self.store.registrations(model),
-            "sinks": {c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
-                      for c in self.consumers},
+            "sinks": {
+                c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
+                for c in self.consumers
+            },
             "spool_bytes": self.spool.total_bytes(),
             **self.store.latest_results(model),  # "drift" and "kpi", newest per version
         }

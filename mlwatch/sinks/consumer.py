@@ -47,8 +47,9 @@ class Consumer(threading.Thread):
     stops for good while the sidecar runs, and never skips a record.
     """
 
-    def __init__(self, spool: Spool, sink: Sink, *,
-                 on_error: Callable[[str, BaseException], None]) -> None:
+    def __init__(
+        self, spool: Spool, sink: Sink, *, on_error: Callable[[str, BaseException], None]
+    ) -> None:
         super().__init__(name=f"mlwatch-sink-{sink.name}", daemon=True)
         self.spool = spool
         self.sink = sink
@@ -68,10 +69,16 @@ class Consumer(threading.Thread):
         ``stall_s`` (a sink that neither answers nor refuses) counts as unhealthy."""
         busy = self.busy_since
         stalled = busy is not None and time.monotonic() - busy > stall_s
-        error = (f"export running for {time.monotonic() - busy:.0f} s" if stalled and busy
-                 else self.last_error)
-        return {"healthy": self.healthy and not stalled and self.is_alive(),
-                "alive": self.is_alive(), "last_error": error}
+        error = (
+            f"export running for {time.monotonic() - busy:.0f} s"
+            if stalled and busy
+            else self.last_error
+        )
+        return {
+            "healthy": self.healthy and not stalled and self.is_alive(),
+            "alive": self.is_alive(),
+            "last_error": error,
+        }
 
     def run(self) -> None:
         delay = 0.1
@@ -99,8 +106,9 @@ class Consumer(threading.Thread):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                records += self.spool.read(self.sink.name, opts.max_records - len(records),
-                                           timeout=left)
+                records += self.spool.read(
+                    self.sink.name, opts.max_records - len(records), timeout=left
+                )
         return records
 
     def _idle(self) -> None:

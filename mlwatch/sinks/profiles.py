@@ -46,8 +46,14 @@ class ProfileSink:
 
     name = "profiles"
 
-    def __init__(self, store: EmbeddedStore, slice_s: float = 60.0, *, flush_s: float = 5.0,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: EmbeddedStore,
+        slice_s: float = 60.0,
+        *,
+        flush_s: float = 5.0,
+        clock: Any = time.monotonic,
+    ) -> None:
         self.store = store
         self.slice_us = int(slice_s * 1_000_000)
         self.flush_s = flush_s
@@ -95,8 +101,7 @@ class ProfileSink:
                 if features is None:
                     continue
                 ts_us = row[_TS_US]
-                groups[(row[_MODEL], row[_VERSION], ts_us - ts_us % self.slice_us)].append(
-                    features)
+                groups[(row[_MODEL], row[_VERSION], ts_us - ts_us % self.slice_us)].append(features)
         for (model, version, start), texts in groups.items():
             ref = self.reference(model, version)
             if ref is None:
@@ -124,8 +129,9 @@ class ProfileSink:
         for key in sorted(self._dirty):
             model, version, start = key
             if key in self._slices:
-                self.store.put_profile(model, version, SLICE, start, start + self.slice_us,
-                                       self._slices[key].to_json())
+                self.store.put_profile(
+                    model, version, SLICE, start, start + self.slice_us, self._slices[key].to_json()
+                )
         self._dirty.clear()
         self._flushed = self.clock()
         self._evict()
@@ -135,10 +141,10 @@ class ProfileSink:
 
         key = (model, version, start)
         if key not in self._slices:
-            stored = self.store.profiles(model, version, SLICE, since_us=start,
-                                         until_us=start + 1)
-            self._slices[key] = (DatasetProfile.from_json(stored[0][2]) if stored
-                                 else ref.new_window())
+            stored = self.store.profiles(model, version, SLICE, since_us=start, until_us=start + 1)
+            self._slices[key] = (
+                DatasetProfile.from_json(stored[0][2]) if stored else ref.new_window()
+            )
         return self._slices[key]
 
     def _evict(self) -> None:

@@ -72,7 +72,7 @@ class CategoricalProfile:
     def _trim(self) -> None:
         if len(self.extra) > self.top_k:
             order = ordered_categories(self.extra)
-            self.extra_other += sum(self.extra[k] for k in order[self.top_k:])
+            self.extra_other += sum(self.extra[k] for k in order[self.top_k :])
             self.extra = {k: self.extra[k] for k in order[: self.top_k]}
 
     def as_counts(self) -> dict[str, int]:
@@ -106,10 +106,18 @@ class CategoricalProfile:
         return prof
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": CATEGORICAL, "top_k": self.top_k, "categories": list(self.categories),
-                "counts": self.counts.tolist(), "extra": dict(self.extra),
-                "extra_other": self.extra_other, "count": self.count, "missing": self.missing,
-                "posinf": self.posinf, "neginf": self.neginf}
+        return {
+            "type": CATEGORICAL,
+            "top_k": self.top_k,
+            "categories": list(self.categories),
+            "counts": self.counts.tolist(),
+            "extra": dict(self.extra),
+            "extra_other": self.extra_other,
+            "count": self.count,
+            "missing": self.missing,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalProfile:

@@ -66,13 +66,23 @@ class Quality:
         return self.count - self.missing - self.posinf - self.neginf - self.invalid
 
     def __add__(self, other: Quality) -> Quality:
-        return Quality(self.count + other.count, self.missing + other.missing,
-                       self.posinf + other.posinf, self.neginf + other.neginf,
-                       self.invalid + other.invalid)
+        return Quality(
+            self.count + other.count,
+            self.missing + other.missing,
+            self.posinf + other.posinf,
+            self.neginf + other.neginf,
+            self.invalid + other.invalid,
+        )
 
     def to_dict(self) -> dict[str, int]:
-        return {"count": self.count, "missing": self.missing, "posinf": self.posinf,
-                "neginf": self.neginf, "invalid": self.invalid, "used": self.used}
+        return {
+            "count": self.count,
+            "missing": self.missing,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+            "invalid": self.invalid,
+            "used": self.used,
+        }
 
 
 def is_pandas(obj: Any) -> bool:
@@ -96,7 +106,9 @@ def as_columns(data: Any) -> dict[str, Any]:
         return {str(name): data[name] for name in data.columns}
     if isinstance(data, Mapping):
         return {str(name): col for name, col in data.items()}
-    raise TypeError(f"expected a pandas DataFrame or a mapping of columns, got {type(data).__name__}")
+    raise TypeError(
+        f"expected a pandas DataFrame or a mapping of columns, got {type(data).__name__}"
+    )
 
 
 def column_length(col: Any) -> int:
@@ -178,8 +190,7 @@ def numeric_quality(values: np.ndarray, invalid: int = 0) -> tuple[Quality, np.n
     posinf = int(np.count_nonzero(values == np.inf))
     neginf = int(np.count_nonzero(values == -np.inf))
     nan = n - n_finite - posinf - neginf
-    quality = Quality(count=n, missing=nan - invalid, posinf=posinf, neginf=neginf,
-                      invalid=invalid)
+    quality = Quality(count=n, missing=nan - invalid, posinf=posinf, neginf=neginf, invalid=invalid)
     return quality, values[finite]
 
 
@@ -244,8 +255,7 @@ def count_categories(col: Any) -> CategoryCounts:
     """
     keys, counts = _raw_counts(col)
     if all(type(k) is str for k in keys):  # the common case: nothing to classify
-        return CategoryCounts(dict(zip(keys, counts, strict=True)),
-                              Quality(count=sum(counts)))
+        return CategoryCounts(dict(zip(keys, counts, strict=True)), Quality(count=sum(counts)))
     out: dict[str, int] = {}
     total = missing = posinf = neginf = 0
     for value, c in zip(keys, counts, strict=True):
@@ -262,8 +272,7 @@ def count_categories(col: Any) -> CategoryCounts:
         else:
             key = category_key(value)
             out[key] = out.get(key, 0) + c
-    return CategoryCounts(out, Quality(count=total, missing=missing, posinf=posinf,
-                                       neginf=neginf))
+    return CategoryCounts(out, Quality(count=total, missing=missing, posinf=posinf, neginf=neginf))
 
 
 def ordered_categories(counts: Mapping[str, int]) -> list[str]:

@@ -59,9 +59,13 @@ class HistogramPair(NumericPair):
     def wasserstein(self) -> tuple[float, float | None]:
         if self._exact is not None:
             return self._exact.wasserstein()
-        return nk.wasserstein_from_histograms(self.ref.edges, self.ref.counts, self.cur.counts,
-                                              (self.ref.min, self.ref.max),
-                                              (self.cur.min, self.cur.max))
+        return nk.wasserstein_from_histograms(
+            self.ref.edges,
+            self.ref.counts,
+            self.cur.counts,
+            (self.ref.min, self.ref.max),
+            (self.cur.min, self.cur.max),
+        )
 
     def ref_std(self) -> float:
         return self._exact.ref_std() if self._exact is not None else self.ref.std
@@ -101,12 +105,22 @@ def category_table(ref: CategoricalProfile, cur: CategoricalProfile) -> Category
         table = CategoryTable.from_counts(r_all, c_all)
         if cur.extra_other == 0:
             return table
-        return CategoryTable((*table.names, OTHER), np.append(table.ref, 0),
-                             np.append(table.cur, cur.extra_other), table.unseen,
-                             table.unseen_count + cur.extra_other)
+        return CategoryTable(
+            (*table.names, OTHER),
+            np.append(table.ref, 0),
+            np.append(table.cur, cur.extra_other),
+            table.unseen,
+            table.unseen_count + cur.extra_other,
+        )
     names = ordered_categories(r_all)
     r = [r_all[k] for k in names] + [ref.extra_other]
     c = [c_all.get(k, 0) for k in names]
     c.append(cur.extra_other + sum(v for k, v in c_all.items() if k not in r_all))
-    return CategoryTable((*names, OTHER), np.array(r, dtype=np.int64),
-                         np.array(c, dtype=np.int64), (), 0, truncated=True)
+    return CategoryTable(
+        (*names, OTHER),
+        np.array(r, dtype=np.int64),
+        np.array(c, dtype=np.int64),
+        (),
+        0,
+        truncated=True,
+    )

@@ -135,9 +135,13 @@ def smirnov_sf(n: int, x: float) -> float:
     if jmax == n - nx:  # the last term is 0**(n - j): leave it out, as SciPy does
         jmax -= 1
     j = np.arange(0, jmax + 1, dtype=np.float64)
-    log_terms = (special.gammaln(n + 1.0) - special.gammaln(j + 1.0)
-                 - special.gammaln(n - j + 1.0)
-                 + (n - j) * np.log((n - j - nx) / n) + (j - 1) * np.log((j + nx) / n))
+    log_terms = (
+        special.gammaln(n + 1.0)
+        - special.gammaln(j + 1.0)
+        - special.gammaln(n - j + 1.0)
+        + (n - j) * np.log((n - j - nx) / n)
+        + (j - 1) * np.log((j + nx) / n)
+    )
     top = float(log_terms.max())
     return float(x * math.exp(top) * np.sum(np.exp(log_terms - top)))
 
@@ -206,7 +210,8 @@ def anderson_from_merged(merged: Merged, n1: int, n2: int) -> tuple[float, float
     c = (6 * h + 2 * g - 2) * k**2 + (4 * h - 4 * g + 6) * k + (2 * h - 6) * h_big + 4 * h
     d = (2 * h + 6) * k**2 - 4 * h * k
     sigmasq = (a * big_n**3 + b * big_n**2 + c * big_n + d) / (
-        (big_n - 1.0) * (big_n - 2.0) * (big_n - 3.0))
+        (big_n - 1.0) * (big_n - 2.0) * (big_n - 3.0)
+    )
     m = k - 1
     stat = float((a2 - m) / math.sqrt(sigmasq))
     critical = _AD_B0 + _AD_B1 / math.sqrt(m) + _AD_B2 / m
@@ -226,6 +231,7 @@ def cramervonmises_sorted(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 # --- reference-quantile bins --------------------------------------------------------------
+
 
 def quantile_edges(sorted_ref: np.ndarray, bins: int) -> np.ndarray:
     """Inner edges of ``bins`` reference-quantile bins: ``np.quantile`` at ``k / bins``.
@@ -279,6 +285,7 @@ def coarse_index(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
 
 # --- estimates from histograms -----------------------------------------------------------
 
+
 def ks_from_histograms(ca: np.ndarray, cb: np.ndarray) -> tuple[float, float]:
     """KS statistic from two histograms on the same edges: ``(estimate, upper bound)``.
 
@@ -303,14 +310,17 @@ def ks_from_histograms(ca: np.ndarray, cb: np.ndarray) -> tuple[float, float]:
     return d_grid, float(min(1.0, max(d_grid, float(up.max()))))
 
 
-def _cdf_knots(edges: np.ndarray, counts: np.ndarray, lo: float, hi: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _cdf_knots(
+    edges: np.ndarray, counts: np.ndarray, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Knots of the piecewise-linear CDF of a histogram whose values lie in ``[lo, hi]``."""
     n = counts.sum()
     at_edges = np.cumsum(counts)[:-1] / n
     inside = (edges > lo) & (edges < hi)
-    return (np.concatenate(([lo], edges[inside], [hi])),
-            np.concatenate(([0.0], at_edges[inside], [1.0])))
+    return (
+        np.concatenate(([lo], edges[inside], [hi])),
+        np.concatenate(([0.0], at_edges[inside], [1.0])),
+    )
 
 
 def _cdf_limits(x: np.ndarray, f: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,9 +331,13 @@ def _cdf_limits(x: np.ndarray, f: np.ndarray, pts: np.ndarray) -> tuple[np.ndarr
     return v, v
 
 
-def wasserstein_from_histograms(edges: np.ndarray, ca: np.ndarray, cb: np.ndarray,
-                                range_a: tuple[float, float], range_b: tuple[float, float]
-                                ) -> tuple[float, float]:
+def wasserstein_from_histograms(
+    edges: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    range_a: tuple[float, float],
+    range_b: tuple[float, float],
+) -> tuple[float, float]:
     """``W1`` from two histograms on the same edges: ``(estimate, bound)``.
 
     Each CDF is taken as linear inside a bin (values uniform in the bin), the outer bins
@@ -337,8 +351,9 @@ def wasserstein_from_histograms(edges: np.ndarray, ca: np.ndarray, cb: np.ndarra
     """
     xa, fa = _cdf_knots(edges, ca, *range_a)
     xb, fb = _cdf_knots(edges, cb, *range_b)
-    bound = 0.5 * (float(np.sum(np.diff(xa) * np.diff(fa)))
-                   + float(np.sum(np.diff(xb) * np.diff(fb))))
+    bound = 0.5 * (
+        float(np.sum(np.diff(xa) * np.diff(fa))) + float(np.sum(np.diff(xb) * np.diff(fb)))
+    )
     pts = np.union1d(xa, xb)
     if pts.size < 2:
         return 0.0, bound

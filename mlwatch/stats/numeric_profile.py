@@ -38,8 +38,13 @@ class NumericProfile:
 
     type = NUMERIC
 
-    def __init__(self, edges: np.ndarray, psi_edges: Mapping[int, np.ndarray], *,
-                 reservoir: int = DEFAULT_RESERVOIR) -> None:
+    def __init__(
+        self,
+        edges: np.ndarray,
+        psi_edges: Mapping[int, np.ndarray],
+        *,
+        reservoir: int = DEFAULT_RESERVOIR,
+    ) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
         self.psi_edges = {int(k): np.asarray(v, dtype=np.float64) for k, v in psi_edges.items()}
         self.counts = np.zeros(self.edges.size + 1, dtype=np.int64)
@@ -71,9 +76,14 @@ class NumericProfile:
         x, invalid = to_float(values)
         self.update_array(x, invalid, keys)
 
-    def update_array(self, x: np.ndarray, invalid: int, keys: np.ndarray,
-                     stats: tuple[float, float, float, float] | None = None,
-                     counts: np.ndarray | None = None) -> None:
+    def update_array(
+        self,
+        x: np.ndarray,
+        invalid: int,
+        keys: np.ndarray,
+        stats: tuple[float, float, float, float] | None = None,
+        counts: np.ndarray | None = None,
+    ) -> None:
         """Add a float64 batch (NaN for missing and ``invalid`` values).
 
         ``stats`` — ``(mean, m2, min, max)`` of ``x`` — and ``counts`` (its histogram)
@@ -105,8 +115,9 @@ class NumericProfile:
             pos = np.searchsorted(np.sort(x), self.edges, side="left")
             self.counts += np.diff(pos, prepend=0, append=x.size)
         else:  # small batch: search each value in the edges
-            self.counts += np.bincount(np.searchsorted(self.edges, x, side="right"),
-                                       minlength=self.counts.size)
+            self.counts += np.bincount(
+                np.searchsorted(self.edges, x, side="right"), minlength=self.counts.size
+            )
         mean, m2, lo, hi = stats
         self._combine(int(x.size), mean, m2)
         self.min = min(self.min, lo)
@@ -137,9 +148,15 @@ class NumericProfile:
         return out
 
     @classmethod
-    def from_values(cls, values: Any, keys: np.ndarray, *, bins: int = DEFAULT_BINS,
-                    psi_bins: Sequence[int] = DEFAULT_PSI_BINS,
-                    reservoir: int = DEFAULT_RESERVOIR) -> NumericProfile:
+    def from_values(
+        cls,
+        values: Any,
+        keys: np.ndarray,
+        *,
+        bins: int = DEFAULT_BINS,
+        psi_bins: Sequence[int] = DEFAULT_PSI_BINS,
+        reservoir: int = DEFAULT_RESERVOIR,
+    ) -> NumericProfile:
         """The reference profile of raw values: edges from their quantiles, then their counts."""
         x, invalid = to_float(values)
         finite = np.isfinite(x)
@@ -163,22 +180,38 @@ class NumericProfile:
 
     def coarse_counts(self, bins: int) -> np.ndarray:
         if bins not in self.psi_edges:
-            raise ValueError(f"bins={bins}: the reference profile has bins for "
-                             f"{sorted(self.psi_edges)} only (from_reference(psi_bins=...))")
+            raise ValueError(
+                f"bins={bins}: the reference profile has bins for "
+                f"{sorted(self.psi_edges)} only (from_reference(psi_bins=...))"
+            )
         return np.add.reduceat(self.counts, nk.coarse_index(self.edges, self.psi_edges[bins]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": NUMERIC, "edges": _pack(self.edges),
-                "psi_edges": {str(k): _pack(v) for k, v in sorted(self.psi_edges.items())},
-                "counts": self.counts.tolist(), "count": self.count, "missing": self.missing,
-                "posinf": self.posinf, "neginf": self.neginf, "invalid": self.invalid,
-                "n": self.n, "mean": self.mean, "m2": self.m2, "min": _json_float(self.min),
-                "max": _json_float(self.max), "reservoir": self.reservoir.to_dict()}
+        return {
+            "type": NUMERIC,
+            "edges": _pack(self.edges),
+            "psi_edges": {str(k): _pack(v) for k, v in sorted(self.psi_edges.items())},
+            "counts": self.counts.tolist(),
+            "count": self.count,
+            "missing": self.missing,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+            "invalid": self.invalid,
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "min": _json_float(self.min),
+            "max": _json_float(self.max),
+            "reservoir": self.reservoir.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericProfile:
-        prof = cls(_unpack(d["edges"]), {int(k): _unpack(v) for k, v in d["psi_edges"].items()},
-                   reservoir=int(d["reservoir"]["capacity"]))
+        prof = cls(
+            _unpack(d["edges"]),
+            {int(k): _unpack(v) for k, v in d["psi_edges"].items()},
+            reservoir=int(d["reservoir"]["capacity"]),
+        )
         counts = np.asarray(d["counts"], dtype=np.int64)
         if counts.size != prof.counts.size:
             raise ValueError("numeric profile: counts do not match the edges")

@@ -76,9 +76,14 @@ class ExactPair(NumericPair):
     quantile edges and standard deviation across comparisons.
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, *,
-                 edges_cache: dict[int, np.ndarray] | None = None,
-                 std: float | None = None) -> None:
+    def __init__(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        edges_cache: dict[int, np.ndarray] | None = None,
+        std: float | None = None,
+    ) -> None:
         self.a, self.b = a, b
         self.n_ref, self.n_cur = int(a.size), int(b.size)
         self._edges = edges_cache if edges_cache is not None else {}

@@ -48,9 +48,20 @@ from mlwatch.stats.numeric_profile import DEFAULT_BINS, DEFAULT_PSI_BINS, Numeri
 from mlwatch.stats.reservoir import DEFAULT_RESERVOIR, Reservoir
 
 __all__ = [
-    "DEFAULT_BINS", "DEFAULT_PSI_BINS", "DEFAULT_RESERVOIR", "DEFAULT_TOP_K", "FORMAT", "OTHER",
-    "VERSION", "CategoricalProfile", "ColumnProfile", "DatasetProfile", "HistogramPair",
-    "NumericProfile", "Reservoir", "category_table",
+    "DEFAULT_BINS",
+    "DEFAULT_PSI_BINS",
+    "DEFAULT_RESERVOIR",
+    "DEFAULT_TOP_K",
+    "FORMAT",
+    "OTHER",
+    "VERSION",
+    "CategoricalProfile",
+    "ColumnProfile",
+    "DatasetProfile",
+    "HistogramPair",
+    "NumericProfile",
+    "Reservoir",
+    "category_table",
 ]
 
 FORMAT = "mlwatch.profile"
@@ -90,7 +101,7 @@ class _BinIndex:
         base = (columns.astype(np.intp) * self.width)[:, None]
         out = np.zeros(k * self.width, dtype=np.int64)
         for start in range(0, n, self._CHUNK):
-            x = values[:, start:start + self._CHUNK]
+            x = values[:, start : start + self._CHUNK]
             pos = np.repeat(base, x.shape[1], axis=1)
             probe = np.empty_like(pos)
             cond = np.empty(x.shape, dtype=bool)
@@ -120,8 +131,9 @@ class DatasetProfile:
     A profile is not thread-safe: one writer at a time (the caller locks).
     """
 
-    def __init__(self, columns: Mapping[str, ColumnProfile], *, rows: int = 0,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, columns: Mapping[str, ColumnProfile], *, rows: int = 0, seed: int | None = None
+    ) -> None:
         self.columns: dict[str, ColumnProfile] = dict(columns)
         self.rows = rows
         self._rng = np.random.default_rng(seed)
@@ -132,10 +144,17 @@ class DatasetProfile:
         return {name: prof.type for name, prof in self.columns.items()}
 
     @classmethod
-    def from_reference(cls, data: Any, types: Mapping[str, str] | None = None, *,
-                       bins: int = DEFAULT_BINS, psi_bins: Sequence[int] = DEFAULT_PSI_BINS,
-                       top_k: int = DEFAULT_TOP_K, reservoir: int = DEFAULT_RESERVOIR,
-                       seed: int | None = None) -> DatasetProfile:
+    def from_reference(
+        cls,
+        data: Any,
+        types: Mapping[str, str] | None = None,
+        *,
+        bins: int = DEFAULT_BINS,
+        psi_bins: Sequence[int] = DEFAULT_PSI_BINS,
+        top_k: int = DEFAULT_TOP_K,
+        reservoir: int = DEFAULT_RESERVOIR,
+        seed: int | None = None,
+    ) -> DatasetProfile:
         """Profile a reference table (DataFrame or mapping of columns) and fix its layout.
 
         ``types`` maps column names to ``numeric``/``categorical`` (default: inferred,
@@ -153,11 +172,13 @@ class DatasetProfile:
         for name, col in cols.items():
             kind = (types or {}).get(name) or infer_type(col)
             if kind not in COLUMN_TYPES:
-                raise ValueError(f"types[{name!r}]: must be 'numeric' or 'categorical', "
-                                 f"not {kind!r}")
+                raise ValueError(
+                    f"types[{name!r}]: must be 'numeric' or 'categorical', not {kind!r}"
+                )
             if kind == NUMERIC:
                 out.columns[name] = NumericProfile.from_values(
-                    col, keys, bins=bins, psi_bins=psi_bins, reservoir=reservoir)
+                    col, keys, bins=bins, psi_bins=psi_bins, reservoir=reservoir
+                )
             else:
                 out.columns[name] = CategoricalProfile.from_values(col, top_k=top_k)
         return out
@@ -207,8 +228,9 @@ class DatasetProfile:
 
     def _bin_index(self) -> _BinIndex:
         if self._bins is None:
-            self._bins = _BinIndex([p.edges for p in self.columns.values()
-                                    if isinstance(p, NumericProfile)])
+            self._bins = _BinIndex(
+                [p.edges for p in self.columns.values() if isinstance(p, NumericProfile)]
+            )
         return self._bins
 
     def update_records(self, records: Iterable[Mapping[str, Any] | None]) -> None:
@@ -224,8 +246,10 @@ class DatasetProfile:
     def merge(self, other: DatasetProfile) -> DatasetProfile:
         """The profile of both windows' rows (a new object; both inputs are unchanged)."""
         if self.columns.keys() != other.columns.keys():
-            raise ValueError("cannot merge profiles with different features: "
-                             f"{sorted(self.columns)} vs {sorted(other.columns)}")
+            raise ValueError(
+                "cannot merge profiles with different features: "
+                f"{sorted(self.columns)} vs {sorted(other.columns)}"
+            )
         merged: dict[str, ColumnProfile] = {}
         for name, prof in self.columns.items():
             theirs = other.columns[name]
@@ -235,15 +259,20 @@ class DatasetProfile:
             if isinstance(prof, CategoricalProfile) and isinstance(theirs, CategoricalProfile):
                 merged[name] = prof.merge(theirs)
             else:
-                raise ValueError(f"feature {name!r} is {prof.type} on one side, "
-                                 f"{theirs.type} on the other")
+                raise ValueError(
+                    f"feature {name!r} is {prof.type} on one side, {theirs.type} on the other"
+                )
         out = DatasetProfile(merged, rows=self.rows + other.rows)
         out._rng = np.random.default_rng(int(self._rng.integers(2**63)))  # seeded stays seeded
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "rows": self.rows,
-                "columns": {n: p.to_dict() for n, p in self.columns.items()}}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "rows": self.rows,
+            "columns": {n: p.to_dict() for n, p in self.columns.items()},
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
@@ -253,8 +282,10 @@ class DatasetProfile:
         if d.get("format") != FORMAT:
             raise ValueError(f"not an mlwatch profile (format {d.get('format')!r})")
         if d.get("version") != VERSION:
-            raise ValueError(f"profile version {d.get('version')!r} is not supported "
-                             f"(this mlwatch reads version {VERSION})")
+            raise ValueError(
+                f"profile version {d.get('version')!r} is not supported "
+                f"(this mlwatch reads version {VERSION})"
+            )
         columns: dict[str, ColumnProfile] = {}
         for name, c in d["columns"].items():
             if c["type"] == NUMERIC:

@@ -69,8 +69,13 @@ class DriftMethod:
         return " ".join(doc.split("\n\n")[0].split())
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "types": sorted(self.types),
-                "default_threshold": self.default_threshold, "description": self.description}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "types": sorted(self.types),
+            "default_threshold": self.default_threshold,
+            "description": self.description,
+        }
 
     def __repr__(self) -> str:
         return f"<DriftMethod {self.name} ({self.kind}, threshold {self.default_threshold})>"
@@ -273,8 +278,18 @@ def register_method(method: DriftMethod) -> DriftMethod:
     return method
 
 
-for _cls in (KolmogorovSmirnov, Wasserstein, PopulationStabilityIndex, JensenShannon, Hellinger,
-             KullbackLeibler, TotalVariation, AndersonDarling, CramerVonMises, ChiSquare):
+for _cls in (
+    KolmogorovSmirnov,
+    Wasserstein,
+    PopulationStabilityIndex,
+    JensenShannon,
+    Hellinger,
+    KullbackLeibler,
+    TotalVariation,
+    AndersonDarling,
+    CramerVonMises,
+    ChiSquare,
+):
     register_method(_cls())
 
 
@@ -283,8 +298,9 @@ def get_method(name: str) -> DriftMethod:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown drift method {name!r}; "
-                         f"one of {', '.join(sorted(METHODS))}, or 'auto'") from None
+        raise ValueError(
+            f"unknown drift method {name!r}; one of {', '.join(sorted(METHODS))}, or 'auto'"
+        ) from None
 
 
 def methods_for(column_type: str) -> list[str]:
@@ -306,5 +322,5 @@ def auto_method(column_type: str, n_ref: int, n_cur: int, n_categories: int = 2)
         raise ValueError(f"column type must be 'numeric' or 'categorical', not {column_type!r}")
     dof = max(n_categories - 1, 1)
     critical = float(sps.chi2.isf(AUTO_ALPHA, dof))
-    js2_bits = n_eff * 8 * math.log(2) * AUTO_DISTANCE_THRESHOLD ** 2
+    js2_bits = n_eff * 8 * math.log(2) * AUTO_DISTANCE_THRESHOLD**2
     return "chisquare" if js2_bits <= critical else "js"

@@ -108,8 +108,12 @@ class Reservoir:
         return np.sort(self.values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"capacity": self.capacity, "seen": self.seen, "values": _pack(self.values),
-                "keys": _pack(self.keys)}
+        return {
+            "capacity": self.capacity,
+            "seen": self.seen,
+            "values": _pack(self.values),
+            "keys": _pack(self.keys),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reservoir:

@@ -11,5 +11,12 @@ from mlwatch.errors import StoreError
 from mlwatch.store.embedded import EmbeddedStore
 from mlwatch.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row, row_event
 
-__all__ = ["EVENT_COLUMNS", "FEEDBACK_COLUMNS", "EmbeddedStore", "StoreError", "event_row",
-           "feedback_row", "row_event"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "FEEDBACK_COLUMNS",
+    "EmbeddedStore",
+    "StoreError",
+    "event_row",
+    "feedback_row",
+    "row_event",
+]

@@ -32,13 +32,17 @@ from mlwatch.store.rows import EVENT_COLUMNS, dumps, event_row, feedback_row, lo
 from mlwatch.times import format_us
 
 
-def _window(prefix: str, model: str, since_us: int | None, until_us: int | None,
-            version: str | None) -> tuple[str, list[Any]]:
+def _window(
+    prefix: str, model: str, since_us: int | None, until_us: int | None, version: str | None
+) -> tuple[str, list[Any]]:
     """WHERE clause and arguments of a model's window: [since, until), optionally one version."""
     clauses: list[str] = [f"{prefix}model = ?"]
     args: list[Any] = [model]
-    for clause, value in (("ts_us >= ?", since_us), ("ts_us < ?", until_us),
-                          ("version = ?", version)):
+    for clause, value in (
+        ("ts_us >= ?", since_us),
+        ("ts_us < ?", until_us),
+        ("version = ?", version),
+    ):
         if value is not None:
             clauses.append(prefix + clause)
             args.append(value)
@@ -85,8 +89,9 @@ class EmbeddedStore:
         if conn is None:
             if self._closed:
                 raise StoreError(f"{self.path}: store is closed")
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -159,9 +164,17 @@ class EmbeddedStore:
                 "ON CONFLICT (model, version, code_version, run_id) DO UPDATE SET "
                 "task = coalesce(excluded.task, models.task), params = excluded.params, "
                 "last_seen_us = excluded.last_seen_us",
-                (reg["model"], reg["version"], reg.get("code_version") or "",
-                 reg.get("run_id") or "", reg.get("task"), dumps(reg.get("params") or {}),
-                 now, now))
+                (
+                    reg["model"],
+                    reg["version"],
+                    reg.get("code_version") or "",
+                    reg.get("run_id") or "",
+                    reg.get("task"),
+                    dumps(reg.get("params") or {}),
+                    now,
+                    now,
+                ),
+            )
 
     def purge(self, *, now_us: int | None = None) -> int:
         """Delete events, feedback, slice profiles and results older than the retention.
@@ -174,8 +187,7 @@ class EmbeddedStore:
             before = conn.total_changes
             conn.execute("DELETE FROM events WHERE ts_us < ?", (cutoff,))
             conn.execute("DELETE FROM feedback WHERE ts_us < ?", (cutoff,))
-            conn.execute("DELETE FROM profiles WHERE kind != 'reference' AND end_us < ?",
-                         (cutoff,))
+            conn.execute("DELETE FROM profiles WHERE kind != 'reference' AND end_us < ?", (cutoff,))
             conn.execute("DELETE FROM results WHERE end_us < ?", (cutoff,))
             return conn.total_changes - before
 
@@ -188,20 +200,30 @@ class EmbeddedStore:
         return int(self._conn().execute(sql, args).fetchone()[0])
 
     def count_feedback(self, model: str) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM feedback WHERE model = ?",
-                                        (model,)).fetchone()[0])
+        return int(
+            self._conn()
+            .execute("SELECT count(*) FROM feedback WHERE model = ?", (model,))
+            .fetchone()[0]
+        )
 
     def models(self) -> list[str]:
         """Every model name with events, feedback or a registration."""
-        rows = self._conn().execute(
-            "SELECT model FROM models UNION SELECT DISTINCT model FROM events "
-            "UNION SELECT DISTINCT model FROM feedback ORDER BY 1").fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT model FROM models UNION SELECT DISTINCT model FROM events "
+                "UNION SELECT DISTINCT model FROM feedback ORDER BY 1"
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def registrations(self, model: str) -> list[dict[str, Any]]:
         cur = self._conn().execute(
             "SELECT model, version, code_version, run_id, task, params, first_seen_us, "
-            "last_seen_us FROM models WHERE model = ? ORDER BY last_seen_us DESC", (model,))
+            "last_seen_us FROM models WHERE model = ? ORDER BY last_seen_us DESC",
+            (model,),
+        )
         out = []
         for row in cur.fetchall():
             item = dict(zip([c[0] for c in cur.description], row, strict=True))
@@ -209,8 +231,15 @@ class EmbeddedStore:
             out.append(item)
         return out
 
-    def events(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
-               version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Stored events of one model, newest first, in the wire format."""
         where, args = _window("", model, since_us, until_us, version)
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE {where}"
@@ -223,44 +252,79 @@ class EmbeddedStore:
             out.append(event)
         return out
 
-    def joined(self, model: str, *, since_us: int | None = None, until_us: int | None = None,
-               version: str | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
+    def joined(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         """Events of a window joined to their ground truth by request_id (label or None).
 
         Windows are by prediction time; a label that arrives late still joins its event.
         """
         where, args = _window("e.", model, since_us, until_us, version)
-        sql = (f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
-               "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
-               f"WHERE {where} ORDER BY e.ts_us, e.seq")
+        sql = (
+            f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
+            "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
+            f"WHERE {where} ORDER BY e.ts_us, e.seq"
+        )
         for row in self._conn().execute(sql, args):
             label = row[-1]
             yield row_event(row[:-1]), (None if label is None else loads(label))
 
     # -- profiles and results -------------------------------------------------
-    def put_profile(self, model: str, version: str, kind: str, start_us: int, end_us: int,
-                    body: str, *, tag: str = "", now_us: int | None = None) -> None:
+    def put_profile(
+        self,
+        model: str,
+        version: str,
+        kind: str,
+        start_us: int,
+        end_us: int,
+        body: str,
+        *,
+        tag: str = "",
+        now_us: int | None = None,
+    ) -> None:
         """Store (or replace) one profile; ``body`` is its JSON, ``tag`` what it was built
         from (a reference's fingerprint)."""
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO profiles (model, version, kind, start_us, "
-                         "end_us, updated_us, tag, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (model, version, kind, start_us, end_us, now_us, tag, body))
+            conn.execute(
+                "INSERT OR REPLACE INTO profiles (model, version, kind, start_us, "
+                "end_us, updated_us, tag, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, version, kind, start_us, end_us, now_us, tag, body),
+            )
 
     def profile_tag(self, model: str, version: str, kind: str) -> str | None:
         """The tag of the newest profile of a kind (None when there is none)."""
-        row = self._conn().execute(
-            "SELECT tag FROM profiles WHERE model = ? AND version = ? AND kind = ? "
-            "ORDER BY start_us DESC LIMIT 1", (model, version, kind)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT tag FROM profiles WHERE model = ? AND version = ? AND kind = ? "
+                "ORDER BY start_us DESC LIMIT 1",
+                (model, version, kind),
+            )
+            .fetchone()
+        )
         return None if row is None else str(row[0])
 
-    def profiles(self, model: str, version: str, kind: str, *, since_us: int | None = None,
-                 until_us: int | None = None) -> list[tuple[int, int, str]]:
+    def profiles(
+        self,
+        model: str,
+        version: str,
+        kind: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> list[tuple[int, int, str]]:
         """``(start_us, end_us, body)`` of the profiles of a kind whose window starts in
         ``[since_us, until_us)``, oldest first."""
-        sql = ("SELECT start_us, end_us, body FROM profiles WHERE model = ? AND version = ? "
-               "AND kind = ?")
+        sql = (
+            "SELECT start_us, end_us, body FROM profiles WHERE model = ? AND version = ? "
+            "AND kind = ?"
+        )
         args: list[Any] = [model, version, kind]
         if since_us is not None:
             sql += " AND start_us >= ?"
@@ -268,68 +332,110 @@ class EmbeddedStore:
         if until_us is not None:
             sql += " AND start_us < ?"
             args.append(until_us)
-        return [(int(a), int(b), str(c))
-                for a, b, c in self._conn().execute(sql + " ORDER BY start_us", args)]
+        return [
+            (int(a), int(b), str(c))
+            for a, b, c in self._conn().execute(sql + " ORDER BY start_us", args)
+        ]
 
-    def put_result(self, model: str, version: str, kind: str, start_us: int, end_us: int,
-                   body: dict[str, Any], *, now_us: int | None = None) -> None:
+    def put_result(
+        self,
+        model: str,
+        version: str,
+        kind: str,
+        start_us: int,
+        end_us: int,
+        body: dict[str, Any],
+        *,
+        now_us: int | None = None,
+    ) -> None:
         """Record a drift or KPI result of a window; a recomputed window replaces its row."""
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO results (model, version, kind, start_us, "
-                         "end_us, computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (model, version, kind, start_us, end_us, now_us, dumps(body)))
+            conn.execute(
+                "INSERT OR REPLACE INTO results (model, version, kind, start_us, "
+                "end_us, computed_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version, kind, start_us, end_us, now_us, dumps(body)),
+            )
 
     def latest_results(self, model: str) -> dict[str, dict[str, Any]]:
         """The newest result of each kind (and version) of a model: the window computed
         last, and among those the latest window. A KPI window that could not report (too
         few labels: its ``reason`` is set) is passed over, as the gauges pass it over."""
-        sql = ("SELECT r.version, r.kind, r.start_us, r.end_us, r.computed_us, r.body "
-               "FROM (SELECT version, kind, MAX(computed_us) AS c FROM results "
-               "WHERE model = ? AND (kind != 'kpi' OR json_extract(body, '$.reason') IS NULL) "
-               "GROUP BY version, kind) m JOIN results r ON r.model = ? "
-               "AND r.version = m.version AND r.kind = m.kind AND r.computed_us = m.c "
-               "AND (r.kind != 'kpi' OR json_extract(r.body, '$.reason') IS NULL) "
-               "ORDER BY r.kind, r.version, r.start_us")
+        sql = (
+            "SELECT r.version, r.kind, r.start_us, r.end_us, r.computed_us, r.body "
+            "FROM (SELECT version, kind, MAX(computed_us) AS c FROM results "
+            "WHERE model = ? AND (kind != 'kpi' OR json_extract(body, '$.reason') IS NULL) "
+            "GROUP BY version, kind) m JOIN results r ON r.model = ? "
+            "AND r.version = m.version AND r.kind = m.kind AND r.computed_us = m.c "
+            "AND (r.kind != 'kpi' OR json_extract(r.body, '$.reason') IS NULL) "
+            "ORDER BY r.kind, r.version, r.start_us"
+        )
         out: dict[str, dict[str, Any]] = {}
         rows = self._conn().execute(sql, (model, model))
         for version, kind, start_us, end_us, computed_us, body in rows:
             out.setdefault(kind, {})[version] = {
-                "window": [format_us(start_us), format_us(end_us)], "computed": format_us(computed_us),
-                **loads(body)}
+                "window": [format_us(start_us), format_us(end_us)],
+                "computed": format_us(computed_us),
+                **loads(body),
+            }
         return out
 
-    def joined_predictions(self, model: str, *, since_us: int | None = None,
-                           until_us: int | None = None, version: str | None = None
-                           ) -> Iterator[tuple[dict[str, Any], Any]]:
+    def joined_predictions(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         """What KPIs need of :meth:`joined`: ``ts_us``, ``status``, ``prediction`` and the
         label — without decoding features, so a window of millions stays cheap."""
         where, args = _window("e.", model, since_us, until_us, version)
-        sql = ("SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
-               "feedback f ON f.model = e.model AND f.request_id = e.request_id "
-               f"WHERE {where}")
+        sql = (
+            "SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
+            "feedback f ON f.model = e.model AND f.request_id = e.request_id "
+            f"WHERE {where}"
+        )
         for ts_us, status, prediction, label in self._conn().execute(sql, args):
-            yield ({"ts_us": ts_us, "status": status,
-                    "prediction": None if prediction is None else loads(prediction)},
-                   None if label is None else loads(label))
+            yield (
+                {
+                    "ts_us": ts_us,
+                    "status": status,
+                    "prediction": None if prediction is None else loads(prediction),
+                },
+                None if label is None else loads(label),
+            )
 
-    def versions(self, model: str, *, since_us: int | None = None,
-                 until_us: int | None = None) -> list[str]:
+    def versions(
+        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> list[str]:
         """Versions of a model with events in a window."""
         where, args = _window("", model, since_us, until_us, None)
         sql = f"SELECT DISTINCT version FROM events WHERE {where} ORDER BY version"
         return [str(r[0]) for r in self._conn().execute(sql, args)]
 
-    def count_with_features(self, model: str, *, since_us: int | None = None,
-                            until_us: int | None = None, version: str | None = None) -> int:
+    def count_with_features(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> int:
         """Events of a window that carry features (what a window profile summarises)."""
         where, args = _window("", model, since_us, until_us, version)
         sql = f"SELECT COUNT(*) FROM events WHERE {where} AND features IS NOT NULL"
         return int(self._conn().execute(sql, args).fetchone()[0])
 
-    def feature_columns(self, model: str, names: Sequence[str], *, since_us: int | None = None,
-                        until_us: int | None = None, version: str | None = None
-                        ) -> dict[str, list[Any]]:
+    def feature_columns(
+        self,
+        model: str,
+        names: Sequence[str],
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> dict[str, list[Any]]:
         """Feature values of a window as columns (a missing feature is None). SQLite
         extracts them in C, so a window of a million events does not build a million
         Python dicts."""
@@ -341,7 +447,8 @@ class EmbeddedStore:
         paths = ['$."' + n + '"' if '"' not in n else "$.__unreachable__" for n in names]
         picks = ", ".join("json_extract(features, ?)" for _ in names)
         rows = self._conn().execute(
-            f"SELECT {picks} FROM events WHERE {where} AND features IS NOT NULL", [*paths, *args])
+            f"SELECT {picks} FROM events WHERE {where} AND features IS NOT NULL", [*paths, *args]
+        )
         lists = [columns[n] for n in names]
         for row in rows:
             for target, value in zip(lists, row, strict=True):

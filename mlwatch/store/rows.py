@@ -27,9 +27,11 @@ try:  # faster when present (it is, with mlwatch[sidecar]); the client works wit
     def loads(text: str | bytes) -> Any:
         return orjson.loads(text)
 except ImportError:  # pragma: no cover - depends on the install
+
     def dumpb(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False).encode()
+        return json.dumps(
+            value, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+        ).encode()
 
     def loads(text: str | bytes) -> Any:
         return json.loads(text)
@@ -40,9 +42,23 @@ def dumps(value: Any) -> str:
     return dumpb(value).decode()
 
 
-EVENT_COLUMNS = ("event_id", "ts", "ts_us", "model", "version", "request_id", "status", "error",
-                 "latency_ms", "features", "prediction", "code_version", "run_id", "labels",
-                 "batch_size")
+EVENT_COLUMNS = (
+    "event_id",
+    "ts",
+    "ts_us",
+    "model",
+    "version",
+    "request_id",
+    "status",
+    "error",
+    "latency_ms",
+    "features",
+    "prediction",
+    "code_version",
+    "run_id",
+    "labels",
+    "batch_size",
+)
 FEEDBACK_COLUMNS = ("model", "request_id", "feedback_id", "label", "ts", "ts_us")
 JSON_COLUMNS = ("features", "prediction", "labels")
 
@@ -54,12 +70,23 @@ def event_row(e: dict[str, Any]) -> tuple[Any, ...]:
     without rebuilding nested objects.
     """
     features, prediction, labels = e.get("features"), e.get("prediction"), e.get("labels")
-    return (e["event_id"], e["ts"], e["ts_us"], e["model"], e["version"], e.get("request_id"),
-            e["status"], e.get("error"), e["latency_ms"],
-            None if features is None else dumps(features),
-            None if prediction is None else dumps(prediction),
-            e.get("code_version"), e.get("run_id"),
-            None if labels is None else dumps(labels), e.get("batch_size"))
+    return (
+        e["event_id"],
+        e["ts"],
+        e["ts_us"],
+        e["model"],
+        e["version"],
+        e.get("request_id"),
+        e["status"],
+        e.get("error"),
+        e["latency_ms"],
+        None if features is None else dumps(features),
+        None if prediction is None else dumps(prediction),
+        e.get("code_version"),
+        e.get("run_id"),
+        None if labels is None else dumps(labels),
+        e.get("batch_size"),
+    )
 
 
 def feedback_row(f: dict[str, Any]) -> tuple[Any, ...]:

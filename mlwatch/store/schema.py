@@ -101,13 +101,15 @@ def _from_json_rows(columns: tuple[str, ...]) -> str:
     return f"SELECT {picks} FROM json_each(?) WHERE true"
 
 
-INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
-                  + _from_json_rows(EVENT_COLUMNS))
+INSERT_EVENTS = f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) " + _from_json_rows(
+    EVENT_COLUMNS
+)
 INSERT_FEEDBACK = (
     f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) {_from_json_rows(FEEDBACK_COLUMNS)} "
     "ON CONFLICT (model, request_id) DO UPDATE SET "
     "feedback_id = excluded.feedback_id, label = excluded.label, ts = excluded.ts, "
-    "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us")
+    "ts_us = excluded.ts_us WHERE excluded.ts_us >= feedback.ts_us"
+)
 
 
 def create(conn: sqlite3.Connection, path: Path) -> None:
@@ -119,8 +121,10 @@ def create(conn: sqlite3.Connection, path: Path) -> None:
         if row is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) not in READABLE_VERSIONS:
-            raise StoreError(f"{path}: schema version {row[0]}, this mlwatch reads "
-                             f"{SCHEMA_VERSION}")
+            raise StoreError(
+                f"{path}: schema version {row[0]}, this mlwatch reads {SCHEMA_VERSION}"
+            )
         elif int(row[0]) != SCHEMA_VERSION:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                         (str(SCHEMA_VERSION),))
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )

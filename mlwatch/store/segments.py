@@ -89,7 +89,7 @@ class Window:
         if not self.start <= pos <= self.start + len(self.buf) - n:
             self.start, self.buf = pos, os.pread(self.fd, min(max(n, CHUNK), self.limit - pos), pos)
         i = pos - self.start
-        return self.buf[i:i + n] if i + n <= len(self.buf) else None  # None: the file shrank
+        return self.buf[i : i + n] if i + n <= len(self.buf) else None  # None: the file shrank
 
     def record(self, pos: int) -> bytes | None:
         """The payload of the record at ``pos``, if its magic, length and CRC check out."""
@@ -126,8 +126,7 @@ def scan(fd: int, pos: int, limit: int) -> Iterator[tuple[int, int, bytes | None
         pos = end
 
 
-def recover_segment(path: Path, seg: int, fd: int, cursors: dict[str, Pos],
-                    bad: set[Pos]) -> int:
+def recover_segment(path: Path, seg: int, fd: int, cursors: dict[str, Pos], bad: set[Pos]) -> int:
     """Check one segment at open: rewrite a damaged header, note corrupt stretches in
     ``bad``, move cursors inside them to the next record, truncate a torn tail. Returns
     the segment's valid length."""

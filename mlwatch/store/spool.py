@@ -47,7 +47,15 @@ from mlwatch.store.segments import (
     segment_name,
 )
 
-__all__ = ["FORMAT_VERSION", "HEADER_LEN", "Record", "Spool", "SpoolClosed", "SpoolError", "SpoolFull"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_LEN",
+    "Record",
+    "Spool",
+    "SpoolClosed",
+    "SpoolError",
+    "SpoolFull",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +69,38 @@ class Spool:
     a time (``read``, ``rewind``); ``commit`` may come from any thread.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, consumers: Sequence[str],
-                 fsync: Literal["always", "interval"] = "interval", fsync_interval_ms: int = 20,
-                 segment_bytes: int = 64 << 20, max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        consumers: Sequence[str],
+        fsync: Literal["always", "interval"] = "interval",
+        fsync_interval_ms: int = 20,
+        segment_bytes: int = 64 << 20,
+        max_bytes: int = 1 << 30,
+    ) -> None:
         names = list(consumers)
         if not names or len(set(names)) < len(names) or not all(map(_NAME_RE.match, names)):
-            raise ValueError(f"consumers: need distinct names matching {_NAME_RE.pattern}, got {names!r}")
+            raise ValueError(
+                f"consumers: need distinct names matching {_NAME_RE.pattern}, got {names!r}"
+            )
         if fsync not in ("always", "interval"):
             raise ValueError(f"fsync: must be 'always' or 'interval', got {fsync!r}")
         if fsync_interval_ms <= 0:
             raise ValueError(f"fsync_interval_ms: must be positive, got {fsync_interval_ms}")
-        if segment_bytes <= HEADER_LEN or max_bytes < 2 * segment_bytes:  # room beside the active one
-            raise ValueError(f"max_bytes ({max_bytes}) must be at least 2 * segment_bytes ({segment_bytes})")
+        if (
+            segment_bytes <= HEADER_LEN or max_bytes < 2 * segment_bytes
+        ):  # room beside the active one
+            raise ValueError(
+                f"max_bytes ({max_bytes}) must be at least 2 * segment_bytes ({segment_bytes})"
+            )
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._consumers, self._always, self._interval = names, fsync == "always", fsync_interval_ms / 1000
+        self._consumers, self._always, self._interval = (
+            names,
+            fsync == "always",
+            fsync_interval_ms / 1000,
+        )
         self._segment_bytes, self._max_bytes = segment_bytes, max_bytes
         self._lock = threading.Lock()
         self._durable_cv = threading.Condition(self._lock)  # the durable position moved, or closed
@@ -87,7 +112,9 @@ class Spool:
         self._bad: set[Pos] = set()  # where the corrupt stretches seen since open start
         self._sizes: dict[int, int] = {}  # segment -> bytes, oldest first
         self._unsynced: list[int] = []  # fds of sealed segments awaiting their fsync
-        self._lock_fd = os.open(self.directory / "spool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._lock_fd = os.open(
+            self.directory / "spool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._fd, self._committed = self._recover()
@@ -102,8 +129,13 @@ class Spool:
         self._read_pos = dict(self._committed)
         with self._lock:
             self._unlink(self._collect_locked())  # a crash may have come between commit and unlink
-        self._flusher = None if self._always else threading.Thread(
-            target=self._flush_loop, name="mlwatch-spool-flusher", daemon=True)
+        self._flusher = (
+            None
+            if self._always
+            else threading.Thread(
+                target=self._flush_loop, name="mlwatch-spool-flusher", daemon=True
+            )
+        )
         if self._flusher is not None:
             self._flusher.start()
 
@@ -120,13 +152,17 @@ class Spool:
             if self._closed:
                 raise SpoolClosed("the spool is closed")
             if self._failed is not None:
-                raise SpoolError("an fsync failed earlier; the spool refuses appends") from self._failed
+                raise SpoolError(
+                    "an fsync failed earlier; the spool refuses appends"
+                ) from self._failed
             if not buf:
                 return
             seg, off = self._write_pos
             roll = off > HEADER_LEN and off + len(buf) > self._segment_bytes
             if self._total + len(buf) + roll * HEADER_LEN > self._max_bytes:
-                raise SpoolFull(f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}")
+                raise SpoolFull(
+                    f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}"
+                )
             try:
                 if roll:
                     seg, off = self._roll_locked(seg)
@@ -199,8 +235,11 @@ class Spool:
         self._check(consumer)
         with self._lock:
             (seg, off), (dseg, doff) = self._normalize(self._committed[consumer]), self._durable
-            return sum(max(0, (doff if s == dseg else size) - (off if s == seg else HEADER_LEN))
-                       for s, size in self._sizes.items() if seg <= s <= dseg)
+            return sum(
+                max(0, (doff if s == dseg else size) - (off if s == seg else HEADER_LEN))
+                for s, size in self._sizes.items()
+                if seg <= s <= dseg
+            )
 
     def total_bytes(self) -> int:
         """Bytes of all segment files on disk: what ``max_bytes`` bounds."""
@@ -393,7 +432,8 @@ class Spool:
             return segs[0], HEADER_LEN  # a new consumer starts at the oldest record
         pos = parse_cursor(raw, newest=segs[-1])
         if pos is None:
-            log.warning("spool: the cursor of %r is damaged; replaying from the oldest record",
-                        name)
+            log.warning(
+                "spool: the cursor of %r is damaged; replaying from the oldest record", name
+            )
             return segs[0], HEADER_LEN
         return pos

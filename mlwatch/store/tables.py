@@ -21,8 +21,13 @@ from mlwatch.progress import Progress
 PROGRESS_MIN_BYTES = 32 << 20  # below this a file reads in well under a second
 
 
-def read_columns(path: str | Path, *, columns: Sequence[str] | None = None,
-                 progress: bool | None = None, err: TextIO | None = None) -> dict[str, Any]:
+def read_columns(
+    path: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    progress: bool | None = None,
+    err: TextIO | None = None,
+) -> dict[str, Any]:
     """A CSV or Parquet file as ``{column: array}``: numbers as float64 arrays, strings as
     pandas Categoricals (dictionary-encoded), other types as numpy arrays. ``columns``
     limits a Parquet read to those that exist (a CSV is read whole, then selected)."""
@@ -34,14 +39,14 @@ def read_columns(path: str | Path, *, columns: Sequence[str] | None = None,
         raise InputError(f"{path}: no such file")
     size = path.stat().st_size
     show = progress if progress is not None else (err.isatty() and size >= PROGRESS_MIN_BYTES)
-    bar = Progress(f"reading {path.name}", size, out=err, enabled=bool(show), unit="MB",
-                   scale=1e6)
+    bar = Progress(f"reading {path.name}", size, out=err, enabled=bool(show), unit="MB", scale=1e6)
     parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
         table = _read_parquet(path, columns, bar) if parquet else _read_csv(path, bar)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}: "
-                         f"{exc}") from None
+        raise InputError(
+            f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}: {exc}"
+        ) from None
     bar.update(size)
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows")
@@ -55,8 +60,9 @@ def _read_parquet(path: Path, columns: Sequence[str] | None, bar: Progress) -> A
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    strings = [f.name for f in schema
-               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    strings = [
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
     pf = pq.ParquetFile(path, read_dictionary=strings)
     names = [n for n in pf.schema_arrow.names if columns is None or n in columns]
     if not names:
@@ -64,7 +70,7 @@ def _read_parquet(path: Path, columns: Sequence[str] | None, bar: Progress) -> A
     step = max(1, len(names) // 10)
     parts = []
     for i in range(0, len(names), step):
-        parts.append(pf.read(columns=names[i:i + step], use_threads=True))
+        parts.append(pf.read(columns=names[i : i + step], use_threads=True))
         bar.update(int(bar.total * min(len(names), i + step) / len(names)))
     table = parts[0]
     for part in parts[1:]:
@@ -80,9 +86,12 @@ def _read_csv(path: Path, bar: Progress) -> Any:
 
     with pa.OSFile(str(path)) as source:
         reader = pacsv.open_csv(
-            source, read_options=pacsv.ReadOptions(block_size=8 << 20),
-            convert_options=pacsv.ConvertOptions(auto_dict_encode=True,
-                                                 auto_dict_max_cardinality=1 << 16))
+            source,
+            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            convert_options=pacsv.ConvertOptions(
+                auto_dict_encode=True, auto_dict_max_cardinality=1 << 16
+            ),
+        )
         batches = []
         for batch in reader:
             batches.append(batch)
@@ -93,14 +102,15 @@ def _read_csv(path: Path, bar: Progress) -> Any:
         raise InputError(f"{path}: inconsistent column types: {exc}") from None
 
 
-def _columns(table: Any, path: Path, columns: Sequence[str] | None, err: TextIO
-             ) -> dict[str, Any]:
+def _columns(table: Any, path: Path, columns: Sequence[str] | None, err: TextIO) -> dict[str, Any]:
     import pyarrow as pa
 
     nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
     if nested:
-        err.write(f"mlwatch: {path.name}: nested columns (lists, structs, maps) are not "
-                  f"compared: {', '.join(nested)}\n")
+        err.write(
+            f"mlwatch: {path.name}: nested columns (lists, structs, maps) are not "
+            f"compared: {', '.join(nested)}\n"
+        )
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if name in nested or (columns is not None and name not in columns):

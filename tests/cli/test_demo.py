@@ -14,9 +14,21 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mlwatch", "demo", "--requests", "1200",
-         "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "mlwatch",
+            "demo",
+            "--requests",
+            "1200",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     stored = re.search(r"events stored\s+(\d+) \(sent 1200, (\d+) with status=error\)", out)
@@ -30,13 +42,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "serving predictions" in proc.stderr
     # the drift job finds exactly the injected shift, and only after it
     before = re.search(r"before the shift\s+600 rows, (\d+) of 30 features drifted", out)
-    after = re.search(r"after the shift\s+600 rows, (\d+) of 30 features drifted.*"
-                      r"dataset drift YES: (.*)", out)
+    after = re.search(
+        r"after the shift\s+600 rows, (\d+) of 30 features drifted.*"
+        r"dataset drift YES: (.*)",
+        out,
+    )
     assert before and int(before.group(1)) <= 1, out
     assert after and int(after.group(1)) == 2, out
     assert "mean radius (ks" in after.group(2) and "mean texture (ks" in after.group(2)
-    accuracy = re.search(r"accuracy\s+(0\.\d+)\s+\(95% CI (0\.\d+)-(0\.\d+), n=(\d+)\)",
-                         out)
+    accuracy = re.search(r"accuracy\s+(0\.\d+)\s+\(95% CI (0\.\d+)-(0\.\d+), n=(\d+)\)", out)
     assert accuracy, out
     assert float(accuracy.group(2)) <= float(accuracy.group(1)) <= float(accuracy.group(3))
     assert 0.85 < float(accuracy.group(1)) < 1.0 and int(accuracy.group(4)) > 500
@@ -44,9 +58,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    proc = subprocess.run([sys.executable, "-m", "mlwatch", "demo", "--requests", "10",
-                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlwatch", "demo", "--requests", "10", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "not made by 'mlwatch demo'" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

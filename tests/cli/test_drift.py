@@ -17,18 +17,25 @@ from mlwatch.cli import main
 def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     rng = np.random.default_rng(7)
     n = 5000
-    ref = pd.DataFrame({"x": rng.normal(0, 1, n), "y": rng.uniform(0, 1, n),
-                        "c": rng.choice(["a", "b", "c"], n)})
-    cur = pd.DataFrame({"x": rng.normal(0.5, 1, n), "y": rng.uniform(0, 1, n),
-                        "c": rng.choice(["a", "b", "c"], n, p=[0.6, 0.2, 0.2])})
+    ref = pd.DataFrame(
+        {"x": rng.normal(0, 1, n), "y": rng.uniform(0, 1, n), "c": rng.choice(["a", "b", "c"], n)}
+    )
+    cur = pd.DataFrame(
+        {
+            "x": rng.normal(0.5, 1, n),
+            "y": rng.uniform(0, 1, n),
+            "c": rng.choice(["a", "b", "c"], n, p=[0.6, 0.2, 0.2]),
+        }
+    )
     ref.to_csv(tmp_path / "ref.csv", index=False)
     cur.to_parquet(tmp_path / "cur.parquet")
     ref.to_parquet(tmp_path / "same.parquet")
     return tmp_path / "ref.csv", tmp_path / "cur.parquet", tmp_path / "same.parquet"
 
 
-def test_json_output_follows_the_contract(files: tuple[Path, Path, Path],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_output_follows_the_contract(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     ref, cur, _ = files
     assert main(["drift", str(ref), str(cur), "--format", "json", "--method", "ks"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -45,20 +52,24 @@ def test_json_output_follows_the_contract(files: tuple[Path, Path, Path],
     assert report["drift_share"] == pytest.approx(2 / 3) and report["dataset_drift"]
 
 
-def test_exit_code_for_ci(files: tuple[Path, Path, Path],
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_code_for_ci(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     ref, cur, same = files
     assert main(["drift", str(ref), str(cur), "--fail-on-drift"]) == 1
     assert "dataset drift: YES" in capsys.readouterr().out
     assert main(["drift", str(ref), str(same), "--fail-on-drift"]) == 0
     table = capsys.readouterr().out
     assert "0 of 3 features drifted" in table and table.splitlines()[0].split()[:3] == [
-        "feature", "type", "method"]
+        "feature",
+        "type",
+        "method",
+    ]
 
 
-def test_bad_input_is_exit_2_with_a_clear_message(files: tuple[Path, Path, Path],
-                                                  tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_exit_2_with_a_clear_message(
+    files: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ref, cur, _ = files
     assert main(["drift", str(ref), str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
@@ -76,8 +87,9 @@ def test_bad_input_is_exit_2_with_a_clear_message(files: tuple[Path, Path, Path]
     assert "cannot read as Parquet" in capsys.readouterr().err
 
 
-def test_progress_is_shown_when_asked(files: tuple[Path, Path, Path],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_is_shown_when_asked(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     ref, cur, _ = files
     assert main(["drift", str(ref), str(cur), "--progress"]) == 0
     err = capsys.readouterr().err
@@ -87,16 +99,24 @@ def test_progress_is_shown_when_asked(files: tuple[Path, Path, Path],
 
 
 def test_columns_on_one_side_and_nested_columns_are_reported_not_fatal(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0] * 50, "tags": [[1], [2], [3]] * 50,
-                             "old": [1, 2, 3] * 50}), tmp_path / "a.parquet")
-    pq.write_table(pa.table({"x": [1.0, 2.0, 3.5] * 50, "new": ["u", "v", "w"] * 50}),
-                   tmp_path / "b.parquet")
-    assert main(["drift", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
-                 "--format", "json"]) == 0
+    pq.write_table(
+        pa.table({"x": [1.0, 2.0, 3.0] * 50, "tags": [[1], [2], [3]] * 50, "old": [1, 2, 3] * 50}),
+        tmp_path / "a.parquet",
+    )
+    pq.write_table(
+        pa.table({"x": [1.0, 2.0, 3.5] * 50, "new": ["u", "v", "w"] * 50}), tmp_path / "b.parquet"
+    )
+    assert (
+        main(
+            ["drift", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--format", "json"]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert [f["name"] for f in json.loads(captured.out)["features"]] == ["x"]
     assert "nested columns (lists, structs, maps) are not compared: tags" in captured.err
@@ -104,14 +124,28 @@ def test_columns_on_one_side_and_nested_columns_are_reported_not_fatal(
     assert "only in the current file, not compared: new" in captured.err
 
 
-def test_a_column_that_lost_its_values_is_drift(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}).to_csv(tmp_path / "r.csv",
-                                                                        index=False)
-    pd.DataFrame({"x": ["oops"] * 100, "y": np.arange(100.0)}).to_csv(tmp_path / "c.csv",
-                                                                     index=False)
-    assert main(["drift", str(tmp_path / "r.csv"), str(tmp_path / "c.csv"), "--format", "json",
-                 "--numeric", "x"]) == 0
+def test_a_column_that_lost_its_values_is_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}).to_csv(
+        tmp_path / "r.csv", index=False
+    )
+    pd.DataFrame({"x": ["oops"] * 100, "y": np.arange(100.0)}).to_csv(
+        tmp_path / "c.csv", index=False
+    )
+    assert (
+        main(
+            [
+                "drift",
+                str(tmp_path / "r.csv"),
+                str(tmp_path / "c.csv"),
+                "--format",
+                "json",
+                "--numeric",
+                "x",
+            ]
+        )
+        == 0
+    )
     x = json.loads(capsys.readouterr().out)["features"][0]
     assert x["name"] == "x" and x["drifted"] and x["quality"]["current"]["invalid"] == 100
-

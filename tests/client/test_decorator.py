@@ -31,8 +31,12 @@ def sink() -> Iterator[MemoryExporter]:
     """A runtime whose worker exports into memory; batches only on flush()."""
     exporter = MemoryExporter()
     failures.reset()
-    runtime.start(Config(model="m", version="1", code_version="abc", flush_interval_ms=60_000,
-                         batch_size=10_000), exporter=exporter)
+    runtime.start(
+        Config(
+            model="m", version="1", code_version="abc", flush_interval_ms=60_000, batch_size=10_000
+        ),
+        exporter=exporter,
+    )
     yield exporter
     assert runtime.shutdown(5.0)
 
@@ -47,7 +51,10 @@ def test_sync_call_is_recorded(sink: MemoryExporter) -> None:
     def predict(x: dict[str, float]) -> dict[str, Any]:
         return {"label": 1, "proba": np.array([0.25, 0.75])}
 
-    assert predict({"a": 1.0, "b": float("nan")}) == {"label": 1, "proba": pytest.approx([.25, .75])}
+    assert predict({"a": 1.0, "b": float("nan")}) == {
+        "label": 1,
+        "proba": pytest.approx([0.25, 0.75]),
+    }
     [ev] = events(sink)
     assert ev["model"] == "m" and ev["version"] == "2" and ev["code_version"] == "abc"
     assert ev["run_id"] == "run-7" and ev["labels"] == {"region": "eu"}
@@ -56,8 +63,9 @@ def test_sync_call_is_recorded(sink: MemoryExporter) -> None:
     assert ev["status"] == "ok" and "error" not in ev and ev["latency_ms"] > 0
     assert ev["request_id"] == ev["event_id"] and len(ev["event_id"]) == 36
     assert ev["ts"].endswith("Z")
-    assert sink.records["models"] == [{"model": "m", "version": "2", "code_version": "abc",
-                                       "run_id": "run-7", "params": {}}]
+    assert sink.records["models"] == [
+        {"model": "m", "version": "2", "code_version": "abc", "run_id": "run-7", "params": {}}
+    ]
 
 
 def test_async_call_is_recorded_and_stays_a_coroutine_function(sink: MemoryExporter) -> None:
@@ -142,7 +150,9 @@ def test_the_models_exception_passes_unchanged(sink: MemoryExporter) -> None:
         asyncio.run(apredict(2))
     evs = events(sink)
     assert [(e["status"], e["error"], e["features"]) for e in evs] == [
-        ("error", "ValueError", {"f0": 1}), ("error", "KeyError", {"f0": 2})]
+        ("error", "ValueError", {"f0": 1}),
+        ("error", "KeyError", {"f0": 2}),
+    ]
     assert all(e["prediction"] is None for e in evs)
 
 
@@ -157,7 +167,8 @@ def test_exceptions_that_are_not_errors_are_not_recorded(sink: MemoryExporter) -
 
 
 def test_injected_monitoring_failures_never_reach_the_caller(
-        sink: MemoryExporter, caplog: pytest.LogCaptureFixture) -> None:
+    sink: MemoryExporter, caplog: pytest.LogCaptureFixture
+) -> None:
     class Unprintable:
         def __str__(self) -> str:
             raise RuntimeError("cannot print")
@@ -183,14 +194,18 @@ def test_injected_monitoring_failures_never_reach_the_caller(
         assert isinstance(predict_c(3), Unprintable)
         evs = events(sink)
     assert [(e["features"], e["prediction"]) for e in evs] == [
-        (None, 1), ({"f0": 2}, None), ({"f0": 3}, None)]
+        (None, 1),
+        ({"f0": 2}, None),
+        ({"f0": 3}, None),
+    ]
     assert evs[0]["request_id"] == evs[0]["event_id"]
     text = caplog.text
     assert "extractor broke" in text and "ZeroDivisionError" in text and "missing" in text
 
 
-def test_a_broken_queue_or_shipper_never_reaches_the_caller(sink: MemoryExporter,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_queue_or_shipper_never_reaches_the_caller(
+    sink: MemoryExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     @mlwatch.monitor("m")
     def predict(x: int) -> int:
         return x + 1
@@ -274,12 +289,14 @@ def test_capture_off_records_counts_and_latency_only(sink: MemoryExporter) -> No
         predict({"a": i})
     evs = events(sink)
     assert len(evs) == 3
-    assert all(e["features"] is None and e["prediction"] is None and e["latency_ms"] >= 0
-               for e in evs)
+    assert all(
+        e["features"] is None and e["prediction"] is None and e["latency_ms"] >= 0 for e in evs
+    )
 
 
 def test_sampling_keeps_counts_exact_and_feature_share_near_rate(
-        sink: MemoryExporter, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink: MemoryExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(decorator, "_random", random.Random(1234).random)
 
     @mlwatch.monitor("m", sample_rate=0.3, request_id="rid")
@@ -308,8 +325,9 @@ def test_sampled_out_batch_keeps_its_predictions(sink: MemoryExporter) -> None:
     assert [(e["features"], e["prediction"]) for e in evs] == [(None, 2), (None, 4)]
 
 
-def test_config_sample_rate_applies_when_the_monitor_has_none(monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_config_sample_rate_applies_when_the_monitor_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     exporter = MemoryExporter()
     runtime.start(load_config(env={}, model="m", sample_rate=0.0), exporter=exporter)
 
@@ -347,25 +365,28 @@ def test_after_shutdown_calls_still_work(sink: MemoryExporter) -> None:
     assert len(sink.records["events"]) == 1
 
 
-@pytest.mark.parametrize(("kwargs", "key"), [
-    ({"model": "bad name!"}, "model"),
-    ({"sample_rate": 1.5}, "sample_rate"),
-    ({"labels": {"a": 1}}, "labels"),
-    ({"features": "nope"}, "features"),
-    ({"request_id": "nope"}, "request_id"),
-    ({"feature_names": "abc"}, "feature_names"),
-    ({"version": "1\n"}, "version"),
-    ({"run_id": 12345}, "run_id"),
-    ({"run_id": "run\x00"}, "run_id"),
-    ({"run_id": "r" * 129}, "run_id"),
-    ({"params": [("lr", 0.1)]}, "params"),
-    ({"params": "lr=0.1"}, "params"),
-    ({"labels": {1: "eu"}}, "labels"),
-    ({"labels": {"9region": "eu"}}, "labels"),
-    ({"labels": {"region-code": "eu"}}, "labels"),
-    ({"labels": {"r" * 65: "eu"}}, "labels"),
-    ({"labels": {"region": "e\tu"}}, "labels"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"model": "bad name!"}, "model"),
+        ({"sample_rate": 1.5}, "sample_rate"),
+        ({"labels": {"a": 1}}, "labels"),
+        ({"features": "nope"}, "features"),
+        ({"request_id": "nope"}, "request_id"),
+        ({"feature_names": "abc"}, "feature_names"),
+        ({"version": "1\n"}, "version"),
+        ({"run_id": 12345}, "run_id"),
+        ({"run_id": "run\x00"}, "run_id"),
+        ({"run_id": "r" * 129}, "run_id"),
+        ({"params": [("lr", 0.1)]}, "params"),
+        ({"params": "lr=0.1"}, "params"),
+        ({"labels": {1: "eu"}}, "labels"),
+        ({"labels": {"9region": "eu"}}, "labels"),
+        ({"labels": {"region-code": "eu"}}, "labels"),
+        ({"labels": {"r" * 65: "eu"}}, "labels"),
+        ({"labels": {"region": "e\tu"}}, "labels"),
+    ],
+)
 def test_bad_monitor_arguments_raise_at_decoration(kwargs: dict[str, Any], key: str) -> None:
     with pytest.raises(mlwatch.ConfigError) as info:
         mlwatch.monitor(**kwargs)(lambda x: x)
@@ -402,15 +423,18 @@ def test_fastapi_still_validates_decorated_endpoints(sink: MemoryExporter) -> No
         assert client.post("/score", json={"sepal_length": "long"}).status_code == 422
         assert "Item" in str(client.get("/openapi.json").json()["components"]["schemas"])
     evs = events(sink)
-    assert [(e["request_id"] if e["request_id"] == "q1" else None, e["features"], e["prediction"])
-            for e in evs] == [("q1", {"f0": 1.5}, {"y": 3.0}),
-                              (None, {"sepal_length": 5.0, "species_hint": "a"}, 0.5)]
+    assert [
+        (e["request_id"] if e["request_id"] == "q1" else None, e["features"], e["prediction"])
+        for e in evs
+    ] == [("q1", {"f0": 1.5}, {"y": 3.0}), (None, {"sepal_length": 5.0, "species_hint": "a"}, 0.5)]
 
 
 def test_model_spec_says_where_prediction_and_label_live(tmp_path: Any) -> None:
     config = tmp_path / "mlwatch.yaml"
-    config.write_text("models:\n  - name: churn\n    prediction_field: out.label\n"
-                      "    label_field: truth.churned\n")
+    config.write_text(
+        "models:\n  - name: churn\n    prediction_field: out.label\n"
+        "    label_field: truth.churned\n"
+    )
     sink = MemoryExporter()
     runtime.start(load_config(config, env={}, model="churn"), exporter=sink)
 
@@ -429,8 +453,9 @@ def test_model_spec_says_where_prediction_and_label_live(tmp_path: Any) -> None:
 
 
 def test_good_monitor_arguments_are_accepted(sink: MemoryExporter) -> None:
-    @mlwatch.monitor("m", labels={"region": "eu", "_Tier2": "gold", "r" * 64: ""},
-                     run_id="", params={"lr": 0.1})
+    @mlwatch.monitor(
+        "m", labels={"region": "eu", "_Tier2": "gold", "r" * 64: ""}, run_id="", params={"lr": 0.1}
+    )
     def predict(x: int) -> int:
         return x
 
@@ -508,8 +533,17 @@ def test_deep_predictions_and_params_are_cut_at_the_wire_depth(sink: MemoryExpor
 
 def test_the_bound_counts_rows_of_batch_calls() -> None:
     exporter = MemoryExporter()
-    runtime.start(Config(model="m", version="1", code_version="c", flush_interval_ms=60_000,
-                         batch_size=10_000, queue_size=100), exporter=exporter)
+    runtime.start(
+        Config(
+            model="m",
+            version="1",
+            code_version="c",
+            flush_interval_ms=60_000,
+            batch_size=10_000,
+            queue_size=100,
+        ),
+        exporter=exporter,
+    )
 
     @mlwatch.monitor("b", batch=True)
     def predict_batch(rows: list[int]) -> list[int]:
@@ -532,7 +566,9 @@ def test_the_bound_counts_rows_of_batch_calls() -> None:
     assert len(exporter.records["events"]) == 100
     [report] = exporter.dropped  # sent with the events
     assert {(d["model"], d["reason"], d["count"]) for d in report} == {
-        ("b", "queue_full", 210), ("s", "queue_full", 10)}
+        ("b", "queue_full", 210),
+        ("s", "queue_full", 10),
+    }
     predict_batch(list(range(100)))  # the room came back
     assert mlwatch.flush(5.0)
     assert len(exporter.records["events"]) == 200

@@ -39,38 +39,58 @@ class Case:
 
 def events(n: int, model: str) -> list[dict[str, Any]]:
     now = time.time_ns()
-    return [{"event_id": event_id(now + i), "ts": format_ts(now + i), "model": model,
-             "version": "1", "request_id": f"{model}-{i}", "latency_ms": 1.0 + i,
-             "status": "ok", "features": {"x": float(i), "c": "a"}, "prediction": i % 2}
-            for i in range(n)]
+    return [
+        {
+            "event_id": event_id(now + i),
+            "ts": format_ts(now + i),
+            "model": model,
+            "version": "1",
+            "request_id": f"{model}-{i}",
+            "latency_ms": 1.0 + i,
+            "status": "ok",
+            "features": {"x": float(i), "c": "a"},
+            "prediction": i % 2,
+        }
+        for i in range(n)
+    ]
 
 
 def _http(live_sidecar: Any, tmp_path: Path) -> Case:
     url, sidecar = live_sidecar()
-    return Case(HttpExporter(url, timeout_s=2.0), sidecar.store.count_events,
-                lambda: HttpExporter(f"http://127.0.0.1:{free_port()}", timeout_s=0.5))
+    return Case(
+        HttpExporter(url, timeout_s=2.0),
+        sidecar.store.count_events,
+        lambda: HttpExporter(f"http://127.0.0.1:{free_port()}", timeout_s=0.5),
+    )
 
 
 def _fluent(forward_sidecar: Any, tmp_path: Path) -> Case:
     sc = forward_sidecar()
-    return Case(FluentExporter("127.0.0.1", forward_port(sc), timeout_s=2.0),
-                sc.store.count_events,
-                lambda: FluentExporter("127.0.0.1", free_port(), timeout_s=0.5))
+    return Case(
+        FluentExporter("127.0.0.1", forward_port(sc), timeout_s=2.0),
+        sc.store.count_events,
+        lambda: FluentExporter("127.0.0.1", free_port(), timeout_s=0.5),
+    )
 
 
 def _local(tmp_path: Path) -> Case:
     exporter = LocalExporter(tmp_path / "local" / "store.db")
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("a file where the data directory should be")
-    return Case(exporter, lambda model: exporter._open().count_events(model),
-                lambda: LocalExporter(blocked / "store.db"))
+    return Case(
+        exporter,
+        lambda model: exporter._open().count_events(model),
+        lambda: LocalExporter(blocked / "store.db"),
+    )
 
 
 def _memory(tmp_path: Path) -> Case:
     exporter = MemoryExporter()
-    return Case(exporter, lambda model: sum(1 for e in exporter.records["events"]
-                                            if e["model"] == model),
-                lambda: MemoryExporter(Result.FAILED))
+    return Case(
+        exporter,
+        lambda model: sum(1 for e in exporter.records["events"] if e["model"] == model),
+        lambda: MemoryExporter(Result.FAILED),
+    )
 
 
 @pytest.fixture(params=["http", "fluent", "local", "memory"])
@@ -92,8 +112,7 @@ def test_it_has_a_name(case: Case) -> None:
 
 
 def test_events_are_delivered(case: Case) -> None:
-    res = case.exporter.export(ExportBatch("events", events(25, "contract"),
-                                           time.monotonic() + 10))
+    res = case.exporter.export(ExportBatch("events", events(25, "contract"), time.monotonic() + 10))
     assert res is Result.OK
     wait_until(lambda: case.stored("contract") == 25, timeout=15, what="25 events stored")
 
@@ -107,8 +126,15 @@ def test_feedback_and_registrations_are_delivered(case: Case) -> None:
 
 
 def test_a_batch_that_only_carries_a_drop_report(case: Case) -> None:
-    report = [{"model": "contract", "version": "1", "reason": "queue_full", "count": 3,
-               "report_id": "r-contract"}]
+    report = [
+        {
+            "model": "contract",
+            "version": "1",
+            "reason": "queue_full",
+            "count": 3,
+            "report_id": "r-contract",
+        }
+    ]
     res = case.exporter.export(ExportBatch("events", [], time.monotonic() + 10, dropped=report))
     sent, lost = settle(res, [])
     assert sent and lost == []
@@ -164,7 +190,10 @@ def test_the_suite_covers_every_exporter() -> None:
     for info in pkgutil.iter_modules(pkg.__path__, "mlwatch.client."):
         module = importlib.import_module(info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):
-            if (cls.__module__ == info.name and callable(getattr(cls, "export", None))
-                    and not getattr(cls, "_is_protocol", False)):
+            if (
+                cls.__module__ == info.name
+                and callable(getattr(cls, "export", None))
+                and not getattr(cls, "_is_protocol", False)
+            ):
                 found.add(name)
     assert found == {"HttpExporter", "FluentExporter", "LocalExporter", "MemoryExporter"}

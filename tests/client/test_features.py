@@ -33,27 +33,54 @@ class Color(enum.IntEnum):
 
 
 def test_dict_is_flattened_and_cleaned() -> None:
-    out = feat.to_features({"a": 1, "b": 2.5, "c": "x", "d": True, "e": None,
-                            "nan": float("nan"), "inf": float("-inf"), 3: "int key",
-                            "nested": {"k": [1, 2]}, "arr": np.arange(3)})
-    assert out == {"a": 1, "b": 2.5, "c": "x", "d": True, "e": None, "nan": None, "inf": None,
-                   "3": "int key", "nested": '{"k":[1,2]}', "arr": "[0,1,2]"}
+    out = feat.to_features(
+        {
+            "a": 1,
+            "b": 2.5,
+            "c": "x",
+            "d": True,
+            "e": None,
+            "nan": float("nan"),
+            "inf": float("-inf"),
+            3: "int key",
+            "nested": {"k": [1, 2]},
+            "arr": np.arange(3),
+        }
+    )
+    assert out == {
+        "a": 1,
+        "b": 2.5,
+        "c": "x",
+        "d": True,
+        "e": None,
+        "nan": None,
+        "inf": None,
+        "3": "int key",
+        "nested": '{"k":[1,2]}',
+        "arr": "[0,1,2]",
+    }
     assert validate_features(out, line=1) == out
 
 
 def test_numpy_scalars_become_python_scalars() -> None:
-    out = feat.to_features({"i": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True),
-                            "n": np.float64("nan")})
+    out = feat.to_features(
+        {"i": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True), "n": np.float64("nan")}
+    )
     assert out == {"i": 3, "f": 0.5, "b": True, "n": None}
     assert [type(v) for v in out.values()] == [int, float, bool, type(None)]
 
 
 def test_other_scalars() -> None:
     when = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.timezone.utc)
-    out = feat.to_features({"when": when, "color": Color.RED, "raw": b"ab",
-                            "long": "x" * (MAX_STRING + 10)})
-    assert out == {"when": "2026-01-31T12:00:00+00:00", "color": 1, "raw": "ab",
-                   "long": "x" * MAX_STRING}
+    out = feat.to_features(
+        {"when": when, "color": Color.RED, "raw": b"ab", "long": "x" * (MAX_STRING + 10)}
+    )
+    assert out == {
+        "when": "2026-01-31T12:00:00+00:00",
+        "color": 1,
+        "raw": "ab",
+        "long": "x" * MAX_STRING,
+    }
 
 
 def test_numpy_1d_with_and_without_names() -> None:
@@ -69,8 +96,7 @@ def test_numpy_2d_single_row_like_sklearn() -> None:
 
 
 def test_pandas_frame_and_series() -> None:
-    df = pd.DataFrame({"a": [1], "b": [np.nan], "c": ["x"],
-                       "t": [pd.Timestamp("2026-01-01")]})
+    df = pd.DataFrame({"a": [1], "b": [np.nan], "c": ["x"], "t": [pd.Timestamp("2026-01-01")]})
     assert feat.to_features(df) == {"a": 1, "b": None, "c": "x", "t": "2026-01-01T00:00:00"}
     series = pd.Series({"a": 1.5, "b": 2})
     assert feat.to_features(series) == {"a": 1.5, "b": 2.0}
@@ -79,7 +105,10 @@ def test_pandas_frame_and_series() -> None:
 
 def test_pydantic_dataclass_and_list() -> None:
     assert feat.to_features(Item(age=3, income=1.5, city="Oslo")) == {
-        "age": 3, "income": 1.5, "city": "Oslo"}
+        "age": 3,
+        "income": 1.5,
+        "city": "Oslo",
+    }
     assert feat.to_features(Point(1.0, float("inf"))) == {"x": 1.0, "y": None}
     assert feat.to_features((1, "a"), ["n", "s"]) == {"n": 1, "s": "a"}
     assert feat.to_features([1, 2]) == {"f0": 1, "f1": 2}
@@ -101,12 +130,15 @@ def test_batch_rows_of_every_type() -> None:
     assert feat.to_rows([{"a": 1, "b": 2.0}, {"a": 3, "b": float("nan")}]) == expected
     assert feat.to_rows(pd.DataFrame({"a": [1, 3], "b": [2.0, np.nan]})) == expected
     assert feat.to_rows(np.array([[1, 2.0], [3, np.nan]]), ["a", "b"]) == [
-        {"a": 1.0, "b": 2.0}, {"a": 3.0, "b": None}]
+        {"a": 1.0, "b": 2.0},
+        {"a": 3.0, "b": None},
+    ]
     assert feat.to_rows([(1, 2.0), (3, None)], ["a", "b"]) == expected
     assert feat.to_rows(np.array([7, 8])) == [{"f0": 7}, {"f0": 8}]
     assert feat.to_rows(pd.Series([7, 8], name="age")) == [{"age": 7}, {"age": 8}]
     assert feat.to_rows([Item(age=1, income=2.0, city="a")]) == [
-        {"age": 1, "income": 2.0, "city": "a"}]
+        {"age": 1, "income": 2.0, "city": "a"}
+    ]
 
 
 def test_count_rows() -> None:
@@ -120,11 +152,17 @@ def test_predictions_to_json() -> None:
     assert feat.to_jsonable(np.array([[0.1, 0.9]])) == [[0.1, 0.9]]
     assert feat.to_jsonable(np.int64(2)) == 2
     assert feat.to_jsonable({"p": np.float32(0.5), "nan": float("nan"), 1: (1, 2)}) == {
-        "p": 0.5, "nan": None, "1": [1, 2]}
+        "p": 0.5,
+        "nan": None,
+        "1": [1, 2],
+    }
     assert feat.to_jsonable(pd.Series([1, 2])) == [1, 2]
     assert feat.to_jsonable(pd.DataFrame({"a": [1]})) == [{"a": 1}]
     assert feat.to_jsonable(Item(age=1, income=2.0, city="a")) == {
-        "age": 1, "income": 2.0, "city": "a"}
+        "age": 1,
+        "income": 2.0,
+        "city": "a",
+    }
     assert feat.to_jsonable({1, 2}) in ([1, 2], [2, 1])
     opaque = object()
     assert feat.to_jsonable(opaque) == str(opaque)

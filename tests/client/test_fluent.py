@@ -26,8 +26,6 @@ from tests.helpers import forward_port, free_port, wait_until
 KEY = "fluent-shared-key"
 
 
-
-
 @pytest.fixture
 def exporters() -> Iterator[Callable[..., FluentExporter]]:
     made: list[FluentExporter] = []
@@ -43,41 +41,72 @@ def exporters() -> Iterator[Callable[..., FluentExporter]]:
         ex.shutdown()
 
 
-
-
 def events(n: int, model: str = "iris", start: int = 0) -> list[dict[str, Any]]:
     now = time.time_ns()
-    return [{"event_id": event_id(now + i), "ts": format_ts(now + i), "model": model,
-             "version": "2", "request_id": f"{model}-{i}", "latency_ms": 0.5 + i,
-             "status": "ok", "features": {"x": float(i)}, "prediction": i % 3}
-            for i in range(start, start + n)]
+    return [
+        {
+            "event_id": event_id(now + i),
+            "ts": format_ts(now + i),
+            "model": model,
+            "version": "2",
+            "request_id": f"{model}-{i}",
+            "latency_ms": 0.5 + i,
+            "status": "ok",
+            "features": {"x": float(i)},
+            "prediction": i % 3,
+        }
+        for i in range(start, start + n)
+    ]
 
 
-def export(ex: FluentExporter, kind: str, records: list[dict[str, Any]], *,
-           within: float = 5.0, interrupt: threading.Event | None = None,
-           dropped: list[dict[str, Any]] | None = None) -> Result | Partial:
-    return ex.export(ExportBatch(kind, records, time.monotonic() + within,
-                                 interrupt or threading.Event(), dropped))
+def export(
+    ex: FluentExporter,
+    kind: str,
+    records: list[dict[str, Any]],
+    *,
+    within: float = 5.0,
+    interrupt: threading.Event | None = None,
+    dropped: list[dict[str, Any]] | None = None,
+) -> Result | Partial:
+    return ex.export(
+        ExportBatch(
+            kind, records, time.monotonic() + within, interrupt or threading.Event(), dropped
+        )
+    )
 
 
 def dropped_total(sc: Sidecar, model: str, version: str, reason: str) -> float:
-    return sc.registry.get_sample_value("mlwatch_events_dropped_total", {
-        "model": model, "version": version, "reason": reason}) or 0.0
+    return (
+        sc.registry.get_sample_value(
+            "mlwatch_events_dropped_total", {"model": model, "version": version, "reason": reason}
+        )
+        or 0.0
+    )
 
 
 def test_events_feedback_registrations_and_drop_reports_reach_the_sidecar(
-        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]
+) -> None:
     sc = forward_sidecar()
     ex = exporters(forward_port(sc))
-    report = [{"model": "iris", "version": "2", "reason": "queue_full", "count": 7,
-               "report_id": "report-1"}]
+    report = [
+        {
+            "model": "iris",
+            "version": "2",
+            "reason": "queue_full",
+            "count": 7,
+            "report_id": "report-1",
+        }
+    ]
     mixed = events(30) + events(5, model="churn")
     assert export(ex, "events", mixed, dropped=report) is Result.OK
     assert export(ex, "events", [], dropped=report) is Result.OK  # resent: counted once
-    assert export(ex, "feedback", [{"model": "iris", "request_id": "iris-3", "label": 2}]
-                  ) is Result.OK
-    assert export(ex, "models", [{"model": "iris", "version": "2", "params": {"C": 0.5}}]
-                  ) is Result.OK
+    assert (
+        export(ex, "feedback", [{"model": "iris", "request_id": "iris-3", "label": 2}]) is Result.OK
+    )
+    assert (
+        export(ex, "models", [{"model": "iris", "version": "2", "params": {"C": 0.5}}]) is Result.OK
+    )
     assert export(ex, "events", events(2, model="feedback")) is Result.OK  # a reserved name
     # acked means durable in the spool; the store follows
     wait_until(lambda: sc.store.count_events("iris") == 30, what="iris events stored")
@@ -92,21 +121,24 @@ def test_events_feedback_registrations_and_drop_reports_reach_the_sidecar(
     assert sc.store.registrations("iris")[0]["params"] == {"C": 0.5}
     assert dropped_total(sc, "iris", "2", "queue_full") == 7
     fwd = sc.inputs[0]
-    assert fwd.registry.get_sample_value("mlwatch_forward_records_total",
-                                         {"kind": "events"}) == 37
+    assert fwd.registry.get_sample_value("mlwatch_forward_records_total", {"kind": "events"}) == 37
 
 
-def test_shared_key(forward_sidecar: Callable[..., Sidecar],
-                    exporters: Callable[..., FluentExporter],
-                    caplog: pytest.LogCaptureFixture) -> None:
+def test_shared_key(
+    forward_sidecar: Callable[..., Sidecar],
+    exporters: Callable[..., FluentExporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sc = forward_sidecar(forward_shared_key=KEY)
     assert export(exporters(forward_port(sc), shared_key=KEY), "events", events(3)) is Result.OK
     wait_until(lambda: sc.store.count_events("iris") == 3, what="3 events stored")
     failures.reset()
     for key in ("a-wrong-key", None):  # refused at once, not retried until the deadline
         started = time.monotonic()
-        assert export(exporters(forward_port(sc), shared_key=key), "events", events(3),
-                      within=10) is Result.FAILED
+        assert (
+            export(exporters(forward_port(sc), shared_key=key), "events", events(3), within=10)
+            is Result.FAILED
+        )
         assert time.monotonic() - started < 2
     assert "shared_key mismatch" in caplog.text
     assert KEY not in caplog.text and "a-wrong-key" not in caplog.text
@@ -114,7 +146,8 @@ def test_shared_key(forward_sidecar: Callable[..., Sidecar],
 
 
 def test_nothing_listening_fails_within_the_deadline_and_never_raises(
-        exporters: Callable[..., FluentExporter], caplog: pytest.LogCaptureFixture) -> None:
+    exporters: Callable[..., FluentExporter], caplog: pytest.LogCaptureFixture
+) -> None:
     ex = exporters(free_port(), rng=lambda: 0.5)  # backoff 0.1, 0.2, 0.4, then 0.8 s
     failures.reset()
     started = time.monotonic()
@@ -126,8 +159,7 @@ def test_nothing_listening_fails_within_the_deadline_and_never_raises(
     started = time.monotonic()
     assert export(ex, "events", events(4), interrupt=interrupt) is Result.INTERRUPTED
     assert time.monotonic() - started < 1
-    report = [{"model": "iris", "version": "2", "reason": "error", "count": 1,
-               "report_id": "r"}]
+    report = [{"model": "iris", "version": "2", "reason": "error", "count": 1, "report_id": "r"}]
     res = export(ex, "events", [], within=0.3, dropped=report)
     assert settle(res, []) == (False, [])  # the report is kept for the next try
 
@@ -172,7 +204,8 @@ class SilentServer:
 
 
 def test_a_missing_ack_is_retried_with_the_same_chunk_then_given_up(
-        exporters: Callable[..., FluentExporter]) -> None:
+    exporters: Callable[..., FluentExporter],
+) -> None:
     server = SilentServer()
     try:
         ex = exporters(server.port, timeout_s=0.3, rng=lambda: 0.5)
@@ -185,24 +218,29 @@ def test_a_missing_ack_is_retried_with_the_same_chunk_then_given_up(
 
 
 def test_reconnects_after_the_server_closed_an_idle_connection(
-        sidecar_config: Callable[..., Any], exporters: Callable[..., FluentExporter]) -> None:
+    sidecar_config: Callable[..., Any], exporters: Callable[..., FluentExporter]
+) -> None:
     from mlwatch.inputs.forward import ForwardInput
 
     got: list[Any] = []
 
-    def accept(kind: bytes, items: list[Any], report_id: str | None = None,
-               drops: Any = None) -> int:
+    def accept(
+        kind: bytes, items: list[Any], report_id: str | None = None, drops: Any = None
+    ) -> int:
         got.extend(items)
         return len(items)
 
-    fwd = ForwardInput(sidecar_config(forward_port=0), accept, registry=CollectorRegistry(),
-                       idle_timeout_s=0.2)
+    fwd = ForwardInput(
+        sidecar_config(forward_port=0), accept, registry=CollectorRegistry(), idle_timeout_s=0.2
+    )
     fwd.start()
     try:
         ex = exporters(fwd.port)
         assert export(ex, "events", events(1)) is Result.OK
-        wait_until(lambda: fwd.registry.get_sample_value("mlwatch_forward_connections") == 0,
-                   what="idle connection closed by the server")
+        wait_until(
+            lambda: fwd.registry.get_sample_value("mlwatch_forward_connections") == 0,
+            what="idle connection closed by the server",
+        )
         failures.reset()
         assert export(ex, "events", events(1, start=1)) is Result.OK
         ex.after_fork()  # a forked child starts its own connection
@@ -213,7 +251,8 @@ def test_reconnects_after_the_server_closed_an_idle_connection(
 
 
 def test_unencodable_and_oversized_records_are_lost_alone(
-        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]
+) -> None:
     sc = forward_sidecar()
     ex = exporters(forward_port(sc), max_message_bytes=2048)  # several messages per call
     good = events(20)
@@ -222,7 +261,9 @@ def test_unencodable_and_oversized_records_are_lost_alone(
     res = export(ex, "events", [*good[:10], odd, huge, *good[10:]])
     assert isinstance(res, Partial) and not res.report_sent
     assert [(r, [e["request_id"] for e in recs]) for r, recs in res.lost] == [
-        (Result.ERROR, ["iris-100"]), (Result.REJECTED, ["iris-200"])]
+        (Result.ERROR, ["iris-100"]),
+        (Result.REJECTED, ["iris-200"]),
+    ]
     wait_until(lambda: sc.store.count_events("iris") == 20, what="the 20 good events stored")
 
 
@@ -236,7 +277,8 @@ def entry_of(rec: dict[str, Any], size: int) -> dict[str, Any]:
 
 
 def test_messages_and_single_records_stay_within_the_receivers_limit(
-        forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]) -> None:
+    forward_sidecar: Callable[..., Sidecar], exporters: Callable[..., FluentExporter]
+) -> None:
     """With max_message_bytes equal to the receiver's limit, every message is taken, and a
     record too big for a message of its own is rejected at once instead of being retried
     until the deadline (the entry limit used to be 16 MiB whatever the message limit)."""
@@ -250,15 +292,18 @@ def test_messages_and_single_records_stay_within_the_receivers_limit(
     assert time.monotonic() - started < 2
     assert isinstance(res, Partial)
     assert [(r, [e["request_id"] for e in recs]) for r, recs in res.lost] == [
-        (Result.REJECTED, ["iris-200"])]
+        (Result.REJECTED, ["iris-200"])
+    ]
     wait_until(lambda: sc.store.count_events("iris") == 13, what="13 events stored")
     fwd = sc.inputs[0]
-    assert fwd.registry.get_sample_value("mlwatch_forward_errors_total",
-                                         {"reason": "too_large"}) == 0
+    assert (
+        fwd.registry.get_sample_value("mlwatch_forward_errors_total", {"reason": "too_large"}) == 0
+    )
 
 
 def test_the_default_single_record_limit_is_what_receivers_accept(
-        exporters: Callable[..., FluentExporter]) -> None:
+    exporters: Callable[..., FluentExporter],
+) -> None:
     # 4 MiB: under Fluent Bit's default Buffer_Max_Size (6,144,000 bytes) and the sidecar's
     # default max_body_bytes (16 MiB)
     assert fluent.MAX_MESSAGE_BYTES == 4 * 1024 * 1024
@@ -276,9 +321,16 @@ def test_the_default_single_record_limit_is_what_receivers_accept(
 def fluent_runtime() -> Iterator[Callable[..., Any]]:
     def start(port: int, **settings: Any) -> Any:
         failures.reset()
-        config = load_config(env={}, fluentd_host="127.0.0.1", fluentd_port=port,
-                             model="served", version="1", code_version="abc",
-                             flush_interval_ms=50, **settings)
+        config = load_config(
+            env={},
+            fluentd_host="127.0.0.1",
+            fluentd_port=port,
+            model="served",
+            version="1",
+            code_version="abc",
+            flush_interval_ms=50,
+            **settings,
+        )
         return runtime.start(config)
 
     yield start
@@ -286,7 +338,8 @@ def fluent_runtime() -> Iterator[Callable[..., Any]]:
 
 
 def test_monitor_ships_through_the_forward_protocol(
-        forward_sidecar: Callable[..., Sidecar], fluent_runtime: Callable[..., Any]) -> None:
+    forward_sidecar: Callable[..., Sidecar], fluent_runtime: Callable[..., Any]
+) -> None:
     sc = forward_sidecar(forward_shared_key=KEY)
     fluent_runtime(forward_port(sc), forward_shared_key=KEY)
 
@@ -302,11 +355,13 @@ def test_monitor_ships_through_the_forward_protocol(
     wait_until(lambda: sc.store.count_feedback("served") == 1, what="feedback stored")
     assert sc.store.registrations("served")[0]["params"] == {"depth": 3}
     assert {e["request_id"] for e in sc.store.events("served", limit=100)} == {
-        f"q{i}" for i in range(50)}
+        f"q{i}" for i in range(50)
+    }
 
 
 def test_drops_are_counted_when_nothing_listens_and_calls_never_fail(
-        fluent_runtime: Callable[..., Any]) -> None:
+    fluent_runtime: Callable[..., Any],
+) -> None:
     rt = fluent_runtime(free_port(), retry_timeout_s=0.2, send_timeout_s=0.1)
 
     @mlwatch.monitor

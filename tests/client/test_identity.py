@@ -30,8 +30,9 @@ def fresh_git_cache() -> Iterator[None]:
 @needs_git
 def test_git_commit_of_a_repository(tmp_path: Path) -> None:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     git("init", "-q")
     (tmp_path / "f").write_text("x")
@@ -40,8 +41,9 @@ def test_git_commit_of_a_repository(tmp_path: Path) -> None:
     assert identity.git_commit(str(tmp_path)) == git("rev-parse", "HEAD")
 
 
-def test_no_repository_or_no_git_gives_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def test_no_repository_or_no_git_gives_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert identity.git_commit(str(tmp_path)) is None
     monkeypatch.setenv("PATH", str(tmp_path))  # no git binary at all
@@ -62,8 +64,9 @@ def test_env_code_version_wins() -> None:
     assert identity.resolve_code_version(cfg.code_version) == "v9"
 
 
-def test_git_runs_once_per_process_on_the_worker(fresh_git_cache: None,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_runs_once_per_process_on_the_worker(
+    fresh_git_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     threads: list[str] = []
 
     def fake_git() -> str:
@@ -99,9 +102,11 @@ def test_resolve_prefers_monitor_arguments_then_config_then_defaults() -> None:
     full = Site(name="predict", model="m", version="2", run_id="r", labels={"k": "v"})
     assert identity.resolve(full, cfg, "c") == identity.Identity("m", "2", "c", "r", {"k": "v"})
     assert identity.resolve(Site(name="predict"), cfg, "c") == identity.Identity(
-        "cfg-model", "cfg-v", "c", "cfg-run")
+        "cfg-model", "cfg-v", "c", "cfg-run"
+    )
     assert identity.resolve(Site(name="_predict"), Config(), "c") == identity.Identity(
-        "predict", "unknown", "c")
+        "predict", "unknown", "c"
+    )
 
 
 def test_resolve_escapes_what_the_wire_refuses_and_never_fails_on_odd_types() -> None:
@@ -109,8 +114,10 @@ def test_resolve_escapes_what_the_wire_refuses_and_never_fails_on_odd_types() ->
     ident = identity.resolve(odd, Config(), "c\x00")
     assert (ident.version, ident.run_id) == ("1\\n", "12345")
     assert identity.resolve_code_version("c\x00") == "c\\x00"
-    assert identity.resolve(Site(name="p", version="\x00" * 200), Config(), "c").version == \
-        "\\x00" * 32
+    assert (
+        identity.resolve(Site(name="p", version="\x00" * 200), Config(), "c").version
+        == "\\x00" * 32
+    )
 
 
 def test_a_site_whose_identity_fails_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:

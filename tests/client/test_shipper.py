@@ -60,8 +60,12 @@ class Recorder:
 
     def events(self) -> list[dict[str, Any]]:
         with self.cond:
-            return [e for r in self.requests if r["path"] == "/v1/events" and r["status"] < 300
-                    for e in r["body"]]
+            return [
+                e
+                for r in self.requests
+                if r["path"] == "/v1/events" and r["status"] < 300
+                for e in r["body"]
+            ]
 
     def wait(self, predicate: Any, timeout: float = 10.0) -> bool:
         end = time.monotonic() + timeout
@@ -90,10 +94,17 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
                 status, headers = todo.pop(0) if todo else (202, {})
                 if rec.max_bytes is not None and len(data) > rec.max_bytes:
                     status, headers = 413, {}
-                rec.requests.append({"path": self.path, "headers": dict(self.headers),
-                                     "body": json.loads(data), "status": status,
-                                     "size": len(data),
-                                     "port": self.client_address[1], "at": time.monotonic()})
+                rec.requests.append(
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": json.loads(data),
+                        "status": status,
+                        "size": len(data),
+                        "port": self.client_address[1],
+                        "at": time.monotonic(),
+                    }
+                )
                 rec.cond.notify_all()
             payload = b'{"accepted": 1}' if status < 300 else b'{"detail": "line 1, field x"}'
             self.send_response(status)
@@ -174,8 +185,9 @@ def test_batches_by_time(server: tuple[str, Recorder]) -> None:
     assert rec.wait_events(1, timeout=5.0)
 
 
-def test_gzip_json_token_and_registration(server: tuple[str, Recorder],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_gzip_json_token_and_registration(
+    server: tuple[str, Recorder], caplog: pytest.LogCaptureFixture
+) -> None:
     url, rec = server
     start(url, token="s3cret-token", flush_interval_ms=60_000)
     rec.script["/v1/models"] = [(500, {})]  # a failure is logged: the token must not be
@@ -196,8 +208,12 @@ def test_gzip_json_token_and_registration(server: tuple[str, Recorder],
     assert first["headers"]["Content-Encoding"] == "gzip"
     assert first["headers"]["Content-Type"] == "application/json"
     assert all(r["headers"]["Authorization"] == "Bearer s3cret-token" for r in rec.requests)
-    regs = [reg for r in rec.requests if r["path"] == "/v1/models" and r["status"] == 202
-            for reg in r["body"]]
+    regs = [
+        reg
+        for r in rec.requests
+        if r["path"] == "/v1/models" and r["status"] == 202
+        for reg in r["body"]
+    ]
     assert sorted((g["model"], g["version"]) for g in regs) == [("m", "1"), ("reg", "7")]
     assert next(g for g in regs if g["model"] == "reg")["params"] == {"lr": 0.1}
     assert [r["path"] for r in rec.requests][-1:] == ["/v1/events"]
@@ -214,8 +230,11 @@ def test_bound_holds_and_drop_header_is_sent_then_cleared(server: tuple[str, Rec
     shipper = runtime._current.shipper  # type: ignore[union-attr]
     assert shipper is not None and len(shipper.queue) == 5
     assert DropCounts.report(drops(), runtime._current.identity_of) == [  # type: ignore[union-attr]
-        {"model": "m", "version": "1", "reason": "queue_full", "count": 45}]
-    rec.script["/v1/events"] = [(500, {})]  # not retryable: the batch fails at once, the counts stay
+        {"model": "m", "version": "1", "reason": "queue_full", "count": 45}
+    ]
+    rec.script["/v1/events"] = [
+        (500, {})
+    ]  # not retryable: the batch fails at once, the counts stay
     assert mlwatch.flush(5.0)
     for i in range(3):
         predict({"i": i})
@@ -306,7 +325,9 @@ def test_feedback_is_shipped(server: tuple[str, Recorder]) -> None:
     assert mlwatch.flush(5.0)
     [post] = [r for r in rec.requests if r["path"] == "/v1/feedback"]
     assert [(f["model"], f["request_id"], f["label"]) for f in post["body"]] == [
-        ("m", "req-1", 1), ("other", "req-2", "cat")]
+        ("m", "req-1", 1),
+        ("other", "req-2", "cat"),
+    ]
     assert post["body"][1]["ts"] == "2023-11-14T22:13:20.500000Z"
     with pytest.raises(mlwatch.ValidationError):
         mlwatch.log_feedback("", 1)
@@ -325,11 +346,21 @@ def test_flush_at_exit_in_a_subprocess(server: tuple[str, Recorder]) -> None:
             predict({"i": i})
         # no flush, no shutdown: the atexit hook must ship the queue
     """)
-    env = {**os.environ, "MLWATCH_SIDECAR_URL": url, "MLWATCH_FLUSH_INTERVAL_MS": "60000",
-           "MLWATCH_BATCH_SIZE": "1000"}
+    env = {
+        **os.environ,
+        "MLWATCH_SIDECAR_URL": url,
+        "MLWATCH_FLUSH_INTERVAL_MS": "60000",
+        "MLWATCH_BATCH_SIZE": "1000",
+    }
     env.pop("MLWATCH_CONFIG", None)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, timeout=60,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert rec.wait_events(50, timeout=10)
     assert sorted(e["features"]["i"] for e in rec.events()) == list(range(50))
@@ -361,8 +392,11 @@ def test_forked_child_ships_its_own_events_only(server: tuple[str, Recorder]) ->
 
 
 def test_local_mode_writes_into_the_embedded_store(tmp_path: Path) -> None:
-    runtime.start(load_config(env={}, model="loc", version="2", data_dir=str(tmp_path),
-                              flush_interval_ms=60_000))
+    runtime.start(
+        load_config(
+            env={}, model="loc", version="2", data_dir=str(tmp_path), flush_interval_ms=60_000
+        )
+    )
 
     @mlwatch.monitor(params={"depth": 3})
     def local_predict(x: dict[str, float]) -> float:
@@ -384,11 +418,14 @@ def test_local_mode_writes_into_the_embedded_store(tmp_path: Path) -> None:
 
 def test_local_mode_redacts_sensitive_features(tmp_path: Path) -> None:
     config = tmp_path / "mlwatch.yaml"
-    config.write_text("models:\n  - name: loc\n    features:\n"
-                      "      - {name: email, type: categorical, sensitive: true}\n"
-                      "      - {name: ssn, type: categorical, sensitive: drop}\n")
-    runtime.start(load_config(config, env={}, model="loc", data_dir=str(tmp_path / "d"),
-                              hash_key="k"))
+    config.write_text(
+        "models:\n  - name: loc\n    features:\n"
+        "      - {name: email, type: categorical, sensitive: true}\n"
+        "      - {name: ssn, type: categorical, sensitive: drop}\n"
+    )
+    runtime.start(
+        load_config(config, env={}, model="loc", data_dir=str(tmp_path / "d"), hash_key="k")
+    )
 
     @mlwatch.monitor()
     def local_predict(x: dict[str, object]) -> int:
@@ -407,12 +444,18 @@ def test_local_mode_redacts_sensitive_features(tmp_path: Path) -> None:
 
 # -- one bad call site, event or batch never stops the others ----------------------------
 
+
 def _shipper(exporter: Any, identity_of: Any = None, **kw: Any) -> Shipper:
     kw.setdefault("queue_size", 10_000)
     kw.setdefault("batch_size", 100)
-    return Shipper(exporter, flush_interval_s=60.0, retry_timeout_s=1.0,
-                   identity_of=identity_of or (lambda s: Identity(s.model, "1", "c")),
-                   registration_of=lambda s: {"model": s.model, "version": "1"}, **kw)
+    return Shipper(
+        exporter,
+        flush_interval_s=60.0,
+        retry_timeout_s=1.0,
+        identity_of=identity_of or (lambda s: Identity(s.model, "1", "c")),
+        registration_of=lambda s: {"model": s.model, "version": "1"},
+        **kw,
+    )
 
 
 def test_a_site_whose_identity_fails_costs_only_its_own_calls() -> None:
@@ -435,7 +478,8 @@ def test_a_site_whose_identity_fails_costs_only_its_own_calls() -> None:
             assert len(sink.records["events"]) == 5 * (rnd + 1)
         reports = [validate_drop_report(d) for d in sink.dropped]
         assert [sorted(r[1]) for r in reports] == [
-            [("bad", "2", "error", 1), ("bad", "2", "queue_full", 1)]] * 3
+            [("bad", "2", "error", 1), ("bad", "2", "queue_full", 1)]
+        ] * 3
         assert shipper.drops.snapshot() == {}  # each report went out with the good events
     finally:
         assert shipper.shutdown(5.0)
@@ -479,12 +523,19 @@ def test_drop_report_never_raises_on_a_bad_site() -> None:
         raise RuntimeError("boom")
 
     assert DropCounts.report({(site, "queue_full"): 2}, broken, "r1") == [
-        {"model": "predict", "version": "unknown", "reason": "queue_full", "count": 2,
-         "report_id": "r1"}]
+        {
+            "model": "predict",
+            "version": "unknown",
+            "reason": "queue_full",
+            "count": 2,
+            "report_id": "r1",
+        }
+    ]
 
 
-def test_one_unencodable_event_costs_only_itself(server: tuple[str, Recorder],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_unencodable_event_costs_only_itself(
+    server: tuple[str, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlwatch.client import shipper as shipper_mod
 
     url, rec = server
@@ -510,21 +561,26 @@ def test_one_unencodable_event_costs_only_itself(server: tuple[str, Recorder],
 
 @pytest.mark.parametrize("encoder", ["orjson", "json"])
 def test_exporter_encodes_event_by_event_when_the_batch_fails(
-        server: tuple[str, Recorder], encoder: str) -> None:
+    server: tuple[str, Recorder], encoder: str
+) -> None:
     url, rec = server
     exp = HttpExporter(url)
     if encoder == "json":  # the encoder of hosts without orjson
         exp._dumps = lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False).encode()
     bad = {"model": "m", "latency_ms": 1, "prediction": {1j}}
     records = [{"model": "m", "latency_ms": i} for i in range(3)]
-    res = exp.export(ExportBatch("events", [records[0], bad, records[1], records[2]],
-                                 deadline=time.monotonic() + 5))
+    res = exp.export(
+        ExportBatch(
+            "events", [records[0], bad, records[1], records[2]], deadline=time.monotonic() + 5
+        )
+    )
     assert res == Partial(lost=[(Result.ERROR, [bad])], report_sent=False)
     assert rec.events() == records
     exp.shutdown()
 
 
 # -- wide models: requests capped by size, split on 413 ---------------------------------
+
 
 def _wide(i: int, n: int = 200) -> dict[str, float]:
     return {f"embedding_dimension_{k:04d}": i + k / 1000 for k in range(n)}
@@ -533,9 +589,17 @@ def _wide(i: int, n: int = 200) -> dict[str, float]:
 def test_requests_are_capped_by_serialized_size(server: tuple[str, Recorder]) -> None:
     url, rec = server
     cap = 40_000
-    runtime.start(load_config(env={}, sidecar_url=url, model="m", version="1",
-                              code_version="c", flush_interval_ms=60_000),
-                  exporter=HttpExporter(url, max_request_bytes=cap))
+    runtime.start(
+        load_config(
+            env={},
+            sidecar_url=url,
+            model="m",
+            version="1",
+            code_version="c",
+            flush_interval_ms=60_000,
+        ),
+        exporter=HttpExporter(url, max_request_bytes=cap),
+    )
     for i in range(50):  # ~7.5 KB each: 5 per request
         predict(_wide(i))
     assert mlwatch.flush(10.0)
@@ -546,7 +610,8 @@ def test_requests_are_capped_by_serialized_size(server: tuple[str, Recorder]) ->
 
 
 def test_413_splits_the_batch_and_drops_only_an_event_too_large_alone(
-        server: tuple[str, Recorder]) -> None:
+    server: tuple[str, Recorder],
+) -> None:
     url, rec = server
     rec.max_bytes = 60_000  # the client's cap (8 MiB) is far above the server's limit
     start(url, flush_interval_ms=60_000)
@@ -556,15 +621,15 @@ def test_413_splits_the_batch_and_drops_only_an_event_too_large_alone(
     predict({"huge": "x" * 2_000, **_wide(41, n=1_900)})  # ~70 KB: never fits
     assert mlwatch.flush(10.0)
     posts = rec.posts()
-    assert posts[0]["status"] == 413 and all(r["size"] <= 60_000 for r in posts
-                                             if r["status"] == 202)
+    assert posts[0]["status"] == 413 and all(
+        r["size"] <= 60_000 for r in posts if r["status"] == 202
+    )
     got = sorted(e["features"]["embedding_dimension_0000"] for e in rec.events())
     assert got == list(range(41))
     assert drops() == {(("m", "1"), "rejected"): 1}
 
 
-def test_the_drop_report_rides_on_split_requests_under_one_id(
-        server: tuple[str, Recorder]) -> None:
+def test_the_drop_report_rides_on_split_requests_under_one_id(server: tuple[str, Recorder]) -> None:
     url, rec = server
     start(url, flush_interval_ms=60_000)
     predict({"i": 0})
@@ -577,15 +642,16 @@ def test_the_drop_report_rides_on_split_requests_under_one_id(
     posts = rec.posts()[1:]
     first_ok = next(i for i, r in enumerate(posts) if r["status"] == 202)
     assert first_ok > 0  # 413 first, then halves
-    sent = [report(r) for r in posts[:first_ok + 1]]
+    sent = [report(r) for r in posts[: first_ok + 1]]
     assert sent[0] is not None and sent[0][1] == [("m", "1", "queue_full", 7)]
     assert all(r == sent[0] for r in sent)  # one id: the sidecar counts it once
-    assert all(report(r) is None for r in posts[first_ok + 1:])
+    assert all(report(r) is None for r in posts[first_ok + 1 :])
     assert len(rec.events()) == 21
     assert drops() == {}
 
 
 # -- flush waits for the batch being exported ---------------------------------------------
+
 
 class Blocking(MemoryExporter):
     """An exporter whose events export waits until ``release`` is set."""
@@ -604,8 +670,9 @@ class Blocking(MemoryExporter):
 
 def test_flush_waits_for_the_export_in_flight() -> None:
     sink = Blocking()
-    runtime.start(load_config(env={}, model="m", code_version="c", flush_interval_ms=10),
-                  exporter=sink)
+    runtime.start(
+        load_config(env={}, model="m", code_version="c", flush_interval_ms=10), exporter=sink
+    )
     predict({"a": 1})
     assert sink.entered.wait(5)  # the worker took the event off the queue and is exporting
     t0 = time.monotonic()
@@ -619,8 +686,10 @@ def test_flush_waits_for_the_export_in_flight() -> None:
 
 # -- local mode applies retention ------------------------------------------------------
 
-def test_local_mode_purges_at_most_once_an_hour(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_local_mode_purges_at_most_once_an_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = [1000.0]
     exp = LocalExporter(tmp_path / "store.db", retention_days=1.0, clock=lambda: now[0])
     purges: list[int] = []
@@ -650,8 +719,10 @@ def test_local_mode_purges_at_most_once_an_hour(tmp_path: Path,
 
 # -- drop counts at shutdown and on retries ----------------------------------------------
 
+
 def test_drop_counts_left_at_shutdown_go_out_in_a_last_request(
-        server: tuple[str, Recorder]) -> None:
+    server: tuple[str, Recorder],
+) -> None:
     url, rec = server
     start(url, flush_interval_ms=60_000)
     predict({"i": 0})
@@ -664,7 +735,8 @@ def test_drop_counts_left_at_shutdown_go_out_in_a_last_request(
 
 
 def test_report_id_is_kept_across_retries_and_renewed_after_success(
-        server: tuple[str, Recorder]) -> None:
+    server: tuple[str, Recorder],
+) -> None:
     url, rec = server
     start(url, flush_interval_ms=60_000)
     predict({"i": 0})

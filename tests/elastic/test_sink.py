@@ -27,8 +27,13 @@ Item = dict[str, Any]
 
 
 def api_error(status: int) -> ApiError:
-    meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(),
-                           duration=0.0, node=NodeConfig("http", "localhost", 9200))
+    meta = ApiResponseMeta(
+        status=status,
+        http_version="1.1",
+        headers=HttpHeaders(),
+        duration=0.0,
+        node=NodeConfig("http", "localhost", 9200),
+    )
     return ApiError(f"HTTP {status}", meta, {"error": {"type": "x"}})
 
 
@@ -36,16 +41,25 @@ class ScriptedClient:
     """Answers each bulk request through ``answer(index, doc_id, source) -> item``, or
     raises what ``fail_request(n_docs, body_bytes)`` returns."""
 
-    def __init__(self, answer: Callable[[str, str, dict[str, Any]], Item] | None = None,
-                 fail_request: Callable[[int, int], BaseException | None] | None = None) -> None:
+    def __init__(
+        self,
+        answer: Callable[[str, str, dict[str, Any]], Item] | None = None,
+        fail_request: Callable[[int, int], BaseException | None] | None = None,
+    ) -> None:
         self.answer = answer or (lambda index, doc_id, src: {"status": 201})
         self.fail_request = fail_request or (lambda n, size: None)
         self.requests: list[list[tuple[str, str, dict[str, Any]]]] = []
 
     def bulk(self, *, operations: bytes, filter_path: str) -> dict[str, Any]:
         lines = operations.splitlines()
-        docs = [(orjson.loads(a)["create"]["_index"], orjson.loads(a)["create"]["_id"],
-                 orjson.loads(src)) for a, src in zip(lines[::2], lines[1::2], strict=True)]
+        docs = [
+            (
+                orjson.loads(a)["create"]["_index"],
+                orjson.loads(a)["create"]["_id"],
+                orjson.loads(src),
+            )
+            for a, src in zip(lines[::2], lines[1::2], strict=True)
+        ]
         if (exc := self.fail_request(len(docs), len(operations))) is not None:
             raise exc
         self.requests.append(docs)
@@ -53,25 +67,44 @@ class ScriptedClient:
         return {"errors": any(i["create"]["status"] >= 300 for i in items), "items": items}
 
     def stored(self, index_part: str) -> list[str]:
-        return [doc_id for req in self.requests for index, doc_id, _ in req
-                if index_part in index]
+        return [doc_id for req in self.requests for index, doc_id, _ in req if index_part in index]
 
     def close(self) -> None:
         pass
 
 
 def sink(client: ScriptedClient, **settings: Any) -> ElasticsearchSink:
-    config = load_config(env={}, elasticsearch_url="http://127.0.0.1:9",
-                         elasticsearch_install_templates=False, **settings)
-    return ElasticsearchSink(config, client=client, registry=CollectorRegistry(),
-                             sleep=lambda s: None)
+    config = load_config(
+        env={},
+        elasticsearch_url="http://127.0.0.1:9",
+        elasticsearch_install_templates=False,
+        **settings,
+    )
+    return ElasticsearchSink(
+        config, client=client, registry=CollectorRegistry(), sleep=lambda s: None
+    )
 
 
 def batch(n: int, **overrides: Any) -> Batch:
     b = Batch()
-    b.add(encode(EVENTS, [validate_event({"model": "m", "latency_ms": 1.0, "request_id": f"r{i}",
-                                          "event_id": f"e{i:04d}", "features": {"x": i},
-                                          **overrides}) for i in range(n)]))
+    b.add(
+        encode(
+            EVENTS,
+            [
+                validate_event(
+                    {
+                        "model": "m",
+                        "latency_ms": 1.0,
+                        "request_id": f"r{i}",
+                        "event_id": f"e{i:04d}",
+                        "features": {"x": i},
+                        **overrides,
+                    }
+                )
+                for i in range(n)
+            ],
+        )
+    )
     return b
 
 
@@ -92,10 +125,14 @@ def test_created_and_duplicates_are_both_delivered() -> None:
 def test_a_mapping_conflict_is_dead_lettered_and_the_rest_delivered() -> None:
     def answer(index: str, doc_id: str, src: dict[str, Any]) -> Item:
         if doc_id == "e0004" and "predictions" in index:
-            return {"status": 400, "error": {
-                "type": "document_parsing_exception",
-                "reason": "failed to parse field [mlwatch.features.x]. Preview of field's "
-                          "value: 'secret-ish value'"}}
+            return {
+                "status": 400,
+                "error": {
+                    "type": "document_parsing_exception",
+                    "reason": "failed to parse field [mlwatch.features.x]. Preview of field's "
+                    "value: 'secret-ish value'",
+                },
+            }
         return {"status": 201}
 
     client = ScriptedClient(answer)
@@ -108,10 +145,16 @@ def test_a_mapping_conflict_is_dead_lettered_and_the_rest_delivered() -> None:
     assert count(s, "dead_letters", data_stream="logs-mlwatch.predictions-default") == 1
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (403, "security_exception"), (404, "index_not_found_exception"),
-    (400, "invalid_index_name_exception"), (429, "es_rejected_execution_exception"),
-    (503, "cluster_block_exception")])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (403, "security_exception"),
+        (404, "index_not_found_exception"),
+        (400, "invalid_index_name_exception"),
+        (429, "es_rejected_execution_exception"),
+        (503, "cluster_block_exception"),
+    ],
+)
 def test_cluster_side_refusals_are_retried_never_skipped(status: int, error: str) -> None:
     client = ScriptedClient(lambda i, d, s: {"status": status, "error": {"type": error}})
     s = sink(client)
@@ -161,8 +204,16 @@ def test_too_large_requests_are_split_and_a_single_huge_document_dead_lettered()
     client = ScriptedClient(fail_request=fail)
     s = sink(client)
     b = batch(6)
-    b.add(encode(EVENTS, [validate_event({"model": "m", "latency_ms": 1.0, "event_id": "huge",
-                                          "features": big})]))
+    b.add(
+        encode(
+            EVENTS,
+            [
+                validate_event(
+                    {"model": "m", "latency_ms": 1.0, "event_id": "huge", "features": big}
+                )
+            ],
+        )
+    )
     assert s.export(b).ok
     assert sorted(client.stored("predictions")) == [f"e{i:04d}" for i in range(6)]
     assert client.stored("deadletter") == ["huge"]
@@ -173,8 +224,23 @@ def test_too_large_requests_are_split_and_a_single_huge_document_dead_lettered()
 
 def test_a_document_that_cannot_be_built_is_dead_lettered() -> None:
     b = Batch()
-    row = ["bad-1", "2026-01-01T00:00:00Z", 0, "m", "1", None, "ok", None, 1.0,
-           "{not json", None, None, None, None, None]
+    row = [
+        "bad-1",
+        "2026-01-01T00:00:00Z",
+        0,
+        "m",
+        "1",
+        None,
+        "ok",
+        None,
+        1.0,
+        "{not json",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
     b.add(EVENTS + orjson.dumps([row]))
     client = ScriptedClient()
     s = sink(client)
@@ -193,15 +259,15 @@ def test_documents_are_built_and_sent_a_bounded_group_at_a_time() -> None:
 
 
 def test_installing_templates_without_the_privilege_is_not_fatal(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class NoPrivilege(ScriptedClient):
         def perform_request(self, *args: Any, **kwargs: Any) -> None:
             raise api_error(403)
 
     client = NoPrivilege()
     config = load_config(env={}, elasticsearch_url="http://127.0.0.1:9")
-    s = ElasticsearchSink(config, client=client, registry=CollectorRegistry(),
-                          sleep=lambda x: None)
+    s = ElasticsearchSink(config, client=client, registry=CollectorRegistry(), sleep=lambda x: None)
     assert s.export(batch(2)).ok
     assert len(client.stored("predictions")) == 2
     assert "cannot install the index templates" in caplog.text

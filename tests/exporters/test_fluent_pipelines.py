@@ -73,70 +73,161 @@ DROPS = "mlwatch.drops"  # drop reports (mlwatch.client.fluent); documents.py ha
 
 EVENTS: dict[str, dict[str, Any]] = {
     "ok_everything": {
-        "event_id": "0190c1de-0000-7000-8000-000000000001", "ts": "2026-01-02T03:04:05.000006Z",
-        "model": "iris", "version": "3", "request_id": "r-1",
+        "event_id": "0190c1de-0000-7000-8000-000000000001",
+        "ts": "2026-01-02T03:04:05.000006Z",
+        "model": "iris",
+        "version": "3",
+        "request_id": "r-1",
         "features": {"x": 1.5, "n": 3, "neg": -2.25, "c": "a", "b": True, "missing": None},
-        "prediction": 1, "latency_ms": 2.5, "status": "ok", "code_version": "9f2c1e0",
-        "run_id": "run-7", "labels": {"trace_id": "t9", "region": "eu"}, "batch_size": 4},
+        "prediction": 1,
+        "latency_ms": 2.5,
+        "status": "ok",
+        "code_version": "9f2c1e0",
+        "run_id": "run-7",
+        "labels": {"trace_id": "t9", "region": "eu"},
+        "batch_size": 4,
+    },
     "error_no_request_id": {
-        "event_id": "0190c1de-0000-7000-8000-000000000002", "ts": "2026-01-02T03:04:06.5Z",
-        "model": "iris", "version": "3", "status": "error", "error": "ValueError",
-        "latency_ms": 0.25, "features": None},
+        "event_id": "0190c1de-0000-7000-8000-000000000002",
+        "ts": "2026-01-02T03:04:06.5Z",
+        "model": "iris",
+        "version": "3",
+        "status": "error",
+        "error": "ValueError",
+        "latency_ms": 0.25,
+        "features": None,
+    },
     "string_prediction_offset_ts": {
-        "event_id": "e-3", "ts": "2026-03-04T05:06:07.123456789+02:00", "model": "iris",
-        "request_id": "r-3", "prediction": "setosa", "latency_ms": 3,
-        "labels": {"region": "us"}},
+        "event_id": "e-3",
+        "ts": "2026-03-04T05:06:07.123456789+02:00",
+        "model": "iris",
+        "request_id": "r-3",
+        "prediction": "setosa",
+        "latency_ms": 3,
+        "labels": {"region": "us"},
+    },
     "float_prediction_no_ts_no_id": {
-        "model": "churn-v2", "request_id": "r-4", "prediction": 0.731, "latency_ms": 1.25,
-        "features": {"tenure": 12}},
+        "model": "churn-v2",
+        "request_id": "r-4",
+        "prediction": 0.731,
+        "latency_ms": 1.25,
+        "features": {"tenure": 12},
+    },
     "bool_prediction": {
-        "event_id": "e-5", "ts": "2026-01-02T03:04:05Z", "model": "spam", "version": "1",
-        "prediction": True, "latency_ms": 0.5, "labels": {"trace_id": "abc"}},
+        "event_id": "e-5",
+        "ts": "2026-01-02T03:04:05Z",
+        "model": "spam",
+        "version": "1",
+        "prediction": True,
+        "latency_ms": 0.5,
+        "labels": {"trace_id": "abc"},
+    },
     "nested_prediction_empty_features": {
-        "event_id": "e-6", "ts": "2026-01-02T03:04:05.1Z", "model": "iris",
+        "event_id": "e-6",
+        "ts": "2026-01-02T03:04:05.1Z",
+        "model": "iris",
         "prediction": {"label": "a", "proba": [0.1, 0.9], "top": [{"k": "a", "p": 0.9}]},
-        "features": {}, "latency_ms": 7.125, "labels": {}},
+        "features": {},
+        "latency_ms": 7.125,
+        "labels": {},
+    },
     "list_prediction_batch": {
-        "event_id": "e-7", "ts": "2026-01-02T03:04:05.999999Z", "model": "iris",
-        "request_id": "batch-1:0", "prediction": [0.2, 0.8], "latency_ms": 12.0,
-        "batch_size": 32, "features": {"f0": 0.0, "f1": -1, "f2": 1e-7}},
+        "event_id": "e-7",
+        "ts": "2026-01-02T03:04:05.999999Z",
+        "model": "iris",
+        "request_id": "batch-1:0",
+        "prediction": [0.2, 0.8],
+        "latency_ms": 12.0,
+        "batch_size": 32,
+        "features": {"f0": 0.0, "f1": -1, "f2": 1e-7},
+    },
     "null_prediction_unicode": {
-        "event_id": "e-8", "ts": "2026-01-02T03:04:05Z", "model": "geo",
-        "request_id": "réq-ü-1", "prediction": None, "latency_ms": 0.0000025,
-        "features": {"city": "Zürich", "emoji": "🙂"}, "code_version": "v1.2.3"},
+        "event_id": "e-8",
+        "ts": "2026-01-02T03:04:05Z",
+        "model": "geo",
+        "request_id": "réq-ü-1",
+        "prediction": None,
+        "latency_ms": 0.0000025,
+        "features": {"city": "Zürich", "emoji": "🙂"},
+        "code_version": "v1.2.3",
+    },
     "large_int_prediction": {
-        "event_id": "e-9", "ts": "2026-01-02T03:04:05Z", "model": "ids",
-        "prediction": 12345678901, "latency_ms": 0.0000035, "status": "ok"},
+        "event_id": "e-9",
+        "ts": "2026-01-02T03:04:05Z",
+        "model": "ids",
+        "prediction": 12345678901,
+        "latency_ms": 0.0000035,
+        "status": "ok",
+    },
     "empty_list_prediction": {
-        "event_id": "e-10", "ts": "2026-01-02T03:04:05Z", "model": "recsys", "prediction": [],
-        "latency_ms": 1},
+        "event_id": "e-10",
+        "ts": "2026-01-02T03:04:05Z",
+        "model": "recsys",
+        "prediction": [],
+        "latency_ms": 1,
+    },
 }
 
 FEEDBACK_RECORDS: dict[str, dict[str, Any]] = {
-    "int_label": {"feedback_id": "f-1", "model": "iris", "request_id": "r-1", "label": 1,
-                  "ts": "2026-01-03T00:00:00Z"},
+    "int_label": {
+        "feedback_id": "f-1",
+        "model": "iris",
+        "request_id": "r-1",
+        "label": 1,
+        "ts": "2026-01-03T00:00:00Z",
+    },
     "string_label_no_ts_no_id": {"model": "iris", "request_id": "r-2", "label": "cat"},
-    "null_label": {"feedback_id": "f-3", "model": "iris", "request_id": "r-3", "label": None,
-                   "ts": "2026-01-03T00:00:00.5-05:00"},
-    "nested_label": {"feedback_id": "f-4", "model": "iris", "request_id": "r-4",
-                     "label": {"a": [1, 2], "b": None}, "ts": "2026-01-03T00:00:00Z"},
-    "bool_label": {"feedback_id": "f-5", "model": "spam", "request_id": "r-5", "label": False,
-                   "ts": "2026-01-03T00:00:00Z"},
-    "float_label": {"feedback_id": "f-6", "model": "reg", "request_id": "r-6", "label": 0.5,
-                    "ts": "2026-01-03T00:00:00Z"},
+    "null_label": {
+        "feedback_id": "f-3",
+        "model": "iris",
+        "request_id": "r-3",
+        "label": None,
+        "ts": "2026-01-03T00:00:00.5-05:00",
+    },
+    "nested_label": {
+        "feedback_id": "f-4",
+        "model": "iris",
+        "request_id": "r-4",
+        "label": {"a": [1, 2], "b": None},
+        "ts": "2026-01-03T00:00:00Z",
+    },
+    "bool_label": {
+        "feedback_id": "f-5",
+        "model": "spam",
+        "request_id": "r-5",
+        "label": False,
+        "ts": "2026-01-03T00:00:00Z",
+    },
+    "float_label": {
+        "feedback_id": "f-6",
+        "model": "reg",
+        "request_id": "r-6",
+        "label": 0.5,
+        "ts": "2026-01-03T00:00:00Z",
+    },
 }
 
 REGISTRATIONS: dict[str, dict[str, Any]] = {
-    "everything": {"model": "iris", "version": "3", "code_version": "9f2c1e0", "run_id": "r-7",
-                   "task": "classification", "params": {"C": 1, "kernel": "rbf", "cv": [3, 5],
-                                                        "grid": {"a": None, "b": True}}},
+    "everything": {
+        "model": "iris",
+        "version": "3",
+        "code_version": "9f2c1e0",
+        "run_id": "r-7",
+        "task": "classification",
+        "params": {"C": 1, "kernel": "rbf", "cv": [3, 5], "grid": {"a": None, "b": True}},
+    },
     "minimal": {"model": "churn"},
     "empty_params": {"model": "churn", "version": "2", "params": {}, "task": "regression"},
 }
 
 DROP_REPORTS: dict[str, dict[str, Any]] = {
-    "with_report_id": {"model": "iris", "version": "3", "reason": "queue_full", "count": 12,
-                       "report_id": "rep-1"},
+    "with_report_id": {
+        "model": "iris",
+        "version": "3",
+        "reason": "queue_full",
+        "count": 12,
+        "report_id": "rep-1",
+    },
     "no_version_no_id": {"model": "iris", "reason": "send_failed", "count": 0},
 }
 
@@ -206,8 +297,9 @@ INVALID_FEEDBACK: dict[str, dict[str, Any]] = {
 
 
 def origin() -> Origin:
-    return Origin(host=socket.gethostname(), pod=POD["POD_NAME"],
-                  namespace=POD["POD_NAMESPACE"], node=None)
+    return Origin(
+        host=socket.gethostname(), pod=POD["POD_NAME"], namespace=POD["POD_NAMESPACE"], node=None
+    )
 
 
 def expected_event(record: dict[str, Any]) -> dict[str, Any]:
@@ -286,19 +378,22 @@ class FluentBitLua:
         self.lua = self.luajit.LuaRuntime(unpack_returned_tuples=True)
         self.lua.execute(script.read_text(encoding="utf-8"))  # the script loads first, ...
         if enable_flb_null:  # ... then Fluent Bit sets the global (a NULL light userdata)
-            self.lua.execute("flb_null = setmetatable({}, {__tostring = function() "
-                             "return 'flb_null' end})")
+            self.lua.execute(
+                "flb_null = setmetatable({}, {__tostring = function() return 'flb_null' end})"
+            )
         self.null = "flb_null" if enable_flb_null else "nil"
         self.time_as_table = time_as_table
         self.function = self.lua.globals()[call]
         assert self.function is not None, f"{script} defines no function {call}"
-        self.is_null = self.lua.eval("function(v) return flb_null ~= nil and rawequal(v, flb_null) "
-                                     "end")
+        self.is_null = self.lua.eval(
+            "function(v) return flb_null ~= nil and rawequal(v, flb_null) end"
+        )
         self.describe = self.lua.eval(
             "function(t) local m = getmetatable(t); local n = 0; local max = 0; local ints = true;"
             " for k in pairs(t) do n = n + 1; if type(k) == 'number' and k > 0 and k % 1 == 0"
             " then if k > max then max = k end else ints = false end end;"
-            " return (type(m) == 'table' and m.type) or -1, n, (ints and max == n) and n or 0 end")
+            " return (type(m) == 'table' and m.type) or -1, n, (ints and max == n) and n or 0 end"
+        )
 
     # msgpack -> Lua (flb_lua_pushmsgpack)
     def literal(self, value: Any) -> str:
@@ -315,8 +410,14 @@ class FluentBitLua:
                 return "(1/0)" if value > 0 else "(-1/0)"
             return repr(value)
         if isinstance(value, str):
-            return '"' + "".join(chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else f"\\{b:03d}"
-                                 for b in value.encode("utf-8")) + '"'
+            return (
+                '"'
+                + "".join(
+                    chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else f"\\{b:03d}"
+                    for b in value.encode("utf-8")
+                )
+                + '"'
+            )
         if isinstance(value, list):
             return "setmetatable({" + ",".join(self.literal(v) for v in value) + "}, {type = 1})"
         if isinstance(value, dict):
@@ -339,8 +440,9 @@ class FluentBitLua:
         assert lua_type(v) is None, f"cannot serialize a Lua {lua_type(v)}"
         return v
 
-    def __call__(self, tag: str, time: tuple[int, int], record: dict[str, Any]
-                 ) -> tuple[int, tuple[int, int], dict[str, Any] | None]:
+    def __call__(
+        self, tag: str, time: tuple[int, int], record: dict[str, Any]
+    ) -> tuple[int, tuple[int, int], dict[str, Any] | None]:
         table = self.lua.execute("return " + self.literal(record))
         if self.time_as_table:
             stamp = self.lua.table_from({"sec": time[0], "nsec": time[1]})
@@ -412,12 +514,16 @@ class FluentBitPipeline:
         self.lua: dict[int, FluentBitLua] = {}
         for i, f in enumerate(self.filters):
             if f["name"] == "lua":
-                self.lua[i] = FluentBitLua(FLUENT_BIT / f["script"], call=f["call"],
-                                           time_as_table=flag(f.get("time_as_table")),
-                                           enable_flb_null=flag(f.get("enable_flb_null")))
+                self.lua[i] = FluentBitLua(
+                    FLUENT_BIT / f["script"],
+                    call=f["call"],
+                    time_as_table=flag(f.get("time_as_table")),
+                    enable_flb_null=flag(f.get("enable_flb_null")),
+                )
 
-    def run(self, tag: str, record: dict[str, Any], time: tuple[int, int] = RECORD_TIME
-            ) -> list[dict[str, Any]]:
+    def run(
+        self, tag: str, record: dict[str, Any], time: tuple[int, int] = RECORD_TIME
+    ) -> list[dict[str, Any]]:
         """-> one entry per record that reaches the output stage: tag, outputs, bulk item."""
         queue = [(tag, time, record)]
         delivered = []
@@ -452,9 +558,14 @@ class FluentBitPipeline:
                 assert o["name"] == "es"
                 time_key = o.get("time_key", "@timestamp")
                 assert time_key not in rec, f"{time_key} twice: Elasticsearch refuses that"
-                items.append({"index": o["index"], "_id": record_accessor(o["id_key"], rec),
-                              "op": o["write_operation"],
-                              "source": {time_key: es_time(time, o), **rec}})
+                items.append(
+                    {
+                        "index": o["index"],
+                        "_id": record_accessor(o["id_key"], rec),
+                        "op": o["write_operation"],
+                        "source": {time_key: es_time(time, o), **rec},
+                    }
+                )
             delivered.append({"tag": tag, "time": time, "record": rec, "items": items})
         return delivered
 
@@ -473,13 +584,15 @@ def pipeline(kube_env: None) -> FluentBitPipeline:
 
 def only_item(delivered: list[dict[str, Any]]) -> dict[str, Any]:
     assert len(delivered) == 1, delivered
-    assert len(delivered[0]["items"]) == 1, f"{delivered[0]['tag']} reaches " \
-        f"{len(delivered[0]['items'])} outputs"
+    assert len(delivered[0]["items"]) == 1, (
+        f"{delivered[0]['tag']} reaches {len(delivered[0]['items'])} outputs"
+    )
     return delivered[0]["items"][0]
 
 
-def check_fluent_bit_document(item: dict[str, Any], want: dict[str, Any], stream: str,
-                              record: dict[str, Any], id_key: str) -> None:
+def check_fluent_bit_document(
+    item: dict[str, Any], want: dict[str, Any], stream: str, record: dict[str, Any], id_key: str
+) -> None:
     assert item["index"] == stream
     assert item["op"] == "create"
     source = dict(item["source"])
@@ -496,16 +609,18 @@ def check_fluent_bit_document(item: dict[str, Any], want: dict[str, Any], stream
 def test_fluent_bit_event_documents(pipeline: FluentBitPipeline, name: str) -> None:
     record = EVENTS[name]
     item = only_item(pipeline.run(f"mlwatch.{record['model']}", record))
-    check_fluent_bit_document(item, expected_event(record), stream_name(PREDICTIONS, "default"),
-                              record, "event_id")
+    check_fluent_bit_document(
+        item, expected_event(record), stream_name(PREDICTIONS, "default"), record, "event_id"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FEEDBACK_RECORDS))
 def test_fluent_bit_feedback_documents(pipeline: FluentBitPipeline, name: str) -> None:
     record = FEEDBACK_RECORDS[name]
     item = only_item(pipeline.run("mlwatch.feedback", record))
-    check_fluent_bit_document(item, expected_feedback(record), stream_name(FEEDBACK, "default"),
-                              record, "feedback_id")
+    check_fluent_bit_document(
+        item, expected_feedback(record), stream_name(FEEDBACK, "default"), record, "feedback_id"
+    )
 
 
 def test_fluent_bit_content_ids_are_stable(pipeline: FluentBitPipeline) -> None:
@@ -516,8 +631,13 @@ def test_fluent_bit_content_ids_are_stable(pipeline: FluentBitPipeline) -> None:
     assert first == again != other
 
 
-def _dead_letter_checks(delivered: list[dict[str, Any]], tag: str, record: dict[str, Any],
-                        field: str | None, dataset: str = PREDICTIONS) -> dict[str, Any]:
+def _dead_letter_checks(
+    delivered: list[dict[str, Any]],
+    tag: str,
+    record: dict[str, Any],
+    field: str | None,
+    dataset: str = PREDICTIONS,
+) -> dict[str, Any]:
     assert len(delivered) == 1 and delivered[0]["tag"] == "mlwatch_deadletter", delivered
     item = only_item(delivered)
     assert item["index"] == stream_name(DEAD_LETTER, "default")
@@ -535,8 +655,9 @@ def _dead_letter_checks(delivered: list[dict[str, Any]], tag: str, record: dict[
 
 
 @pytest.mark.parametrize("name", sorted(INVALID_EVENTS))
-def test_fluent_bit_dead_letters_what_the_sidecar_refuses(pipeline: FluentBitPipeline,
-                                                          name: str) -> None:
+def test_fluent_bit_dead_letters_what_the_sidecar_refuses(
+    pipeline: FluentBitPipeline, name: str
+) -> None:
     record = INVALID_EVENTS[name]
     field = python_field(validate_event, record)
     doc = _dead_letter_checks(pipeline.run("mlwatch.iris", record), "mlwatch.iris", record, field)
@@ -550,18 +671,19 @@ def test_fluent_bit_dead_letters_what_the_sidecar_refuses(pipeline: FluentBitPip
 def test_fluent_bit_dead_letters_bad_feedback(pipeline: FluentBitPipeline, name: str) -> None:
     record = INVALID_FEEDBACK[name]
     field = python_field(validate_feedback, record)
-    _dead_letter_checks(pipeline.run("mlwatch.feedback", record), "mlwatch.feedback", record,
-                        field, FEEDBACK)
+    _dead_letter_checks(
+        pipeline.run("mlwatch.feedback", record), "mlwatch.feedback", record, field, FEEDBACK
+    )
 
 
 @pytest.mark.parametrize("name", sorted(INVALID_REGISTRATIONS))
-def test_fluent_bit_dead_letters_bad_registrations(pipeline: FluentBitPipeline,
-                                                   name: str) -> None:
+def test_fluent_bit_dead_letters_bad_registrations(pipeline: FluentBitPipeline, name: str) -> None:
     record = INVALID_REGISTRATIONS[name]
     with pytest.raises(ValidationError) as info:
         validate_registration(record)
-    _dead_letter_checks(pipeline.run("mlwatch.models", record), "mlwatch.models", record,
-                        info.value.field, MODELS)
+    _dead_letter_checks(
+        pipeline.run("mlwatch.models", record), "mlwatch.models", record, info.value.field, MODELS
+    )
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRATIONS))
@@ -569,14 +691,17 @@ def test_fluent_bit_registration_documents(pipeline: FluentBitPipeline, name: st
     record = REGISTRATIONS[name]
     item = only_item(pipeline.run("mlwatch.models", record))
     assert item["index"] == stream_name(MODELS, "default")
-    want = registration_document(validate_registration(record), origin(),
-                                 format_ts(RECORD_TIME[0] * 10**9 + RECORD_TIME[1]))
+    want = registration_document(
+        validate_registration(record), origin(), format_ts(RECORD_TIME[0] * 10**9 + RECORD_TIME[1])
+    )
     source = dict(item["source"])
     want.pop("@timestamp")  # the time of receipt: the record time, to the nanosecond
     assert source.pop("@timestamp") == es_time(RECORD_TIME, {"time_key_nanos": True})
     # the id is a 40-hex-digit content hash, as registration_id, but FNV, not SHA-256
-    assert re.fullmatch(r"[0-9a-f]{40}", source["event"]["id"]) and item["_id"] == \
-        source["event"]["id"]
+    assert (
+        re.fullmatch(r"[0-9a-f]{40}", source["event"]["id"])
+        and item["_id"] == source["event"]["id"]
+    )
     want["event"]["id"] = source["event"]["id"]
     assert_same(source, want)
     again = only_item(pipeline.run("mlwatch.models", record, (RECORD_TIME[0] + 60, 0)))
@@ -597,8 +722,12 @@ def test_fluent_bit_drop_reports(pipeline: FluentBitPipeline, name: str) -> None
     assert doc["event"]["dataset"] == DROPS and doc["event"]["kind"] == "metric"
     version = record.get("version", "unknown")
     assert doc["service"] == {"name": record["model"], "version": version}
-    want = {"model": record["model"], "version": version, "reason": record["reason"],
-            "dropped": record["count"]}
+    want = {
+        "model": record["model"],
+        "version": version,
+        "reason": record["reason"],
+        "dropped": record["count"],
+    }
     if "report_id" in record:
         want["report_id"] = record["report_id"]
     assert_same(doc["mlwatch"], want)
@@ -612,30 +741,53 @@ def test_fluent_bit_drop_reports(pipeline: FluentBitPipeline, name: str) -> None
 
 def test_fluent_bit_integer_valued_float_prediction(pipeline: FluentBitPipeline) -> None:
     """The one documented difference of the Lua path: Lua cannot tell 2.0 from 2."""
-    record = {"event_id": "e", "ts": "2026-01-02T03:04:05Z", "model": "reg",
-              "prediction": 2.0, "latency_ms": 1.0}
+    record = {
+        "event_id": "e",
+        "ts": "2026-01-02T03:04:05Z",
+        "model": "reg",
+        "prediction": 2.0,
+        "latency_ms": 1.0,
+    }
     ml = only_item(pipeline.run("mlwatch.reg", record))["source"]["mlwatch"]
     assert expected_event(record)["mlwatch"].get("prediction_class") is None
     assert ml["prediction_value"] == 2 and ml["prediction_class"] == "2"
 
 
-@pytest.mark.parametrize(("tag", "stream"), [
-    ("mlwatch.iris", PREDICTIONS), ("mlwatch.churn-v2", PREDICTIONS),
-    ("mlwatch.team.model.v2", PREDICTIONS), ("mlwatch.feedbackish", PREDICTIONS),
-    ("mlwatch.events.feedback", PREDICTIONS), ("mlwatch.events.models", PREDICTIONS),
-    ("mlwatch.feedback", FEEDBACK), ("mlwatch.models", MODELS), ("mlwatch.drops", DROPS),
-])
-def test_fluent_bit_every_tag_reaches_one_output(pipeline: FluentBitPipeline, tag: str,
-                                                 stream: str) -> None:
-    record = {FEEDBACK: FEEDBACK_RECORDS["int_label"], MODELS: REGISTRATIONS["minimal"],
-              DROPS: DROP_REPORTS["with_report_id"]}.get(stream, {**_OK, "event_id": "x"})
+@pytest.mark.parametrize(
+    ("tag", "stream"),
+    [
+        ("mlwatch.iris", PREDICTIONS),
+        ("mlwatch.churn-v2", PREDICTIONS),
+        ("mlwatch.team.model.v2", PREDICTIONS),
+        ("mlwatch.feedbackish", PREDICTIONS),
+        ("mlwatch.events.feedback", PREDICTIONS),
+        ("mlwatch.events.models", PREDICTIONS),
+        ("mlwatch.feedback", FEEDBACK),
+        ("mlwatch.models", MODELS),
+        ("mlwatch.drops", DROPS),
+    ],
+)
+def test_fluent_bit_every_tag_reaches_one_output(
+    pipeline: FluentBitPipeline, tag: str, stream: str
+) -> None:
+    record = {
+        FEEDBACK: FEEDBACK_RECORDS["int_label"],
+        MODELS: REGISTRATIONS["minimal"],
+        DROPS: DROP_REPORTS["with_report_id"],
+    }.get(stream, {**_OK, "event_id": "x"})
     assert only_item(pipeline.run(tag, record))["index"] == stream_name(stream, "default")
 
 
 def test_fluent_bit_leaves_other_tags_alone(pipeline: FluentBitPipeline) -> None:
     delivered = pipeline.run("kube.var.log.containers.app", {"log": "hello"})
-    assert delivered == [{"tag": "kube.var.log.containers.app", "time": RECORD_TIME,
-                          "record": {"log": "hello"}, "items": []}]
+    assert delivered == [
+        {
+            "tag": "kube.var.log.containers.app",
+            "time": RECORD_TIME,
+            "record": {"log": "hello"},
+            "items": [],
+        }
+    ]
 
 
 def test_fluent_bit_outputs_are_durable_and_idempotent() -> None:
@@ -662,8 +814,9 @@ def test_fluent_bit_outputs_are_durable_and_idempotent() -> None:
         assert not flag(out.get("logstash_format", False))
         assert "generate_id" not in out
         indexes.add(out["index"])
-    assert indexes == {stream_name(d, "default")
-                       for d in (PREDICTIONS, FEEDBACK, MODELS, DROPS, DEAD_LETTER)}
+    assert indexes == {
+        stream_name(d, "default") for d in (PREDICTIONS, FEEDBACK, MODELS, DROPS, DEAD_LETTER)
+    }
 
 
 def test_fluent_bit_alternative_route_to_the_sidecar() -> None:
@@ -790,12 +943,23 @@ def ruby(tmp_path_factory: pytest.TempPathFactory) -> Any:
     (stub_dir / "fluent" / "plugin" / "filter.rb").write_text(FLUENTD_STUB)
     (stub_dir / "driver.rb").write_text(FLUENTD_DRIVER)
 
-    def run(cases: list[dict[str, Any]], env: dict[str, str] | None = None
-            ) -> list[dict[str, Any]]:
+    def run(cases: list[dict[str, Any]], env: dict[str, str] | None = None) -> list[dict[str, Any]]:
         proc = subprocess.run(
-            [binary, "-I", str(stub_dir), "-I", str(FLUENTD / "plugin"), str(stub_dir / "driver.rb")],
-            input="".join(json.dumps(c) + "\n" for c in cases), capture_output=True, text=True,
-            env={**os.environ, **(env or {})}, timeout=120, check=False)
+            [
+                binary,
+                "-I",
+                str(stub_dir),
+                "-I",
+                str(FLUENTD / "plugin"),
+                str(stub_dir / "driver.rb"),
+            ],
+            input="".join(json.dumps(c) + "\n" for c in cases),
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -812,8 +976,10 @@ def _kube() -> dict[str, str]:
 
 def test_fluentd_event_and_feedback_documents(ruby: Any) -> None:
     cases = [(f"mlwatch.{r['model']}", r, expected_event(r), "event_id") for r in EVENTS.values()]
-    cases += [("mlwatch.feedback", r, expected_feedback(r), "feedback_id")
-              for r in FEEDBACK_RECORDS.values()]
+    cases += [
+        ("mlwatch.feedback", r, expected_feedback(r), "feedback_id")
+        for r in FEEDBACK_RECORDS.values()
+    ]
     results = ruby([_fluentd_case(tag, record) for tag, record, _, _ in cases], env=_kube())
     for (tag, record, want, id_key), result in zip(cases, results, strict=True):
         assert result["errors"] == [] and result["dead"] == [], (tag, record, result)
@@ -829,15 +995,20 @@ def test_fluentd_event_and_feedback_documents(ruby: Any) -> None:
 
 def test_fluentd_refuses_what_the_sidecar_refuses(ruby: Any) -> None:
     cases = [("mlwatch.iris", r, python_field(validate_event, r)) for r in INVALID_EVENTS.values()]
-    cases += [("mlwatch.feedback", r, python_field(validate_feedback, r))
-              for r in INVALID_FEEDBACK.values()]
-    cases += [("mlwatch.models", r, python_field(validate_registration, r))
-              for r in INVALID_REGISTRATIONS.values()]
+    cases += [
+        ("mlwatch.feedback", r, python_field(validate_feedback, r))
+        for r in INVALID_FEEDBACK.values()
+    ]
+    cases += [
+        ("mlwatch.models", r, python_field(validate_registration, r))
+        for r in INVALID_REGISTRATIONS.values()
+    ]
     results = ruby([_fluentd_case(tag, record) for tag, record, _ in cases], env=_kube())
     for (tag, record, field), result in zip(cases, results, strict=True):
         assert result["out"] == [], (tag, record)
-        assert result["errors"] == [{"tag": tag, "error": "Mlwatch::Documents::Invalid",
-                                     "field": field}], (record, result["errors"])
+        assert result["errors"] == [
+            {"tag": tag, "error": "Mlwatch::Documents::Invalid", "field": field}
+        ], (record, result["errors"])
         (dead,) = result["dead"]
         doc = dead["record"]
         assert doc["event"]["dataset"] == DEAD_LETTER and doc["event"]["kind"] == "pipeline_error"
@@ -863,11 +1034,17 @@ def _scalars(value: Any) -> list[Any]:
 def test_fluentd_error_label_wraps_what_elasticsearch_refused(ruby: Any) -> None:
     doc = expected_event(EVENTS["ok_everything"])  # what a 400 sends to @ERROR
     record = EVENTS["ok_everything"]  # valid, failed elsewhere (e.g. a buffer overflow)
-    refused, other = ruby([{**_fluentd_case("mlwatch.iris", doc), "mode": "deadletter"},
-                           {**_fluentd_case("mlwatch.iris", record), "mode": "deadletter"}],
-                          env=_kube())
-    for result, original, error, status in ((refused, doc, "ElasticsearchError", 400),
-                                            (other, record, "ProcessingError", None)):
+    refused, other = ruby(
+        [
+            {**_fluentd_case("mlwatch.iris", doc), "mode": "deadletter"},
+            {**_fluentd_case("mlwatch.iris", record), "mode": "deadletter"},
+        ],
+        env=_kube(),
+    )
+    for result, original, error, status in (
+        (refused, doc, "ElasticsearchError", 400),
+        (other, record, "ProcessingError", None),
+    ):
         (dead,) = result["out"]
         assert dead["record"]["error"]["type"] == error
         assert dead["record"]["event"]["dataset"] == DEAD_LETTER
@@ -879,16 +1056,19 @@ def test_fluentd_error_label_wraps_what_elasticsearch_refused(ruby: Any) -> None
 def test_fluentd_registrations_and_drop_reports(ruby: Any) -> None:
     regs = list(REGISTRATIONS.values())
     drops = list(DROP_REPORTS.values())
-    results = ruby([_fluentd_case("mlwatch.models", r) for r in regs]
-                   + [_fluentd_case("mlwatch.drops", r) for r in drops], env=_kube())
+    results = ruby(
+        [_fluentd_case("mlwatch.models", r) for r in regs]
+        + [_fluentd_case("mlwatch.drops", r) for r in drops],
+        env=_kube(),
+    )
     received = format_ts(RECORD_TIME[0] * 10**9 + RECORD_TIME[1])
-    for record, result in zip(regs, results[:len(regs)], strict=True):
+    for record, result in zip(regs, results[: len(regs)], strict=True):
         (event,) = result["out"]
         reg = validate_registration(record)
         want = registration_document(reg, origin(), received)
         assert_same(event["record"], want)  # the id too: SHA-256 of the same JSON
         assert event["record"]["event"]["id"] == registration_id(reg)
-    for record, result in zip(drops, results[len(regs):], strict=True):
+    for record, result in zip(drops, results[len(regs) :], strict=True):
         (event,) = result["out"]
         doc = event["record"]
         assert doc["event"]["dataset"] == DROPS and doc["event"]["kind"] == "metric"
@@ -909,13 +1089,13 @@ def parse_fluentd_config(text: str) -> list[dict[str, Any]]:
         if not line or line.startswith("#"):
             continue
         if m := re.fullmatch(r"<(@?\w+)(?:\s+([^>]+))?>", line):
-            node = {"name": m.group(1), "arg": m.group(2), "params": {}, "children": [],
-                    "line": n}
+            node = {"name": m.group(1), "arg": m.group(2), "params": {}, "children": [], "line": n}
             stack[-1]["children"].append(node)
             stack.append(node)
         elif m := re.fullmatch(r"</(@?\w+)>", line):
-            assert stack[-1]["name"] == m.group(1), f"line {n}: </{m.group(1)}> closes " \
-                f"<{stack[-1]['name']}>"
+            assert stack[-1]["name"] == m.group(1), (
+                f"line {n}: </{m.group(1)}> closes <{stack[-1]['name']}>"
+            )
             stack.pop()
         else:
             key, _, value = line.partition(" ")
@@ -927,6 +1107,7 @@ def parse_fluentd_config(text: str) -> list[dict[str, Any]]:
 
 def fluentd_matches(pattern: str, tag: str) -> bool:
     """Fluentd's match patterns: * one tag part, ** zero or more, {a,b}, space = or."""
+
     def regex(p: str) -> str:
         out, i = "", 0
         while i < len(p):
@@ -941,7 +1122,7 @@ def fluentd_matches(pattern: str, tag: str) -> bool:
                 i += 1
             elif p[i] == "{":
                 j = p.index("}", i)
-                out += "(?:" + "|".join(regex(a) for a in p[i + 1:j].split(",")) + ")"
+                out += "(?:" + "|".join(regex(a) for a in p[i + 1 : j].split(",")) + ")"
                 i = j + 1
             else:
                 out += re.escape(p[i])
@@ -953,8 +1134,11 @@ def fluentd_matches(pattern: str, tag: str) -> bool:
 
 def fluentd_route(directives: list[dict[str, Any]], tag: str) -> tuple[list[str], dict[str, Any]]:
     """(@type of the filters a record passes, the <match> that takes it) in one label."""
-    filters = [d["params"]["@type"] for d in directives
-               if d["name"] == "filter" and fluentd_matches(d["arg"], tag)]
+    filters = [
+        d["params"]["@type"]
+        for d in directives
+        if d["name"] == "filter" and fluentd_matches(d["arg"], tag)
+    ]
     match = next(d for d in directives if d["name"] == "match" and fluentd_matches(d["arg"], tag))
     return filters, match
 
@@ -978,11 +1162,18 @@ def _check_es_output(match: dict[str, Any], stream: str) -> str:
     return b["path"]
 
 
-@pytest.mark.parametrize(("tag", "stream"), [
-    ("mlwatch.iris", PREDICTIONS), ("mlwatch.churn-v2", PREDICTIONS),
-    ("mlwatch.team.model.v2", PREDICTIONS), ("mlwatch.events.feedback", PREDICTIONS),
-    ("mlwatch.feedback", FEEDBACK), ("mlwatch.models", MODELS), ("mlwatch.drops", DROPS),
-])
+@pytest.mark.parametrize(
+    ("tag", "stream"),
+    [
+        ("mlwatch.iris", PREDICTIONS),
+        ("mlwatch.churn-v2", PREDICTIONS),
+        ("mlwatch.team.model.v2", PREDICTIONS),
+        ("mlwatch.events.feedback", PREDICTIONS),
+        ("mlwatch.feedback", FEEDBACK),
+        ("mlwatch.models", MODELS),
+        ("mlwatch.drops", DROPS),
+    ],
+)
 def test_fluentd_routes_every_tag_to_one_stream(tag: str, stream: str) -> None:
     top = fluentd_config()
     filters, match = fluentd_route(top, tag)
@@ -1002,12 +1193,18 @@ def test_fluentd_outputs_are_durable_and_idempotent() -> None:
     assert source["params"]["@type"] == "forward"
     assert "ENV.fetch('MLWATCH_FLUENTD_PORT', '24224')" in source["params"]["port"]
     matches = [d for d in top if d["name"] == "match"]
-    matches += [d for label in top if label["name"] == "label" for d in label["children"]
-                if d["name"] == "match"]
+    matches += [
+        d
+        for label in top
+        if label["name"] == "label"
+        for d in label["children"]
+        if d["name"] == "match"
+    ]
     paths = [_check_es_output(m, m["params"]["index_name"]) for m in matches]
     assert len(paths) == len(set(paths)) == 5, "each output needs its own buffer directory"
     assert {m["params"]["index_name"] for m in matches} == {
-        stream_name(d, "default") for d in (PREDICTIONS, FEEDBACK, MODELS, DROPS, DEAD_LETTER)}
+        stream_name(d, "default") for d in (PREDICTIONS, FEEDBACK, MODELS, DROPS, DEAD_LETTER)
+    }
     # the id_key reaches the document's event.id
     doc = expected_event(EVENTS["ok_everything"])
     path = matches[0]["params"]["id_key"].removeprefix("$.").split(".")
@@ -1029,5 +1226,7 @@ def test_fluentd_config_parser_catches_mistakes() -> None:
     with pytest.raises(AssertionError):
         parse_fluentd_config("<match a>\n  @type null\n")
     assert fluentd_matches("mlwatch.**", "mlwatch")
-    assert fluentd_matches("mlwatch.*", "mlwatch.a") and not fluentd_matches("mlwatch.*", "mlwatch.a.b")
+    assert fluentd_matches("mlwatch.*", "mlwatch.a") and not fluentd_matches(
+        "mlwatch.*", "mlwatch.a.b"
+    )
     assert fluentd_matches("a.{b,c}", "a.c") and not fluentd_matches("a.{b,c}", "a.d")

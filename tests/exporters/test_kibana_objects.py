@@ -41,8 +41,16 @@ NDJSON = REPO / "exporters" / "kibana" / "mlwatch.ndjson"
 TYPES = {"index-pattern", "search", "lens", "visualization", "dashboard"}
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 GRID_COLUMNS = 48  # Kibana's dashboard grid is 48 columns wide
-NUMERIC_OPERATIONS = {"percentile", "median", "average", "sum", "min", "max",
-                      "standard_deviation", "percentile_rank"}
+NUMERIC_OPERATIONS = {
+    "percentile",
+    "median",
+    "average",
+    "sum",
+    "min",
+    "max",
+    "standard_deviation",
+    "percentile_rank",
+}
 # Documented as "kept as sent, not indexed": never aggregatable, never a sort key.
 NOT_INDEXED = {"mlwatch.prediction", "mlwatch.label"}
 FEATURE_PREFIX = "mlwatch.features."  # names vary per model: any mlwatch.features.<name>
@@ -69,16 +77,31 @@ def _layout() -> dict[str, dict[str, str]]:
     """Field -> kind ("number", "string", "date", "other") per data-view title, from
     documents built by mlwatch itself with every optional field set."""
     origin = Origin(host="h", pod="p", namespace="ns", node="n")
-    event = validate_event({
-        "event_id": "0190c1de-0000-7000-8000-000000000001", "ts": "2026-01-02T03:04:05.000006Z",
-        "model": "iris", "version": "3", "request_id": "r-1", "status": "error",
-        "error": "ValueError", "latency_ms": 2.5, "features": {"x": 1.5, "c": "a"},
-        "prediction": 1, "code_version": "abc", "run_id": "run", "batch_size": 4,
-        "labels": {"trace_id": "t-1", "region": "eu"}})
-    feedback = validate_feedback({"model": "iris", "request_id": "r-1", "label": 1,
-                                  "ts": "2026-01-02T03:04:05Z"})
-    docs = {stream_name(PREDICTIONS, "*"): event_document(event_row(event), origin),
-            stream_name(FEEDBACK, "*"): feedback_document(feedback_row(feedback), origin)}
+    event = validate_event(
+        {
+            "event_id": "0190c1de-0000-7000-8000-000000000001",
+            "ts": "2026-01-02T03:04:05.000006Z",
+            "model": "iris",
+            "version": "3",
+            "request_id": "r-1",
+            "status": "error",
+            "error": "ValueError",
+            "latency_ms": 2.5,
+            "features": {"x": 1.5, "c": "a"},
+            "prediction": 1,
+            "code_version": "abc",
+            "run_id": "run",
+            "batch_size": 4,
+            "labels": {"trace_id": "t-1", "region": "eu"},
+        }
+    )
+    feedback = validate_feedback(
+        {"model": "iris", "request_id": "r-1", "label": 1, "ts": "2026-01-02T03:04:05Z"}
+    )
+    docs = {
+        stream_name(PREDICTIONS, "*"): event_document(event_row(event), origin),
+        stream_name(FEEDBACK, "*"): feedback_document(feedback_row(feedback), origin),
+    }
     layout: dict[str, dict[str, str]] = {}
     for title, doc in docs.items():
         kinds = {}
@@ -103,8 +126,11 @@ def field_kind(title: str, field: str) -> str | None:
     kinds = LAYOUT.get(title, {})
     if field in kinds and not field.startswith(FEATURE_PREFIX):
         return kinds[field]
-    if title == stream_name(PREDICTIONS, "*") and field.startswith(FEATURE_PREFIX) \
-            and len(field) > len(FEATURE_PREFIX):
+    if (
+        title == stream_name(PREDICTIONS, "*")
+        and field.startswith(FEATURE_PREFIX)
+        and len(field) > len(FEATURE_PREFIX)
+    ):
         return "feature"  # double or keyword, by the index template
     return None
 
@@ -123,8 +149,11 @@ def load(path: Path = NDJSON) -> Objects:
         objects.append(obj)
     if "exportedCount" in objects[-1]:  # an export summary line is allowed, if it is right
         summary = objects.pop()
-        assert summary == {"exportedCount": len(objects), "missingRefCount": 0,
-                           "missingReferences": []}, summary
+        assert summary == {
+            "exportedCount": len(objects),
+            "missingRefCount": 0,
+            "missingReferences": [],
+        }, summary
     return objects
 
 
@@ -181,8 +210,10 @@ def check_references(objects: Objects) -> list[str]:
     for obj in objects:
         for ref in obj["references"]:
             if (ref["type"], ref["id"]) not in by_key:
-                problems.append(f"{obj['id']}: reference {ref['name']!r} -> "
-                                f"{ref['type']}/{ref['id']} is not in the file")
+                problems.append(
+                    f"{obj['id']}: reference {ref['name']!r} -> "
+                    f"{ref['type']}/{ref['id']} is not in the file"
+                )
     return problems
 
 
@@ -199,8 +230,11 @@ def check_data_views(objects: Objects) -> list[str]:
         for field in json.loads(attrs.get("fieldFormatMap", "{}")):
             if field_kind(attrs["title"], field) is None:
                 problems.append(f"{view['id']}: fieldFormatMap names unknown field {field!r}")
-    if not any(v["id"] == "mlwatch-predictions" and v["attributes"]["title"]
-               == stream_name(PREDICTIONS, "*") for v in views):
+    if not any(
+        v["id"] == "mlwatch-predictions"
+        and v["attributes"]["title"] == stream_name(PREDICTIONS, "*")
+        for v in views
+    ):
         problems.append("the predictions data view must have id mlwatch-predictions")
     return problems
 
@@ -209,8 +243,15 @@ def _kql_fields(query: str) -> list[str]:
     return KQL_FIELD.findall(query)
 
 
-def _check_field(problems: list[str], where: str, title: str, field: str, *,
-                 numeric: bool = False, sortable: bool = False) -> None:
+def _check_field(
+    problems: list[str],
+    where: str,
+    title: str,
+    field: str,
+    *,
+    numeric: bool = False,
+    sortable: bool = False,
+) -> None:
     kind = field_kind(title, field)
     if kind is None:
         problems.append(f"{where}: {field!r} is not a field of the documents in {title}")
@@ -253,8 +294,16 @@ def _lens_accessors(vis_type: str, vis: dict[str, Any]) -> dict[str, set[str]]:
     elif vis_type == "lnsDatatable":
         used[vis["layerId"]] = {c["columnId"] for c in vis["columns"]}
     elif vis_type == "lnsMetric":
-        used[vis["layerId"]] = {vis[k] for k in ("metricAccessor", "secondaryMetricAccessor",
-                                                 "maxAccessor", "breakdownByAccessor") if vis.get(k)}
+        used[vis["layerId"]] = {
+            vis[k]
+            for k in (
+                "metricAccessor",
+                "secondaryMetricAccessor",
+                "maxAccessor",
+                "breakdownByAccessor",
+            )
+            if vis.get(k)
+        }
     else:
         raise AssertionError(f"unchecked visualizationType {vis_type}")
     return used
@@ -266,15 +315,22 @@ def check_lens(objects: Objects) -> list[str]:
         attrs, where = obj["attributes"], obj["id"]
         state = attrs["state"]
         layers = state["datasourceStates"]["formBased"]["layers"]
-        layer_refs = {r["name"] for r in obj["references"]
-                      if r["name"].startswith("indexpattern-datasource-layer-")}
+        layer_refs = {
+            r["name"]
+            for r in obj["references"]
+            if r["name"].startswith("indexpattern-datasource-layer-")
+        }
         if layer_refs != {f"indexpattern-datasource-layer-{lid}" for lid in layers}:
-            problems.append(f"{where}: layer references {sorted(layer_refs)} do not match "
-                            f"the layers {sorted(layers)}")
+            problems.append(
+                f"{where}: layer references {sorted(layer_refs)} do not match "
+                f"the layers {sorted(layers)}"
+            )
         used = _lens_accessors(attrs["visualizationType"], state["visualization"])
         if set(used) != set(layers):
-            problems.append(f"{where}: visualization layers {sorted(used)} != datasource "
-                            f"layers {sorted(layers)}")
+            problems.append(
+                f"{where}: visualization layers {sorted(used)} != datasource "
+                f"layers {sorted(layers)}"
+            )
         for field in _kql_fields(state["query"]["query"]):
             problems.extend(_query_field_problems(objects, obj, layers, field))
         for lid, layer in layers.items():
@@ -287,15 +343,17 @@ def check_lens(objects: Objects) -> list[str]:
             if sorted(layer["columnOrder"]) != sorted(columns):
                 problems.append(f"{where}: columnOrder of {lid} does not list its columns")
             for missing in used.get(lid, set()) - set(columns):
-                problems.append(f"{where}: the visualization uses column {missing!r}, "
-                                f"which layer {lid} lacks")
+                problems.append(
+                    f"{where}: the visualization uses column {missing!r}, which layer {lid} lacks"
+                )
             for cid, col in columns.items():
                 _check_column(problems, f"{where} column {cid}", title, col, columns)
     return problems
 
 
-def _check_column(problems: list[str], at: str, title: str, col: dict[str, Any],
-                  columns: dict[str, Any]) -> None:
+def _check_column(
+    problems: list[str], at: str, title: str, col: dict[str, Any], columns: dict[str, Any]
+) -> None:
     """One Lens column: its field exists in the data view with the right type."""
     op, field = col["operationType"], col.get("sourceField")
     if op == "count":
@@ -305,8 +363,9 @@ def _check_column(problems: list[str], at: str, title: str, col: dict[str, Any],
         if field != "@timestamp":
             problems.append(f"{at}: date_histogram on {field!r}, not @timestamp")
     else:
-        _check_field(problems, at, title, field or "", numeric=op in NUMERIC_OPERATIONS,
-                     sortable=True)
+        _check_field(
+            problems, at, title, field or "", numeric=op in NUMERIC_OPERATIONS, sortable=True
+        )
     order = col.get("params", {}).get("orderBy", {})
     if order.get("type") == "column" and order.get("columnId") not in columns:
         problems.append(f"{at}: orders by a missing column")
@@ -315,8 +374,9 @@ def _check_column(problems: list[str], at: str, title: str, col: dict[str, Any],
             _check_field(problems, f"{at} filter", title, kql_field)
 
 
-def _query_field_problems(objects: Objects, obj: dict[str, Any], layers: dict[str, Any],
-                          field: str) -> list[str]:
+def _query_field_problems(
+    objects: Objects, obj: dict[str, Any], layers: dict[str, Any], field: str
+) -> list[str]:
     problems: list[str] = []
     for lid in layers:
         view = resolve(objects, obj, f"indexpattern-datasource-layer-{lid}", "index-pattern")
@@ -326,8 +386,12 @@ def _query_field_problems(objects: Objects, obj: dict[str, Any], layers: dict[st
 
 
 def _overlap(a: dict[str, int], b: dict[str, int]) -> bool:
-    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
-            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
 
 
 def check_dashboards(objects: Objects) -> list[str]:
@@ -347,29 +411,44 @@ def check_dashboards(objects: Objects) -> list[str]:
             idx, grid = panel["panelIndex"], panel["gridData"]
             if grid.get("i") != idx:
                 problems.append(f"{where}: panel {idx}: gridData.i must equal panelIndex")
-            if grid["x"] < 0 or grid["y"] < 0 or grid["w"] < 1 or grid["h"] < 1 \
-                    or grid["x"] + grid["w"] > GRID_COLUMNS:
+            if (
+                grid["x"] < 0
+                or grid["y"] < 0
+                or grid["w"] < 1
+                or grid["h"] < 1
+                or grid["x"] + grid["w"] > GRID_COLUMNS
+            ):
                 problems.append(f"{where}: panel {idx} lies outside the {GRID_COLUMNS}-column grid")
             ref_name = f"{idx}:{panel.get('panelRefName')}"
             if panel.get("panelRefName") != f"panel_{idx}":
                 problems.append(f"{where}: panel {idx}: panelRefName must be panel_{idx}")
             wanted.add(ref_name)
             if resolve(objects, obj, ref_name, panel.get("type", "")) is None:
-                problems.append(f"{where}: panel {idx} ({panel.get('type')}) does not resolve "
-                                f"through reference {ref_name!r}")
+                problems.append(
+                    f"{where}: panel {idx} ({panel.get('type')}) does not resolve "
+                    f"through reference {ref_name!r}"
+                )
         for a in range(len(panels)):
             for b in range(a + 1, len(panels)):
                 if _overlap(panels[a]["gridData"], panels[b]["gridData"]):
-                    problems.append(f"{where}: panels {panels[a]['panelIndex']} and "
-                                    f"{panels[b]['panelIndex']} overlap")
+                    problems.append(
+                        f"{where}: panels {panels[a]['panelIndex']} and "
+                        f"{panels[b]['panelIndex']} overlap"
+                    )
         extra = {r["name"] for r in obj["references"]} - wanted
         if extra:
             problems.append(f"{where}: references no panel uses: {sorted(extra)}")
     return problems
 
 
-CHECKS = [check_objects, check_references, check_data_views, check_searches, check_lens,
-          check_dashboards]
+CHECKS = [
+    check_objects,
+    check_references,
+    check_data_views,
+    check_searches,
+    check_lens,
+    check_dashboards,
+]
 
 
 def problems_of(objects: Objects) -> list[str]:
@@ -399,8 +478,13 @@ def test_the_objects_the_readme_promises(objects: Objects) -> None:
     assert ("index-pattern", "mlwatch-feedback") in kinds
     search = next(o for o in objects if o["type"] == "search")
     assert search["attributes"]["title"] == "mlwatch — failed predictions"
-    assert search["attributes"]["columns"] == ["service.name", "service.version", "error.type",
-                                               "mlwatch.latency_ms", "http.request.id"]
+    assert search["attributes"]["columns"] == [
+        "service.name",
+        "service.version",
+        "error.type",
+        "mlwatch.latency_ms",
+        "http.request.id",
+    ]
     assert search["attributes"]["sort"] == [["@timestamp", "desc"]]
     query = _json_attr(search, "kibanaSavedObjectMeta", "searchSourceJSON")["query"]
     assert query == {"query": 'event.outcome : "failure"', "language": "kuery"}
@@ -409,13 +493,20 @@ def test_the_objects_the_readme_promises(objects: Objects) -> None:
     assert search["id"] in on_it
     lens = {o["id"]: o for o in objects if o["type"] == "lens"}
     assert set(lens) <= on_it
-    fields = {(c["operationType"], c.get("sourceField"), c.get("params", {}).get("percentile"))
-              for o in lens.values()
-              for layer in o["attributes"]["state"]["datasourceStates"]["formBased"]
-              ["layers"].values() for c in layer["columns"].values()}
-    assert {("percentile", "mlwatch.latency_ms", 50), ("percentile", "mlwatch.latency_ms", 95),
-            ("terms", "event.outcome", None), ("terms", "error.type", None),
-            ("terms", "service.name", None), ("terms", "service.version", None)} <= fields
+    fields = {
+        (c["operationType"], c.get("sourceField"), c.get("params", {}).get("percentile"))
+        for o in lens.values()
+        for layer in o["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values()
+        for c in layer["columns"].values()
+    }
+    assert {
+        ("percentile", "mlwatch.latency_ms", 50),
+        ("percentile", "mlwatch.latency_ms", 95),
+        ("terms", "event.outcome", None),
+        ("terms", "error.type", None),
+        ("terms", "service.name", None),
+        ("terms", "service.version", None),
+    } <= fields
 
 
 def test_layout_is_derived_from_the_documents() -> None:
@@ -445,13 +536,19 @@ def _edit_json(obj: dict[str, Any], path: tuple[str, ...], edit: Any) -> None:
 
 
 def _break_panel_ref(o: Objects) -> None:
-    _edit_json(_find(o, "mlwatch-overview"), ("panelsJSON",),
-               lambda panels: panels[0].update(panelRefName="panel_nope"))
+    _edit_json(
+        _find(o, "mlwatch-overview"),
+        ("panelsJSON",),
+        lambda panels: panels[0].update(panelRefName="panel_nope"),
+    )
 
 
 def _overlap_panels(o: Objects) -> None:
-    _edit_json(_find(o, "mlwatch-overview"), ("panelsJSON",),
-               lambda panels: panels[1]["gridData"].update(x=6))
+    _edit_json(
+        _find(o, "mlwatch-overview"),
+        ("panelsJSON",),
+        lambda panels: panels[1]["gridData"].update(x=6),
+    )
 
 
 def _unknown_column(o: Objects) -> None:
@@ -464,8 +561,7 @@ def _percentile_on_keyword(o: Objects) -> None:
 
 
 def _sort_on_unindexed(o: Objects) -> None:
-    _find(o, "mlwatch-failed-predictions")["attributes"]["sort"] = [["mlwatch.prediction",
-                                                                     "desc"]]
+    _find(o, "mlwatch-failed-predictions")["attributes"]["sort"] = [["mlwatch.prediction", "desc"]]
 
 
 def _wrong_view_title(o: Objects) -> None:
@@ -473,9 +569,11 @@ def _wrong_view_title(o: Objects) -> None:
 
 
 def _dangling_index_ref(o: Objects) -> None:
-    _edit_json(_find(o, "mlwatch-failed-predictions"), ("kibanaSavedObjectMeta",
-                                                        "searchSourceJSON"),
-               lambda s: s.update(indexRefName="nope"))
+    _edit_json(
+        _find(o, "mlwatch-failed-predictions"),
+        ("kibanaSavedObjectMeta", "searchSourceJSON"),
+        lambda s: s.update(indexRefName="nope"),
+    )
 
 
 def _layer_without_ref(o: Objects) -> None:
@@ -488,14 +586,16 @@ def _missing_accessor(o: Objects) -> None:
 
 
 def _kql_typo(o: Objects) -> None:
-    _find(o, "mlwatch-top-error-types")["attributes"]["state"]["query"]["query"] = \
+    _find(o, "mlwatch-top-error-types")["attributes"]["state"]["query"]["query"] = (
         'event.outcom : "failure"'
+    )
 
 
 def _feature_on_feedback(o: Objects) -> None:
     layers = _find(o, "mlwatch-feedback-total")["attributes"]["state"]["datasourceStates"]
-    layers["formBased"]["layers"]["layer-labels"]["columns"]["col-labels"]["sourceField"] = \
+    layers["formBased"]["layers"]["layer-labels"]["columns"]["col-labels"]["sourceField"] = (
         "mlwatch.features.x"
+    )
 
 
 def _duplicate_id(o: Objects) -> None:
@@ -506,10 +606,21 @@ def _wrong_reference_type(o: Objects) -> None:
     _find(o, "mlwatch-overview")["references"][0]["type"] = "visualization"
 
 
-BREAKAGES = [_break_panel_ref, _overlap_panels, _unknown_column, _percentile_on_keyword,
-             _sort_on_unindexed, _wrong_view_title, _dangling_index_ref, _layer_without_ref,
-             _missing_accessor, _kql_typo, _feature_on_feedback, _duplicate_id,
-             _wrong_reference_type]
+BREAKAGES = [
+    _break_panel_ref,
+    _overlap_panels,
+    _unknown_column,
+    _percentile_on_keyword,
+    _sort_on_unindexed,
+    _wrong_view_title,
+    _dangling_index_ref,
+    _layer_without_ref,
+    _missing_accessor,
+    _kql_typo,
+    _feature_on_feedback,
+    _duplicate_id,
+    _wrong_reference_type,
+]
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=lambda b: b.__name__.strip("_"))

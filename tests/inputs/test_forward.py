@@ -57,16 +57,24 @@ class Recorder:
         self.validate = validate
         self._lock = threading.Lock()
 
-    def __call__(self, kind: bytes, items: list[Any], report_id: str | None = None,
-                 drops: list[tuple[str, str, str, int]] | None = None) -> int:
+    def __call__(
+        self,
+        kind: bytes,
+        items: list[Any],
+        report_id: str | None = None,
+        drops: list[tuple[str, str, str, int]] | None = None,
+    ) -> int:
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10)
         if self.fail is not None and (exc := self.fail(items)) is not None:
             raise exc
         if self.validate:
-            validators = {EVENTS: wire.validate_event, FEEDBACK: wire.validate_feedback,
-                          MODELS: wire.validate_registration}
+            validators = {
+                EVENTS: wire.validate_event,
+                FEEDBACK: wire.validate_feedback,
+                MODELS: wire.validate_registration,
+            }
             validate_all(items, validators[kind], 10_000)
         with self._lock:
             self.calls.append((kind, list(items), report_id, drops))
@@ -150,12 +158,14 @@ def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def forward(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., tuple[ForwardInput,
-                                                                                 Recorder]]]:
+def forward(
+    sidecar_config: Callable[..., Any],
+) -> Iterator[Callable[..., tuple[ForwardInput, Recorder]]]:
     started: list[ForwardInput] = []
 
-    def make(recorder: Recorder | None = None, *, config: dict[str, Any] | None = None,
-             **kwargs: Any) -> tuple[ForwardInput, Recorder]:
+    def make(
+        recorder: Recorder | None = None, *, config: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[ForwardInput, Recorder]:
         recorder = recorder or Recorder()
         cfg = sidecar_config(forward_port=0, **(config or {}))
         fwd = ForwardInput(cfg, recorder, registry=CollectorRegistry(), **kwargs)
@@ -178,10 +188,18 @@ def still_serving(fwd: ForwardInput, rec: Recorder) -> None:
 
 
 # -- carrier modes ------------------------------------------------------------------
-ENTRIES = [[T0, ev(0)], [et(T0, 123_456_789), ev(1)], [T0 + 0.5, ev(2)],
-           [[et(T0 + 1, 5_000), {"fluent-bit": "metadata"}], ev(3)]]
-EXPECTED_TS = ["2023-11-14T22:13:20.000000Z", "2023-11-14T22:13:20.123456Z",
-               "2023-11-14T22:13:20.500000Z", "2023-11-14T22:13:21.000005Z"]
+ENTRIES = [
+    [T0, ev(0)],
+    [et(T0, 123_456_789), ev(1)],
+    [T0 + 0.5, ev(2)],
+    [[et(T0 + 1, 5_000), {"fluent-bit": "metadata"}], ev(3)],
+]
+EXPECTED_TS = [
+    "2023-11-14T22:13:20.000000Z",
+    "2023-11-14T22:13:20.123456Z",
+    "2023-11-14T22:13:20.500000Z",
+    "2023-11-14T22:13:21.000005Z",
+]
 
 
 def _packed(entries: list[Any]) -> bytes:
@@ -190,8 +208,14 @@ def _packed(entries: list[Any]) -> bytes:
 
 def _fluentd_str32(tag: str, entries: bytes, option: dict[str, Any]) -> bytes:
     """What Fluentd's out_forward writes: the entries as a str32 holding raw msgpack."""
-    return (b"\x93" + msgpack.packb(tag) + b"\xdb" + struct.pack(">I", len(entries)) + entries
-            + msgpack.packb(option))
+    return (
+        b"\x93"
+        + msgpack.packb(tag)
+        + b"\xdb"
+        + struct.pack(">I", len(entries))
+        + entries
+        + msgpack.packb(option)
+    )
 
 
 def _gzip_members(data: bytes) -> bytes:
@@ -200,18 +224,27 @@ def _gzip_members(data: bytes) -> bytes:
 
 
 MODES: dict[str, Callable[[str, str], list[bytes]]] = {
-    "message": lambda tag, chunk: [msgpack.packb([tag, *e, {"chunk": f"{chunk}-{i}"}],
-                                                 use_bin_type=True)
-                                   for i, e in enumerate(ENTRIES)],
-    "forward": lambda tag, chunk: [msgpack.packb([tag, ENTRIES, {"chunk": chunk}],
-                                                 use_bin_type=True)],
-    "packed_bin": lambda tag, chunk: [msgpack.packb(
-        [tag, _packed(ENTRIES), {"chunk": chunk, "size": len(ENTRIES)}], use_bin_type=True)],
-    "packed_str32": lambda tag, chunk: [_fluentd_str32(tag, _packed(ENTRIES),
-                                                       {"chunk": chunk, "size": 4})],
-    "compressed": lambda tag, chunk: [msgpack.packb(
-        [tag, _gzip_members(_packed(ENTRIES)), {"chunk": chunk, "compressed": "gzip"}],
-        use_bin_type=True)],
+    "message": lambda tag, chunk: [
+        msgpack.packb([tag, *e, {"chunk": f"{chunk}-{i}"}], use_bin_type=True)
+        for i, e in enumerate(ENTRIES)
+    ],
+    "forward": lambda tag, chunk: [
+        msgpack.packb([tag, ENTRIES, {"chunk": chunk}], use_bin_type=True)
+    ],
+    "packed_bin": lambda tag, chunk: [
+        msgpack.packb(
+            [tag, _packed(ENTRIES), {"chunk": chunk, "size": len(ENTRIES)}], use_bin_type=True
+        )
+    ],
+    "packed_str32": lambda tag, chunk: [
+        _fluentd_str32(tag, _packed(ENTRIES), {"chunk": chunk, "size": 4})
+    ],
+    "compressed": lambda tag, chunk: [
+        msgpack.packb(
+            [tag, _gzip_members(_packed(ENTRIES)), {"chunk": chunk, "compressed": "gzip"}],
+            use_bin_type=True,
+        )
+    ],
 }
 
 
@@ -223,8 +256,9 @@ def test_every_carrier_mode_gives_the_same_records(forward: Any, mode: str) -> N
     for frame in frames:
         peer.raw(frame)
     replies = [peer.read() for _ in frames]
-    assert replies == ([{"ack": f"c1-{i}"} for i in range(4)] if mode == "message"
-                       else [{"ack": "c1"}])
+    assert replies == (
+        [{"ack": f"c1-{i}"} for i in range(4)] if mode == "message" else [{"ack": "c1"}]
+    )
     got = rec.records()
     assert [r["request_id"] for r in got] == ["r0", "r1", "r2", "r3"]
     assert [r["ts"] for r in got] == EXPECTED_TS
@@ -232,11 +266,11 @@ def test_every_carrier_mode_gives_the_same_records(forward: Any, mode: str) -> N
     for r in got:
         assert uuid.UUID(r["event_id"]).version == 7
     # EventTime, integer and float times and Fluent Bit's [time, metadata] all decode
-    ns = [T0 * 10**9, T0 * 10**9 + 123_456_789, T0 * 10**9 + 500_000_000,
-          (T0 + 1) * 10**9 + 5_000]
+    ns = [T0 * 10**9, T0 * 10**9 + 123_456_789, T0 * 10**9 + 500_000_000, (T0 + 1) * 10**9 + 5_000]
     originals = [e[1] for e in ENTRIES]
-    assert [r["event_id"] for r in got] == [derived_id("mlwatch.iris", t, o)
-                                            for t, o in zip(ns, originals, strict=True)]
+    assert [r["event_id"] for r in got] == [
+        derived_id("mlwatch.iris", t, o) for t, o in zip(ns, originals, strict=True)
+    ]
 
 
 def test_ext8_event_time_and_heartbeat_and_no_chunk(forward: Any) -> None:
@@ -248,15 +282,21 @@ def test_ext8_event_time_and_heartbeat_and_no_chunk(forward: Any) -> None:
     peer.send(None)  # a heartbeat
     peer.send(["mlwatch.iris", T0, ev(1), {"chunk": "second"}])
     assert peer.read() == {"ack": "second"}  # the first reply is the second message's ack
-    assert [r["ts"] for r in rec.records()] == ["2023-11-14T22:13:20.000007Z",
-                                                "2023-11-14T22:13:20.000000Z"]
+    assert [r["ts"] for r in rec.records()] == [
+        "2023-11-14T22:13:20.000007Z",
+        "2023-11-14T22:13:20.000000Z",
+    ]
 
 
 def test_derived_ids_are_stable_across_resends_and_own_ids_are_kept(forward: Any) -> None:
     fwd, rec = forward()
     peer = Peer(fwd.port)
-    own = {"event_id": "0190c1de-0000-7000-8000-000000000001", "ts": "2024-01-01T00:00:00Z",
-           "model": "other", "latency_ms": 2}
+    own = {
+        "event_id": "0190c1de-0000-7000-8000-000000000001",
+        "ts": "2024-01-01T00:00:00Z",
+        "model": "other",
+        "latency_ms": 2,
+    }
     msg = ["mlwatch.iris", [[et(T0, 1), ev(0)], [et(T0, 2), ev(0)], [T0, own]], {"chunk": "a"}]
     peer.send(msg)
     ack_of(peer, "a")
@@ -273,12 +313,17 @@ def test_derived_ids_are_stable_across_resends_and_own_ids_are_kept(forward: Any
 def test_tags_route_records_to_their_kind(forward: Any) -> None:
     fwd, rec = forward()
     peer = Peer(fwd.port)
-    report = [{"model": "iris", "version": "1", "reason": "queue_full", "count": 4,
-               "report_id": "rep-1"}]
-    peer.send(["mlwatch.feedback", [[T0, {"model": "iris", "request_id": "r0", "label": 1}]],
-               {"chunk": "f"}])
-    peer.send(["mlwatch.feedback.churn", [[T0, {"request_id": "r1", "label": 0}]],
-               {"chunk": "g"}])
+    report = [
+        {"model": "iris", "version": "1", "reason": "queue_full", "count": 4, "report_id": "rep-1"}
+    ]
+    peer.send(
+        [
+            "mlwatch.feedback",
+            [[T0, {"model": "iris", "request_id": "r0", "label": 1}]],
+            {"chunk": "f"},
+        ]
+    )
+    peer.send(["mlwatch.feedback.churn", [[T0, {"request_id": "r1", "label": 0}]], {"chunk": "g"}])
     peer.send(["mlwatch.models", [[T0, {"model": "iris", "version": "1"}]], {"chunk": "m"}])
     peer.send(["mlwatch.drops", [[T0, report[0]]], {"chunk": "d"}])
     peer.send(["app.logs", [[T0, ev(0, model="iris")]], {"chunk": "e"}])
@@ -319,15 +364,18 @@ def test_unavailable_spool_means_no_ack_and_a_closed_connection(forward: Any) ->
 
 
 def test_invalid_records_are_dropped_counted_and_logged_the_rest_stored(
-        forward: Any, caplog: pytest.LogCaptureFixture) -> None:
+    forward: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     fwd, rec = forward(Recorder(validate=True))
     good = [[T0 + i, ev(i)] for i in range(13)]
     bad: list[Any] = [[T0, ev(100 + i, latency_ms="slow")] for i in range(11)]  # > 10 errors
-    bad += [[T0, ev(200, colour="red")],        # unknown field
-            ["yesterday", ev(201)],              # not a time
-            [T0, "not a map"],                   # not a record
-            [T0, ev(202, features={"blob": b"\x00\x01"})],  # bin is not JSON
-            [T0]]                                # not an entry
+    bad += [
+        [T0, ev(200, colour="red")],  # unknown field
+        ["yesterday", ev(201)],  # not a time
+        [T0, "not a map"],  # not a record
+        [T0, ev(202, features={"blob": b"\x00\x01"})],  # bin is not JSON
+        [T0],
+    ]  # not an entry
     entries = [e for pair in itertools.zip_longest(good, bad) for e in pair if e is not None]
     with caplog.at_level(logging.WARNING, logger="mlwatch.sidecar.forward"):
         peer = Peer(fwd.port).send(["mlwatch.iris", entries, {"chunk": "mixed"}])
@@ -337,14 +385,18 @@ def test_invalid_records_are_dropped_counted_and_logged_the_rest_stored(
     assert metric(reg, "mlwatch_forward_records_rejected_total", reason="invalid") == 16
     assert metric(reg, "mlwatch_forward_records_total", kind="events") == 13
     [line] = [r.getMessage() for r in caplog.records if "dropped entry" in r.getMessage()]
-    assert re.match(r"forward: dropped entry \d+ of tag 'mlwatch.iris' from 127.0.0.1:\d+ "
-                    r"\(invalid\): ", line)  # one line: the others are rate-limited
+    assert re.match(
+        r"forward: dropped entry \d+ of tag 'mlwatch.iris' from 127.0.0.1:\d+ "
+        r"\(invalid\): ",
+        line,
+    )  # one line: the others are rate-limited
     peer.send(["mlwatch.iris", T0, ev(0), {"chunk": "after"}])
     ack_of(peer, "after")  # the connection stays usable
 
 
 def test_forward_entries_that_are_not_arrays_are_rejected_and_the_chunk_acked(
-        forward: Any, caplog: pytest.LogCaptureFixture) -> None:
+    forward: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """An array second element is Forward mode even when its first entry is not an array;
     before, such a chunk was taken for a Message (the option became the record) and never
     acked, so the sender sent it again forever."""
@@ -365,8 +417,11 @@ def test_forward_entries_that_are_not_arrays_are_rejected_and_the_chunk_acked(
     assert metric(fwd.registry, "mlwatch_forward_records_rejected_total", reason="invalid") == 6
     assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="malformed") == 0
     [line] = [r.getMessage() for r in caplog.records if "dropped entry" in r.getMessage()]
-    assert re.match(r"forward: dropped entry 0 of tag 'mlwatch.iris' from 127.0.0.1:\d+ "
-                    r"\(invalid\): expected an entry \[time, record\], got a map ", line), line
+    assert re.match(
+        r"forward: dropped entry 0 of tag 'mlwatch.iris' from 127.0.0.1:\d+ "
+        r"\(invalid\): expected an entry \[time, record\], got a map ",
+        line,
+    ), line
 
 
 def test_a_message_whose_time_is_not_a_time_is_an_invalid_entry(forward: Any) -> None:
@@ -381,24 +436,26 @@ def test_a_message_whose_time_is_not_a_time_is_an_invalid_entry(forward: Any) ->
     assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="malformed") == 0
 
 
-def test_batches_too_big_for_the_spool_are_halved_and_a_single_one_rejected(
-        forward: Any) -> None:
+def test_batches_too_big_for_the_spool_are_halved_and_a_single_one_rejected(forward: Any) -> None:
     rec = Recorder()
-    rec.fail = lambda items: (IngestError(413, "larger than the spool can hold")
-                              if len(items) > 2 or any(i.get("huge") for i in items) else None)
+    rec.fail = lambda items: (
+        IngestError(413, "larger than the spool can hold")
+        if len(items) > 2 or any(i.get("huge") for i in items)
+        else None
+    )
     fwd, _ = forward(rec, config={"max_events_per_request": 5})
     entries = [[T0, ev(i)] for i in range(12)] + [[T0, ev(12, huge=True)]]
     peer = Peer(fwd.port).send(["mlwatch.iris", entries, {"chunk": "big"}])
     ack_of(peer, "big")
     assert sorted(r["request_id"] for r in rec.records()) == sorted(f"r{i}" for i in range(12))
-    assert metric(fwd.registry, "mlwatch_forward_records_rejected_total",
-                  reason="too_large") == 1
+    assert metric(fwd.registry, "mlwatch_forward_records_rejected_total", reason="too_large") == 1
     assert max(len(items) for _, items, _, _ in rec.calls) <= 2
 
 
 # -- handshake ------------------------------------------------------------------------
-def _ping(nonce: bytes, key: str, hostname: str = "client.test", salt: bytes = b"salty"
-          ) -> list[Any]:
+def _ping(
+    nonce: bytes, key: str, hostname: str = "client.test", salt: bytes = b"salty"
+) -> list[Any]:
     digest = hashlib.sha512(salt + hostname.encode() + nonce + key.encode()).hexdigest()
     return ["PING", hostname, salt, digest, "", ""]
 
@@ -431,9 +488,16 @@ def test_shared_key_handshake(forward: Any, caplog: pytest.LogCaptureFixture) ->
         nonce = fluent_bit.read()[1]["nonce"]
         salt = bytes(range(240, 256))
         digest = hashlib.sha512(salt + b"fluent-bit" + nonce + KEY.encode()).hexdigest()
-        fluent_bit.raw(b"\x96" + msgpack.packb("PING") + msgpack.packb("fluent-bit")
-                       + b"\xd9\x10" + salt + msgpack.packb(digest) + msgpack.packb("")
-                       + msgpack.packb(""))
+        fluent_bit.raw(
+            b"\x96"
+            + msgpack.packb("PING")
+            + msgpack.packb("fluent-bit")
+            + b"\xd9\x10"
+            + salt
+            + msgpack.packb(digest)
+            + msgpack.packb("")
+            + msgpack.packb("")
+        )
         assert fluent_bit.read()[:2] == ["PONG", True]
 
         rude = Peer(fwd.port)  # events instead of PING
@@ -446,26 +510,31 @@ def test_shared_key_handshake(forward: Any, caplog: pytest.LogCaptureFixture) ->
 
 
 # -- refusing what is not the protocol ----------------------------------------------
-@pytest.mark.parametrize("frame", [
-    b"\xc1\xc1\xc1",                                           # never valid msgpack
-    msgpack.packb({"tag": "mlwatch.iris"}),                    # not an array
-    msgpack.packb(["mlwatch.iris"]),                           # too short
-    msgpack.packb([42, T0, {}]),                               # tag not a str
-    b"\x93\xa2\xff\xfe" + msgpack.packb(T0) + msgpack.packb({}),  # tag not UTF-8
-    msgpack.packb(["mlwatch.iris", T0, ev(0), "option"]),      # option not a map
-    msgpack.packb(["mlwatch.iris", [], {"chunk": 5}]),         # chunk not a string
-    msgpack.packb(["mlwatch.iris", b"\x92\x01", {}]),          # packed entry cut short
-    msgpack.packb(["mlwatch.iris", b"not gzip", {"compressed": "gzip"}], use_bin_type=True),
-], ids=["garbage", "map", "short", "int-tag", "bad-tag", "option", "chunk", "truncated",
-        "gzip"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\xc1\xc1\xc1",  # never valid msgpack
+        msgpack.packb({"tag": "mlwatch.iris"}),  # not an array
+        msgpack.packb(["mlwatch.iris"]),  # too short
+        msgpack.packb([42, T0, {}]),  # tag not a str
+        b"\x93\xa2\xff\xfe" + msgpack.packb(T0) + msgpack.packb({}),  # tag not UTF-8
+        msgpack.packb(["mlwatch.iris", T0, ev(0), "option"]),  # option not a map
+        msgpack.packb(["mlwatch.iris", [], {"chunk": 5}]),  # chunk not a string
+        msgpack.packb(["mlwatch.iris", b"\x92\x01", {}]),  # packed entry cut short
+        msgpack.packb(["mlwatch.iris", b"not gzip", {"compressed": "gzip"}], use_bin_type=True),
+    ],
+    ids=["garbage", "map", "short", "int-tag", "bad-tag", "option", "chunk", "truncated", "gzip"],
+)
 def test_malformed_input_closes_that_connection_only(forward: Any, frame: bytes) -> None:
     fwd, rec = forward()
     bystander = Peer(fwd.port)
     peer = Peer(fwd.port).raw(frame)
     assert peer.closed_by_server()
     reg = fwd.registry
-    assert (metric(reg, "mlwatch_forward_errors_total", reason="malformed")
-            + metric(reg, "mlwatch_forward_errors_total", reason="gzip")) == 1
+    assert (
+        metric(reg, "mlwatch_forward_errors_total", reason="malformed")
+        + metric(reg, "mlwatch_forward_errors_total", reason="gzip")
+    ) == 1
     assert rec.records() == []
     bystander.send(["mlwatch.iris", T0, ev(0), {"chunk": "ok"}])  # others are untouched
     ack_of(bystander, "ok")
@@ -474,8 +543,13 @@ def test_malformed_input_closes_that_connection_only(forward: Any, frame: bytes)
 
 def test_size_limits_close_the_connection(forward: Any) -> None:
     fwd, rec = forward(config={"max_body_bytes": 64 * 1024}, max_entries=100)
-    big = Peer(fwd.port).send(["mlwatch.iris", [[T0, ev(i, features={"x": "y" * 2000})]
-                                                for i in range(40)], {"chunk": "big"}])
+    big = Peer(fwd.port).send(
+        [
+            "mlwatch.iris",
+            [[T0, ev(i, features={"x": "y" * 2000})] for i in range(40)],
+            {"chunk": "big"},
+        ]
+    )
     assert big.closed_by_server()
     bomb = gzip.compress(_packed([[T0, ev(0, features={"x": "0" * 2000})]]) * 200)
     assert len(bomb) < 16 * 1024
@@ -494,8 +568,7 @@ def test_connection_limit_and_idle_timeout(forward: Any) -> None:
     wait_until(lambda: metric(fwd.registry, "mlwatch_forward_connections") == 2)
     c = Peer(fwd.port)
     assert c.closed_by_server(timeout=2)
-    assert metric(fwd.registry, "mlwatch_forward_errors_total",
-                  reason="connection_limit") == 1
+    assert metric(fwd.registry, "mlwatch_forward_errors_total", reason="connection_limit") == 1
     assert a.closed_by_server(timeout=3) and b.closed_by_server(timeout=3)  # idle
     wait_until(lambda: metric(fwd.registry, "mlwatch_forward_connections") == 0)
     still_serving(fwd, rec)
@@ -509,7 +582,7 @@ def trickle(peer: Peer, data: bytes, every: float, within: float) -> float | Non
         if time.monotonic() - started > within:
             return None
         try:
-            peer.sock.sendall(data[i:i + 1])
+            peer.sock.sendall(data[i : i + 1])
         except OSError:  # reset by the server
             return time.monotonic() - started
         if not peer.nothing_to_read(every):
@@ -555,8 +628,10 @@ def test_silence_in_the_middle_of_a_message_is_counted(forward: Any) -> None:
 def test_buffered_bytes_have_a_budget_across_connections(forward: Any) -> None:
     fwd, rec = forward(config={"max_body_bytes": 64 * 1024}, max_buffered_bytes=64 * 1024)
     reg = fwd.registry
-    msg = msgpack.packb(["mlwatch.iris", [[T0, ev(0, features={"x": "y" * 50_000})]],
-                         {"chunk": "a"}], use_bin_type=True)
+    msg = msgpack.packb(
+        ["mlwatch.iris", [[T0, ev(0, features={"x": "y" * 50_000})]], {"chunk": "a"}],
+        use_bin_type=True,
+    )
     first = Peer(fwd.port).raw(msg[:40_000])
     wait_until(lambda: metric(reg, "mlwatch_forward_buffered_bytes") == 40_000)
     second = Peer(fwd.port).raw(msg[:40_000])  # 80,000 bytes would be buffered
@@ -602,8 +677,6 @@ def test_stop_ends_connections_and_frees_the_port(forward: Any) -> None:
 # -- end to end through a real sidecar -----------------------------------------------
 
 
-
-
 def stored_ids(sc: Sidecar, model: str) -> list[str]:
     return [e["request_id"] for e in sc.store.events(model, limit=1000)]
 
@@ -623,13 +696,17 @@ def test_python_fluent_logger_senders(forward_sidecar: Callable[..., Sidecar]) -
     background.close()
     wait_until(lambda: sc.store.count_events("py") == 40, what="40 events stored")
     assert sorted(stored_ids(sc, "py")) == sorted(
-        [f"sync-{i}" for i in range(20)] + [f"async-{i}" for i in range(20)])
-    assert metric(sc.registry, "mlwatch_predictions_total", model="py", version="unknown",
-                  status="ok") == 40
+        [f"sync-{i}" for i in range(20)] + [f"async-{i}" for i in range(20)]
+    )
+    assert (
+        metric(sc.registry, "mlwatch_predictions_total", model="py", version="unknown", status="ok")
+        == 40
+    )
 
 
-def test_hand_made_forward_chunk_end_to_end(forward_sidecar: Callable[..., Sidecar],
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_hand_made_forward_chunk_end_to_end(
+    forward_sidecar: Callable[..., Sidecar], caplog: pytest.LogCaptureFixture
+) -> None:
     sc = forward_sidecar()
     entries = [[et(T0 + i), ev(i)] for i in range(10)]
     entries[3] = [et(T0 + 3), ev(3, status="maybe")]
@@ -664,8 +741,13 @@ def test_full_spool_gets_no_ack(forward_sidecar: Callable[..., Sidecar]) -> None
     peer = Peer(forward_port(sc))
     for n in range(40):
         chunk = f"c{n}"
-        peer.send(["mlwatch.full", [[T0, ev(n * 10 + j, features={"x": "y" * 200})]
-                                    for j in range(5)], {"chunk": chunk}])
+        peer.send(
+            [
+                "mlwatch.full",
+                [[T0, ev(n * 10 + j, features={"x": "y" * 200})] for j in range(5)],
+                {"chunk": chunk},
+            ]
+        )
         try:
             reply = peer.read()
         except ConnectionError:
@@ -687,37 +769,65 @@ def require_node_peer() -> str:
     node = shutil.which("node")
     installed = (NODE_DIR / "node_modules" / "fluent-logger" / "package.json").exists()
     if node is None or not installed:
-        message = ("node is not installed" if node is None else
-                   "the Node peer is not installed (npm ci --prefix tests/node)")
+        message = (
+            "node is not installed"
+            if node is None
+            else "the Node peer is not installed (npm ci --prefix tests/node)"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     return node
 
 
-def run_node(port: int, events: list[dict[str, Any]], *, mode: str, key: str | None,
-             timeout_ms: int = 10_000) -> dict[str, Any]:
+def run_node(
+    port: int, events: list[dict[str, Any]], *, mode: str, key: str | None, timeout_ms: int = 10_000
+) -> dict[str, Any]:
     node = require_node_peer()
-    spec = {"host": "127.0.0.1", "port": port, "tagPrefix": "mlwatch", "eventMode": mode,
-            "requireAckResponse": True, "timeoutMs": timeout_ms, "events": events,
-            "security": {"clientHostname": "node-peer.test", "sharedKey": key} if key else None}
-    proc = subprocess.run([node, str(NODE_DIR / "send.js")], input=json.dumps(spec),
-                          capture_output=True, text=True, timeout=timeout_ms / 1000 + 30,
-                          env={**os.environ, "NODE_PATH": ""})
+    spec = {
+        "host": "127.0.0.1",
+        "port": port,
+        "tagPrefix": "mlwatch",
+        "eventMode": mode,
+        "requireAckResponse": True,
+        "timeoutMs": timeout_ms,
+        "events": events,
+        "security": {"clientHostname": "node-peer.test", "sharedKey": key} if key else None,
+    }
+    proc = subprocess.run(
+        [node, str(NODE_DIR / "send.js")],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout_ms / 1000 + 30,
+        env={**os.environ, "NODE_PATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
 @pytest.mark.parametrize("mode", ["Message", "PackedForward", "CompressedPackedForward"])
-def test_node_fluent_logger_with_shared_key(forward_sidecar: Callable[..., Sidecar], mode: str) -> None:
+def test_node_fluent_logger_with_shared_key(
+    forward_sidecar: Callable[..., Sidecar], mode: str
+) -> None:
     require_node_peer()
     sc = forward_sidecar(forward_shared_key=KEY)
     events: list[dict[str, Any]] = [
-        {"label": "node", "time": [T0 + i, 250_000] if i % 2 else T0 + i,
-         "record": ev(i, request_id=f"{mode}-{i}")} for i in range(30)]
-    events.append({"label": "feedback", "time": None,
-                   "record": {"model": "node", "request_id": f"{mode}-0", "label": 1}})
+        {
+            "label": "node",
+            "time": [T0 + i, 250_000] if i % 2 else T0 + i,
+            "record": ev(i, request_id=f"{mode}-{i}"),
+        }
+        for i in range(30)
+    ]
+    events.append(
+        {
+            "label": "feedback",
+            "time": None,
+            "record": {"model": "node", "request_id": f"{mode}-0", "label": 1},
+        }
+    )
     result = run_node(forward_port(sc), events, mode=mode, key=KEY)
     assert result == {"acked": 31, "errors": []}  # every callback fired after its ack
     # acked means in the spool; the store follows
@@ -728,9 +838,13 @@ def test_node_fluent_logger_with_shared_key(forward_sidecar: Callable[..., Sidec
     assert stored[f"{mode}-1"]["ts"] == "2023-11-14T22:13:21.000250Z"
     assert stored[f"{mode}-2"]["ts"] == "2023-11-14T22:13:22.000000Z"
 
-    refused = run_node(forward_port(sc), [{"label": "node", "time": None,
-                                       "record": ev(0, request_id="intruder")}],
-                       mode=mode, key="wrong-key", timeout_ms=2000)
+    refused = run_node(
+        forward_port(sc),
+        [{"label": "node", "time": None, "record": ev(0, request_id="intruder")}],
+        mode=mode,
+        key="wrong-key",
+        timeout_ms=2000,
+    )
     assert refused["acked"] == 0
     assert any("shared_key mismatch" in e for e in refused["errors"]), refused
     assert sc.store.count_events("node") == 30
@@ -745,23 +859,36 @@ def test_real_sidecar_process_keeps_what_it_acked_through_kill_9(tmp_path: Path)
     from tests.integration.servers import SidecarProcess, get_json
 
     port = free_port()
-    proc = SidecarProcess(tmp_path / "data", MLWATCH_FORWARD_PORT=str(port),
-                          MLWATCH_FORWARD_SHARED_KEY=KEY, MLWATCH_RETENTION_DAYS="0").start()
+    proc = SidecarProcess(
+        tmp_path / "data",
+        MLWATCH_FORWARD_PORT=str(port),
+        MLWATCH_FORWARD_SHARED_KEY=KEY,
+        MLWATCH_RETENTION_DAYS="0",
+    ).start()
     try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                   is None, what="forward port open")
+        wait_until(
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
+            what="forward port open",
+        )
         peer = Peer(port)
         nonce = peer.read()[1]["nonce"]
         peer.send(_ping(nonce, KEY))
         assert peer.read()[:2] == ["PONG", True]
         for n in range(5):
-            peer.send(["mlwatch.proc", [[et(T0 + n), ev(n * 100 + j, request_id=f"p{n}-{j}")]
-                                        for j in range(100)], {"chunk": f"k{n}"}])
+            peer.send(
+                [
+                    "mlwatch.proc",
+                    [[et(T0 + n), ev(n * 100 + j, request_id=f"p{n}-{j}")] for j in range(100)],
+                    {"chunk": f"k{n}"},
+                ]
+            )
             ack_of(peer, f"k{n}")
         proc.kill9()
         proc.start()  # replays the spool into the store
-        wait_until(lambda: get_json(proc.url + "/v1/models/proc/status")["events_stored"]
-                   == 500, what="500 acked events after the restart")
+        wait_until(
+            lambda: get_json(proc.url + "/v1/models/proc/status")["events_stored"] == 500,
+            what="500 acked events after the restart",
+        )
         assert KEY not in proc.log()
     finally:
         proc.stop()

@@ -60,9 +60,13 @@ def distribution() -> Path:
         raise Unavailable("mvn is not installed")
     ROOT.mkdir(parents=True, exist_ok=True)
     os.chmod(ROOT, 0o755)
-    out = subprocess.run([mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
-                          f"-DoutputDirectory={ROOT}"], capture_output=True, text=True,
-                         timeout=900, cwd=ROOT)
+    out = subprocess.run(
+        [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={ROOT}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     archive = ROOT / f"elasticsearch-{VERSION}.zip"
     if out.returncode != 0 or not archive.exists():
         raise RuntimeError(f"maven could not fetch {ARTIFACT}: {out.stdout[-2000:]}")
@@ -87,8 +91,16 @@ def distribution() -> Path:
 class Node:
     """One Elasticsearch node process; restartable on the same data directory."""
 
-    def __init__(self, base: Path, name: str, *, cluster: str, seeds: list[int],
-                 masters: list[str], settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        name: str,
+        *,
+        cluster: str,
+        seeds: list[int],
+        masters: list[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.home = distribution()
         self.base = base / name
         self.name = name
@@ -107,10 +119,13 @@ class Node:
 
     def command(self) -> list[str]:
         settings: dict[str, Any] = {
-            "cluster.name": self.cluster, "node.name": self.name,
-            "network.host": "127.0.0.1", "http.port": self.http_port,
+            "cluster.name": self.cluster,
+            "node.name": self.name,
+            "network.host": "127.0.0.1",
+            "http.port": self.http_port,
             "transport.port": self.transport_port,
-            "path.data": self.base / "data", "path.logs": self.base / "logs",
+            "path.data": self.base / "data",
+            "path.logs": self.base / "logs",
             "xpack.security.enabled": "false",
             "cluster.routing.allocation.disk.threshold_enabled": "false",
             "action.destructive_requires_name": "false",
@@ -132,26 +147,37 @@ class Node:
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(self.base)], check=True)
             self.base.parent.chmod(0o755)
-        env = {**os.environ, "ES_JAVA_HOME": java_home(), "ES_PATH_CONF": str(self.base / "config"),
-               "ES_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP} {FAST_START_OPTS}",
-               "HOME": str(self.base)}
+        env = {
+            **os.environ,
+            "ES_JAVA_HOME": java_home(),
+            "ES_PATH_CONF": str(self.base / "config"),
+            "ES_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP} {FAST_START_OPTS}",
+            "HOME": str(self.base),
+        }
         env.pop("JAVA_TOOL_OPTIONS", None)
         log = open(self.base / "stdout.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self
 
     def wait_http(self, timeout: float = 180) -> Node:
         def answers() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"elasticsearch {self.name} exited {self.proc.returncode}: "
-                                   f"{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"elasticsearch {self.name} exited {self.proc.returncode}: "
+                    f"{self.output()[-3000:]}"
+                )
             request(self.url, "GET", "/_cluster/health", timeout=5)
             return True
 
-        wait_until(answers, timeout=timeout, interval=0.5,
-                   what=f"elasticsearch {self.name} to answer on {self.url}")
+        wait_until(
+            answers,
+            timeout=timeout,
+            interval=0.5,
+            what=f"elasticsearch {self.name} to answer on {self.url}",
+        )
         return self
 
     def output(self) -> str:
@@ -180,8 +206,9 @@ class Cluster:
         self.nodes: list[Node] = []
         seeds: list[int] = []
         for name in names:
-            node = Node(base, name, cluster=self.name, seeds=seeds, masters=names,
-                        settings=settings)
+            node = Node(
+                base, name, cluster=self.name, seeds=seeds, masters=names, settings=settings
+            )
             seeds.append(node.transport_port)
             self.nodes.append(node)
 
@@ -203,8 +230,13 @@ class Cluster:
 
     def wait_health(self, status: str = "yellow", timeout: float = 120) -> None:
         live = [n for n in self.nodes if n.proc is not None]
-        request(live[0].url, "GET", f"/_cluster/health?wait_for_status={status}"
-                f"&wait_for_nodes={len(live)}&timeout={int(timeout)}s", timeout=timeout + 5)
+        request(
+            live[0].url,
+            "GET",
+            f"/_cluster/health?wait_for_status={status}"
+            f"&wait_for_nodes={len(live)}&timeout={int(timeout)}s",
+            timeout=timeout + 5,
+        )
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -212,21 +244,30 @@ class Cluster:
                 node.stop()
 
 
-def request(url: str, method: str, path: str, body: Any = None, *, timeout: float = 30,
-            ndjson: bytes | None = None) -> Any:
+def request(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float = 30,
+    ndjson: bytes | None = None,
+) -> Any:
     """A plain HTTP call to Elasticsearch (the tests check the server, not our client)."""
     data = ndjson if ndjson is not None else (None if body is None else json.dumps(body).encode())
     ctype = "application/x-ndjson" if ndjson is not None else "application/json"
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": ctype})
+    req = urllib.request.Request(
+        url + path, data=data, method=method, headers={"Content-Type": ctype}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read() or b"null")
     except urllib.error.HTTPError as exc:
         with exc:  # an HTTPError holds the connection open until closed
             detail = exc.read()[:2000].decode(errors="replace")
-        raise ElasticsearchHTTPError(exc.code, f"{method} {path}: HTTP {exc.code}: {detail}") \
-            from None
+        raise ElasticsearchHTTPError(
+            exc.code, f"{method} {path}: HTTP {exc.code}: {detail}"
+        ) from None
 
 
 class ElasticsearchHTTPError(OSError):

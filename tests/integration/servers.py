@@ -52,8 +52,20 @@ class SidecarProcess:
         env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlwatch", "sidecar", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "mlwatch",
+                "sidecar",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         wait_until(self._ready, timeout=30, what=f"sidecar on {self.url}")
         return self
@@ -91,21 +103,31 @@ class PrometheusProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "prometheus.yml"
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": scrape_configs}
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": scrape_configs,
+        }
         self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrometheusProcess:
         log = open(self.workdir / "prometheus.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config_path}",
-             f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
-        wait_until(lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
-                   timeout=30, what="prometheus ready")
+        wait_until(
+            lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
+            timeout=30,
+            what="prometheus ready",
+        )
         return self
 
     def log(self) -> str:

@@ -76,8 +76,11 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> N
     try:
         for _ in range(KILLS):
             before = poster.batches
-            wait_until(lambda b=before: poster.batches >= b + 3, timeout=30,
-                       what="some batches acknowledged")
+            wait_until(
+                lambda b=before: poster.batches >= b + 3,
+                timeout=30,
+                what="some batches acknowledged",
+            )
             threading.Event().wait(rng.uniform(0.05, 0.6))  # a random moment mid-stream
             sidecar.kill9()
             sidecar.start()
@@ -88,9 +91,13 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> N
     acked = set(poster.acked)
     assert len(acked) >= BATCH * KILLS
 
-    wait_until(lambda: get_json(sidecar.url + "/v1/models/iris/status")["sinks"]["store"][
-        "lag_bytes"] == 0, timeout=60,
-               what="store caught up with the spool")
+    wait_until(
+        lambda: (
+            get_json(sidecar.url + "/v1/models/iris/status")["sinks"]["store"]["lag_bytes"] == 0
+        ),
+        timeout=60,
+        what="store caught up with the spool",
+    )
     sidecar.stop()
     ids = stored_ids(data)
     assert len(ids) == len(set(ids)), "an event was stored twice"

@@ -44,15 +44,17 @@ def namespace() -> str:
 
 
 def sidecar(tmp_path: Path, url: str, ns: str, **env: str) -> SidecarProcess:
-    return SidecarProcess(tmp_path / "data", MLWATCH_ELASTICSEARCH_URL=url,
-                          MLWATCH_ELASTICSEARCH_NAMESPACE=ns, **env)
+    return SidecarProcess(
+        tmp_path / "data", MLWATCH_ELASTICSEARCH_URL=url, MLWATCH_ELASTICSEARCH_NAMESPACE=ns, **env
+    )
 
 
 def post(port: int, records: list[dict[str, Any]]) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("POST", "/v1/events", json.dumps(records).encode(),
-                     {"content-type": "application/json"})
+        conn.request(
+            "POST", "/v1/events", json.dumps(records).encode(), {"content-type": "application/json"}
+        )
         return conn.getresponse().status
     finally:
         conn.close()
@@ -65,8 +67,10 @@ def count(url: str, index: str) -> int:
 
 def duplicate_ids(url: str, index: str) -> list[Any]:
     """Ids present more than once (there must be none)."""
-    body = {"size": 0, "aggs": {"dups": {"terms": {"field": "event.id", "min_doc_count": 2,
-                                                   "size": 10}}}}
+    body = {
+        "size": 0,
+        "aggs": {"dups": {"terms": {"field": "event.id", "min_doc_count": 2, "size": 10}}},
+    }
     return list(request(url, "POST", f"/{index}/_search", body)["aggregations"]["dups"]["buckets"])
 
 
@@ -109,8 +113,9 @@ def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> N
         assert len(stored) == 601
         assert all_ids(es.url, index) == {e["event_id"] for e in stored}
         one = stored[5]
-        hit = request(es.url, "POST", f"/{index}/_search",
-                      {"query": {"term": {"event.id": one["event_id"]}}})["hits"]["hits"]
+        hit = request(
+            es.url, "POST", f"/{index}/_search", {"query": {"term": {"event.id": one["event_id"]}}}
+        )["hits"]["hits"]
         assert len(hit) == 1 and hit[0]["_id"] == one["event_id"]
         doc = hit[0]["_source"]
         assert doc["@timestamp"] == one["ts"]
@@ -120,25 +125,41 @@ def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> N
         assert doc["event"]["outcome"] == "success"
         assert doc["http"]["request"]["id"] == one["request_id"]
 
-        failed = request(es.url, "POST", f"/{index}/_search",
-                         {"query": {"term": {"event.outcome": "failure"}}})["hits"]["hits"]
+        failed = request(
+            es.url, "POST", f"/{index}/_search", {"query": {"term": {"event.outcome": "failure"}}}
+        )["hits"]["hits"]
         assert [h["_source"]["error"]["type"] for h in failed] == ["ValueError"]
 
         mapping = request(es.url, "GET", f"/{index}/_mapping/field/mlwatch.features.*")
         fields = next(iter(mapping.values()))["mappings"]
         types = {k: next(iter(v["mapping"].values()))["type"] for k, v in fields.items()}
-        assert types == {"mlwatch.features.amount": "double", "mlwatch.features.n": "double",
-                         "mlwatch.features.country": "keyword"}
+        assert types == {
+            "mlwatch.features.amount": "double",
+            "mlwatch.features.n": "double",
+            "mlwatch.features.country": "keyword",
+        }
 
-        aggs = request(es.url, "POST", f"/{index}/_search", {
-            "size": 0, "query": {"term": {"event.outcome": "success"}},
-            "aggs": {"amount": {"stats": {"field": "mlwatch.features.amount"}},
-                     "country": {"terms": {"field": "mlwatch.features.country"}}}})["aggregations"]
+        aggs = request(
+            es.url,
+            "POST",
+            f"/{index}/_search",
+            {
+                "size": 0,
+                "query": {"term": {"event.outcome": "success"}},
+                "aggs": {
+                    "amount": {"stats": {"field": "mlwatch.features.amount"}},
+                    "country": {"terms": {"field": "mlwatch.features.country"}},
+                },
+            },
+        )["aggregations"]
         assert aggs["amount"]["count"] == 600
         assert aggs["amount"]["avg"] == pytest.approx(statistics.fmean(amounts), rel=1e-12)
         assert aggs["amount"]["max"] == max(amounts)
         assert {b["key"]: b["doc_count"] for b in aggs["country"]["buckets"]} == {
-            "fr": 200, "de": 200, "us": 200}
+            "fr": 200,
+            "de": 200,
+            "us": 200,
+        }
     finally:
         mlwatch.shutdown(5)
         side.stop()
@@ -181,8 +202,11 @@ def test_templates_are_installed_once_and_idempotently(es: Cluster, tmp_path: Pa
         side = sidecar(tmp_path, es.url, ns).start()
         try:
             assert post(side.port, [event(1)]) == 202
-            wait_until(lambda: count(es.url, stream_name("mlwatch.predictions", ns)) >= 1,
-                       timeout=60, what="a document")
+            wait_until(
+                lambda: count(es.url, stream_name("mlwatch.predictions", ns)) >= 1,
+                timeout=60,
+                what="a document",
+            )
         finally:
             side.stop()
     template = request(es.url, "GET", "/_index_template/logs-mlwatch.predictions")
@@ -198,8 +222,9 @@ def test_templates_are_installed_once_and_idempotently(es: Cluster, tmp_path: Pa
 class Stream(threading.Thread):
     """Posts ``total`` events in batches with known ids, retrying each batch until 202."""
 
-    def __init__(self, port: int, total: int, batch: int = 500, prefix: str = "ev",
-                 rate: float | None = None) -> None:
+    def __init__(
+        self, port: int, total: int, batch: int = 500, prefix: str = "ev", rate: float | None = None
+    ) -> None:
         super().__init__(daemon=True)
         self.port, self.total, self.batch, self.prefix = port, total, batch, prefix
         self.interval = batch / rate if rate else 0.0
@@ -211,8 +236,9 @@ class Stream(threading.Thread):
         for n, start in enumerate(range(0, self.total, self.batch)):
             if (pause := t0 + n * self.interval - time.monotonic()) > 0:
                 time.sleep(pause)
-            ids = [f"{self.prefix}-{i:08d}" for i in range(start, min(start + self.batch,
-                                                                      self.total))]
+            ids = [
+                f"{self.prefix}-{i:08d}" for i in range(start, min(start + self.batch, self.total))
+            ]
             body = [event(int(i[-8:]), event_id=i) for i in ids]
             while True:
                 try:
@@ -249,21 +275,29 @@ def test_forward_protocol_into_elasticsearch(es: Cluster, tmp_path: Path, mode: 
         t0 = 1_763_700_000
         if mode == "Forward":
             peer = Peer(port)
-            entries = [[msgpack.ExtType(0, (t0 + i).to_bytes(4, "big") + (0).to_bytes(4, "big")),
-                        r] for i, r in enumerate(records)]
+            entries = [
+                [msgpack.ExtType(0, (t0 + i).to_bytes(4, "big") + (0).to_bytes(4, "big")), r]
+                for i, r in enumerate(records)
+            ]
             peer.send(["mlwatch.fwd", entries, {"chunk": "c-1", "size": len(entries)}])
             assert peer.read(timeout=10) == {"ack": "c-1"}
             peer.close()
         else:
-            result = run_node(port, [{"label": "fwd", "time": t0 + i, "record": r}
-                                     for i, r in enumerate(records)], mode=mode, key=None)
+            result = run_node(
+                port,
+                [{"label": "fwd", "time": t0 + i, "record": r} for i, r in enumerate(records)],
+                mode=mode,
+                key=None,
+            )
             assert result == {"acked": 40, "errors": []}
         index = stream_name("mlwatch.predictions", ns)
         wait_until(lambda: count(es.url, index) == 40, timeout=60, what="40 forwarded documents")
-        hits = request(es.url, "POST", f"/{index}/_search",
-                       {"size": 100, "sort": [{"@timestamp": "asc"}]})["hits"]["hits"]
+        hits = request(
+            es.url, "POST", f"/{index}/_search", {"size": 100, "sort": [{"@timestamp": "asc"}]}
+        )["hits"]["hits"]
         assert [h["_source"]["http"]["request"]["id"] for h in hits] == [
-            f"{mode}-{i}" for i in range(40)]
+            f"{mode}-{i}" for i in range(40)
+        ]
         assert hits[3]["_source"]["@timestamp"].startswith("2025-11-21T04:40:03")
         assert hits[3]["_source"]["service"]["name"] == "iris"
         assert duplicate_ids(es.url, index) == []
@@ -279,7 +313,8 @@ def socket_open(port: int) -> bool:
 
 
 def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
-        es: Cluster, tmp_path: Path) -> None:
+    es: Cluster, tmp_path: Path
+) -> None:
     """The scale path: a window's profile from aggregations on the reference's bins holds
     the same counts as one built from the raw events, so the statistics agree."""
     import numpy as np
@@ -297,24 +332,38 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
 
     rng = np.random.default_rng(5)
     reference = DatasetProfile.from_reference(
-        {"amount": rng.lognormal(3, 1, 20_000), "score": rng.normal(0, 1, 20_000),
-         "country": rng.choice(["fr", "de", "us", "it"], 20_000, p=[0.4, 0.3, 0.2, 0.1])},
-        {"amount": "numeric", "score": "numeric", "country": "categorical"}, seed=1)
+        {
+            "amount": rng.lognormal(3, 1, 20_000),
+            "score": rng.normal(0, 1, 20_000),
+            "country": rng.choice(["fr", "de", "us", "it"], 20_000, p=[0.4, 0.3, 0.2, 0.1]),
+        },
+        {"amount": "numeric", "score": "numeric", "country": "categorical"},
+        seed=1,
+    )
     ns = namespace()
     side = sidecar(tmp_path, es.url, ns).start()
     t0 = 1_790_000_000
     try:
         events = []
         for i in range(3000):
-            features: dict[str, Any] = {"amount": float(rng.lognormal(3.6, 1)),
-                                        "score": float(rng.normal(0.05, 1)),
-                                        "country": str(rng.choice(["fr", "de", "us", "es"]))}
+            features: dict[str, Any] = {
+                "amount": float(rng.lognormal(3.6, 1)),
+                "score": float(rng.normal(0.05, 1)),
+                "country": str(rng.choice(["fr", "de", "us", "es"])),
+            }
             if i % 50 == 0:
                 features["score"] = None  # missing
-            events.append(event(i, model="credit", version="2", features=features,
-                                ts=format_ts((t0 + i) * 1_000_000_000)))
+            events.append(
+                event(
+                    i,
+                    model="credit",
+                    version="2",
+                    features=features,
+                    ts=format_ts((t0 + i) * 1_000_000_000),
+                )
+            )
         for k in range(0, len(events), 500):
-            assert post(side.port, events[k:k + 500]) == 202
+            assert post(side.port, events[k : k + 500]) == 202
         index = stream_name("mlwatch.predictions", ns)
         wait_until(lambda: count(es.url, index) == 3000, timeout=60, what="3000 documents")
         side.stop()
@@ -323,13 +372,24 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
         config = load_config(env={}, elasticsearch_url=es.url, elasticsearch_namespace=ns)
         client = make_client(config)
         assert aggregations.versions(client, ns, "credit", *window) == ["2"]
-        from_es = aggregations.window_profile(client, reference, namespace=ns, model="credit",
-                                              version="2", start_us=window[0],
-                                              end_us=window[1], sample=500, seed=3)
+        from_es = aggregations.window_profile(
+            client,
+            reference,
+            namespace=ns,
+            model="credit",
+            version="2",
+            start_us=window[0],
+            end_us=window[1],
+            sample=500,
+            seed=3,
+        )
         store = EmbeddedStore(tmp_path / "data" / "store.db")
         raw = reference.new_window(seed=3)
-        raw.update(store.feature_columns("credit", ["amount", "score", "country"],
-                                         since_us=window[0], until_us=window[1]))
+        raw.update(
+            store.feature_columns(
+                "credit", ["amount", "score", "country"], since_us=window[0], until_us=window[1]
+            )
+        )
         assert from_es.rows == raw.rows == 2500
         for name in ("amount", "score"):
             a, b = from_es.columns[name], raw.columns[name]
@@ -352,19 +412,29 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
 
         # the job itself, reading windows from Elasticsearch
         mon = Monitoring(window_s=2500, sliding=True)
-        spec = ModelSpec(name="credit", monitoring=mon, features=(
-            FeatureSpec("amount"), FeatureSpec("score"), FeatureSpec("country", "categorical")))
-        store.put_profile("credit", "*", "reference", 0, 0, reference.to_json(),
-                          tag=reference_tag(spec))
+        spec = ModelSpec(
+            name="credit",
+            monitoring=mon,
+            features=(
+                FeatureSpec("amount"),
+                FeatureSpec("score"),
+                FeatureSpec("country", "categorical"),
+            ),
+        )
+        store.put_profile(
+            "credit", "*", "reference", 0, 0, reference.to_json(), tag=reference_tag(spec)
+        )
         for source in ("elasticsearch", "store"):
-            cfg = type(config)(**{**config.__dict__, "models": (spec,),
-                                  "window_source": source})
-            jobs = Jobs(cfg, store, CollectorRegistry(), clock=lambda: (t0 + 2600))
+            cfg = type(config)(**{**config.__dict__, "models": (spec,), "window_source": source})
+            jobs = Jobs(cfg, store, CollectorRegistry(), clock=lambda: t0 + 2600)
             report = jobs.drift("credit")["2"]
             jobs.close()
             assert report["rows"] == 2500, source
             assert {f["name"]: f["drifted"] for f in report["features"]} == {
-                "amount": True, "score": report["features"][1]["drifted"], "country": True}
+                "amount": True,
+                "score": report["features"][1]["drifted"],
+                "country": True,
+            }
         client.close()
     finally:
         side.stop()

@@ -39,8 +39,12 @@ def cluster_dir() -> Path:
 def assert_exactly_acknowledged(url: str, index: str, stream: Stream, timeout: float) -> None:
     assert stream.done.wait(timeout), "the event stream did not finish"
     assert len(stream.acked) == stream.total
-    wait_until(lambda: count(url, index) >= stream.total, timeout=timeout, interval=0.5,
-               what=f"{stream.total} documents in {index}")
+    wait_until(
+        lambda: count(url, index) >= stream.total,
+        timeout=timeout,
+        interval=0.5,
+        what=f"{stream.total} documents in {index}",
+    )
     assert count(url, index) == stream.total
     assert duplicate_ids(url, index) == []
     assert all_ids(url, index) == set(stream.acked)
@@ -54,17 +58,33 @@ def test_outage_of_30_seconds_mid_stream(cluster_dir: Path, tmp_path: Path) -> N
         stream = Stream(side.port, 50_000, rate=1_000, prefix="outage")
         stream.start()
         index = stream_name("mlwatch.predictions", ns)
-        wait_until(lambda: count(cluster.url, index) >= 5_000, timeout=60, interval=0.5,
-                   what="the first documents")
+        wait_until(
+            lambda: count(cluster.url, index) >= 5_000,
+            timeout=60,
+            interval=0.5,
+            what="the first documents",
+        )
         node = cluster.nodes[0]
         node.stop()
         down_at = time.monotonic()
         acked_at_stop = len(stream.acked)
-        wait_until(lambda: get_json_any(side.url + "/readyz") == (503, {
-            "ready": False, "sinks": {
-                "store": {"healthy": True, "alive": True, "last_error": None},
-                "elasticsearch": {"healthy": False, "alive": True, "last_error": ANY}}}),
-                   timeout=30, what="/readyz to report the outage")
+        wait_until(
+            lambda: (
+                get_json_any(side.url + "/readyz")
+                == (
+                    503,
+                    {
+                        "ready": False,
+                        "sinks": {
+                            "store": {"healthy": True, "alive": True, "last_error": None},
+                            "elasticsearch": {"healthy": False, "alive": True, "last_error": ANY},
+                        },
+                    },
+                )
+            ),
+            timeout=30,
+            what="/readyz to report the outage",
+        )
         time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
         assert len(stream.acked) > acked_at_stop + 20_000  # ingest went on during the outage
         node.start().wait_http()
@@ -85,8 +105,12 @@ def test_sidecar_killed_while_shipping(cluster_dir: Path, tmp_path: Path) -> Non
         stream.start()
         index = stream_name("mlwatch.predictions", ns)
         for threshold in (3_000, 12_000):  # two crashes, each while documents are in flight
-            wait_until(lambda t=threshold: count(cluster.url, index) >= t, timeout=60,
-                       interval=0.2, what=f"{threshold} documents")
+            wait_until(
+                lambda t=threshold: count(cluster.url, index) >= t,
+                timeout=60,
+                interval=0.2,
+                what=f"{threshold} documents",
+            )
             side.kill9()
             time.sleep(0.5)
             side.start()
@@ -104,8 +128,12 @@ def test_node_failure_in_a_three_node_cluster(cluster_dir: Path, tmp_path: Path)
         stream = Stream(side.port, 30_000, rate=2_000, prefix="node")
         stream.start()
         index = stream_name("mlwatch.predictions", ns)
-        wait_until(lambda: count(cluster.url, index) >= 5_000, timeout=60, interval=0.5,
-                   what="the first documents")
+        wait_until(
+            lambda: count(cluster.url, index) >= 5_000,
+            timeout=60,
+            interval=0.5,
+            what="the first documents",
+        )
         cluster.nodes[1].stop()  # a clean close of one node while documents flow
         assert_exactly_acknowledged(cluster.url, index, stream, timeout=240)
         health = elastic.request(cluster.url, "GET", "/_cluster/health")

@@ -38,13 +38,51 @@ def make_certs(directory: Path) -> None:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mlwatch-test-ca",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "node.key",
-        "-out", "node.csr")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mlwatch-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+    )
     (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "node.crt")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "node.crt",
+    )
 
 
 class Secure:
@@ -59,17 +97,20 @@ class Secure:
 
         ctx = ssl.create_default_context(cafile=str(self.ca))
         token = auth or "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        req = urllib.request.Request(self.url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": token,
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": token, "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             with exc:
                 raise elastic.ElasticsearchHTTPError(
-                    exc.code, f"{method} {path}: {exc.read()[:1000]!r}") from None
+                    exc.code, f"{method} {path}: {exc.read()[:1000]!r}"
+                ) from None
 
 
 @pytest.fixture(scope="module")
@@ -80,43 +121,70 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     except elastic.Unavailable as exc:
         elastic.skip_or_fail(str(exc))
     base = elastic.ROOT / "nodes" / uuid.uuid4().hex[:8]
-    cluster = Cluster(base, 1, settings={
-        "xpack.security.enabled": "true",
-        "xpack.security.http.ssl.enabled": "true",
-        "xpack.security.http.ssl.key": "certs/node.key",
-        "xpack.security.http.ssl.certificate": "certs/node.crt",
-        "xpack.security.http.ssl.certificate_authorities": "certs/ca.crt",
-        "xpack.security.enrollment.enabled": "false",
-        "xpack.security.authc.api_key.enabled": "true",
-    })
+    cluster = Cluster(
+        base,
+        1,
+        settings={
+            "xpack.security.enabled": "true",
+            "xpack.security.http.ssl.enabled": "true",
+            "xpack.security.http.ssl.key": "certs/node.key",
+            "xpack.security.http.ssl.certificate": "certs/node.crt",
+            "xpack.security.http.ssl.certificate_authorities": "certs/ca.crt",
+            "xpack.security.enrollment.enabled": "false",
+            "xpack.security.authc.api_key.enabled": "true",
+        },
+    )
     node = cluster.nodes[0]
     make_certs(node.base / "config" / "certs")
     # a file-realm superuser, written the way an operator would (elasticsearch-users)
-    subprocess.run([str(node.home / "bin" / "elasticsearch-users"), "useradd", USER, "-p",
-                    PASSWORD, "-r", "superuser"], check=True, capture_output=True,
-                   env={"ES_PATH_CONF": str(node.base / "config"),
-                        "ES_JAVA_HOME": elastic.java_home(), "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [
+            str(node.home / "bin" / "elasticsearch-users"),
+            "useradd",
+            USER,
+            "-p",
+            PASSWORD,
+            "-r",
+            "superuser",
+        ],
+        check=True,
+        capture_output=True,
+        env={
+            "ES_PATH_CONF": str(node.base / "config"),
+            "ES_JAVA_HOME": elastic.java_home(),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     node.start()
     secure = Secure(cluster, node.base / "config" / "certs" / "ca.crt")
-    wait_until(lambda: secure.call("GET", "/_cluster/health"), timeout=180, interval=0.5,
-               what="the TLS node")
+    wait_until(
+        lambda: secure.call("GET", "/_cluster/health"),
+        timeout=180,
+        interval=0.5,
+        what="the TLS node",
+    )
     yield secure
     cluster.stop()
 
 
 def ship(tmp_path: Path, secure: Secure, **env: str) -> tuple[SidecarProcess, str]:
     ns = uuid.uuid4().hex[:10]
-    side = SidecarProcess(tmp_path / f"data-{ns}", MLWATCH_ELASTICSEARCH_URL=secure.url,
-                          MLWATCH_ELASTICSEARCH_NAMESPACE=ns,
-                          MLWATCH_ELASTICSEARCH_CA_FILE=str(secure.ca), MLWATCH_LOG_LEVEL="debug",
-                          **env)
+    side = SidecarProcess(
+        tmp_path / f"data-{ns}",
+        MLWATCH_ELASTICSEARCH_URL=secure.url,
+        MLWATCH_ELASTICSEARCH_NAMESPACE=ns,
+        MLWATCH_ELASTICSEARCH_CA_FILE=str(secure.ca),
+        MLWATCH_LOG_LEVEL="debug",
+        **env,
+    )
     return side, stream_name("mlwatch.predictions", ns)
 
 
 def sink_error(side: SidecarProcess, what: str) -> str:
     """The Elasticsearch sink's last error, once /readyz reports it (503)."""
-    _, body = wait_until(lambda: (r := get_json_any(side.url + "/readyz"))[0] == 503 and r,
-                         timeout=30, what=what)
+    _, body = wait_until(
+        lambda: (r := get_json_any(side.url + "/readyz"))[0] == 503 and r, timeout=30, what=what
+    )
     return str(body["sinks"]["elasticsearch"]["last_error"])
 
 
@@ -128,12 +196,18 @@ def stored(secure: Secure, index: str) -> int:
 def test_basic_auth_and_api_key_over_tls_never_logged(secure: Secure, tmp_path: Path) -> None:
     password_file = tmp_path / "es-password"
     password_file.write_text(PASSWORD + "\n")
-    side, index = ship(tmp_path, secure, MLWATCH_ELASTICSEARCH_USERNAME=USER,
-                       MLWATCH_ELASTICSEARCH_PASSWORD_FILE=str(password_file))
+    side, index = ship(
+        tmp_path,
+        secure,
+        MLWATCH_ELASTICSEARCH_USERNAME=USER,
+        MLWATCH_ELASTICSEARCH_PASSWORD_FILE=str(password_file),
+    )
     side.start()
     try:
         assert post(side.port, [event(i) for i in range(25)]) == 202
-        wait_until(lambda: stored(secure, index) == 25, timeout=60, what="25 documents via basic auth")
+        wait_until(
+            lambda: stored(secure, index) == 25, timeout=60, what="25 documents via basic auth"
+        )
     finally:
         side.stop()
     logs = side.log()
@@ -155,8 +229,9 @@ def test_basic_auth_and_api_key_over_tls_never_logged(secure: Secure, tmp_path: 
 
     # a wrong password: the sink reports it, the sidecar keeps accepting, nothing leaks
     wrong = "wrong-" + uuid.uuid4().hex
-    side, index = ship(tmp_path, secure, MLWATCH_ELASTICSEARCH_USERNAME=USER,
-                       MLWATCH_ELASTICSEARCH_PASSWORD=wrong)
+    side, index = ship(
+        tmp_path, secure, MLWATCH_ELASTICSEARCH_USERNAME=USER, MLWATCH_ELASTICSEARCH_PASSWORD=wrong
+    )
     side.start()
     try:
         assert post(side.port, [event(1)]) == 202
@@ -166,8 +241,13 @@ def test_basic_auth_and_api_key_over_tls_never_logged(secure: Secure, tmp_path: 
     logs += side.log()
 
     assert "401" in logs and "elasticsearch" in logs  # the logs did say what went wrong
-    secrets = [PASSWORD, api_key, api_key[:20], wrong,
-               base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
-               base64.b64encode(f"{USER}:{wrong}".encode()).decode()]
+    secrets = [
+        PASSWORD,
+        api_key,
+        api_key[:20],
+        wrong,
+        base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
+        base64.b64encode(f"{USER}:{wrong}".encode()).decode(),
+    ]
     for secret in secrets:
         assert secret not in logs

@@ -22,11 +22,16 @@ TOKEN = "scrape-token-123"
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[SidecarProcess, PrometheusProcess]]:
     sidecar = SidecarProcess(tmp_path / "data", MLWATCH_TOKEN=TOKEN).start()
-    prom = PrometheusProcess(tmp_path, [{
-        "job_name": "mlwatch",
-        "authorization": {"type": "Bearer", "credentials": TOKEN},
-        "static_configs": [{"targets": [f"127.0.0.1:{sidecar.port}"]}],
-    }])
+    prom = PrometheusProcess(
+        tmp_path,
+        [
+            {
+                "job_name": "mlwatch",
+                "authorization": {"type": "Bearer", "credentials": TOKEN},
+                "static_configs": [{"targets": [f"127.0.0.1:{sidecar.port}"]}],
+            }
+        ],
+    )
     try:
         prom.start()
         yield sidecar, prom
@@ -40,10 +45,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[SidecarProcess, PrometheusProcess]]:
 
 
 def test_promql_counts_every_prediction_by_status(
-        stack: tuple[SidecarProcess, PrometheusProcess]) -> None:
+    stack: tuple[SidecarProcess, PrometheusProcess],
+) -> None:
     sidecar, prom = stack
-    mlwatch.configure(sidecar_url=sidecar.url, token=TOKEN, model="fraud", version="7",
-                      flush_interval_ms=50)
+    mlwatch.configure(
+        sidecar_url=sidecar.url, token=TOKEN, model="fraud", version="7", flush_interval_ms=50
+    )
 
     @mlwatch.monitor()
     def predict(features: dict[str, float]) -> int:
@@ -64,12 +71,19 @@ def test_promql_counts_every_prediction_by_status(
         rows = prom.query('sum by (status) (mlwatch_predictions_total{model="fraud",version="7"})')
         return {r["metric"]["status"]: float(r["value"][1]) for r in rows}
 
-    wait_until(lambda: by_status() == {"ok": OK, "error": ERRORS}, timeout=30,
-               what=f"PromQL counts ok={OK} error={ERRORS}")
+    wait_until(
+        lambda: by_status() == {"ok": OK, "error": ERRORS},
+        timeout=30,
+        what=f"PromQL counts ok={OK} error={ERRORS}",
+    )
     assert by_status() == {"ok": float(OK), "error": float(ERRORS)}
 
-    p50 = float(prom.query('histogram_quantile(0.5, sum by (le) '
-                           '(mlwatch_prediction_latency_seconds_bucket{model="fraud"}))')[0]["value"][1])
+    p50 = float(
+        prom.query(
+            "histogram_quantile(0.5, sum by (le) "
+            '(mlwatch_prediction_latency_seconds_bucket{model="fraud"}))'
+        )[0]["value"][1]
+    )
     assert 0.0025 <= p50 <= 0.01, p50  # the 4-5 ms of work lands in the 2.5-10 ms buckets
     classes = prom.query('sum by (class) (mlwatch_predicted_class_total{model="fraud"})')
     assert sum(float(r["value"][1]) for r in classes) == OK

@@ -25,25 +25,55 @@ NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour
 
 def config(tmp_path: Path, **monitoring: Any) -> Any:
     rng = np.random.default_rng(1)
-    ref = pd.DataFrame({"x": rng.normal(0, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000),
-                        "label": rng.integers(0, 2, 5000)})  # not a feature: not profiled
+    ref = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 5000),
+            "c": rng.choice(["a", "b", "c"], 5000),
+            "label": rng.integers(0, 2, 5000),
+        }
+    )  # not a feature: not profiled
     ref.to_csv(tmp_path / "ref.csv", index=False)
-    mon = Monitoring(**{"reference": str(tmp_path / "ref.csv"), "every_s": 1.0,
-                        "kpi_min_samples": 50, "kpi_lookback": 3, **monitoring})
-    spec = ModelSpec(name="m", task="classification", monitoring=mon,
-                     features=(FeatureSpec("x", "numeric"), FeatureSpec("c", "categorical")))
+    mon = Monitoring(
+        **{
+            "reference": str(tmp_path / "ref.csv"),
+            "every_s": 1.0,
+            "kpi_min_samples": 50,
+            "kpi_lookback": 3,
+            **monitoring,
+        }
+    )
+    spec = ModelSpec(
+        name="m",
+        task="classification",
+        monitoring=mon,
+        features=(FeatureSpec("x", "numeric"), FeatureSpec("c", "categorical")),
+    )
     return load_config(env={}, data_dir=str(tmp_path / "data")).__class__(
-        data_dir=str(tmp_path / "data"), models=(spec,))
+        data_dir=str(tmp_path / "data"), models=(spec,)
+    )
 
 
-def fill(store: EmbeddedStore, start_s: float, n: int, shift: float, seed: int,
-         prefix: str) -> list[dict[str, Any]]:
+def fill(
+    store: EmbeddedStore, start_s: float, n: int, shift: float, seed: int, prefix: str
+) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
-    events = [validate_event({
-        "model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"{prefix}{i}",
-        "ts": format_ts(int((start_s + i * (HOUR / n)) * 1e9)),
-        "features": {"x": float(rng.normal(shift, 1)), "c": str(rng.choice(["a", "b", "c"]))},
-        "prediction": int(i % 2)}) for i in range(n)]
+    events = [
+        validate_event(
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "request_id": f"{prefix}{i}",
+                "ts": format_ts(int((start_s + i * (HOUR / n)) * 1e9)),
+                "features": {
+                    "x": float(rng.normal(shift, 1)),
+                    "c": str(rng.choice(["a", "b", "c"])),
+                },
+                "prediction": int(i % 2),
+            }
+        )
+        for i in range(n)
+    ]
     store.insert_events(events)
     return events
 
@@ -65,11 +95,18 @@ def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
     assert set(by_name) == {"x", "c"}
     assert by_name["x"]["drifted"] and not by_name["c"]["drifted"]
     assert report["rows"] == 2000 and report["drift_share"] == 0.5
-    assert gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1",
-                 feature="x") == 1
+    assert (
+        gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1", feature="x") == 1
+    )
     assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") == 0.5
-    score = gauge(registry, "mlwatch_feature_drift_score", model="m", version="1", feature="x",
-                  method=by_name["x"]["method"])
+    score = gauge(
+        registry,
+        "mlwatch_feature_drift_score",
+        model="m",
+        version="1",
+        feature="x",
+        method=by_name["x"]["method"],
+    )
     assert score == pytest.approx(by_name["x"]["score"])
     latest = store.latest_results("m")["drift"]["1"]
     assert latest["window"] == [format_ts(start * 1000), format_ts(end * 1000)]
@@ -81,7 +118,8 @@ def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
     # a changed reference file makes a new reference: now it matches the current data
     rng = np.random.default_rng(8)
     pd.DataFrame({"x": rng.normal(0.5, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000)}).to_csv(
-        tmp_path / "ref.csv", index=False)
+        tmp_path / "ref.csv", index=False
+    )
     assert jobs2.drift("m")["1"]["drift_share"] == 0.0
     assert len(store.profiles("m", "*", "reference")) == 1
 
@@ -99,8 +137,10 @@ def test_gauges_of_a_version_no_longer_served_are_removed(tmp_path: Path) -> Non
     jobs.clock = lambda: later
     assert jobs.drift("m") == {}
     assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") is None
-    assert gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1",
-                 feature="x") is None
+    assert (
+        gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1", feature="x")
+        is None
+    )
 
 
 def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> None:
@@ -108,9 +148,16 @@ def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> Non
     store = EmbeddedStore(tmp_path / "store.db")
     start, _ = window_bounds(cfg.models[0].monitoring, NOW)
     events = fill(store, start / 1e6, 200, shift=0.0, seed=4, prefix="k")
-    labels = [validate_feedback({"model": "m", "request_id": e["request_id"],
-                                 "label": e["prediction"] if i % 4 else 1 - e["prediction"]})
-              for i, e in enumerate(events)]
+    labels = [
+        validate_feedback(
+            {
+                "model": "m",
+                "request_id": e["request_id"],
+                "label": e["prediction"] if i % 4 else 1 - e["prediction"],
+            }
+        )
+        for i, e in enumerate(events)
+    ]
     store.insert_feedback(labels[:60])  # 60 labels: 45 right
     registry = CollectorRegistry()
     jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
@@ -119,11 +166,11 @@ def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> Non
     store.insert_feedback(labels[60:])  # the late labels of the same window
     second = jobs.kpis("m")["1"]
     assert second["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)
-    assert gauge(registry, "mlwatch_model_kpi", model="m", version="1",
-                 kpi="accuracy") == pytest.approx(0.75)
+    assert gauge(
+        registry, "mlwatch_model_kpi", model="m", version="1", kpi="accuracy"
+    ) == pytest.approx(0.75)
     assert gauge(registry, "mlwatch_model_kpi_samples", model="m", version="1") == 200
-    assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == \
-        pytest.approx(0.75)
+    assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == pytest.approx(0.75)
 
 
 def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
@@ -187,17 +234,29 @@ def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
     now = time.time()
     registry = CollectorRegistry()
     with TestClient(create_app(cfg, registry=registry)) as client:
-        events = [{"model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"s{i}",
-                   "ts": format_ts(int((now - 60 + i * 0.01) * 1e9)), "prediction": i % 2,
-                   "features": {"x": 2.0 + (i % 7) * 0.1, "c": "a"}} for i in range(300)]
+        events = [
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "request_id": f"s{i}",
+                "ts": format_ts(int((now - 60 + i * 0.01) * 1e9)),
+                "prediction": i % 2,
+                "features": {"x": 2.0 + (i % 7) * 0.1, "c": "a"},
+            }
+            for i in range(300)
+        ]
         assert client.post("/v1/events", json=events).status_code == 202
         sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
         from tests.helpers import wait_until
 
         wait_until(lambda: sidecar.store.count_events("m") == 300, what="events stored")
         sidecar.scheduler.run_now()
-        wait_until(lambda: "drift" in client.get("/v1/models/m/status").json(), timeout=30,
-                   what="a drift result in the status")
+        wait_until(
+            lambda: "drift" in client.get("/v1/models/m/status").json(),
+            timeout=30,
+            what="a drift result in the status",
+        )
         status = client.get("/v1/models/m/status").json()
         assert status["drift"]["1"]["dataset_drift"] is True
         metrics = client.get("/metrics").text
@@ -222,15 +281,25 @@ def test_the_sidecar_keeps_slice_profiles_and_the_job_merges_them(tmp_path: Path
         jobs = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
         jobs.reference(cfg.models[0])  # what the first drift run does
         rng = np.random.default_rng(9)
-        events = [{"model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"p{i}",
-                   "ts": format_ts(int((start / 1e6 + i * 1.7) * 1e9)),
-                   "features": {"x": float(rng.normal(0.3, 1)), "c": str(rng.choice(["a", "b"]))}}
-                  for i in range(2000)]
+        events = [
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "request_id": f"p{i}",
+                "ts": format_ts(int((start / 1e6 + i * 1.7) * 1e9)),
+                "features": {"x": float(rng.normal(0.3, 1)), "c": str(rng.choice(["a", "b"]))},
+            }
+            for i in range(2000)
+        ]
         for k in range(0, 2000, 250):
-            assert client.post("/v1/events", json=events[k:k + 250]).status_code == 202
+            assert client.post("/v1/events", json=events[k : k + 250]).status_code == 202
         slices = lambda: sidecar.store.profiles("m", "1", "slice")  # noqa: E731
-        wait_until(lambda: sum(orjson_rows(b) for _, _, b in slices()) == 2000, timeout=30,
-                   what="2000 rows in slice profiles")
+        wait_until(
+            lambda: sum(orjson_rows(b) for _, _, b in slices()) == 2000,
+            timeout=30,
+            what="2000 rows in slice profiles",
+        )
         assert len(slices()) == int(np.ceil(2000 * 1.7 / 60))
         merged = jobs.windows.merged_slices(jobs.reference(cfg.models[0]), "m", "1", start, end)
         assert merged is not None and merged.rows == 2000
@@ -263,12 +332,16 @@ def test_reference_from_a_window_of_served_traffic(tmp_path: Path) -> None:
     start, _ = window_bounds(spec.monitoring, NOW)
     fill(store, start / 1e6 - 2 * HOUR, 2000, shift=0.0, seed=6, prefix="ref")  # last week
     fill(store, start / 1e6, 2000, shift=0.0, seed=7, prefix="now")
-    window = (format_ts(int((start / 1e6 - 2 * HOUR) * 1e9)),
-              format_ts(int((start / 1e6 - HOUR) * 1e9)))
-    mon = type(spec.monitoring)(**{**spec.monitoring.__dict__, "reference": None,
-                                   "reference_window": window})
-    cfg2 = type(cfg)(**{**cfg.__dict__, "models": (type(spec)(**{**spec.__dict__,
-                                                                 "monitoring": mon}),)})
+    window = (
+        format_ts(int((start / 1e6 - 2 * HOUR) * 1e9)),
+        format_ts(int((start / 1e6 - HOUR) * 1e9)),
+    )
+    mon = type(spec.monitoring)(
+        **{**spec.monitoring.__dict__, "reference": None, "reference_window": window}
+    )
+    cfg2 = type(cfg)(
+        **{**cfg.__dict__, "models": (type(spec)(**{**spec.__dict__, "monitoring": mon}),)}
+    )
     report = Jobs(cfg2, store, CollectorRegistry(), clock=lambda: NOW).drift("m")["1"]
     assert report["drift_share"] == 0.0  # same population as the reference window
     [(ref_start, ref_end, _)] = store.profiles("m", "*", "reference")
@@ -286,17 +359,41 @@ def test_mlwatch_scheduler_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = EmbeddedStore(data / "store.db")
     now = time.time()
-    store.insert_events([validate_event({
-        "model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"r{i}",
-        "ts": format_ts(int((now - 100 + i * 0.05) * 1e9)), "prediction": 1,
-        "features": {"x": float(rng.normal(1.0, 1))}}) for i in range(1000)])
+    store.insert_events(
+        [
+            validate_event(
+                {
+                    "model": "m",
+                    "version": "1",
+                    "latency_ms": 1.0,
+                    "request_id": f"r{i}",
+                    "ts": format_ts(int((now - 100 + i * 0.05) * 1e9)),
+                    "prediction": 1,
+                    "features": {"x": float(rng.normal(1.0, 1))},
+                }
+            )
+            for i in range(1000)
+        ]
+    )
     store.close()
     (tmp_path / "mlwatch.yaml").write_text(
         f"data_dir: {data}\nmodels:\n  - name: m\n    features: [x]\n"
-        f"    reference: {tmp_path / 'ref.csv'}\n    window: 10m\n    sliding: true\n")
-    proc = subprocess.run([sys.executable, "-m", "mlwatch", "scheduler", "--config",
-                           str(tmp_path / "mlwatch.yaml"), "--once"],
-                          capture_output=True, text=True, timeout=120)
+        f"    reference: {tmp_path / 'ref.csv'}\n    window: 10m\n    sliding: true\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlwatch",
+            "scheduler",
+            "--config",
+            str(tmp_path / "mlwatch.yaml"),
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     drift = results["m"]["drift"]["1"]
@@ -308,8 +405,14 @@ def test_sliding_kpis_are_one_window_ending_now(tmp_path: Path) -> None:
     cfg = config(tmp_path, sliding=True)
     store = EmbeddedStore(tmp_path / "store.db")
     events = fill(store, NOW - HOUR, 100, shift=0.0, seed=4, prefix="s")
-    store.insert_feedback([validate_feedback({"model": "m", "request_id": e["request_id"],
-                                              "label": e["prediction"]}) for e in events])
+    store.insert_feedback(
+        [
+            validate_feedback(
+                {"model": "m", "request_id": e["request_id"], "label": e["prediction"]}
+            )
+            for e in events
+        ]
+    )
     fill(store, NOW - 3 * HOUR, 100, shift=0.0, seed=5, prefix="old")  # outside: not counted
     report = Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).kpis("m")["1"]
     assert report["n_rows"] == 100 and report["kpis"]["accuracy"]["value"] == 1.0
@@ -317,8 +420,9 @@ def test_sliding_kpis_are_one_window_ending_now(tmp_path: Path) -> None:
     assert latest["window"] == [format_ts(int((NOW - HOUR) * 1e9)), format_ts(int(NOW * 1e9))]
 
 
-def test_prediction_and_label_fields_reach_the_kpi_job_once(tmp_path: Path, monkeypatch: Any
-                                                             ) -> None:
+def test_prediction_and_label_fields_reach_the_kpi_job_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     """decorator -> sidecar -> store -> KPI job with ``prediction_field``/``label_field``:
     the client applies the dotted paths, the job scores what was stored."""
     import json
@@ -332,15 +436,30 @@ def test_prediction_and_label_fields_reach_the_kpi_job_once(tmp_path: Path, monk
     pd.DataFrame({"x": rng.normal(0, 1, 500)}).to_csv(tmp_path / "ref.csv", index=False)
     data = tmp_path / "data"
     cfg = tmp_path / "mlwatch.yaml"
-    cfg.write_text(json.dumps({"data_dir": str(data), "scheduler": False, "models": [{
-        "name": "churn", "features": ["x"], "prediction_field": "out.label",
-        "label_field": "truth.churned", "reference": str(tmp_path / "ref.csv"),
-        "window": "1h", "sliding": True, "kpi": {"min_samples": 50}}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(data),
+                "scheduler": False,
+                "models": [
+                    {
+                        "name": "churn",
+                        "features": ["x"],
+                        "prediction_field": "out.label",
+                        "label_field": "truth.churned",
+                        "reference": str(tmp_path / "ref.csv"),
+                        "window": "1h",
+                        "sliding": True,
+                        "kpi": {"min_samples": 50},
+                    }
+                ],
+            }
+        )
+    )
     sidecar = SidecarProcess(data, MLWATCH_CONFIG=str(cfg)).start()
     try:
         monkeypatch.setenv("MLWATCH_CONFIG", str(cfg))
-        mlwatch.configure(sidecar_url=sidecar.url, model="churn", version="1",
-                          flush_interval_ms=20)
+        mlwatch.configure(sidecar_url=sidecar.url, model="churn", version="1", flush_interval_ms=20)
 
         @mlwatch.monitor(request_id="rid")
         def predict(x: dict[str, float], rid: str) -> dict[str, Any]:
@@ -358,10 +477,13 @@ def test_prediction_and_label_fields_reach_the_kpi_job_once(tmp_path: Path, monk
     finally:
         mlwatch.shutdown()
         sidecar.stop()
-    proc = subprocess.run([sys.executable, "-m", "mlwatch", "scheduler", "--config", str(cfg),
-                           "--once"], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in __import__("os").environ.items()
-                               if not k.startswith("MLWATCH_")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlwatch", "scheduler", "--config", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("MLWATCH_")},
+    )
     assert proc.returncode == 0, proc.stderr
     kpi = json.loads(proc.stdout)["churn"]["kpi"]["1"]
     assert kpi["unusable"] == {} and kpi["n_used"] == 200

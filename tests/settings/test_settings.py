@@ -37,7 +37,9 @@ def test_precedence_file_env_keywords(tmp_path: Path) -> None:
 
 
 def test_models_section(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 models:
   - name: churn
     version: 3
@@ -47,30 +49,41 @@ models:
       - {name: email, type: categorical, sensitive: true}
       - {name: ssn, type: categorical, sensitive: drop}
       - plan
-""")
+""",
+    )
     spec = load_config(path, env={}).model_spec("churn")
     assert spec is not None and spec.version == "3"
     assert [(f.name, f.type, f.sensitive) for f in spec.features] == [
-        ("age", "numeric", None), ("email", "categorical", "hash"),
-        ("ssn", "categorical", "drop"), ("plan", "numeric", None)]
+        ("age", "numeric", None),
+        ("email", "categorical", "hash"),
+        ("ssn", "categorical", "drop"),
+        ("plan", "numeric", None),
+    ]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("queue_size: lots\n", "queue_size: expected an integer, got 'lots'"),
-    ("sample_rate: 1.5\n", "sample_rate: must be at most 1.0, got 1.5"),
-    ("spool_fsync: never\n", "spool_fsync: must be one of always, interval, got 'never'"),
-    ("colour: blue\n", "colour: unknown key"),
-    ("enabled: maybe\n", "enabled: expected true or false"),
-    ("models:\n  - name: m\n    task: clustering\n", "models[0].task: must be one of"),
-    ("models:\n  - name: m\n    features:\n      - {name: a, type: text}\n",
-     "models[0].features[0].type: must be numeric or categorical"),
-    ("models:\n  - name: m\n    features:\n      - {name: a, sensitive: maybe}\n",
-     "models[0].features[0].sensitive"),
-    ("models:\n  - name: m\n  - name: m\n", "models[1].name: model 'm' is listed twice"),
-    ("models:\n  - {name: m, owner: x}\n", "models[0].owner: unknown key"),
-    ("- a\n- b\n", "config: the top level must be a mapping"),
-    ("port: [1\n", "config: invalid YAML at line"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("queue_size: lots\n", "queue_size: expected an integer, got 'lots'"),
+        ("sample_rate: 1.5\n", "sample_rate: must be at most 1.0, got 1.5"),
+        ("spool_fsync: never\n", "spool_fsync: must be one of always, interval, got 'never'"),
+        ("colour: blue\n", "colour: unknown key"),
+        ("enabled: maybe\n", "enabled: expected true or false"),
+        ("models:\n  - name: m\n    task: clustering\n", "models[0].task: must be one of"),
+        (
+            "models:\n  - name: m\n    features:\n      - {name: a, type: text}\n",
+            "models[0].features[0].type: must be numeric or categorical",
+        ),
+        (
+            "models:\n  - name: m\n    features:\n      - {name: a, sensitive: maybe}\n",
+            "models[0].features[0].sensitive",
+        ),
+        ("models:\n  - name: m\n  - name: m\n", "models[1].name: model 'm' is listed twice"),
+        ("models:\n  - {name: m, owner: x}\n", "models[0].owner: unknown key"),
+        ("- a\n- b\n", "config: the top level must be a mapping"),
+        ("port: [1\n", "config: invalid YAML at line"),
+    ],
+)
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -131,17 +144,22 @@ def test_secrets_from_files(tmp_path: Path) -> None:
 
 
 def test_urls_are_logged_without_credentials() -> None:
-    cfg = load_config(env={"MLWATCH_ELASTICSEARCH_URL": "https://elastic:s3cret@es1:9200,"
-                                                        "https://es2:9200",
-                           "MLWATCH_SIDECAR_URL": "http://user:pw@127.0.0.1:8765"})
+    cfg = load_config(
+        env={
+            "MLWATCH_ELASTICSEARCH_URL": "https://elastic:s3cret@es1:9200,https://es2:9200",
+            "MLWATCH_SIDECAR_URL": "http://user:pw@127.0.0.1:8765",
+        }
+    )
     shown = str(cfg.redacted())
     assert "s3cret" not in shown and "pw@" not in shown
     assert "https://***@es1:9200,https://es2:9200" in shown
 
 
 def test_namespace_follows_elastic_naming() -> None:
-    assert load_config(env={"MLWATCH_ELASTICSEARCH_NAMESPACE": "prod_eu.1"}).elasticsearch_namespace \
+    assert (
+        load_config(env={"MLWATCH_ELASTICSEARCH_NAMESPACE": "prod_eu.1"}).elasticsearch_namespace
         == "prod_eu.1"
+    )
     for bad in ("Prod", "prod-eu", "", "a/b"):
         with pytest.raises(ConfigError, match="elasticsearch_namespace"):
             load_config(env={}, elasticsearch_namespace=bad or " ")
@@ -157,36 +175,51 @@ def test_monitoring_section(tmp_path: Path) -> None:
         "    kpi: {min_samples: 50}\n"
         "  - name: other\n    reference: {since: '2026-01-01T00:00:00Z', until: "
         "'2026-01-02T00:00:00Z'}\n    schedule: {cron: '*/5 * * * *'}\n    sliding: true\n"
-        "  - name: plain\n")
+        "  - name: plain\n"
+    )
     credit, other, plain = load_config(conf, env={}).models
     assert credit.classes == ("no", "yes") and credit.score_field == "proba"
     mon = credit.monitoring
     assert mon is not None and mon.reference == "ref.parquet" and mon.every_s == 30
     assert (mon.window_s, mon.alpha, mon.correction, mon.min_effect, mon.kpi_min_samples) == (
-        3600, 0.01, "bh", 0.1, 50)
+        3600,
+        0.01,
+        "bh",
+        0.1,
+        50,
+    )
     assert mon.settle_s == 120 and other.monitoring is not None
     assert other.monitoring.settle_s == 60  # the default
     assert other.monitoring is not None and other.monitoring.cron == "*/5 * * * *"
     assert other.monitoring.every_s is None and other.monitoring.sliding
-    assert other.monitoring.reference_window == ("2026-01-01T00:00:00.000000Z",
-                                                  "2026-01-02T00:00:00.000000Z")
+    assert other.monitoring.reference_window == (
+        "2026-01-01T00:00:00.000000Z",
+        "2026-01-02T00:00:00.000000Z",
+    )
     assert plain.monitoring is None
 
 
-@pytest.mark.parametrize(("snippet", "message"), [
-    ("schedule: soon", "models[0].schedule: expected a duration"),
-    ("reference: {since: '2026-01-01T00:00', until: '2026-01-02T00:00:00Z'}",
-     "models[0].reference.since: expected an RFC 3339 time"),
-    ("schedule: {cron: '* *'}", "models[0].schedule.cron: expected five crontab fields"),
-    ("drift: {alpha: 2}", "models[0].drift.alpha: expected a number"),
-    ("drift: {correction: holm}", "models[0].drift.correction: must be bonferroni or bh"),
-    ("drift: {thresh: 1}", "models[0].drift.thresh: unknown key"),
-    ("kpi: {min_samples: 0}", "models[0].kpi.min_samples: expected a positive integer"),
-    ("reference: 3", "models[0].reference: a monitored model needs a reference"),
-    ("reference: {since: yesterday, until: now}",
-     "models[0].reference.since: expected an RFC 3339 time"),
-    ("classes: [a]", "models[0].classes: expected a list of at least two"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("schedule: soon", "models[0].schedule: expected a duration"),
+        (
+            "reference: {since: '2026-01-01T00:00', until: '2026-01-02T00:00:00Z'}",
+            "models[0].reference.since: expected an RFC 3339 time",
+        ),
+        ("schedule: {cron: '* *'}", "models[0].schedule.cron: expected five crontab fields"),
+        ("drift: {alpha: 2}", "models[0].drift.alpha: expected a number"),
+        ("drift: {correction: holm}", "models[0].drift.correction: must be bonferroni or bh"),
+        ("drift: {thresh: 1}", "models[0].drift.thresh: unknown key"),
+        ("kpi: {min_samples: 0}", "models[0].kpi.min_samples: expected a positive integer"),
+        ("reference: 3", "models[0].reference: a monitored model needs a reference"),
+        (
+            "reference: {since: yesterday, until: now}",
+            "models[0].reference.since: expected an RFC 3339 time",
+        ),
+        ("classes: [a]", "models[0].classes: expected a list of at least two"),
+    ],
+)
 def test_monitoring_errors_name_the_key(tmp_path: Path, snippet: str, message: str) -> None:
     conf = tmp_path / "m.yaml"
     ref = "" if snippet.startswith("reference") else "    reference: r.csv\n"
@@ -200,9 +233,13 @@ def test_monitoring_needs_a_reference_and_reads_yaml_times(tmp_path: Path) -> No
     conf.write_text("models:\n  - name: m\n    schedule: 5m\n")
     with pytest.raises(ConfigError, match=r"models\[0\]\.reference: a monitored model needs"):
         load_config(conf, env={})
-    conf.write_text("models:\n  - name: m\n    reference: {since: 2026-11-01T00:00:00Z, "
-                    "until: 2026-11-02T12:30:00+01:00}\n")
+    conf.write_text(
+        "models:\n  - name: m\n    reference: {since: 2026-11-01T00:00:00Z, "
+        "until: 2026-11-02T12:30:00+01:00}\n"
+    )
     [spec] = load_config(conf, env={}).models
     assert spec.monitoring is not None
-    assert spec.monitoring.reference_window == ("2026-11-01T00:00:00.000000Z",
-                                                "2026-11-02T11:30:00.000000Z")
+    assert spec.monitoring.reference_window == (
+        "2026-11-01T00:00:00.000000Z",
+        "2026-11-02T11:30:00.000000Z",
+    )

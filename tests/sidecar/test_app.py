@@ -44,8 +44,12 @@ def test_json_array_is_accepted_and_stored(client: TestClient) -> None:
 def test_ndjson_and_gzip_are_accepted(client: TestClient) -> None:
     nd = b"\n".join(json.dumps(event(i)).encode() for i in range(5)) + b"\n"
     assert post(client, nd, "application/x-ndjson").json() == {"accepted": 5}
-    r = post(client, gz([event(i) for i in range(5, 9)]), "application/json",
-             **{"content-encoding": "gzip"})
+    r = post(
+        client,
+        gz([event(i) for i in range(5, 9)]),
+        "application/json",
+        **{"content-encoding": "gzip"},
+    )
     assert r.status_code == 202 and r.json() == {"accepted": 4}
     wait_until(lambda: stored(client) == 9, what="9 events stored")
 
@@ -58,32 +62,74 @@ def test_replayed_event_ids_are_stored_once(client: TestClient) -> None:
     assert stored(client) == 4
 
 
-@pytest.mark.parametrize(("body", "ctype", "status", "needle"), [
-    (b'[{"model": "iris", "latency_ms": 1}', "application/json", 400, "invalid JSON at line 1"),
-    (b'{"model":"iris","latency_ms":1}\n{"model": oops}\n', "application/x-ndjson", 400,
-     "line 2: invalid JSON"),
-    (b'[{"model": "iris", "latency_ms": NaN}]', "application/json", 400, "invalid JSON"),
-    (b"", "application/json", 400, "empty body"),
-    (json.dumps([event(0), event(1, latency_ms="fast")]).encode(), "application/json", 422,
-     "line 2, field 'latency_ms': expected a non-negative number, got str"),
-    (json.dumps([event(0, latency_ms=-1)]).encode(), "application/json", 422,
-     "field 'latency_ms'"),
-    (json.dumps([event(0, features={"x": [1, 2]})]).encode(), "application/json", 422,
-     "field 'features.x'"),
-    (json.dumps([event(0, colour="red")]).encode(), "application/json", 422,
-     "field 'colour': unknown field"),
-    (json.dumps([{"latency_ms": 1}]).encode(), "application/json", 422,
-     "line 1, field 'model': required"),
-    (json.dumps([event(0, status="maybe")]).encode(), "application/json", 422, "field 'status'"),
-    (json.dumps([event(0, ts="yesterday")]).encode(), "application/json", 422, "field 'ts'"),
-    (json.dumps([event(0, model="bad name!")]).encode(), "application/json", 422,
-     "field 'model'"),
-    (json.dumps([1, 2]).encode(), "application/json", 422, "line 1: expected a JSON object"),
-    (json.dumps([event(0)]).encode(), "text/plain", 415, "unsupported Content-Type 'text/plain'"),
-    (json.dumps([event(0)]).encode(), "", 415, "unsupported Content-Type"),
-])
-def test_bad_input_gets_a_precise_4xx(client: TestClient, body: bytes, ctype: str, status: int,
-                                      needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "needle"),
+    [
+        (b'[{"model": "iris", "latency_ms": 1}', "application/json", 400, "invalid JSON at line 1"),
+        (
+            b'{"model":"iris","latency_ms":1}\n{"model": oops}\n',
+            "application/x-ndjson",
+            400,
+            "line 2: invalid JSON",
+        ),
+        (b'[{"model": "iris", "latency_ms": NaN}]', "application/json", 400, "invalid JSON"),
+        (b"", "application/json", 400, "empty body"),
+        (
+            json.dumps([event(0), event(1, latency_ms="fast")]).encode(),
+            "application/json",
+            422,
+            "line 2, field 'latency_ms': expected a non-negative number, got str",
+        ),
+        (
+            json.dumps([event(0, latency_ms=-1)]).encode(),
+            "application/json",
+            422,
+            "field 'latency_ms'",
+        ),
+        (
+            json.dumps([event(0, features={"x": [1, 2]})]).encode(),
+            "application/json",
+            422,
+            "field 'features.x'",
+        ),
+        (
+            json.dumps([event(0, colour="red")]).encode(),
+            "application/json",
+            422,
+            "field 'colour': unknown field",
+        ),
+        (
+            json.dumps([{"latency_ms": 1}]).encode(),
+            "application/json",
+            422,
+            "line 1, field 'model': required",
+        ),
+        (
+            json.dumps([event(0, status="maybe")]).encode(),
+            "application/json",
+            422,
+            "field 'status'",
+        ),
+        (json.dumps([event(0, ts="yesterday")]).encode(), "application/json", 422, "field 'ts'"),
+        (
+            json.dumps([event(0, model="bad name!")]).encode(),
+            "application/json",
+            422,
+            "field 'model'",
+        ),
+        (json.dumps([1, 2]).encode(), "application/json", 422, "line 1: expected a JSON object"),
+        (
+            json.dumps([event(0)]).encode(),
+            "text/plain",
+            415,
+            "unsupported Content-Type 'text/plain'",
+        ),
+        (json.dumps([event(0)]).encode(), "", 415, "unsupported Content-Type"),
+    ],
+)
+def test_bad_input_gets_a_precise_4xx(
+    client: TestClient, body: bytes, ctype: str, status: int, needle: str
+) -> None:
     assert post(client, [event(i) for i in range(3)]).status_code == 202
     r = post(client, body, ctype)
     assert r.status_code == status, r.text
@@ -118,8 +164,9 @@ def test_bad_gzip_and_unknown_encoding(client: TestClient) -> None:
 
 
 def test_size_and_count_limits(sidecar_config: Any) -> None:
-    app = create_app(sidecar_config(max_body_bytes=4096, max_events_per_request=3),
-                     registry=CollectorRegistry())
+    app = create_app(
+        sidecar_config(max_body_bytes=4096, max_events_per_request=3), registry=CollectorRegistry()
+    )
     with TestClient(app) as c:
         big = json.dumps([event(i, features={"x": "y" * 2000}) for i in range(3)]).encode()
         r = post(c, big)
@@ -149,15 +196,26 @@ def test_token_is_required_when_set(sidecar_config: Any) -> None:
 
 def test_feedback_and_registration(client: TestClient) -> None:
     assert post(client, [event(i) for i in range(3)]).status_code == 202
-    fb = [{"model": "iris", "request_id": "r1", "label": 2},
-          {"model": "iris", "request_id": "r2", "label": 0}]
+    fb = [
+        {"model": "iris", "request_id": "r1", "label": 2},
+        {"model": "iris", "request_id": "r2", "label": 0},
+    ]
     r = client.post("/v1/feedback", json=fb)
     assert r.status_code == 202 and r.json() == {"accepted": 2}
     r = client.post("/v1/feedback", json=[{"model": "iris", "label": 1}])
     assert r.status_code == 422 and "field 'request_id': required" in r.json()["detail"]
-    reg = [{"model": "iris", "version": "1", "code_version": "abc123", "run_id": "run-7",
-            "task": "classification", "params": {"C": 1.0}}]
+    reg = [
+        {
+            "model": "iris",
+            "version": "1",
+            "code_version": "abc123",
+            "run_id": "run-7",
+            "task": "classification",
+            "params": {"C": 1.0},
+        }
+    ]
     assert client.post("/v1/models", json=reg).status_code == 202
+
     def done() -> Any:
         status = client.get("/v1/models/iris/status").json()
         return status if status["feedback_stored"] == 2 and status["versions"] else None
@@ -166,16 +224,20 @@ def test_feedback_and_registration(client: TestClient) -> None:
     assert status["events_stored"] == 3
     assert status["versions"][0]["params"] == {"C": 1.0}
     metrics = client.get("/metrics").text
-    assert ('mlwatch_model_info{code_version="abc123",model="iris",run_id="run-7",version="1"} 1.0'
-            in metrics)
+    assert (
+        'mlwatch_model_info{code_version="abc123",model="iris",run_id="run-7",version="1"} 1.0'
+        in metrics
+    )
 
 
 def test_events_query_parameters(client: TestClient) -> None:
     evs = [event(i, ts=f"2026-01-01T00:00:0{i}.000000Z") for i in range(5)]
     assert post(client, evs).status_code == 202
     wait_until(lambda: stored(client) == 5, what="5 events stored")
-    r = client.get("/v1/models/iris/events", params={"since": "2026-01-01T00:00:01Z",
-                                                      "until": "2026-01-01T00:00:04Z"})
+    r = client.get(
+        "/v1/models/iris/events",
+        params={"since": "2026-01-01T00:00:01Z", "until": "2026-01-01T00:00:04Z"},
+    )
     assert [e["request_id"] for e in r.json()["events"]] == ["r3", "r2", "r1"]
     r = client.get("/v1/models/iris/events", params={"since": "last week"})
     assert r.status_code == 422 and "'since'" in r.json()["detail"]
@@ -191,13 +253,15 @@ def test_metrics_count_predictions_classes_latency_and_drops(client: TestClient)
     text = client.get("/metrics").text
     assert 'mlwatch_predictions_total{model="iris",status="ok",version="1"} 4.0' in text
     assert 'mlwatch_predictions_total{model="iris",status="error",version="1"} 1.0' in text
-    assert ('mlwatch_predicted_class_total{class="setosa",model="iris",version="1"} 4.0' in text)
-    assert ('mlwatch_prediction_latency_seconds_bucket{le="0.0025",model="iris",version="1"} 5.0'
-            in text)
-    assert ('mlwatch_prediction_latency_seconds_bucket{le="0.001",model="iris",version="1"} 0.0'
-            in text)
-    assert ('mlwatch_events_dropped_total{model="iris",reason="queue_full",version="1"} 7.0'
-            in text)
+    assert 'mlwatch_predicted_class_total{class="setosa",model="iris",version="1"} 4.0' in text
+    assert (
+        'mlwatch_prediction_latency_seconds_bucket{le="0.0025",model="iris",version="1"} 5.0'
+        in text
+    )
+    assert (
+        'mlwatch_prediction_latency_seconds_bucket{le="0.001",model="iris",version="1"} 0.0' in text
+    )
+    assert 'mlwatch_events_dropped_total{model="iris",reason="queue_full",version="1"} 7.0' in text
     bad = post(client, [event(0)], **{"x-mlwatch-dropped": "{nope"})
     assert bad.status_code == 400 and "X-Mlwatch-Dropped" in bad.json()["detail"]
 
@@ -216,12 +280,19 @@ def test_regression_values_histogram(sidecar_config: Any) -> None:
 
 def test_sensitive_features_are_hashed_or_dropped_before_storage(sidecar_config: Any) -> None:
     cfg = sidecar_config(hash_key="k1")
-    spec = ModelSpec(name="iris", features=(FeatureSpec("email", "categorical", "hash"),
-                                            FeatureSpec("ssn", "categorical", "drop")))
+    spec = ModelSpec(
+        name="iris",
+        features=(
+            FeatureSpec("email", "categorical", "hash"),
+            FeatureSpec("ssn", "categorical", "drop"),
+        ),
+    )
     cfg = type(cfg)(**{**cfg.__dict__, "models": (spec,)})
     with TestClient(create_app(cfg, registry=CollectorRegistry())) as c:
-        evs = [event(i, features={"email": "alice@example.com", "ssn": "123", "x": 1})
-               for i in range(2)]
+        evs = [
+            event(i, features={"email": "alice@example.com", "ssn": "123", "x": 1})
+            for i in range(2)
+        ]
         assert post(c, evs).status_code == 202
         wait_until(lambda: stored(c) == 2, what="2 events stored")
         rows = c.get("/v1/models/iris/events").json()["events"]
@@ -234,8 +305,16 @@ def test_sensitive_features_are_hashed_or_dropped_before_storage(sidecar_config:
 
 def test_openapi_lists_the_contract(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/events", "/v1/feedback", "/v1/models", "/metrics", "/healthz", "/readyz",
-                 "/v1/models/{model}/status", "/v1/models/{model}/events"):
+    for path in (
+        "/v1/events",
+        "/v1/feedback",
+        "/v1/models",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/v1/models/{model}/status",
+        "/v1/models/{model}/events",
+    ):
         assert path in spec["paths"], path
     body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-ndjson"}
@@ -304,8 +383,9 @@ def test_full_disk_is_503_not_500(client: TestClient, monkeypatch: pytest.Monkey
 
 def test_drop_reports_count_once_and_may_come_without_events(client: TestClient) -> None:
     def report(rid: str, n: int) -> str:
-        return json.dumps([{"model": "iris", "version": "1", "reason": "shutdown", "count": n,
-                            "report_id": rid}])
+        return json.dumps(
+            [{"model": "iris", "version": "1", "reason": "shutdown", "count": n, "report_id": rid}]
+        )
 
     assert post(client, [], **{"x-mlwatch-dropped": report("a", 3)}).json() == {"accepted": 0}
     assert post(client, [], **{"x-mlwatch-dropped": report("a", 3)}).status_code == 202  # resent
@@ -314,12 +394,15 @@ def test_drop_reports_count_once_and_may_come_without_events(client: TestClient)
     assert 'mlwatch_events_dropped_total{model="iris",reason="shutdown",version="1"} 5.0' in text
 
 
-@pytest.mark.parametrize(("ev", "field"), [
-    (event(0, ts="0001-01-01T00:00:00+01:00"), "ts"),
-    (event(0, prediction=json.loads("[" * 40 + "1" + "]" * 40)), "prediction"),
-    (event(0, request_id="r\u0000x"), "request_id"),
-    (event(0, labels={"bad key": "x"}), "labels.bad key"),
-])
+@pytest.mark.parametrize(
+    ("ev", "field"),
+    [
+        (event(0, ts="0001-01-01T00:00:00+01:00"), "ts"),
+        (event(0, prediction=json.loads("[" * 40 + "1" + "]" * 40)), "prediction"),
+        (event(0, request_id="r\u0000x"), "request_id"),
+        (event(0, labels={"bad key": "x"}), "labels.bad key"),
+    ],
+)
 def test_edge_values_are_422_not_500(client: TestClient, ev: dict, field: str) -> None:
     r = post(client, [ev])
     assert r.status_code == 422, r.text
@@ -344,8 +427,10 @@ def test_a_failed_cursor_write_does_not_stop_the_store(sidecar_config: Any) -> N
         wait_until(lambda: failures, what="the commit failed once")
         assert post(c, [event(1)]).status_code == 202
         wait_until(lambda: stored(c) == 2, timeout=15, what="both events stored")
-        wait_until(lambda: c.get("/v1/models/iris/status").json()["sinks"]["store"]["lag_bytes"]
-                   == 0, what="cursor caught up")
+        wait_until(
+            lambda: c.get("/v1/models/iris/status").json()["sinks"]["store"]["lag_bytes"] == 0,
+            what="cursor caught up",
+        )
         status = c.get("/v1/models/iris/status").json()["sinks"]["store"]
         assert status["alive"] and status["healthy"]
         assert 'mlwatch_sink_errors_total{sink="store"} 1.0' in c.get("/metrics").text

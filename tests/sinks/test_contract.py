@@ -69,15 +69,33 @@ class Case:
 
 
 def event_batch(n: int, offset: int = 0) -> Batch:
-    evs = [validate_event({"model": "m", "version": "1", "latency_ms": 1.0,
-                           "event_id": f"e{i:06d}", "request_id": f"r{i}",
-                           "ts": _ts(START_US + i * 1000),
-                           "features": {"x": float(i), "c": "ab"[i % 2]}, "prediction": i % 2})
-           for i in range(offset, offset + n)]
+    evs = [
+        validate_event(
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "event_id": f"e{i:06d}",
+                "request_id": f"r{i}",
+                "ts": _ts(START_US + i * 1000),
+                "features": {"x": float(i), "c": "ab"[i % 2]},
+                "prediction": i % 2,
+            }
+        )
+        for i in range(offset, offset + n)
+    ]
     batch = Batch()
     batch.add(encode(EVENTS, evs))
-    batch.add(encode(FEEDBACK, [validate_feedback({"model": "m", "request_id": "r0",
-                                                   "feedback_id": "f0", "label": 1})]))
+    batch.add(
+        encode(
+            FEEDBACK,
+            [
+                validate_feedback(
+                    {"model": "m", "request_id": "r0", "feedback_id": "f0", "label": 1}
+                )
+            ],
+        )
+    )
     batch.add(encode(MODELS, [validate_registration({"model": "m", "version": "1"})]))
     return batch
 
@@ -97,8 +115,9 @@ def _profile_case(tmp_path: Path) -> Case:
     from mlwatch.stats.profile import DatasetProfile
 
     store = EmbeddedStore(tmp_path / "store.db")
-    reference = DatasetProfile.from_reference({"x": [float(i) for i in range(500)],
-                                               "c": ["a", "b"] * 250})
+    reference = DatasetProfile.from_reference(
+        {"x": [float(i) for i in range(500)], "c": ["a", "b"] * 250}
+    )
     store.put_profile("m", "*", "reference", 0, 0, reference.to_json())
     sink = ProfileSink(store, slice_s=60.0)
 
@@ -112,17 +131,23 @@ def _elastic_case(tmp_path: Path) -> Case:
     from mlwatch.elastic.sink import ElasticsearchSink
 
     peer = BulkPeer()
-    config = load_config(env={}, elasticsearch_url="http://127.0.0.1:9",
-                         elasticsearch_install_templates=False, data_dir=str(tmp_path))
-    sink = ElasticsearchSink(config, client=peer, registry=CollectorRegistry(),
-                             sleep=lambda s: None)
+    config = load_config(
+        env={},
+        elasticsearch_url="http://127.0.0.1:9",
+        elasticsearch_install_templates=False,
+        data_dir=str(tmp_path),
+    )
+    sink = ElasticsearchSink(
+        config, client=peer, registry=CollectorRegistry(), sleep=lambda s: None
+    )
     return Case(sink, peer.events, lambda: setattr(peer, "down", True))
 
 
 @pytest.fixture(params=["store", "profiles", "elasticsearch"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    made = {"store": _store_case, "profiles": _profile_case,
-            "elasticsearch": _elastic_case}[request.param](tmp_path)
+    made = {"store": _store_case, "profiles": _profile_case, "elasticsearch": _elastic_case}[
+        request.param
+    ](tmp_path)
     yield made
     made.sink.shutdown(5.0)
 
@@ -169,15 +194,32 @@ def test_the_consumer_drains_the_spool_into_it(case: Case, tmp_path: Path) -> No
     spool = Spool(tmp_path / "spool", consumers=[case.sink.name])
     errors: list[BaseException] = []
     for k in range(5):
-        spool.append([encode(EVENTS, [validate_event({
-            "model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"s{k}-{i}",
-            "ts": _ts(START_US + k * 1000 + i), "features": {"x": 1.0, "c": "a"}})
-            for i in range(20)])])
+        spool.append(
+            [
+                encode(
+                    EVENTS,
+                    [
+                        validate_event(
+                            {
+                                "model": "m",
+                                "version": "1",
+                                "latency_ms": 1.0,
+                                "request_id": f"s{k}-{i}",
+                                "ts": _ts(START_US + k * 1000 + i),
+                                "features": {"x": 1.0, "c": "a"},
+                            }
+                        )
+                        for i in range(20)
+                    ],
+                )
+            ]
+        )
     consumer = Consumer(spool, case.sink, on_error=lambda _n, exc: errors.append(exc))
     consumer.start()
     try:
-        wait_until(lambda: spool.lag_bytes(case.sink.name) == 0, timeout=20,
-                   what="the spool drained")
+        wait_until(
+            lambda: spool.lag_bytes(case.sink.name) == 0, timeout=20, what="the spool drained"
+        )
         wait_until(lambda: delivered(case) == 100, timeout=20, what="100 events delivered")
         assert errors == [] and consumer.state()["healthy"]
     finally:
@@ -189,8 +231,18 @@ def test_the_consumer_drains_the_spool_into_it(case: Case, tmp_path: Path) -> No
 def test_a_broken_destination_keeps_the_batch_in_the_spool(case: Case, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", consumers=[case.sink.name])
     case.break_it()
-    spool.append([encode(EVENTS, [validate_event({"model": "m", "latency_ms": 1.0,
-                                                  "features": {"x": 1.0, "c": "a"}})])])
+    spool.append(
+        [
+            encode(
+                EVENTS,
+                [
+                    validate_event(
+                        {"model": "m", "latency_ms": 1.0, "features": {"x": 1.0, "c": "a"}}
+                    )
+                ],
+            )
+        ]
+    )
     errors: list[BaseException] = []
     consumer = Consumer(spool, case.sink, on_error=lambda _n, exc: errors.append(exc))
     consumer.start()

@@ -29,8 +29,9 @@ def ks_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def chi2_p(ref: np.ndarray, cur: np.ndarray) -> float:
-    table = CategoryTable.from_counts(dict(zip(NAMES, ref.tolist(), strict=True)),
-                                      dict(zip(NAMES, cur.tolist(), strict=True)))
+    table = CategoryTable.from_counts(
+        dict(zip(NAMES, ref.tolist(), strict=True)), dict(zip(NAMES, cur.tolist(), strict=True))
+    )
     p = get_method("chisquare").compute(table).p_value
     assert p is not None
     return p
@@ -62,8 +63,10 @@ def test_chisquare_false_alarm_rate() -> None:
 def test_ks_power_for_a_tenth_of_a_sigma() -> None:
     rng = np.random.default_rng(20240503)
     trials = 100
-    hits = sum(ks_p(rng.normal(size=10_000), rng.normal(0.1, 1, size=10_000)) < ALPHA
-               for _ in range(trials))
+    hits = sum(
+        ks_p(rng.normal(size=10_000), rng.normal(0.1, 1, size=10_000)) < ALPHA
+        for _ in range(trials)
+    )
     assert hits / trials >= 0.95, f"KS power {hits / trials:.2f} for a 0.1 sigma shift"
 
 
@@ -72,6 +75,8 @@ def test_chisquare_power() -> None:
     rng = np.random.default_rng(20240504)
     shifted = np.array([0.37, 0.3, 0.15, 0.12, 0.06])
     trials = 100
-    hits = sum(chi2_p(rng.multinomial(10_000, PROBS), rng.multinomial(10_000, shifted)) < ALPHA
-               for _ in range(trials))
+    hits = sum(
+        chi2_p(rng.multinomial(10_000, PROBS), rng.multinomial(10_000, shifted)) < ALPHA
+        for _ in range(trials)
+    )
     assert hits / trials >= 0.95, f"chi-square power {hits / trials:.2f}"

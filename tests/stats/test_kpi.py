@@ -21,6 +21,7 @@ TOL = 1e-9
 
 # -- fixtures ------------------------------------------------------------------------
 
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -55,11 +56,23 @@ def regression_fixture(n: int = 700, seed: int = 3) -> tuple[np.ndarray, np.ndar
 
 def rows_of(preds: list[Any], labels: list[Any], **event: Any) -> list[tuple[dict[str, Any], Any]]:
     """Rows shaped as EmbeddedStore.joined() yields them: (event, label or None)."""
-    return [({"event_id": f"e{i}", "ts_us": 1_767_225_600_000_000 + i, "status": "ok",
-              "prediction": p, **event}, y) for i, (p, y) in enumerate(zip(preds, labels, strict=True))]
+    return [
+        (
+            {
+                "event_id": f"e{i}",
+                "ts_us": 1_767_225_600_000_000 + i,
+                "status": "ok",
+                "prediction": p,
+                **event,
+            },
+            y,
+        )
+        for i, (p, y) in enumerate(zip(preds, labels, strict=True))
+    ]
 
 
 # -- metrics against scikit-learn ------------------------------------------------------
+
 
 @pytest.mark.parametrize("labels", ["ints", "strings"])
 def test_accuracy_precision_recall_f1_match_sklearn(labels: str) -> None:
@@ -123,22 +136,29 @@ def test_multiclass_auc_skips_a_class_missing_from_the_labels() -> None:
 
 
 def test_expected_calibration_error_hand_computed() -> None:
-    proba = np.array([
-        [0.05, 0.90, 0.05],  # y=1: confidence 0.90, bin (0.8, 0.9], right
-        [0.10, 0.85, 0.05],  # y=0: 0.85, bin (0.8, 0.9], wrong
-        [0.60, 0.30, 0.10],  # y=0: 0.60, bin (0.5, 0.6], right (0.6 is the bin's upper edge)
-        [0.40, 0.35, 0.25],  # y=2: 0.40, bin (0.3, 0.4], wrong
-        [0.20, 0.70, 0.10],  # y=1: 0.70, bin (0.6, 0.7], right (upper edge)
-        [0.20, 0.15, 0.65],  # y=1: 0.65, bin (0.6, 0.7], wrong
-        [1.00, 0.00, 0.00],  # y=0: 1.00, bin (0.9, 1.0], right: no gap
-    ])
+    proba = np.array(
+        [
+            [0.05, 0.90, 0.05],  # y=1: confidence 0.90, bin (0.8, 0.9], right
+            [0.10, 0.85, 0.05],  # y=0: 0.85, bin (0.8, 0.9], wrong
+            [0.60, 0.30, 0.10],  # y=0: 0.60, bin (0.5, 0.6], right (0.6 is the bin's upper edge)
+            [0.40, 0.35, 0.25],  # y=2: 0.40, bin (0.3, 0.4], wrong
+            [0.20, 0.70, 0.10],  # y=1: 0.70, bin (0.6, 0.7], right (upper edge)
+            [0.20, 0.15, 0.65],  # y=1: 0.65, bin (0.6, 0.7], wrong
+            [1.00, 0.00, 0.00],  # y=0: 1.00, bin (0.9, 1.0], right: no gap
+        ]
+    )
     y = np.array([1, 0, 0, 2, 1, 1, 0])
     # |right - confidence| summed per bin: (0.8,0.9]: |1 - 1.75| = 0.75; (0.5,0.6]: 0.4;
     # (0.3,0.4]: 0.4; (0.6,0.7]: |1 - 1.35| = 0.35; (0.9,1.0]: 0. Over 7 predictions.
     assert abs(kpi.expected_calibration_error(y, proba) - 1.9 / 7) < TOL
     # with [lo, hi) bins 0.70 would sit alone in (0.7, 0.8] and the result would differ
-    assert abs(kpi.expected_calibration_error(y, proba, n_bins=1)
-               - abs(4 - proba.max(axis=1).sum()) / 7) < TOL
+    assert (
+        abs(
+            kpi.expected_calibration_error(y, proba, n_bins=1)
+            - abs(4 - proba.max(axis=1).sum()) / 7
+        )
+        < TOL
+    )
     # binary scores: the top label of [1 - p, p]
     assert abs(kpi.expected_calibration_error([1, 0], [0.8, 0.3]) - 0.25) < TOL
 
@@ -147,8 +167,13 @@ def test_regression_metrics_match_sklearn() -> None:
     y, pred = regression_fixture()
     assert abs(kpi.mean_absolute_error(y, pred) - skm.mean_absolute_error(y, pred)) < TOL
     assert abs(kpi.root_mean_squared_error(y, pred) - skm.root_mean_squared_error(y, pred)) < TOL
-    assert abs(kpi.mean_absolute_percentage_error(y, pred)
-               - skm.mean_absolute_percentage_error(y, pred)) < TOL
+    assert (
+        abs(
+            kpi.mean_absolute_percentage_error(y, pred)
+            - skm.mean_absolute_percentage_error(y, pred)
+        )
+        < TOL
+    )
     assert abs(kpi.r2_score(y, pred) - skm.r2_score(y, pred)) < TOL
 
 
@@ -157,8 +182,9 @@ def test_mape_with_zero_labels_uses_sklearns_epsilon() -> None:
     ours = kpi.mean_absolute_percentage_error(y, pred)
     assert ours == pytest.approx(skm.mean_absolute_percentage_error(y, pred), rel=1e-12)
     assert 1e14 < ours < math.inf
-    report = kpi.compute_kpis(rows_of(list(pred) * 5, list(y) * 5), task="regression",
-                              min_samples=10)
+    report = kpi.compute_kpis(
+        rows_of(list(pred) * 5, list(y) * 5), task="regression", min_samples=10
+    )
     mape = report.kpis["mape"]
     assert mape.value == pytest.approx(ours, rel=1e-12)
     assert mape.lower is not None and mape.upper is not None and math.isfinite(mape.upper)
@@ -166,8 +192,9 @@ def test_mape_with_zero_labels_uses_sklearns_epsilon() -> None:
 
 def test_r2_of_constant_labels_is_undefined_not_a_crash() -> None:
     assert math.isnan(kpi.r2_score([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))
-    report = kpi.compute_kpis(rows_of([1.0, 2.0, 3.0] * 10, [2.0] * 30), task="regression",
-                              min_samples=10)
+    report = kpi.compute_kpis(
+        rows_of([1.0, 2.0, 3.0] * 10, [2.0] * 30), task="regression", min_samples=10
+    )
     r2 = report.kpis["r2"]
     assert r2.value is None and r2.lower is None and r2.reason is not None
     assert "constant" in r2.reason
@@ -175,6 +202,7 @@ def test_r2_of_constant_labels_is_undefined_not_a_crash() -> None:
 
 
 # -- compute_kpis on joined rows -----------------------------------------------------
+
 
 def test_compute_kpis_binary_matches_sklearn() -> None:
     y, score = binary_fixture()
@@ -202,19 +230,29 @@ def test_compute_kpis_multiclass_from_a_dict_prediction_with_string_classes() ->
     y, proba = multiclass_fixture()
     names = ["ant", "bee", "cat", "dog"]
     preds = [{"result": {"label": names[int(p.argmax())], "proba": p.tolist()}} for p in proba]
-    report = kpi.compute_kpis(rows_of(preds, [{"truth": names[c]} for c in y]),
-                              prediction_field="result.label", label_field="truth",
-                              score_field="result.proba", classes=names)
+    report = kpi.compute_kpis(
+        rows_of(preds, [{"truth": names[c]} for c in y]),
+        prediction_field="result.label",
+        label_field="truth",
+        score_field="result.proba",
+        classes=names,
+    )
     y_str = np.array(names)[y]
     pred_str = np.array(names)[proba.argmax(axis=1)]
     assert abs(report.value("accuracy") - skm.accuracy_score(y_str, pred_str)) < TOL
-    p, r, f, _ = skm.precision_recall_fscore_support(y_str, pred_str, average="weighted",
-                                                     zero_division=0)
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        y_str, pred_str, average="weighted", zero_division=0
+    )
     assert abs(report.value("precision_weighted") - p) < TOL
     assert abs(report.value("recall_weighted") - r) < TOL
     assert abs(report.value("f1_weighted") - f) < TOL
-    assert abs(report.value("roc_auc") - skm.roc_auc_score(
-        y_str, proba, multi_class="ovr", labels=names)) < TOL
+    assert (
+        abs(
+            report.value("roc_auc")
+            - skm.roc_auc_score(y_str, proba, multi_class="ovr", labels=names)
+        )
+        < TOL
+    )
     assert abs(report.value("log_loss") - skm.log_loss(y_str, proba, labels=names)) < TOL
     assert abs(report.value("brier") - skm.brier_score_loss(y_str, proba, labels=names)) < TOL
 
@@ -222,16 +260,18 @@ def test_compute_kpis_multiclass_from_a_dict_prediction_with_string_classes() ->
 def test_prediction_shapes() -> None:
     y, score = binary_fixture(n=120)
     labels = y.tolist()
-    base = kpi.compute_kpis(rows_of([[1 - s, s] for s in score.tolist()], labels),
-                            min_samples=100)
+    base = kpi.compute_kpis(rows_of([[1 - s, s] for s in score.tolist()], labels), min_samples=100)
     # a scalar positive-class probability as the prediction itself: score_field=""
     scalar = kpi.compute_kpis(rows_of(score.tolist(), labels), score_field="", min_samples=100)
     assert scalar.kpis == base.kpis
     # the same scores at a path, the class label beside them
     argmax = [int(s > 0.5) for s in score]
-    nested = kpi.compute_kpis(rows_of([{"y": a, "p": s} for a, s in zip(argmax, score.tolist(),
-                                                                           strict=True)], labels),
-                              prediction_field="y", score_field="p", min_samples=100)
+    nested = kpi.compute_kpis(
+        rows_of([{"y": a, "p": s} for a, s in zip(argmax, score.tolist(), strict=True)], labels),
+        prediction_field="y",
+        score_field="p",
+        min_samples=100,
+    )
     assert nested.kpis == base.kpis
     # labels only: the probability KPIs say why they are missing
     plain = kpi.compute_kpis(rows_of(argmax, labels), min_samples=100)
@@ -239,8 +279,9 @@ def test_prediction_shapes() -> None:
     assert plain.kpis["roc_auc"].value is None and plain.n_proba == 0
     assert "probabilities" in (plain.kpis["roc_auc"].reason or "")
     # booleans and integral floats are the classes 0/1
-    as_bool = kpi.compute_kpis(rows_of([bool(a) for a in argmax], [float(t) for t in labels]),
-                               min_samples=100)
+    as_bool = kpi.compute_kpis(
+        rows_of([bool(a) for a in argmax], [float(t) for t in labels]), min_samples=100
+    )
     assert as_bool.value("accuracy") == base.value("accuracy")
     assert as_bool.kpis["f1_macro"] == plain.kpis["f1_macro"]
 
@@ -258,21 +299,25 @@ def test_string_labels_with_vectors_need_classes() -> None:
 def test_unusable_rows_are_counted_never_raised() -> None:
     good = [([0.3, 0.7], 1), ([0.6, 0.4], 0)] * 30
     bad: list[tuple[Any, Any]] = [
-        ({"prediction": None}, 1),                             # no prediction
-        ({"prediction": 1, "status": "error"}, 1),             # the model raised
-        ({"prediction": {"x": 1}}, 1),                          # an object, no prediction_field
-        ({"prediction": 0.37}, 1),                             # a float that is not a class
-        ({"prediction": 1}, {"nested": 1}),                    # a label that is not a class
-        ({"prediction": [0.5, "x"]}, 1),                       # a vector with a string in it
-        ({"prediction": [0.7, 0.7]}, 0),                       # not summing to 1
-        ({"prediction": [0.2, 0.3, 0.5]}, 2),                  # the wrong length
+        ({"prediction": None}, 1),  # no prediction
+        ({"prediction": 1, "status": "error"}, 1),  # the model raised
+        ({"prediction": {"x": 1}}, 1),  # an object, no prediction_field
+        ({"prediction": 0.37}, 1),  # a float that is not a class
+        ({"prediction": 1}, {"nested": 1}),  # a label that is not a class
+        ({"prediction": [0.5, "x"]}, 1),  # a vector with a string in it
+        ({"prediction": [0.7, 0.7]}, 0),  # not summing to 1
+        ({"prediction": [0.2, 0.3, 0.5]}, 2),  # the wrong length
     ]
     rows = [({"prediction": p}, y) for p, y in good] + bad + [({"prediction": 1}, None)] * 3
     report = kpi.compute_kpis(rows, min_samples=10)
     assert report.n_rows == len(rows) and report.n_missing == 3
     assert report.n_used == 60 and report.n_labelled == 60 + len(bad)
-    assert report.unusable == {"no_prediction": 1, "error_event": 1, "bad_prediction": 5,
-                               "bad_label": 1}
+    assert report.unusable == {
+        "no_prediction": 1,
+        "error_event": 1,
+        "bad_prediction": 5,
+        "bad_label": 1,
+    }
     assert report.n_unusable == len(bad) and report.proba_invalid == 0
     assert report.value("accuracy") == 1.0
     # a class label beside a rejected vector keeps the row for the label KPIs
@@ -283,8 +328,11 @@ def test_unusable_rows_are_counted_never_raised() -> None:
     # regression: strings and non-finite values
     reg = rows_of([1.0, "2", 3.0, None, 5.0] * 4, [1.5, 2.0, float("inf"), 4.0, True] * 4)
     report = kpi.compute_kpis(reg, task="regression", min_samples=2)
-    assert report.n_used == 4 and report.unusable == {"bad_prediction": 4, "bad_label": 8,
-                                                      "no_prediction": 4}
+    assert report.n_used == 4 and report.unusable == {
+        "bad_prediction": 4,
+        "bad_label": 8,
+        "no_prediction": 4,
+    }
     assert report.value("mae") == 0.5
 
 
@@ -323,25 +371,31 @@ def test_minimum_sample_size() -> None:
     below = kpi.compute_kpis(rows[:49] + rows[50:], task="regression", min_samples=50)
     assert below.reason == "49 labelled predictions, fewer than min_samples=50"
     assert below.n_missing == 5 and below.n_used == 49
-    assert all(k.value is None and k.n == 49 and k.reason == below.reason
-               for k in below.kpis.values())
+    assert all(
+        k.value is None and k.n == 49 and k.reason == below.reason for k in below.kpis.values()
+    )
     at = kpi.compute_kpis(rows, task="regression", min_samples=50)
     assert at.reason is None and at.value("rmse") == pytest.approx(
-        skm.root_mean_squared_error(y, pred), abs=TOL)
+        skm.root_mean_squared_error(y, pred), abs=TOL
+    )
     # the probability KPIs need min_samples rows with probabilities of their own
     mixed = rows_of([[0.3, 0.7]] * 20 + [1] * 40, [1, 0] * 30)
     report = kpi.compute_kpis(mixed, min_samples=30)
     assert report.value("accuracy") == 0.5 and report.kpis["brier"].value is None
-    assert report.kpis["brier"].reason == ("20 labelled predictions with probabilities, "
-                                           "fewer than min_samples=30")
+    assert report.kpis["brier"].reason == (
+        "20 labelled predictions with probabilities, fewer than min_samples=30"
+    )
 
 
 def test_parameters_are_checked() -> None:
     rows = rows_of([1] * 10, [1] * 10)
     sizes = r"n_boot and max_boot_n must be at least 10, n_bins and min_samples at least 1"
-    for bad, message in (({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1\.0"),
-                         ({"n_boot": 1}, sizes), ({"min_samples": 0}, sizes),
-                         ({"n_bins": 0}, sizes)):
+    for bad, message in (
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1\.0"),
+        ({"n_boot": 1}, sizes),
+        ({"min_samples": 0}, sizes),
+        ({"n_bins": 0}, sizes),
+    ):
         with pytest.raises(ValueError, match=message):
             kpi.compute_kpis(rows, **bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="window_s"):
@@ -349,6 +403,7 @@ def test_parameters_are_checked() -> None:
 
 
 # -- confidence intervals -------------------------------------------------------------
+
 
 def population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A slightly miscalibrated 3-class model and a regression model, one draw of size n."""
@@ -362,10 +417,13 @@ def population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_intervals_contain_the_population_value_and_have_sensible_width() -> None:
     big_y, big_p, _ = population(1_000_000, seed=10)
-    truth = {"accuracy": kpi.accuracy(big_y, big_p.argmax(axis=1)),
-             "roc_auc": kpi.roc_auc(big_y, big_p), "log_loss": kpi.log_loss(big_y, big_p),
-             "brier": kpi.brier_score(big_y, big_p),
-             "ece": kpi.expected_calibration_error(big_y, big_p)}
+    truth = {
+        "accuracy": kpi.accuracy(big_y, big_p.argmax(axis=1)),
+        "roc_auc": kpi.roc_auc(big_y, big_p),
+        "log_loss": kpi.log_loss(big_y, big_p),
+        "brier": kpi.brier_score(big_y, big_p),
+        "ece": kpi.expected_calibration_error(big_y, big_p),
+    }
     for name, avg in (("precision", "macro"), ("recall", "macro"), ("f1", "weighted")):
         i = ("precision", "recall", "f1").index(name)
         truth[f"{name}_{avg}"] = kpi.precision_recall_f1(big_y, big_p.argmax(axis=1), avg)[i]
@@ -413,8 +471,7 @@ def test_wilson_and_bootstrap_coverage() -> None:
     covered = 0
     for i in range(100):  # MAE of N(0, 1) errors is sqrt(2 / pi)
         err = rng.normal(0, 1, 300)
-        report = kpi.compute_kpis(rows_of(err.tolist(), [0.0] * 300), task="regression",
-                                  seed=i)
+        report = kpi.compute_kpis(rows_of(err.tolist(), [0.0] * 300), task="regression", seed=i)
         mae = report.kpis["mae"]
         covered += mae.lower <= math.sqrt(2 / math.pi) <= mae.upper  # type: ignore[operator]
     assert covered >= 85
@@ -450,14 +507,23 @@ def _rfc3339(ts_s: int) -> str:
 
 
 def _event(i: int, ts_s: int, prediction: Any) -> dict[str, Any]:
-    return validate_event({"model": "m", "version": "1", "latency_ms": 1.0,
-                           "request_id": f"r{i}", "event_id": f"id-{i:04d}",
-                           "ts": _rfc3339(ts_s), "prediction": prediction})
+    return validate_event(
+        {
+            "model": "m",
+            "version": "1",
+            "latency_ms": 1.0,
+            "request_id": f"r{i}",
+            "event_id": f"id-{i:04d}",
+            "ts": _rfc3339(ts_s),
+            "prediction": prediction,
+        }
+    )
 
 
 def _feedback(i: int, label: Any, ts_s: int) -> dict[str, Any]:
-    return validate_feedback({"model": "m", "request_id": f"r{i}", "label": label,
-                              "ts": _rfc3339(ts_s)})
+    return validate_feedback(
+        {"model": "m", "request_id": f"r{i}", "label": label, "ts": _rfc3339(ts_s)}
+    )
 
 
 def test_late_labels_update_only_their_window(tmp_path: Path) -> None:
@@ -471,7 +537,7 @@ def test_late_labels_update_only_their_window(tmp_path: Path) -> None:
         truth[i] = y
         events.append(event_row(_event(i, T0 + 600 * window + i % 100, [1 - p1, p1])))
         late = window == 0 and i % 2 == 0  # half of the first window's labels come late
-        if not late and i % 10 != 9:       # and every tenth label never comes
+        if not late and i % 10 != 9:  # and every tenth label never comes
             feedback.append(feedback_row(_feedback(i, y, T0 + 1800)))
     assert store.insert_event_rows(json.dumps(events)) == 300
     store.insert_feedback_rows(json.dumps(feedback))
@@ -480,7 +546,10 @@ def test_late_labels_update_only_their_window(tmp_path: Path) -> None:
     assert [r.window_start_us for r in before] == [(T0 + 600 * w) * 10**6 for w in range(3)]
     assert all(r.window_end_us == r.window_start_us + 600 * 10**6 for r in before)  # type: ignore[operator]
     assert [(r.n_rows, r.n_labelled, r.n_missing) for r in before] == [
-        (100, 40, 60), (100, 90, 10), (100, 90, 10)]
+        (100, 40, 60),
+        (100, 90, 10),
+        (100, 90, 10),
+    ]
     first = before[0]
     assert first.reason is None and first.value("roc_auc") is not None
 
@@ -503,23 +572,28 @@ def test_late_labels_update_only_their_window(tmp_path: Path) -> None:
 
 
 def test_windows_are_aligned_to_epoch_multiples() -> None:
-    rows = [({"ts": "2026-01-01T00:09:59.999999Z", "prediction": 1}, 1),
-            ({"ts": "2026-01-01T00:10:00Z", "prediction": 1}, 0),
-            ({"ts": "2026-01-01T00:10:00", "prediction": 0}, None),  # naive: UTC
-            ({"ts": "not a time", "prediction": 0}, 0),            # in no window
-            {"ts_us": (T0 + 1300) * 10**6, "prediction": 1, "label": 1}]  # a flat dict row
+    rows = [
+        ({"ts": "2026-01-01T00:09:59.999999Z", "prediction": 1}, 1),
+        ({"ts": "2026-01-01T00:10:00Z", "prediction": 1}, 0),
+        ({"ts": "2026-01-01T00:10:00", "prediction": 0}, None),  # naive: UTC
+        ({"ts": "not a time", "prediction": 0}, 0),  # in no window
+        {"ts_us": (T0 + 1300) * 10**6, "prediction": 1, "label": 1},
+    ]  # a flat dict row
     reports = kpi.window_kpis(rows, 600, min_samples=1)
     assert [(r.window_start_us, r.n_rows, r.n_missing, r.value("accuracy")) for r in reports] == [
-        (T0 * 10**6, 1, 0, 1.0), ((T0 + 600) * 10**6, 2, 1, 0.0), ((T0 + 1200) * 10**6, 1, 0, 1.0)]
+        (T0 * 10**6, 1, 0, 1.0),
+        ((T0 + 600) * 10**6, 2, 1, 0.0),
+        ((T0 + 1200) * 10**6, 1, 0, 1.0),
+    ]
 
 
 def test_an_object_prediction_is_scored_at_the_argmax_of_its_probabilities() -> None:
     """A model spec's score_field without prediction_field: the stored prediction is the
     whole object, its class the argmax of the probabilities found there."""
     y, score = binary_fixture(n=120)
-    base = kpi.compute_kpis(rows_of([[1 - s, s] for s in score.tolist()], y.tolist()),
-                            min_samples=100)
+    base = kpi.compute_kpis(
+        rows_of([[1 - s, s] for s in score.tolist()], y.tolist()), min_samples=100
+    )
     objects = [{"label": "ignored", "proba": [1 - s, s]} for s in score.tolist()]
-    report = kpi.compute_kpis(rows_of(objects, y.tolist()), score_field="proba",
-                              min_samples=100)
+    report = kpi.compute_kpis(rows_of(objects, y.tolist()), score_field="proba", min_samples=100)
     assert report.kpis == base.kpis and report.unusable == {}

@@ -26,8 +26,9 @@ def pair(a: np.ndarray, b: np.ndarray) -> ExactPair:
     return ExactPair(np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float)))
 
 
-def samples(seed: int, n1: int, n2: int, shift: float = 0.0, kind: str = "normal"
-            ) -> tuple[np.ndarray, np.ndarray]:
+def samples(
+    seed: int, n1: int, n2: int, shift: float = 0.0, kind: str = "normal"
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     if kind == "normal":
         return rng.normal(size=n1), rng.normal(shift, 1, size=n2)
@@ -40,9 +41,17 @@ def samples(seed: int, n1: int, n2: int, shift: float = 0.0, kind: str = "normal
     raise AssertionError(kind)
 
 
-FIXTURES = [(1, 40, 55, 0.0, "normal"), (2, 500, 500, 0.2, "normal"), (3, 3000, 12000, 0.05, "lognormal"),
-            (4, 20000, 15000, 0.03, "normal"), (5, 800, 9000, 0.1, "ties"), (6, 12000, 12000, 0.2, "ints"),
-            (7, 1, 1, 0.5, "normal"), (8, 2, 3, 0.5, "normal"), (9, 10001, 50, 1.0, "normal")]
+FIXTURES = [
+    (1, 40, 55, 0.0, "normal"),
+    (2, 500, 500, 0.2, "normal"),
+    (3, 3000, 12000, 0.05, "lognormal"),
+    (4, 20000, 15000, 0.03, "normal"),
+    (5, 800, 9000, 0.1, "ties"),
+    (6, 12000, 12000, 0.2, "ints"),
+    (7, 1, 1, 0.5, "normal"),
+    (8, 2, 3, 0.5, "normal"),
+    (9, 10001, 50, 1.0, "normal"),
+]
 
 
 @pytest.mark.parametrize(("seed", "n1", "n2", "shift", "kind"), FIXTURES)
@@ -55,8 +64,10 @@ def test_ks_equals_scipy_ks_2samp(seed: int, n1: int, n2: int, shift: float, kin
     assert got.details["mode"] == ("exact" if max(n1, n2) <= 10_000 else "asymp")
 
 
-@pytest.mark.parametrize(("n", "c"), [(60_000, 1.5), (60_000, 3.0), (250_000, 2.0),
-                                      (999_999, 2.0), (1_500_000, 2.0), (20_000, 0.8)])
+@pytest.mark.parametrize(
+    ("n", "c"),
+    [(60_000, 1.5), (60_000, 3.0), (250_000, 2.0), (999_999, 2.0), (1_500_000, 2.0), (20_000, 0.8)],
+)
 def test_kstwo_sf_fast_path_equals_scipy(n: int, c: float) -> None:
     """The vectorised Smirnov series (our fast path) against scipy.stats.kstwo.sf."""
     d = c / math.sqrt(n)
@@ -80,10 +91,12 @@ def test_wasserstein_equals_scipy(seed: int, n1: int, n2: int, shift: float, kin
     assert merged == pytest.approx(raw, rel=TOL, abs=1e-12)
 
 
-@pytest.mark.parametrize(("seed", "n1", "n2", "shift", "kind"),
-                         [f for f in FIXTURES if f[1] + f[2] >= 4])
-def test_anderson_equals_scipy_midrank(seed: int, n1: int, n2: int, shift: float, kind: str
-                                       ) -> None:
+@pytest.mark.parametrize(
+    ("seed", "n1", "n2", "shift", "kind"), [f for f in FIXTURES if f[1] + f[2] >= 4]
+)
+def test_anderson_equals_scipy_midrank(
+    seed: int, n1: int, n2: int, shift: float, kind: str
+) -> None:
     a, b = samples(seed, n1, n2, shift, kind)
     got = get_method("anderson").compute(pair(a, b))
     with warnings.catch_warnings():
@@ -95,8 +108,9 @@ def test_anderson_equals_scipy_midrank(seed: int, n1: int, n2: int, shift: float
     assert (capped is not None) == (want.pvalue in (0.25, 0.001))
 
 
-@pytest.mark.parametrize(("seed", "n1", "n2", "shift", "kind"),
-                         [f for f in FIXTURES if min(f[1], f[2]) >= 2])
+@pytest.mark.parametrize(
+    ("seed", "n1", "n2", "shift", "kind"), [f for f in FIXTURES if min(f[1], f[2]) >= 2]
+)
 def test_cvm_equals_scipy(seed: int, n1: int, n2: int, shift: float, kind: str) -> None:
     a, b = samples(seed, n1, n2, shift, kind)
     got = get_method("cvm").compute(pair(a, b))
@@ -114,8 +128,12 @@ def test_psi_by_hand_on_known_counts() -> None:
     assert dk.psi(ref, cur) == pytest.approx(want, rel=1e-12)
     # written out: p = (0.5, 0.3, 0.2, 0.0001) / 1.0001 (the empty bin floored), q = cur / 1000
     p = [0.5 / 1.0001, 0.3 / 1.0001, 0.2 / 1.0001, 0.0001 / 1.0001]
-    terms = [(0.4 - p[0]) * math.log(0.4 / p[0]), (0.3 - p[1]) * math.log(0.3 / p[1]),
-             (0.25 - p[2]) * math.log(0.25 / p[2]), (0.05 - p[3]) * math.log(0.05 / p[3])]
+    terms = [
+        (0.4 - p[0]) * math.log(0.4 / p[0]),
+        (0.3 - p[1]) * math.log(0.3 / p[1]),
+        (0.25 - p[2]) * math.log(0.25 / p[2]),
+        (0.05 - p[3]) * math.log(0.05 / p[3]),
+    ]
     assert dk.psi(ref, cur) == pytest.approx(sum(terms), rel=1e-12)
     assert dk.psi(ref, cur) == pytest.approx(0.343574, abs=1e-6)
     assert dk.psi(ref, ref) == 0.0
@@ -130,7 +148,8 @@ def test_binned_distances_equal_scipy() -> None:
     p, q = ref / ref.sum(), cur / cur.sum()
     assert dk.js_distance(ref, cur) == pytest.approx(distance.jensenshannon(p, q, base=2), abs=TOL)
     assert dk.hellinger(ref, cur) == pytest.approx(
-        distance.euclidean(np.sqrt(p), np.sqrt(q)) / math.sqrt(2), abs=TOL)
+        distance.euclidean(np.sqrt(p), np.sqrt(q)) / math.sqrt(2), abs=TOL
+    )
     assert dk.tvd(ref, cur) == pytest.approx(distance.cityblock(p, q) / 2, abs=TOL)
     ps, qs = dk.smoothed(p), dk.smoothed(q)
     assert dk.kl(ref, cur) == pytest.approx(sps.entropy(qs, ps), abs=TOL)
@@ -172,7 +191,8 @@ def test_chisquare_two_by_two_has_no_yates_correction() -> None:
     got = get_method("chisquare").compute(table)
     observed = np.array([[30, 10], [20, 20]])
     assert got.p_value == pytest.approx(
-        float(sps.chi2_contingency(observed, correction=False).pvalue), rel=TOL)
+        float(sps.chi2_contingency(observed, correction=False).pvalue), rel=TOL
+    )
     assert got.p_value != pytest.approx(float(sps.chi2_contingency(observed).pvalue), rel=1e-3)
 
 
@@ -185,6 +205,7 @@ def test_chisquare_is_not_goodness_of_fit() -> None:
 
 
 # --- edge cases ---------------------------------------------------------------------------
+
 
 def test_single_category_and_identical_constant_columns() -> None:
     table = CategoryTable.from_counts({"a": 10}, {"a": 3})
@@ -204,7 +225,8 @@ def test_constant_reference_against_other_values() -> None:
     p = pair(np.full(50, 2.0), np.array([2.0, 3.0, 4.0]))
     w = get_method("wasserstein").compute(p)
     assert w.score == math.inf and w.details["distance"] == pytest.approx(
-        sps.wasserstein_distance(np.full(50, 2.0), [2.0, 3.0, 4.0]))
+        sps.wasserstein_distance(np.full(50, 2.0), [2.0, 3.0, 4.0])
+    )
     report = compare({"x": np.full(5000, 2.0)}, {"x": np.full(5000, 3.0)})
     f = report["x"]
     assert f.method == "wasserstein" and f.drifted and f.score == math.inf
@@ -268,7 +290,9 @@ def test_contract(name: str) -> None:
     if "numeric" in method.types:
         cases += [(k, pair(a, b)) for k, (a, b) in CONTRACT_NUMERIC.items()]
     if "categorical" in method.types:
-        cases += [(k, CategoryTable.from_counts(r, c)) for k, (r, c) in CONTRACT_CATEGORICAL.items()]
+        cases += [
+            (k, CategoryTable.from_counts(r, c)) for k, (r, c) in CONTRACT_CATEGORICAL.items()
+        ]
     for case, data in cases:
         s = method.compute(data)
         if s.score is not None:

@@ -44,7 +44,7 @@ def data() -> tuple[dict, dict, DatasetProfile, DatasetProfile]:
     ref_p = DatasetProfile.from_reference(ref, seed=1)
     cur_p = ref_p.new_window(seed=2)
     for start in range(0, 25_000, 700):  # in batches, as the sidecar feeds it
-        cur_p.update({k: v[start:start + 700] for k, v in cur.items()})
+        cur_p.update({k: v[start : start + 700] for k, v in cur.items()})
     return ref, cur, ref_p, cur_p
 
 
@@ -99,7 +99,10 @@ def test_bounds_hold_on_a_coarse_grid(kind: str) -> None:
     ref_p = DatasetProfile.from_reference(ref, bins=20, reservoir=0)
     cur_p = ref_p.new_window()
     cur_p.update(cur)
-    ks_raw, ks_p = compare(ref, cur, method="ks")["x"], compare_profiles(ref_p, cur_p, method="ks")["x"]
+    ks_raw, ks_p = (
+        compare(ref, cur, method="ks")["x"],
+        compare_profiles(ref_p, cur_p, method="ks")["x"],
+    )
     lo, hi = ks_p.details["bounds"]
     assert lo <= ks_raw.score <= hi
     w_raw = compare(ref, cur, method="wasserstein")["x"]
@@ -114,9 +117,14 @@ def test_complete_reservoirs_give_exact_results() -> None:
     cur_p = ref_p.new_window(seed=2)
     cur_p.update(cur)
     for method in ("ks", "wasserstein", "anderson", "cvm"):
-        raw, prof = compare(ref, cur, method=method)["x"], compare_profiles(ref_p, cur_p, method=method)["x"]
+        raw, prof = (
+            compare(ref, cur, method=method)["x"],
+            compare_profiles(ref_p, cur_p, method=method)["x"],
+        )
         assert prof.score == pytest.approx(raw.score, rel=1e-12), method
-        assert prof.p_value == (None if raw.p_value is None else pytest.approx(raw.p_value, rel=1e-12))
+        assert prof.p_value == (
+            None if raw.p_value is None else pytest.approx(raw.p_value, rel=1e-12)
+        )
         assert "approximate" not in prof.flags and "sampled" not in prof.flags
 
 
@@ -129,12 +137,18 @@ def test_sample_tests_run_on_reservoirs(data: tuple) -> None:
 
 # --- merging -------------------------------------------------------------------------------
 
+
 def test_merging_windows_equals_profiling_the_concatenation() -> None:
     rng = np.random.default_rng(5)
     ref = {"x": rng.normal(size=20_000), "c": cats(rng, 20_000, 8)}
     ref_p = DatasetProfile.from_reference(ref, top_k=6, seed=0)
-    chunks = [{"x": np.r_[rng.normal(size=n), [np.nan, np.inf]], "c": np.r_[cats(rng, n, 10), [None, "zz"]]}
-              for n in (3000, 1, 4500)]
+    chunks = [
+        {
+            "x": np.r_[rng.normal(size=n), [np.nan, np.inf]],
+            "c": np.r_[cats(rng, n, 10), [None, "zz"]],
+        }
+        for n in (3000, 1, 4500)
+    ]
     windows = []
     for i, chunk in enumerate(chunks):
         w = ref_p.new_window(seed=10 + i)
@@ -158,8 +172,10 @@ def test_merging_windows_equals_profiling_the_concatenation() -> None:
     # the reference kept its top 6 (c2..c7); its tail (c0, c1) and the new values are extras
     assert set(mc.extra) == {"c0", "c1", "c8", "c9", "zz"} and mc.extra["zz"] == 3
     for method in ("psi", "js", "chisquare"):
-        assert (compare_profiles(ref_p, merged, method=method).to_dict()
-                == compare_profiles(ref_p, whole, method=method).to_dict())
+        assert (
+            compare_profiles(ref_p, merged, method=method).to_dict()
+            == compare_profiles(ref_p, whole, method=method).to_dict()
+        )
 
 
 def test_merged_reservoir_is_the_bottom_k_of_all_keys() -> None:
@@ -206,8 +222,9 @@ def test_joint_binning_equals_searchsorted() -> None:
         for k, v in batch.items():
             prof = w.columns[k]
             assert isinstance(prof, NumericProfile)
-            want = np.bincount(np.searchsorted(prof.edges, v, side="right"),
-                               minlength=prof.edges.size + 1)
+            want = np.bincount(
+                np.searchsorted(prof.edges, v, side="right"), minlength=prof.edges.size + 1
+            )
             assert prof.counts.tolist() == want.tolist(), (rows, k)
             assert prof.mean == pytest.approx(v.mean()) and prof.min == v.min()
 
@@ -218,10 +235,22 @@ def test_update_counts_quality_and_absent_columns() -> None:
     w.update({"x": [1.5, None, float("inf"), "oops", float("-inf"), 9.0]})  # "c" absent
     w.update_records([{"x": 2.0, "c": "a"}, None, {"c": "new"}, {"x": float("nan"), "c": None}])
     assert w.rows == 9
-    assert w.columns["x"].quality.to_dict() == {"count": 9, "missing": 3, "posinf": 1,
-                                                "neginf": 1, "invalid": 1, "used": 3}
-    assert w.columns["c"].quality.to_dict() == {"count": 9, "missing": 7, "posinf": 0,
-                                                "neginf": 0, "invalid": 0, "used": 2}
+    assert w.columns["x"].quality.to_dict() == {
+        "count": 9,
+        "missing": 3,
+        "posinf": 1,
+        "neginf": 1,
+        "invalid": 1,
+        "used": 3,
+    }
+    assert w.columns["c"].quality.to_dict() == {
+        "count": 9,
+        "missing": 7,
+        "posinf": 0,
+        "neginf": 0,
+        "invalid": 0,
+        "used": 2,
+    }
     report = compare_profiles(ref_p, w)
     assert report["c"].unseen_categories == ("new",)
 
@@ -238,6 +267,7 @@ def test_reference_with_more_categories_than_top_k() -> None:
 
 # --- persistence ---------------------------------------------------------------------------
 
+
 def test_json_round_trip(data: tuple) -> None:
     _, _, ref_p, cur_p = data
     text = cur_p.to_json()
@@ -245,8 +275,12 @@ def test_json_round_trip(data: tuple) -> None:
     again = DatasetProfile.from_json(text)
     assert again.to_json() == text
     ref_again = DatasetProfile.from_json(ref_p.to_json())
-    assert (battery(ref_again, again, ["ks", "wasserstein", "psi", "js", "chisquare", "cvm"])["ks"]
-            .to_dict() == battery(ref_p, cur_p, ["ks"])["ks"].to_dict())
+    assert (
+        battery(ref_again, again, ["ks", "wasserstein", "psi", "js", "chisquare", "cvm"])[
+            "ks"
+        ].to_dict()
+        == battery(ref_p, cur_p, ["ks"])["ks"].to_dict()
+    )
     with pytest.raises(ValueError, match="version"):
         DatasetProfile.from_dict({**json.loads(text), "version": 99})
 

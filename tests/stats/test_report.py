@@ -22,14 +22,17 @@ def frames(n: int = 3000, shift: float = 0.0, seed: int = 0) -> tuple[pd.DataFra
     rng = np.random.default_rng(seed)
 
     def one(s: float) -> pd.DataFrame:
-        return pd.DataFrame({
-            "age": rng.normal(40 + 10 * s, 10, n),
-            "income": rng.lognormal(10 + s, 1, n),
-            "clicks": rng.poisson(3, n),
-            "plan": rng.choice(["free", "pro", "team"], n, p=[0.6, 0.3, 0.1] if not s
-                               else [0.4, 0.4, 0.2]),
-            "active": rng.random(n) < 0.5,
-        })
+        return pd.DataFrame(
+            {
+                "age": rng.normal(40 + 10 * s, 10, n),
+                "income": rng.lognormal(10 + s, 1, n),
+                "clicks": rng.poisson(3, n),
+                "plan": rng.choice(
+                    ["free", "pro", "team"], n, p=[0.6, 0.3, 0.1] if not s else [0.4, 0.4, 0.2]
+                ),
+                "active": rng.random(n) < 0.5,
+            }
+        )
 
     return one(0.0), one(shift)
 
@@ -54,8 +57,13 @@ def test_to_dict_is_the_drift_json_contract() -> None:
 def test_type_inference() -> None:
     ref, _ = frames()
     types = {f.name: f.type for f in compare(ref, ref).features}
-    assert types == {"age": "numeric", "income": "numeric", "clicks": "numeric",
-                     "plan": "categorical", "active": "categorical"}
+    assert types == {
+        "age": "numeric",
+        "income": "numeric",
+        "clicks": "numeric",
+        "plan": "categorical",
+        "active": "categorical",
+    }
     assert infer_type(pd.Series([1, None, 3], dtype="Int64")) == "numeric"
     assert infer_type(pd.Series(["a", "b"], dtype="category")) == "categorical"
     assert infer_type([1.5, None, 2]) == "numeric"
@@ -146,12 +154,25 @@ def test_dataset_drift_share() -> None:
 
 
 def test_data_quality_and_absent_columns() -> None:
-    ref = {"x": np.r_[np.arange(100.0), [np.nan]], "c": ["a", "b"] * 50 + [None], "gone": [1.0] * 101}
-    cur = {"x": [1.0, None, float("inf"), float("-inf"), "bad", 3.0], "c": ["a", "z", "z", None, "b", "a"]}
+    ref = {
+        "x": np.r_[np.arange(100.0), [np.nan]],
+        "c": ["a", "b"] * 50 + [None],
+        "gone": [1.0] * 101,
+    }
+    cur = {
+        "x": [1.0, None, float("inf"), float("-inf"), "bad", 3.0],
+        "c": ["a", "z", "z", None, "b", "a"],
+    }
     report = compare(ref, cur)
     x, c, gone = report["x"], report["c"], report["gone"]
-    assert x.current_quality.to_dict() == {"count": 6, "missing": 1, "posinf": 1, "neginf": 1,
-                                           "invalid": 1, "used": 2}
+    assert x.current_quality.to_dict() == {
+        "count": 6,
+        "missing": 1,
+        "posinf": 1,
+        "neginf": 1,
+        "invalid": 1,
+        "used": 2,
+    }
     assert x.reference_quality.missing == 1
     assert c.unseen_categories == ("z",) and c.unseen_count == 2 and "unseen_categories" in c.flags
     assert c.to_dict()["unseen_categories"] == ["z"]

@@ -11,8 +11,17 @@ from mlwatch.wire import validate_event, validate_feedback
 
 
 def ev(i: int, ts: str, **kw: object) -> dict:
-    return validate_event({"model": "m", "version": "1", "latency_ms": 1.0, "request_id": f"r{i}",
-                           "ts": ts, "event_id": f"id-{i}", **kw})
+    return validate_event(
+        {
+            "model": "m",
+            "version": "1",
+            "latency_ms": 1.0,
+            "request_id": f"r{i}",
+            "ts": ts,
+            "event_id": f"id-{i}",
+            **kw,
+        }
+    )
 
 
 def test_idempotent_inserts_and_counts(tmp_path: Path) -> None:
@@ -29,18 +38,35 @@ def test_idempotent_inserts_and_counts(tmp_path: Path) -> None:
 def test_join_with_late_and_missing_labels(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path / "s.db")
     store.insert_events([ev(i, f"2026-01-01T00:00:0{i}Z", prediction=i) for i in range(4)])
-    store.insert_feedback([validate_feedback({"model": "m", "request_id": "r1", "label": 0,
-                                              "ts": "2026-01-02T00:00:00Z"})])
+    store.insert_feedback(
+        [
+            validate_feedback(
+                {"model": "m", "request_id": "r1", "label": 0, "ts": "2026-01-02T00:00:00Z"}
+            )
+        ]
+    )
     # a later label for the same request replaces it; an older one does not
-    store.insert_feedback([validate_feedback({"model": "m", "request_id": "r1", "label": 1,
-                                              "ts": "2026-01-03T00:00:00Z"})])
-    store.insert_feedback([validate_feedback({"model": "m", "request_id": "r1", "label": 9,
-                                              "ts": "2026-01-01T12:00:00Z"})])
+    store.insert_feedback(
+        [
+            validate_feedback(
+                {"model": "m", "request_id": "r1", "label": 1, "ts": "2026-01-03T00:00:00Z"}
+            )
+        ]
+    )
+    store.insert_feedback(
+        [
+            validate_feedback(
+                {"model": "m", "request_id": "r1", "label": 9, "ts": "2026-01-01T12:00:00Z"}
+            )
+        ]
+    )
     store.insert_feedback([validate_feedback({"model": "m", "request_id": "r3", "label": 3})])
     pairs = [(e["request_id"], label) for e, label in store.joined("m")]
     assert pairs == [("r0", None), ("r1", 1), ("r2", None), ("r3", 3)]
-    window = [e["request_id"] for e, _ in store.joined(
-        "m", since_us=1767225601000000, until_us=1767225603000000)]
+    window = [
+        e["request_id"]
+        for e, _ in store.joined("m", since_us=1767225601000000, until_us=1767225603000000)
+    ]
     assert window == ["r1", "r2"]
     assert store.count_feedback("m") == 2
 
@@ -66,25 +92,32 @@ def test_profiles_and_results(tmp_path: Path) -> None:
     store.put_profile("m", "1", "window", 3_600_000_000, 7_200_000_000, '{"w": 1}')
     assert store.profiles("m", "1", "reference") == [(0, 10, '{"v": 2}')]
     assert store.profiles("m", "1", "window", since_us=3_600_000_000) == [
-        (3_600_000_000, 7_200_000_000, '{"w": 1}')]
+        (3_600_000_000, 7_200_000_000, '{"w": 1}')
+    ]
     assert store.profiles("m", "1", "window", until_us=3_600_000_000) == []
     store.put_result("m", "1", "drift", 0, 10, {"drift_share": 0.1}, now_us=100)
     store.put_result("m", "1", "drift", 10, 20, {"drift_share": 0.5}, now_us=200)
     store.put_result("m", "2", "kpi", 0, 10, {"accuracy": 0.9}, now_us=300)
     latest = store.latest_results("m")
     assert latest["drift"]["1"]["drift_share"] == 0.5
-    assert latest["drift"]["1"]["window"] == ["1970-01-01T00:00:00.000010Z",
-                                              "1970-01-01T00:00:00.000020Z"]
+    assert latest["drift"]["1"]["window"] == [
+        "1970-01-01T00:00:00.000010Z",
+        "1970-01-01T00:00:00.000020Z",
+    ]
     assert latest["kpi"]["2"]["accuracy"] == 0.9
     assert store.latest_results("other") == {}
 
 
 def test_feature_columns_of_a_window(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path / "s.db")
-    store.insert_events([ev(1, "2026-01-01T00:00:00Z", features={"x": 1.5, "c": "a"}),
-                         ev(2, "2026-01-01T00:00:01Z", features={"x": None}),
-                         ev(3, "2026-01-01T00:00:02Z"),  # no features (sampled out)
-                         ev(4, "2026-01-01T01:00:00Z", features={"x": 4, "c": "b"})])
+    store.insert_events(
+        [
+            ev(1, "2026-01-01T00:00:00Z", features={"x": 1.5, "c": "a"}),
+            ev(2, "2026-01-01T00:00:01Z", features={"x": None}),
+            ev(3, "2026-01-01T00:00:02Z"),  # no features (sampled out)
+            ev(4, "2026-01-01T01:00:00Z", features={"x": 4, "c": "b"}),
+        ]
+    )
     cols = store.feature_columns("m", ["x", "c", 'we"ird'], until_us=1767229200000000)
     assert cols == {"x": [1.5, None], "c": ["a", None], 'we"ird': [None, None]}
     assert store.feature_columns("m", ["x"])["x"] == [1.5, None, 4]

@@ -93,7 +93,12 @@ def test_read_returns_only_durable_records(
 ) -> None:
     spool = open_spool(fsync="interval")
     spool.append([b"durable"])
-    real, entered, release, appended = os.fsync, threading.Event(), threading.Event(), threading.Event()
+    real, entered, release, appended = (
+        os.fsync,
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+    )
 
     def gated(fd: int) -> None:
         entered.set()
@@ -327,10 +332,18 @@ def test_directory_can_be_opened_once(open_spool: Callable[..., Spool]) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"consumers": []}, {"consumers": ["a", "a"]}, {"consumers": ["../x"]}, {"fsync": "never"},
-     {"fsync_interval_ms": 0}, {"segment_bytes": 1000, "max_bytes": 1500}],
+    [
+        {"consumers": []},
+        {"consumers": ["a", "a"]},
+        {"consumers": ["../x"]},
+        {"fsync": "never"},
+        {"fsync_interval_ms": 0},
+        {"segment_bytes": 1000, "max_bytes": 1500},
+    ],
 )
-def test_bad_arguments_name_the_parameter(open_spool: Callable[..., Spool], kwargs: dict[str, object]) -> None:
+def test_bad_arguments_name_the_parameter(
+    open_spool: Callable[..., Spool], kwargs: dict[str, object]
+) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs)).split("_")[0]):
         open_spool(**kwargs)
 
@@ -366,8 +379,12 @@ def test_torn_tail_keeps_earlier_records(open_spool: Callable[..., Spool], tmp_p
     assert open_spool().corrupt_records == 0
 
 
-@pytest.mark.parametrize("where", [0, 5, 7, 9, 20], ids=["magic", "length", "length-high", "crc", "payload"])
-def test_flipped_bit_skips_only_that_record(open_spool: Callable[..., Spool], tmp_path: Path, where: int) -> None:
+@pytest.mark.parametrize(
+    "where", [0, 5, 7, 9, 20], ids=["magic", "length", "length-high", "crc", "payload"]
+)
+def test_flipped_bit_skips_only_that_record(
+    open_spool: Callable[..., Spool], tmp_path: Path, where: int
+) -> None:
     records = fill(open_spool)
     seg = segments(tmp_path / "spool")[-1]
     data = bytearray(seg.read_bytes())
@@ -384,7 +401,12 @@ def test_garbage_at_the_tail_is_truncated(open_spool: Callable[..., Spool], tmp_
     records = fill(open_spool)
     seg = segments(tmp_path / "spool")[-1]
     with open(seg, "ab") as f:  # a record magic with a lying header, then noise
-        f.write(b"\xf5MLW" + (5).to_bytes(4, "little") + b"\0\0\0\0abcde" + random.Random(1).randbytes(300))
+        f.write(
+            b"\xf5MLW"
+            + (5).to_bytes(4, "little")
+            + b"\0\0\0\0abcde"
+            + random.Random(1).randbytes(300)
+        )
     spool = open_spool()
     assert read_all(spool) == records
     assert spool.corrupt_records == 1
@@ -394,7 +416,9 @@ def test_garbage_at_the_tail_is_truncated(open_spool: Callable[..., Spool], tmp_
 
 
 @pytest.mark.parametrize("content", [b"", b"MLWS"], ids=["empty", "half-header"])
-def test_headerless_segment_after_a_crash(open_spool: Callable[..., Spool], tmp_path: Path, content: bytes) -> None:
+def test_headerless_segment_after_a_crash(
+    open_spool: Callable[..., Spool], tmp_path: Path, content: bytes
+) -> None:
     records = fill(open_spool)
     (tmp_path / "spool" / f"{2:020d}.seg").write_bytes(content)
     spool = open_spool()
@@ -413,8 +437,11 @@ def test_empty_directory_segment_only(open_spool: Callable[..., Spool], tmp_path
     assert [(r.segment, r.payload) for r in spool.read("a")] == [(7, b"x")]
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage\n", cursor_line(1, 100)[:-3] + b"00\n", cursor_line(99, 12)],
-                         ids=["empty", "text", "bad-crc", "future-segment"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"garbage\n", cursor_line(1, 100)[:-3] + b"00\n", cursor_line(99, 12)],
+    ids=["empty", "text", "bad-crc", "future-segment"],
+)
 def test_nonsense_cursor_replays_from_the_oldest_record(
     open_spool: Callable[..., Spool], tmp_path: Path, content: bytes
 ) -> None:
@@ -432,7 +459,9 @@ def test_cursor_past_the_end_is_clamped(open_spool: Callable[..., Spool], tmp_pa
     assert payloads(spool.read("a")) == [b"next"]
 
 
-def test_cursor_into_a_corrupt_record_moves_to_the_next_one(open_spool: Callable[..., Spool], tmp_path: Path) -> None:
+def test_cursor_into_a_corrupt_record_moves_to_the_next_one(
+    open_spool: Callable[..., Spool], tmp_path: Path
+) -> None:
     records = fill(open_spool, 5)
     seg = segments(tmp_path / "spool")[-1]
     data = bytearray(seg.read_bytes())
@@ -472,7 +501,10 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
     for run in range(4):
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(tmp_path / "spool"), str(run * 10**6), str(run)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
         )
         assert proc.stdout is not None
         watchdog = threading.Timer(10, proc.kill)
@@ -500,7 +532,8 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_refuses_the_batch_and_the_spool_goes_on(
-        open_spool: Callable[..., Spool], monkeypatch: pytest.MonkeyPatch) -> None:
+    open_spool: Callable[..., Spool], monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool = open_spool(consumers=["a"], fsync="always")
     spool.append([b"before"])
     real_pwrite = os.pwrite

@@ -39,7 +39,10 @@ from mlwatch.wire import (
 )
 
 VALIDATORS: dict[str, Callable[..., dict[str, Any]]] = {
-    "events": validate_event, "feedback": validate_feedback, "models": validate_registration}
+    "events": validate_event,
+    "feedback": validate_feedback,
+    "models": validate_registration,
+}
 
 Item = tuple[int, dict[str, Any]]  # (entry index in its message, record)
 
@@ -48,15 +51,28 @@ class Accept(Protocol):
     """:meth:`mlwatch.sidecar.service.Sidecar.accept`: validate and durably append, or raise
     ``IngestError``; ``report_id``/``drops`` carry a client's drop report."""
 
-    def __call__(self, kind: bytes, items: list[Any], report_id: str | None = None,
-                 drops: list[tuple[str, str, str, int]] | None = None) -> int: ...
+    def __call__(
+        self,
+        kind: bytes,
+        items: list[Any],
+        report_id: str | None = None,
+        drops: list[tuple[str, str, str, int]] | None = None,
+    ) -> int: ...
 
 
 class ForwardRecords:
     """Hands the records of one message to ``accept``, counting what it refuses."""
 
-    def __init__(self, accept: Accept, *, max_records: int, records: Counter, rejected: Counter,
-                 unavailable: Any, log: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        accept: Accept,
+        *,
+        max_records: int,
+        records: Counter,
+        rejected: Counter,
+        unavailable: Any,
+        log: RateLimitedLog,
+    ) -> None:
         self._accept = accept
         self.max_records = max_records
         self.records = records
@@ -67,20 +83,25 @@ class ForwardRecords:
     def _prepare(self, kind: str, tag: str, entry: Any) -> dict[str, Any]:
         """The record of one entry, with ``ts``, its id and ``model`` filled when absent."""
         if type(entry) is not list or len(entry) != 2:
-            raise ValidationError(f"expected an entry [time, record], got {article(entry)} "
-                            f"{show(entry)}")
+            raise ValidationError(
+                f"expected an entry [time, record], got {article(entry)} {show(entry)}"
+            )
         ts_ns = entry_time_ns(entry[0])
         if ts_ns is None:
-            raise ValidationError("time: expected an EventTime or a number of seconds in "
-                            f"1970..9999, got {show(entry[0])}")
+            raise ValidationError(
+                "time: expected an EventTime or a number of seconds in "
+                f"1970..9999, got {show(entry[0])}"
+            )
         record = entry[1]
         if type(record) is not dict:
             raise ValidationError(f"record: expected a map, got {what(record)}")
         try:
             orjson.dumps(record)
         except TypeError:  # orjson.JSONEncodeError: bin or ext values, invalid UTF-8, ...
-            raise ValidationError("record: not representable as JSON (binary or extension values, "
-                            "non-string keys or invalid UTF-8)") from None
+            raise ValidationError(
+                "record: not representable as JSON (binary or extension values, "
+                "non-string keys or invalid UTF-8)"
+            ) from None
         if kind not in ("events", "feedback"):
             return record
         id_key = "event_id" if kind == "events" else "feedback_id"
@@ -108,12 +129,13 @@ class ForwardRecords:
         if kind == "drops":
             return self._ingest_drops(tag, batch, where)
         for start in range(0, len(batch), self.max_records):
-            if not self._store(kind, tag, batch[start:start + self.max_records], where):
+            if not self._store(kind, tag, batch[start : start + self.max_records], where):
                 return False
         return True
 
-    def _store(self, kind: str, tag: str, batch: list[tuple[int, dict[str, Any]]],
-               where: str) -> bool:
+    def _store(
+        self, kind: str, tag: str, batch: list[tuple[int, dict[str, Any]]], where: str
+    ) -> bool:
         """``accept`` the batch; on a 4xx drop the refused records and try the rest again."""
         todo = [batch]
         while todo:
@@ -125,17 +147,27 @@ class ForwardRecords:
             except IngestError as exc:
                 if exc.status >= 500 or exc.status == 429:
                     self.unavailable.inc()
-                    self._log.warning("forward.unavailable", "forward: not acking tag %s from "
-                                      "%s (%s); the sender will retry", show(tag), where,
-                                      exc.message)
+                    self._log.warning(
+                        "forward.unavailable",
+                        "forward: not acking tag %s from %s (%s); the sender will retry",
+                        show(tag),
+                        where,
+                        exc.message,
+                    )
                     return False
                 todo.extend(self._after_refusal(kind, tag, part, exc, where))
                 continue
             self.records.labels(kind).inc(n)
         return True
 
-    def _after_refusal(self, kind: str, tag: str, part: list[tuple[int, dict[str, Any]]],
-                       exc: IngestError, where: str) -> list[list[tuple[int, dict[str, Any]]]]:
+    def _after_refusal(
+        self,
+        kind: str,
+        tag: str,
+        part: list[tuple[int, dict[str, Any]]],
+        exc: IngestError,
+        where: str,
+    ) -> list[list[tuple[int, dict[str, Any]]]]:
         """What to try next after ``accept`` refused ``part`` with a 4xx."""
         if len(part) == 1:
             reason = "too_large" if exc.status == 413 else "invalid"
@@ -170,8 +202,7 @@ class ForwardRecords:
             rest = screened
         return [rest]
 
-    def _ingest_drops(self, tag: str, batch: list[tuple[int, dict[str, Any]]],
-                      where: str) -> bool:
+    def _ingest_drops(self, tag: str, batch: list[tuple[int, dict[str, Any]]], where: str) -> bool:
         """Drop reports: the entries of one ``report_id`` are one report, applied once."""
         reports: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
         for item in batch:
@@ -197,6 +228,12 @@ class ForwardRecords:
 
     def _reject(self, tag: str, index: int, reason: str, message: str, where: str) -> None:
         self.rejected.labels(reason).inc()
-        self._log.warning("forward.rejected." + reason, "forward: dropped entry %d of tag %s "
-                          "from %s (%s): %s", index, show(tag), where, reason,
-                          message.encode("utf-8", "backslashreplace").decode())
+        self._log.warning(
+            "forward.rejected." + reason,
+            "forward: dropped entry %d of tag %s from %s (%s): %s",
+            index,
+            show(tag),
+            where,
+            reason,
+            message.encode("utf-8", "backslashreplace").decode(),
+        )

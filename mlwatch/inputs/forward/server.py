@@ -50,8 +50,17 @@ PREAUTH_MAX_BYTES = 64 * 1024
 MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 RECV_BYTES = 64 * 1024
 STOP_JOIN_S = 5.0
-ERROR_REASONS = ("malformed", "too_large", "gzip", "auth", "timeout", "buffer_limit",
-                 "connection_limit", "unavailable", "error")
+ERROR_REASONS = (
+    "malformed",
+    "too_large",
+    "gzip",
+    "auth",
+    "timeout",
+    "buffer_limit",
+    "connection_limit",
+    "unavailable",
+    "error",
+)
 
 
 @dataclass
@@ -74,12 +83,19 @@ class ForwardInput:
     free one). Keyword arguments override the module's limits (tests use them).
     """
 
-    def __init__(self, config: Config, accept: Accept, *, registry: CollectorRegistry,
-                 max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S,
-                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
-                 message_timeout_s: float = MESSAGE_TIMEOUT_S,
-                 max_buffered_bytes: int | None = None,
-                 max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        config: Config,
+        accept: Accept,
+        *,
+        registry: CollectorRegistry,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        message_timeout_s: float = MESSAGE_TIMEOUT_S,
+        max_buffered_bytes: int | None = None,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
         self.host = config.host
         self.port = config.forward_port or 0
         self.max_message_bytes = config.max_body_bytes
@@ -87,8 +103,11 @@ class ForwardInput:
         self.idle_timeout_s = idle_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
         self.message_timeout_s = message_timeout_s
-        self.max_buffered_bytes = (max(MAX_BUFFERED_BYTES, 2 * self.max_message_bytes)
-                                   if max_buffered_bytes is None else max_buffered_bytes)
+        self.max_buffered_bytes = (
+            max(MAX_BUFFERED_BYTES, 2 * self.max_message_bytes)
+            if max_buffered_bytes is None
+            else max_buffered_bytes
+        )
         self.max_entries = max_entries
         self._buffered = 0  # bytes received but not yet handled, all connections (_lock)
         self.registry = registry
@@ -103,28 +122,48 @@ class ForwardInput:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self.records = Counter("mlwatch_forward_records", "Records accepted through the forward "
-                               "protocol, by kind.", ["kind"], registry=registry)
-        self.rejected = Counter("mlwatch_forward_records_rejected", "Records of acked forward "
-                                "chunks that were refused (invalid or too large).", ["reason"],
-                                registry=registry)
-        self.errors = Counter("mlwatch_forward_errors", "Forward connections closed by the "
-                              "sidecar, by reason.", ["reason"], registry=registry)
-        self.connections = Gauge("mlwatch_forward_connections", "Open forward-protocol "
-                                 "connections.", registry=registry)
-        self.buffered = Gauge("mlwatch_forward_buffered_bytes", "Bytes received on forward "
-                              "connections and not yet handled (incomplete messages, and "
-                              "complete ones until acked).", registry=registry)
+        self.records = Counter(
+            "mlwatch_forward_records",
+            "Records accepted through the forward protocol, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mlwatch_forward_records_rejected",
+            "Records of acked forward chunks that were refused (invalid or too large).",
+            ["reason"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "mlwatch_forward_errors",
+            "Forward connections closed by the sidecar, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.connections = Gauge(
+            "mlwatch_forward_connections", "Open forward-protocol connections.", registry=registry
+        )
+        self.buffered = Gauge(
+            "mlwatch_forward_buffered_bytes",
+            "Bytes received on forward "
+            "connections and not yet handled (incomplete messages, and "
+            "complete ones until acked).",
+            registry=registry,
+        )
         for kind in (*KINDS, "drops"):
             self.records.labels(kind)
         for reason in ("invalid", "too_large"):
             self.rejected.labels(reason)
         for reason in ERROR_REASONS:
             self.errors.labels(reason)
-        self.handler = ForwardRecords(accept, max_records=config.max_events_per_request,
-                                      records=self.records, rejected=self.rejected,
-                                      unavailable=self.errors.labels("unavailable"),
-                                      log=self._log)
+        self.handler = ForwardRecords(
+            accept,
+            max_records=config.max_events_per_request,
+            records=self.records,
+            rejected=self.rejected,
+            unavailable=self.errors.labels("unavailable"),
+            log=self._log,
+        )
 
     def __repr__(self) -> str:  # never shows the key
         key = "'***'" if self._shared_key else None
@@ -135,7 +174,8 @@ class ForwardInput:
         if self._listener is not None:
             return
         family, kind, proto, _, addr = socket.getaddrinfo(
-            self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         listener = socket.socket(family, kind, proto)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -149,8 +189,12 @@ class ForwardInput:
         self.port = int(listener.getsockname()[1])
         self._thread = threading.Thread(target=self._serve, name="mlwatch-forward", daemon=True)
         self._thread.start()
-        log.info("forward protocol input on %s:%d (handshake %s)", self.host, self.port,
-                 "on" if self._shared_key else "off")
+        log.info(
+            "forward protocol input on %s:%d (handshake %s)",
+            self.host,
+            self.port,
+            "on" if self._shared_key else "off",
+        )
 
     def stop(self, timeout: float = STOP_JOIN_S) -> None:
         """Stop accepting, end idle connections, and give those in the middle of an
@@ -184,16 +228,24 @@ class ForwardInput:
                 self._stopping.wait(0.1)
                 continue
             where = f"{peer[0]}:{peer[1]}"
-            thread = threading.Thread(target=self._connection, args=(conn, where),
-                                      name=f"mlwatch-forward-{where}", daemon=True)
+            thread = threading.Thread(
+                target=self._connection,
+                args=(conn, where),
+                name=f"mlwatch-forward-{where}",
+                daemon=True,
+            )
             with self._lock:
                 full = len(self._conns) >= self.max_connections
                 if not full:
                     self._conns[conn] = thread
             if full:
                 self.errors.labels("connection_limit").inc()
-                self._log.warning("forward.limit", "forward: %d connections open; closing the "
-                                  "one from %s", self.max_connections, where)
+                self._log.warning(
+                    "forward.limit",
+                    "forward: %d connections open; closing the one from %s",
+                    self.max_connections,
+                    where,
+                )
                 conn.close()
                 continue
             self.connections.inc()
@@ -213,16 +265,22 @@ class ForwardInput:
             self._converse(conn, where)
         except ForwardError as exc:
             self.errors.labels(exc.reason).inc()
-            self._log.warning("forward." + exc.reason, "forward: closing the connection from "
-                              "%s: %s", where, exc)
+            self._log.warning(
+                "forward." + exc.reason, "forward: closing the connection from %s: %s", where, exc
+            )
         except TimeoutError:  # between messages: not an error
             log.debug("forward: closing the idle connection from %s", where)
         except OSError as exc:  # the peer went away
             log.debug("forward: connection from %s: %s", where, exc)
         except Exception as exc:  # a bug: this connection ends, the server keeps serving
             self.errors.labels("error").inc()
-            self._log.error("forward.error", "forward: internal error on the connection from "
-                            "%s: %r", where, exc, exc_info=True)
+            self._log.error(
+                "forward.error",
+                "forward: internal error on the connection from %s: %r",
+                where,
+                exc,
+                exc_info=True,
+            )
         finally:
             with self._lock:
                 self._conns.pop(conn, None)
@@ -231,8 +289,9 @@ class ForwardInput:
                 conn.close()
 
     def _converse(self, conn: socket.socket, where: str) -> None:
-        st = _Conversation(reader=unpacker(self.max_message_bytes + RECV_BYTES,
-                                           max_array_len=MAX_ENTRIES))
+        st = _Conversation(
+            reader=unpacker(self.max_message_bytes + RECV_BYTES, max_array_len=MAX_ENTRIES)
+        )
         if self._shared_key is not None:
             st.nonce = os.urandom(16)
             st.handshake_end = time.monotonic() + self.handshake_timeout_s
@@ -266,17 +325,21 @@ class ForwardInput:
         # it has not parsed yet), so the size of a message is counted here.
         pending = st.received - st.boundary
         if st.handshake_end is not None and pending > PREAUTH_MAX_BYTES:
-            raise ForwardError(f"more than {PREAUTH_MAX_BYTES} bytes before the handshake "
-                               "ended (expected a PING)", reason="too_large")
+            raise ForwardError(
+                f"more than {PREAUTH_MAX_BYTES} bytes before the handshake ended (expected a PING)",
+                reason="too_large",
+            )
         if pending > self.max_message_bytes:
-            raise ForwardError(f"a message larger than {self.max_message_bytes} bytes",
-                               reason="too_large")
+            raise ForwardError(
+                f"a message larger than {self.max_message_bytes} bytes", reason="too_large"
+            )
         st.held = self._hold(st.held, pending)
         try:
             st.reader.feed(data)
         except msgpack.BufferFull:  # defensive: the count above keeps it from happening
-            raise ForwardError(f"a message larger than {self.max_message_bytes} bytes",
-                               reason="too_large") from None
+            raise ForwardError(
+                f"a message larger than {self.max_message_bytes} bytes", reason="too_large"
+            ) from None
         return True
 
     def _handle(self, conn: socket.socket, where: str, st: _Conversation) -> bool:
@@ -288,8 +351,10 @@ class ForwardInput:
             except StopIteration:
                 break
             except Exception as exc:
-                raise ForwardError(f"malformed msgpack ({protocol.error_text(exc)}); "
-                                   "expected forward-protocol arrays") from None
+                raise ForwardError(
+                    f"malformed msgpack ({protocol.error_text(exc)}); "
+                    "expected forward-protocol arrays"
+                ) from None
             if st.nonce is not None:
                 self._handshake(conn, msg, st.nonce)
                 st.nonce = st.handshake_end = None
@@ -300,8 +365,7 @@ class ForwardInput:
             st.started = time.monotonic()  # the next message's deadline starts now
         return True
 
-    def _recv_timeout(self, handshake_end: float | None, pending: int, started: float
-                      ) -> float:
+    def _recv_timeout(self, handshake_end: float | None, pending: int, started: float) -> float:
         """How long the next ``recv`` may wait: the idle timeout, cut short by the absolute
         deadline of the handshake or of the message being received."""
         if handshake_end is not None:
@@ -315,15 +379,18 @@ class ForwardInput:
             raise self._timed_out(handshake_end, pending, started)
         return min(self.idle_timeout_s, left)
 
-    def _timed_out(self, handshake_end: float | None, pending: int, started: float
-                   ) -> ForwardError:
+    def _timed_out(self, handshake_end: float | None, pending: int, started: float) -> ForwardError:
         if handshake_end is not None:
-            return ForwardError(f"no complete PING within {self.handshake_timeout_s:g}s of "
-                                "HELO", reason="timeout")
-        return ForwardError(f"a message still incomplete after "
-                            f"{time.monotonic() - started:.1f}s ({pending} bytes received; "
-                            f"limits: {self.message_timeout_s:g}s per message, "
-                            f"{self.idle_timeout_s:g}s without a byte)", reason="timeout")
+            return ForwardError(
+                f"no complete PING within {self.handshake_timeout_s:g}s of HELO", reason="timeout"
+            )
+        return ForwardError(
+            f"a message still incomplete after "
+            f"{time.monotonic() - started:.1f}s ({pending} bytes received; "
+            f"limits: {self.message_timeout_s:g}s per message, "
+            f"{self.idle_timeout_s:g}s without a byte)",
+            reason="timeout",
+        )
 
     def _hold(self, held: int, want: int) -> int:
         """Change this connection's share of the buffered bytes from ``held`` to ``want``;
@@ -331,10 +398,12 @@ class ForwardInput:
         with self._lock:
             total = self._buffered + want - held
             if want > held and total > self.max_buffered_bytes:
-                raise ForwardError(f"{self._buffered} bytes of unfinished messages are "
-                                   f"buffered across connections; this one's {want} would "
-                                   f"cross max_buffered_bytes ({self.max_buffered_bytes})",
-                                   reason="buffer_limit")
+                raise ForwardError(
+                    f"{self._buffered} bytes of unfinished messages are "
+                    f"buffered across connections; this one's {want} would "
+                    f"cross max_buffered_bytes ({self.max_buffered_bytes})",
+                    reason="buffer_limit",
+                )
             self._buffered = total
             self.buffered.set(total)
         return want
@@ -344,13 +413,13 @@ class ForwardInput:
         salt, known = protocol.check_ping(msg, nonce, self._shared_key)
         conn.sendall(protocol.pong(known, self._hostname, salt, nonce, self._shared_key))
         if not known:
-            raise ForwardError(f"shared key mismatch (client hostname {show(msg[1])})",
-                               reason="auth")
+            raise ForwardError(
+                f"shared key mismatch (client hostname {show(msg[1])})", reason="auth"
+            )
 
     def _message(self, conn: socket.socket, where: str, msg: Any) -> bool:
         """Handle one request; False when the connection must close without an ack."""
-        message = read_message(msg, max_bytes=self.max_message_bytes,
-                               max_entries=self.max_entries)
+        message = read_message(msg, max_bytes=self.max_message_bytes, max_entries=self.max_entries)
         if message is None:  # heartbeat
             return True
         if not self.handler.ingest(message.tag, message.entries, where):

@@ -43,18 +43,36 @@ from mlwatch.stats.profile import DatasetProfile
 from mlwatch.stats.registry import get_method
 
 __all__ = [
-    "CORRECTIONS", "DEFAULT_BATTERY", "DriftReport", "FeatureDrift", "PreparedColumn",
-    "PreparedData", "battery", "compare", "compare_profiles", "prepare",
+    "CORRECTIONS",
+    "DEFAULT_BATTERY",
+    "DriftReport",
+    "FeatureDrift",
+    "PreparedColumn",
+    "PreparedData",
+    "battery",
+    "compare",
+    "compare_profiles",
+    "prepare",
 ]
 
 DEFAULT_BATTERY = ("ks", "wasserstein", "psi", "js", "chisquare")
 
 
-def compare(reference: Any, current: Any, *, types: Mapping[str, str] | None = None,
-            method: str | Mapping[str, str] | None = None, alpha: float = 0.05,
-            thresholds: Mapping[str, float] | None = None, correction: str | None = None,
-            min_effect: float | None = None, drift_share: float = 0.5, bins: int = 10,
-            columns: Sequence[str] | None = None, workers: int | None = None) -> DriftReport:
+def compare(
+    reference: Any,
+    current: Any,
+    *,
+    types: Mapping[str, str] | None = None,
+    method: str | Mapping[str, str] | None = None,
+    alpha: float = 0.05,
+    thresholds: Mapping[str, float] | None = None,
+    correction: str | None = None,
+    min_effect: float | None = None,
+    drift_share: float = 0.5,
+    bins: int = 10,
+    columns: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> DriftReport:
     """Compare current data with reference data, feature by feature, and decide.
 
     ``reference`` and ``current``: pandas DataFrames, mappings of column name to numpy
@@ -72,19 +90,27 @@ def compare(reference: Any, current: Any, *, types: Mapping[str, str] | None = N
 
     def task(name: str) -> FeatureDrift:
         kind, data, q_ref, q_cur, flags = column(name)
-        return _evaluate(name, kind, data, q_ref, q_cur, opts, flags,
-                         _choose(opts, name, kind, data))
+        return _evaluate(
+            name, kind, data, q_ref, q_cur, opts, flags, _choose(opts, name, kind, data)
+        )
 
     workers = 1 if isinstance(reference, DatasetProfile) else workers
     return _finish(_run_columns(names, kinds, task, workers), opts)
 
 
-def compare_profiles(reference: DatasetProfile, current: DatasetProfile, *,
-                     method: str | Mapping[str, str] | None = None, alpha: float = 0.05,
-                     thresholds: Mapping[str, float] | None = None,
-                     correction: str | None = None, min_effect: float | None = None,
-                     drift_share: float = 0.5, bins: int = 10,
-                     columns: Sequence[str] | None = None) -> DriftReport:
+def compare_profiles(
+    reference: DatasetProfile,
+    current: DatasetProfile,
+    *,
+    method: str | Mapping[str, str] | None = None,
+    alpha: float = 0.05,
+    thresholds: Mapping[str, float] | None = None,
+    correction: str | None = None,
+    min_effect: float | None = None,
+    drift_share: float = 0.5,
+    bins: int = 10,
+    columns: Sequence[str] | None = None,
+) -> DriftReport:
     """Compare two profiles built on the same reference layout; same report as :func:`compare`.
 
     Binned and categorical statistics are exactly those of the raw data; KS and
@@ -95,17 +121,35 @@ def compare_profiles(reference: DatasetProfile, current: DatasetProfile, *,
     """
     if not isinstance(reference, DatasetProfile) or not isinstance(current, DatasetProfile):
         raise ConfigError("reference", "compare_profiles takes two DatasetProfile objects")
-    return compare(reference, current, method=method, alpha=alpha, thresholds=thresholds,
-                   correction=correction, min_effect=min_effect, drift_share=drift_share,
-                   bins=bins, columns=columns)
+    return compare(
+        reference,
+        current,
+        method=method,
+        alpha=alpha,
+        thresholds=thresholds,
+        correction=correction,
+        min_effect=min_effect,
+        drift_share=drift_share,
+        bins=bins,
+        columns=columns,
+    )
 
 
-def battery(reference: Any, current: Any, methods: Sequence[str] = DEFAULT_BATTERY, *,
-            types: Mapping[str, str] | None = None, alpha: float = 0.05,
-            thresholds: Mapping[str, float] | None = None, correction: str | None = None,
-            min_effect: float | None = None, drift_share: float = 0.5, bins: int = 10,
-            columns: Sequence[str] | None = None,
-            workers: int | None = None) -> dict[str, DriftReport]:
+def battery(
+    reference: Any,
+    current: Any,
+    methods: Sequence[str] = DEFAULT_BATTERY,
+    *,
+    types: Mapping[str, str] | None = None,
+    alpha: float = 0.05,
+    thresholds: Mapping[str, float] | None = None,
+    correction: str | None = None,
+    min_effect: float | None = None,
+    drift_share: float = 0.5,
+    bins: int = 10,
+    columns: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> dict[str, DriftReport]:
     """Several statistics at once: ``{method: report over the features it accepts}``.
 
     Each column is prepared (sorted, merged, counted) once and every method runs on the
@@ -118,10 +162,12 @@ def battery(reference: Any, current: Any, methods: Sequence[str] = DEFAULT_BATTE
 
     def task(name: str) -> dict[str, FeatureDrift]:
         kind, data, q_ref, q_cur, flags = column(name)
-        return {m.name: _evaluate(name, kind, data, q_ref, q_cur, opts, flags, m)
-                for m in resolved if kind in m.types}
+        return {
+            m.name: _evaluate(name, kind, data, q_ref, q_cur, opts, flags, m)
+            for m in resolved
+            if kind in m.types
+        }
 
     workers = 1 if isinstance(reference, DatasetProfile) else workers
     per_column = _run_columns(names, kinds, task, workers)
-    return {m.name: _finish([r[m.name] for r in per_column if m.name in r], opts)
-            for m in resolved}
+    return {m.name: _finish([r[m.name] for r in per_column if m.name in r], opts) for m in resolved}

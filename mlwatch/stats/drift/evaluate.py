@@ -22,9 +22,16 @@ from mlwatch.stats.pairs import CategoryTable, NumericPair, Score
 from mlwatch.stats.registry import TEST, DriftMethod, get_method
 
 
-def _evaluate(name: str, kind: str, data: NumericPair | CategoryTable, q_ref: Quality,
-              q_cur: Quality, opts: _Options, extra_flags: tuple[str, ...],
-              method: DriftMethod) -> FeatureDrift:
+def _evaluate(
+    name: str,
+    kind: str,
+    data: NumericPair | CategoryTable,
+    q_ref: Quality,
+    q_cur: Quality,
+    opts: _Options,
+    extra_flags: tuple[str, ...],
+    method: DriftMethod,
+) -> FeatureDrift:
     threshold = opts.threshold_for(method)
     if data.n_ref == 0 or data.n_cur == 0:
         flag = "no_reference_data" if data.n_ref == 0 else "no_current_data"
@@ -47,9 +54,23 @@ def _evaluate(name: str, kind: str, data: NumericPair | CategoryTable, q_ref: Qu
     score_value = None if score.score is None else float(score.score)
     if score_value is not None and math.isnan(score_value):
         score_value = None
-    return FeatureDrift(name, kind, method.name, method.kind, score_value,
-                        None if score.p_value is None else float(score.p_value), threshold,
-                        False, effect, q_ref, q_cur, unseen, unseen_count, score.details, flags)
+    return FeatureDrift(
+        name,
+        kind,
+        method.name,
+        method.kind,
+        score_value,
+        None if score.p_value is None else float(score.p_value),
+        threshold,
+        False,
+        effect,
+        q_ref,
+        q_cur,
+        unseen,
+        unseen_count,
+        score.details,
+        flags,
+    )
 
 
 def _finish(results: Sequence[FeatureDrift], opts: _Options) -> DriftReport:
@@ -82,12 +103,23 @@ def _finish(results: Sequence[FeatureDrift], opts: _Options) -> DriftReport:
         out.append(replace(r, threshold=threshold, drifted=bool(drifted)))
     evaluated = [r for r in out if r.score is not None or r.drifted]
     share = sum(r.drifted for r in evaluated) / len(evaluated) if evaluated else 0.0
-    return DriftReport(tuple(out), share, bool(evaluated) and share >= opts.drift_share,
-                       opts.drift_share, opts.alpha, opts.correction, corrected, opts.min_effect)
+    return DriftReport(
+        tuple(out),
+        share,
+        bool(evaluated) and share >= opts.drift_share,
+        opts.drift_share,
+        opts.alpha,
+        opts.correction,
+        corrected,
+        opts.min_effect,
+    )
 
 
 def _broken(r: FeatureDrift) -> bool:
     """The reference had values and the current window has rows but no usable value of
     the feature (all missing, all non-finite, or all of the wrong type)."""
-    return ("no_current_data" in r.flags and r.current_quality.count > 0
-            and r.reference_quality.used > 0)
+    return (
+        "no_current_data" in r.flags
+        and r.current_quality.count > 0
+        and r.reference_quality.used > 0
+    )

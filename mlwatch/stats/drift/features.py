@@ -36,9 +36,9 @@ _Column = tuple[str, NumericPair | CategoryTable, Quality, Quality, tuple[str, .
 """(type, pair or table, reference quality, current quality, flags) of one feature."""
 
 
-def _columns_of(reference: Any, current: Any, types: Mapping[str, str] | None,
-                columns: Sequence[str] | None
-                ) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
+def _columns_of(
+    reference: Any, current: Any, types: Mapping[str, str] | None, columns: Sequence[str] | None
+) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
     """The features to compare and a function building one feature's pair (raw or profiles)."""
     if isinstance(reference, DatasetProfile) and not isinstance(current, DatasetProfile):
         raw, current = current, reference.new_window()
@@ -50,9 +50,9 @@ def _columns_of(reference: Any, current: Any, types: Mapping[str, str] | None,
     return _raw_columns(reference, current, types, columns)
 
 
-def _profile_columns(reference: DatasetProfile, current: DatasetProfile,
-                     columns: Sequence[str] | None
-                     ) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
+def _profile_columns(
+    reference: DatasetProfile, current: DatasetProfile, columns: Sequence[str] | None
+) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
     """Two profiles: each feature's histogram pair or category table (:mod:`.histograms`)."""
     names = list(columns) if columns is not None else list(reference.columns)
     unknown = [n for n in names if n not in reference.columns]
@@ -62,14 +62,16 @@ def _profile_columns(reference: DatasetProfile, current: DatasetProfile,
     return names, kinds, partial(_profile_column, reference, current)
 
 
-def _raw_columns(reference: Any, current: Any, types: Mapping[str, str] | None,
-                 columns: Sequence[str] | None
-                 ) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
+def _raw_columns(
+    reference: Any, current: Any, types: Mapping[str, str] | None, columns: Sequence[str] | None
+) -> tuple[list[str], dict[str, str], Callable[[str], _Column]]:
     """Raw or prepared data on both sides: each feature's exact pair or category table."""
-    ref_cols: Mapping[str, Any] = (reference.columns if isinstance(reference, PreparedData)
-                                   else as_columns(reference))
-    cur_cols: Mapping[str, Any] = (current.columns if isinstance(current, PreparedData)
-                                   else as_columns(current))
+    ref_cols: Mapping[str, Any] = (
+        reference.columns if isinstance(reference, PreparedData) else as_columns(reference)
+    )
+    cur_cols: Mapping[str, Any] = (
+        current.columns if isinstance(current, PreparedData) else as_columns(current)
+    )
     names = list(columns) if columns is not None else list(ref_cols)
     unknown = [n for n in names if n not in ref_cols]
     if unknown:
@@ -109,6 +111,8 @@ def _profile_column(reference: DatasetProfile, current: DatasetProfile, name: st
     elif isinstance(ref, CategoricalProfile) and isinstance(cur, CategoricalProfile):
         data = category_table(ref, cur)
     else:
-        raise ValueError(f"feature {name!r} is {ref.type} in the reference profile and "
-                         f"{cur.type} in the current one")
+        raise ValueError(
+            f"feature {name!r} is {ref.type} in the reference profile and "
+            f"{cur.type} in the current one"
+        )
     return ref.type, data, ref.quality, cur.quality, flags

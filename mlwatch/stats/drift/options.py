@@ -65,27 +65,43 @@ class _Options:
     bins: int
 
     @classmethod
-    def build(cls, method: str | Mapping[str, str] | None, alpha: float,
-              thresholds: Mapping[str, float] | None, correction: str | None,
-              min_effect: float | None, drift_share: float, bins: int) -> _Options:
+    def build(
+        cls,
+        method: str | Mapping[str, str] | None,
+        alpha: float,
+        thresholds: Mapping[str, float] | None,
+        correction: str | None,
+        min_effect: float | None,
+        drift_share: float,
+        bins: int,
+    ) -> _Options:
         _check_method(method)
         if not 0 < alpha < 1:
             raise ConfigError("alpha", f"must be in (0, 1), got {alpha}")
         _check_thresholds(thresholds)
         if correction not in CORRECTIONS:
-            raise ConfigError("correction", f"must be None, 'bonferroni' or 'bh', "
-                              f"got {correction!r}")
+            raise ConfigError(
+                "correction", f"must be None, 'bonferroni' or 'bh', got {correction!r}"
+            )
         if min_effect is not None and not min_effect >= 0:
             raise ConfigError("min_effect", f"must be >= 0 or None, got {min_effect}")
         if not 0 <= drift_share <= 1:
             raise ConfigError("drift_share", f"must be in [0, 1], got {drift_share}")
         if bins < 2:
             raise ConfigError("bins", f"must be >= 2, got {bins}")
-        return cls(None if method == "auto" else method, float(alpha), dict(thresholds or {}),
-                   correction, min_effect, float(drift_share), int(bins))
+        return cls(
+            None if method == "auto" else method,
+            float(alpha),
+            dict(thresholds or {}),
+            correction,
+            min_effect,
+            float(drift_share),
+            int(bins),
+        )
 
-    def method_for(self, name: str, kind: str, n_ref: int, n_cur: int,
-                   n_categories: int) -> DriftMethod:
+    def method_for(
+        self, name: str, kind: str, n_ref: int, n_cur: int, n_categories: int
+    ) -> DriftMethod:
         forced = self.method.get(name) if isinstance(self.method, Mapping) else self.method
         if forced and forced != "auto" and kind in get_method(forced).types:
             return get_method(forced)
@@ -97,8 +113,7 @@ class _Options:
         return self.alpha if method.kind == TEST else method.default_threshold
 
 
-def _choose(opts: _Options, name: str, kind: str, data: NumericPair | CategoryTable
-            ) -> DriftMethod:
+def _choose(opts: _Options, name: str, kind: str, data: NumericPair | CategoryTable) -> DriftMethod:
     n_cats = data.n_categories if isinstance(data, CategoryTable) else 0
     return opts.method_for(name, kind, data.n_ref, data.n_cur, n_cats)
 

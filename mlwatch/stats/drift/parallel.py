@@ -27,8 +27,9 @@ def _run(tasks: Sequence[Callable[[], Any]], workers: int | None) -> list[Any]:
         return list(pool.map(lambda t: t(), tasks))
 
 
-def _run_columns(names: Sequence[str], kinds: Mapping[str, str], task: Callable[[str], Any],
-                 workers: int | None) -> list[Any]:
+def _run_columns(
+    names: Sequence[str], kinds: Mapping[str, str], task: Callable[[str], Any], workers: int | None
+) -> list[Any]:
     """``[task(name) for name in names]``, categorical columns together on one thread.
 
     Counting categories is Python-level hashing that holds the GIL, sorting numbers is

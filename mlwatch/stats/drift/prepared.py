@@ -67,8 +67,9 @@ class PreparedData:
         return {name: col.type for name, col in self.columns.items()}
 
 
-def prepare(data: Any, types: Mapping[str, str] | None = None, *,
-            workers: int | None = None) -> PreparedData:
+def prepare(
+    data: Any, types: Mapping[str, str] | None = None, *, workers: int | None = None
+) -> PreparedData:
     """Sort (numeric) and count (categorical) every column of ``data`` once.
 
     ``types`` as in :func:`~mlwatch.stats.drift.compare`. Comparing many windows against one reference, pass
@@ -77,8 +78,9 @@ def prepare(data: Any, types: Mapping[str, str] | None = None, *,
     """
     cols = as_columns(data)
     kinds = _resolve_types(cols, types)
-    built = _run_columns(list(cols), kinds, lambda n: PreparedColumn.build(cols[n], kinds[n]),
-                         workers)
+    built = _run_columns(
+        list(cols), kinds, lambda n: PreparedColumn.build(cols[n], kinds[n]), workers
+    )
     return PreparedData(dict(zip(cols, built, strict=True)))
 
 
@@ -87,8 +89,9 @@ def _resolve_types(cols: Mapping[str, Any], types: Mapping[str, str] | None) -> 
     for name, col in cols.items():
         kind = (types or {}).get(name) or infer_type(col)
         if kind not in COLUMN_TYPES:
-            raise ConfigError(f"types[{name!r}]", f"must be 'numeric' or 'categorical', "
-                              f"not {kind!r}")
+            raise ConfigError(
+                f"types[{name!r}]", f"must be 'numeric' or 'categorical', not {kind!r}"
+            )
         out[name] = kind
     return out
 

@@ -56,12 +56,19 @@ class FeatureDrift:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "name": self.name, "type": self.type, "method": self.method,
-            "score": _jsonable(self.score), "p_value": _jsonable(self.p_value),
-            "threshold": _jsonable(self.threshold), "drifted": self.drifted,
-            "kind": self.kind, "effect": _jsonable(self.effect),
-            "quality": {"reference": self.reference_quality.to_dict(),
-                        "current": self.current_quality.to_dict()},
+            "name": self.name,
+            "type": self.type,
+            "method": self.method,
+            "score": _jsonable(self.score),
+            "p_value": _jsonable(self.p_value),
+            "threshold": _jsonable(self.threshold),
+            "drifted": self.drifted,
+            "kind": self.kind,
+            "effect": _jsonable(self.effect),
+            "quality": {
+                "reference": self.reference_quality.to_dict(),
+                "current": self.current_quality.to_dict(),
+            },
         }
         if self.type == CATEGORICAL:
             out["unseen_categories"] = list(self.unseen_categories)
@@ -103,10 +110,16 @@ class DriftReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": [f.to_dict() for f in self.features],
-                "drift_share": self.drift_share, "dataset_drift": self.dataset_drift,
-                "drift_share_threshold": self.drift_share_threshold,
-                "n_features": len(self.features), "n_evaluated": self.n_evaluated,
-                "n_drifted": self.n_drifted, "alpha": self.alpha, "correction": self.correction,
-                "corrected_threshold": _jsonable(self.corrected_threshold),
-                "min_effect": self.min_effect}
+        return {
+            "features": [f.to_dict() for f in self.features],
+            "drift_share": self.drift_share,
+            "dataset_drift": self.dataset_drift,
+            "drift_share_threshold": self.drift_share_threshold,
+            "n_features": len(self.features),
+            "n_evaluated": self.n_evaluated,
+            "n_drifted": self.n_drifted,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "corrected_threshold": _jsonable(self.corrected_threshold),
+            "min_effect": self.min_effect,
+        }

@@ -35,14 +35,22 @@ def _none(names: Iterable[str], n: int, reason: str) -> dict[str, KPI]:
     return {name: KPI(name, None, None, None, n, None, reason) for name in names}
 
 
-def _with_bootstrap(name: str, value: float | None, n: int, replicates: FloatArray,
-                    scale: float, confidence: float, undefined: str = "undefined") -> KPI:
+def _with_bootstrap(
+    name: str,
+    value: float | None,
+    n: int,
+    replicates: FloatArray,
+    scale: float,
+    confidence: float,
+    undefined: str = "undefined",
+) -> KPI:
     if value is None or not math.isfinite(value):
         return KPI(name, None, None, None, n, None, undefined)
     interval = _percentile_interval(name, value, replicates, scale, confidence)
     if interval is None:
-        return KPI(name, value, None, None, n, None,
-                   "too few bootstrap resamples where the KPI is defined")
+        return KPI(
+            name, value, None, None, n, None, "too few bootstrap resamples where the KPI is defined"
+        )
     return KPI(name, value, interval[0], interval[1], n, "bootstrap")
 
 
@@ -62,14 +70,18 @@ class _Boot:
         return np.arange(n, dtype=np.int64)[None, :], idx, math.sqrt(m / n)
 
 
-def _classification_kpis(inp: KPIInputs, min_samples: int, boot: _Boot,
-                         n_bins: int) -> dict[str, KPI]:
+def _classification_kpis(
+    inp: KPIInputs, min_samples: int, boot: _Boot, n_bins: int
+) -> dict[str, KPI]:
     n, k = len(inp.y_true), len(inp.classes)
     conf = boot.confidence
     out: dict[str, KPI] = {}
     if n < min_samples:
-        return _none(CLASSIFICATION_KPIS, n,
-                     f"{n} labelled predictions, fewer than min_samples={min_samples}")
+        return _none(
+            CLASSIFICATION_KPIS,
+            n,
+            f"{n} labelled predictions, fewer than min_samples={min_samples}",
+        )
     y, yp = inp.y_true, inp.y_pred
     hits = int(np.count_nonzero(y == yp))
     lower, upper = wilson_interval(hits, n, conf)
@@ -82,20 +94,24 @@ def _classification_kpis(inp: KPIInputs, min_samples: int, boot: _Boot,
 
     nq = int(inp.has_proba.sum())
     if inp.proba is None or nq == 0:
-        reason = ("no usable class probabilities: log the predict_proba vector, or set "
-                  "score_field")
+        reason = "no usable class probabilities: log the predict_proba vector, or set score_field"
         out.update(_none(PROBA_KPIS, 0, reason))
         return out
     if nq < min_samples:
-        out.update(_none(PROBA_KPIS, nq, f"{nq} labelled predictions with probabilities, "
-                                         f"fewer than min_samples={min_samples}"))
+        out.update(
+            _none(
+                PROBA_KPIS,
+                nq,
+                f"{nq} labelled predictions with probabilities, "
+                f"fewer than min_samples={min_samples}",
+            )
+        )
         return out
     out.update(_proba_kpis(y[inp.has_proba], inp.proba[inp.has_proba], k, boot, n_bins))
     return out
 
 
-def _proba_kpis(yq: IntArray, pq: FloatArray, k: int, boot: _Boot,
-                n_bins: int) -> dict[str, KPI]:
+def _proba_kpis(yq: IntArray, pq: FloatArray, k: int, boot: _Boot, n_bins: int) -> dict[str, KPI]:
     """ROC AUC, log loss, Brier and ECE of the rows with probabilities (enough of them)."""
     nq, conf = len(yq), boot.confidence
     full, idx, scale = boot.draw(nq)
@@ -109,27 +125,36 @@ def _proba_kpis(yq: IntArray, pq: FloatArray, k: int, boot: _Boot,
 
     out: dict[str, KPI] = {}
     point_auc = float(auc(full)[0]) if len(present) >= 2 else math.nan
-    out["roc_auc"] = _with_bootstrap("roc_auc", point_auc, nq,
-                                     auc(idx) if math.isfinite(point_auc) else np.empty(0),
-                                     scale, conf, one_class)
+    out["roc_auc"] = _with_bootstrap(
+        "roc_auc",
+        point_auc,
+        nq,
+        auc(idx) if math.isfinite(point_auc) else np.empty(0),
+        scale,
+        conf,
+        one_class,
+    )
     clipped = np.clip(pq[np.arange(nq), yq], LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
     per_row: dict[str, FloatArray] = {"log_loss": -np.log(clipped), "brier": _brier_terms(yq, pq)}
     for name, terms in per_row.items():
-        out[name] = _with_bootstrap(name, float(terms.mean()), nq, terms[idx].mean(axis=1),
-                                    scale, conf)
+        out[name] = _with_bootstrap(
+            name, float(terms.mean()), nq, terms[idx].mean(axis=1), scale, conf
+        )
     top = pq.max(axis=1)
     correct = np.argmax(pq, axis=1) == yq
     ece = float(_ece_batched(top[full], correct[full], n_bins)[0])
-    out["ece"] = _with_bootstrap("ece", ece, nq, _ece_batched(top[idx], correct[idx], n_bins),
-                                 scale, conf)
+    out["ece"] = _with_bootstrap(
+        "ece", ece, nq, _ece_batched(top[idx], correct[idx], n_bins), scale, conf
+    )
     return out
 
 
 def _regression_kpis(inp: KPIInputs, min_samples: int, boot: _Boot) -> dict[str, KPI]:
     n = len(inp.y_true)
     if n < min_samples:
-        return _none(REGRESSION_KPIS, n,
-                     f"{n} labelled predictions, fewer than min_samples={min_samples}")
+        return _none(
+            REGRESSION_KPIS, n, f"{n} labelled predictions, fewer than min_samples={min_samples}"
+        )
     y, yp = inp.y_true, inp.y_pred
     full, idx, scale = boot.draw(n)
     err = y - yp
@@ -145,6 +170,13 @@ def _regression_kpis(inp: KPIInputs, min_samples: int, boot: _Boot) -> dict[str,
     for name, fn in batched.items():
         value = float(fn(full)[0])
         reps = fn(idx) if math.isfinite(value) else np.empty(0)
-        out[name] = _with_bootstrap(name, value, n, reps, scale, boot.confidence,
-                                    "the labels are constant: R^2 is undefined")
+        out[name] = _with_bootstrap(
+            name,
+            value,
+            n,
+            reps,
+            scale,
+            boot.confidence,
+            "the labels are constant: R^2 is undefined",
+        )
     return out

@@ -62,16 +62,29 @@ class KPIInputs:
 
     def subset(self, rows: BoolArray, used: BoolArray) -> KPIInputs:
         """The inputs restricted to some rows (``rows`` over all rows, ``used`` over used)."""
-        return KPIInputs(self.task, self.classes, self.y_true[used], self.y_pred[used],
-                         None if self.proba is None else self.proba[used],
-                         self.has_proba[used], self.ts_us[used], self.row_ts_us[rows],
-                         self.row_state[rows], self.proba_invalid[used])
+        return KPIInputs(
+            self.task,
+            self.classes,
+            self.y_true[used],
+            self.y_pred[used],
+            None if self.proba is None else self.proba[used],
+            self.has_proba[used],
+            self.ts_us[used],
+            self.row_ts_us[rows],
+            self.row_state[rows],
+            self.proba_invalid[used],
+        )
 
 
-def kpi_inputs(rows: Iterable[Any], *, task: str = "classification",
-               prediction_field: str | None = None, label_field: str | None = None,
-               score_field: str | None = None,
-               classes: Sequence[Any] | None = None) -> KPIInputs:
+def kpi_inputs(
+    rows: Iterable[Any],
+    *,
+    task: str = "classification",
+    prediction_field: str | None = None,
+    label_field: str | None = None,
+    score_field: str | None = None,
+    classes: Sequence[Any] | None = None,
+) -> KPIInputs:
     """Turn joined rows into the arrays the KPIs need. Never raises on bad values.
 
     ``rows`` are ``(event, label)`` pairs as :meth:`EmbeddedStore.joined` yields them
@@ -115,15 +128,31 @@ def kpi_inputs(rows: Iterable[Any], *, task: str = "classification",
     if task == "regression":
         used, truths, preds = _read_regression(rows, pred_parts, label_parts, row_ts, state)
         row_ts_us, n = np.array(row_ts, dtype=np.int64), len(truths)
-        return KPIInputs(task, (), np.array(truths, dtype=np.float64),
-                         np.array(preds, dtype=np.float64), None, np.zeros(n, dtype=bool),
-                         row_ts_us[np.array(used, dtype=np.int64)], row_ts_us,
-                         np.array(state, dtype=np.int8), np.zeros(n, dtype=bool))
+        return KPIInputs(
+            task,
+            (),
+            np.array(truths, dtype=np.float64),
+            np.array(preds, dtype=np.float64),
+            None,
+            np.zeros(n, dtype=bool),
+            row_ts_us[np.array(used, dtype=np.int64)],
+            row_ts_us,
+            np.array(state, dtype=np.int8),
+            np.zeros(n, dtype=bool),
+        )
     used, labels, predictions, scores = _read_classification(
-        rows, pred_parts, label_parts, score_parts, row_ts, state)
-    return _classification_inputs(task, classes, labels, predictions, scores,
-                                  np.array(used, dtype=np.int64),
-                                  np.array(row_ts, dtype=np.int64), np.array(state, dtype=np.int8))
+        rows, pred_parts, label_parts, score_parts, row_ts, state
+    )
+    return _classification_inputs(
+        task,
+        classes,
+        labels,
+        predictions,
+        scores,
+        np.array(used, dtype=np.int64),
+        np.array(row_ts, dtype=np.int64),
+        np.array(state, dtype=np.int8),
+    )
 
 
 def _proba_matrix(raw: list[Any], width: int | None) -> tuple[FloatArray, BoolArray]:
@@ -153,8 +182,12 @@ def _proba_matrix(raw: list[Any], width: int | None) -> tuple[FloatArray, BoolAr
                 with contextlib.suppress(TypeError, ValueError):
                     out[i] = np.array(vectors[i], dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        valid = (np.isfinite(out).all(axis=1) & (out >= 0).all(axis=1) & (out <= 1).all(axis=1)
-                 & (np.abs(out.sum(axis=1) - 1.0) <= PROBA_SUM_TOLERANCE))
+        valid = (
+            np.isfinite(out).all(axis=1)
+            & (out >= 0).all(axis=1)
+            & (out <= 1).all(axis=1)
+            & (np.abs(out.sum(axis=1) - 1.0) <= PROBA_SUM_TOLERANCE)
+        )
     out[~valid] = np.nan
     return out, valid
 
@@ -163,9 +196,16 @@ def _class_sort_key(value: Any) -> tuple[bool, Any]:
     return (isinstance(value, str), value)
 
 
-def _classification_inputs(task: str, classes: Sequence[Any] | None, truths: list[Any],
-                           preds: list[Any], scores: list[Any], positions: IntArray,
-                           row_ts_us: IntArray, row_state: npt.NDArray[np.int8]) -> KPIInputs:
+def _classification_inputs(
+    task: str,
+    classes: Sequence[Any] | None,
+    truths: list[Any],
+    preds: list[Any],
+    scores: list[Any],
+    positions: IntArray,
+    row_ts_us: IntArray,
+    row_state: npt.NDArray[np.int8],
+) -> KPIInputs:
     """Second pass of :func:`kpi_inputs`: probabilities, class universe and codes.
 
     Done on whole arrays once the rows are read, because the class order and the width
@@ -189,8 +229,9 @@ def _classification_inputs(task: str, classes: Sequence[Any] | None, truths: lis
         universe = _seen_classes(truths, preds, reason == 0, index_class if has.any() else [])
     code = {c: i for i, c in enumerate(universe)}
     y_true = np.fromiter((code.get(t, -1) for t in truths), dtype=np.int64, count=n)
-    y_pred = np.fromiter((-1 if p is _FROM_PROBA else code.get(p, -1) for p in preds),
-                         dtype=np.int64, count=n)
+    y_pred = np.fromiter(
+        (-1 if p is _FROM_PROBA else code.get(p, -1) for p in preds), dtype=np.int64, count=n
+    )
     proba: FloatArray | None = None
     if has.any():
         columns = np.array([code[c] for c in index_class], dtype=np.int64)
@@ -201,9 +242,18 @@ def _classification_inputs(task: str, classes: Sequence[Any] | None, truths: lis
     keep = reason == 0
     state = row_state.copy()
     state[positions[~keep]] = reason[~keep]
-    return KPIInputs(task, tuple(universe), y_true[keep], y_pred[keep],
-                     None if proba is None else proba[keep], has[keep],
-                     row_ts_us[positions[keep]], row_ts_us, state, (sent & ~has)[keep])
+    return KPIInputs(
+        task,
+        tuple(universe),
+        y_true[keep],
+        y_pred[keep],
+        None if proba is None else proba[keep],
+        has[keep],
+        row_ts_us[positions[keep]],
+        row_ts_us,
+        state,
+        (sent & ~has)[keep],
+    )
 
 
 def _given_classes(classes: Sequence[Any] | None) -> list[Any] | None:
@@ -214,8 +264,9 @@ def _given_classes(classes: Sequence[Any] | None) -> list[Any] | None:
     return given
 
 
-def _probability_rows(scores: list[Any], n: int,
-                      width: int | None) -> tuple[FloatArray, BoolArray, BoolArray]:
+def _probability_rows(
+    scores: list[Any], n: int, width: int | None
+) -> tuple[FloatArray, BoolArray, BoolArray]:
     """The ``(n, width)`` probabilities of the used rows (NaN where none or invalid), which
     rows sent some, and which rows have valid ones."""
     with_score = [i for i, s in enumerate(scores) if s is not None]
@@ -229,20 +280,19 @@ def _probability_rows(scores: list[Any], n: int,
     return proba_rows, sent, has
 
 
-def _seen_classes(truths: list[Any], preds: list[Any], usable: BoolArray,
-                  vector_classes: Sequence[Any]) -> list[Any]:
+def _seen_classes(
+    truths: list[Any], preds: list[Any], usable: BoolArray, vector_classes: Sequence[Any]
+) -> list[Any]:
     """The classes without ``classes``: those of the usable rows and of the vectors' indices,
     sorted (ints before strings)."""
     ok_rows = usable.tolist()
     seen = {t for t, good in zip(truths, ok_rows, strict=True) if good}
-    seen.update(p for p, good in zip(preds, ok_rows, strict=True)
-                if good and p is not _FROM_PROBA)
+    seen.update(p for p, good in zip(preds, ok_rows, strict=True) if good and p is not _FROM_PROBA)
     seen.update(vector_classes)
     return sorted(seen, key=_class_sort_key)
 
 
-def _in_code_order(proba_rows: FloatArray, has: BoolArray, columns: IntArray,
-                   k: int) -> FloatArray:
+def _in_code_order(proba_rows: FloatArray, has: BoolArray, columns: IntArray, k: int) -> FloatArray:
     """Probabilities with column ``j`` the class of code ``j`` (0 for a class a vector does
     not cover), rows without valid probabilities NaN."""
     proba = np.full((proba_rows.shape[0], k), np.nan)

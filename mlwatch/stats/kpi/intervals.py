@@ -27,8 +27,11 @@ from mlwatch.stats.kpi.results import CLASSIFICATION_KPIS
 # Natural range of every KPI: bootstrap bounds are clipped to it.
 _BOUNDS: dict[str, tuple[float, float]] = {
     **{name: (0.0, 1.0) for name in CLASSIFICATION_KPIS},
-    "log_loss": (0.0, math.inf), "brier": (0.0, 2.0),
-    "mae": (0.0, math.inf), "rmse": (0.0, math.inf), "mape": (0.0, math.inf),
+    "log_loss": (0.0, math.inf),
+    "brier": (0.0, 2.0),
+    "mae": (0.0, math.inf),
+    "rmse": (0.0, math.inf),
+    "mape": (0.0, math.inf),
     "r2": (-math.inf, 1.0),
 }
 
@@ -59,8 +62,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return lower, upper
 
 
-def _percentile_interval(name: str, value: float, replicates: FloatArray, scale: float,
-                         confidence: float) -> tuple[float, float] | None:
+def _percentile_interval(
+    name: str, value: float, replicates: FloatArray, scale: float, confidence: float
+) -> tuple[float, float] | None:
     """Bootstrap interval from replicates, deviations from ``value`` scaled by ``scale``.
 
     The percentile interval, except for ECE: ECE is biased upwards (it sums absolute
@@ -73,8 +77,9 @@ def _percentile_interval(name: str, value: float, replicates: FloatArray, scale:
     if finite.size < max(2, replicates.size // 2):
         return None
     alpha = 1.0 - confidence
-    q_lo, q_hi = (value + scale * (float(q) - value)
-                  for q in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
+    q_lo, q_hi = (
+        value + scale * (float(q) - value) for q in np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+    )
     if name == "ece":
         q_lo, q_hi = min(2 * value - q_hi, value), max(2 * value - q_lo, value)
     lo_bound, hi_bound = _BOUNDS[name]

@@ -75,13 +75,15 @@ def _auc_resampled(positive: BoolArray, score: FloatArray, idx: IntArray) -> Flo
     at_or_below = (np.cumsum(1 - hit, axis=1) * hit).sum(axis=1)
     n_pos = hit.sum(axis=1)
     denom = (n_pos * (m - n_pos)).astype(np.float64)
-    result: FloatArray = np.divide((below + at_or_below) / 2.0, denom,
-                                   out=np.full(idx.shape[0], np.nan), where=denom > 0)
+    result: FloatArray = np.divide(
+        (below + at_or_below) / 2.0, denom, out=np.full(idx.shape[0], np.nan), where=denom > 0
+    )
     return result
 
 
-def _ovr_auc_resampled(codes: IntArray, proba: FloatArray, idx: IntArray,
-                       classes: Iterable[int]) -> FloatArray:
+def _ovr_auc_resampled(
+    codes: IntArray, proba: FloatArray, idx: IntArray, classes: Iterable[int]
+) -> FloatArray:
     """Macro one-vs-rest ROC AUC over ``classes`` for the resamples ``idx``; a resample
     without class c (or with only c) leaves c out of its average."""
     total = np.zeros(idx.shape[0])
@@ -91,8 +93,9 @@ def _ovr_auc_resampled(codes: IntArray, proba: FloatArray, idx: IntArray,
         ok = np.isfinite(auc)
         total += np.where(ok, auc, 0.0)
         count += ok
-    result: FloatArray = np.divide(total, count, out=np.full(idx.shape[0], np.nan),
-                                   where=count >= 1)
+    result: FloatArray = np.divide(
+        total, count, out=np.full(idx.shape[0], np.nan), where=count >= 1
+    )
     return result
 
 
@@ -108,8 +111,7 @@ def _ece_batched(confidence: FloatArray, correct: BoolArray, n_bins: int) -> Flo
     bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     flat = (bins + (np.arange(b) * n_bins)[:, None]).ravel()
     conf_sum = np.bincount(flat, weights=confidence.ravel(), minlength=b * n_bins)
-    hit_sum = np.bincount(flat, weights=correct.ravel().astype(np.float64),
-                          minlength=b * n_bins)
+    hit_sum = np.bincount(flat, weights=correct.ravel().astype(np.float64), minlength=b * n_bins)
     gap = np.abs(hit_sum - conf_sum).reshape(b, n_bins)
     result: FloatArray = gap.sum(axis=1) / m
     return result
@@ -120,8 +122,12 @@ def _r2_batched(y: FloatArray, sq_err: FloatArray) -> FloatArray:
     ss_res = sq_err.sum(axis=1)
     ss_tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     out = np.full(y.shape[0], np.nan)
-    np.subtract(1.0, np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ss_tot > 0),
-                out=out, where=ss_tot > 0)
+    np.subtract(
+        1.0,
+        np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ss_tot > 0),
+        out=out,
+        where=ss_tot > 0,
+    )
     return out
 
 

@@ -35,7 +35,7 @@ def _codes(*arrays: npt.ArrayLike) -> tuple[list[IntArray], int]:
     uniq, inverse = np.unique(np.concatenate(flat), return_inverse=True)
     out, start = [], 0
     for a in flat:
-        out.append(inverse[start:start + a.size].astype(np.int64))
+        out.append(inverse[start : start + a.size].astype(np.int64))
         start += a.size
     return out, len(uniq)
 
@@ -49,8 +49,9 @@ def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 
-def precision_recall_f1(y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
-                        average: str = "macro") -> tuple[float, float, float]:
+def precision_recall_f1(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, average: str = "macro"
+) -> tuple[float, float, float]:
     """Precision, recall and F1 averaged over classes, ``average`` ``macro`` or ``weighted``.
 
     Like ``sklearn.metrics.precision_recall_fscore_support(..., zero_division=0)``: the
@@ -65,8 +66,11 @@ def precision_recall_f1(y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
         raise ValueError(f"average must be 'macro' or 'weighted', got {average!r}")
     (t, p), k = _codes(y_true, y_pred)
     res = _prf_batched((t * k + p)[None, :], k)
-    return (float(res[f"precision_{average}"][0]), float(res[f"recall_{average}"][0]),
-            float(res[f"f1_{average}"][0]))
+    return (
+        float(res[f"precision_{average}"][0]),
+        float(res[f"recall_{average}"][0]),
+        float(res[f"f1_{average}"][0]),
+    )
 
 
 def roc_auc(y_true: npt.ArrayLike, scores: npt.ArrayLike) -> float:
@@ -130,8 +134,9 @@ def brier_score(y_true: npt.ArrayLike, proba: npt.ArrayLike) -> float:
     return float(np.mean(_brier_terms(np.asarray(y_true, dtype=np.int64), p)))
 
 
-def expected_calibration_error(y_true: npt.ArrayLike, proba: npt.ArrayLike,
-                               n_bins: int = 10) -> float:
+def expected_calibration_error(
+    y_true: npt.ArrayLike, proba: npt.ArrayLike, n_bins: int = 10
+) -> float:
     """Top-label expected calibration error with ``n_bins`` equal-width bins.
 
     The confidence of a prediction is its largest probability and it is correct when that

@@ -21,15 +21,23 @@ from mlwatch.stats.kpi.results import KPIReport
 from mlwatch.stats.kpi.rows import _MISSING_LABEL, _NO_TS, _STATE, _USED, REASONS
 
 
-def kpis_from_inputs(inputs: KPIInputs, *, min_samples: int = 50, confidence: float = 0.95,
-                     n_boot: int = 200, max_boot_n: int = 2000, n_bins: int = 10,
-                     seed: int | Sequence[int] = 0) -> KPIReport:
+def kpis_from_inputs(
+    inputs: KPIInputs,
+    *,
+    min_samples: int = 50,
+    confidence: float = 0.95,
+    n_boot: int = 200,
+    max_boot_n: int = 2000,
+    n_bins: int = 10,
+    seed: int | Sequence[int] = 0,
+) -> KPIReport:
     """The KPIs of prepared inputs (see :func:`compute_kpis` for the parameters)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 10 or max_boot_n < 10 or n_bins < 1 or min_samples < 1:
-        raise ValueError("n_boot and max_boot_n must be at least 10, n_bins and min_samples "
-                         "at least 1")
+        raise ValueError(
+            "n_boot and max_boot_n must be at least 10, n_bins and min_samples at least 1"
+        )
     boot = _Boot(np.random.default_rng(seed), n_boot, max_boot_n, confidence)
     if inputs.task == "regression":
         kpis = _regression_kpis(inputs, min_samples, boot)
@@ -42,19 +50,37 @@ def kpis_from_inputs(inputs: KPIInputs, *, min_samples: int = 50, confidence: fl
     reason = None
     if n_used < min_samples:
         reason = f"{n_used} labelled predictions, fewer than min_samples={min_samples}"
-    return KPIReport(task=inputs.task, kpis=kpis, n_rows=len(inputs.row_state),
-                     n_labelled=n_used + n_unusable, n_missing=n_missing, n_used=n_used,
-                     n_unusable=n_unusable, unusable=unusable,
-                     n_proba=int(inputs.has_proba.sum()),
-                     proba_invalid=int(inputs.proba_invalid.sum()), confidence=confidence,
-                     reason=reason)
+    return KPIReport(
+        task=inputs.task,
+        kpis=kpis,
+        n_rows=len(inputs.row_state),
+        n_labelled=n_used + n_unusable,
+        n_missing=n_missing,
+        n_used=n_used,
+        n_unusable=n_unusable,
+        unusable=unusable,
+        n_proba=int(inputs.has_proba.sum()),
+        proba_invalid=int(inputs.proba_invalid.sum()),
+        confidence=confidence,
+        reason=reason,
+    )
 
 
-def compute_kpis(rows: Iterable[Any], *, task: str = "classification",
-                 prediction_field: str | None = None, label_field: str | None = None,
-                 score_field: str | None = None, classes: Sequence[Any] | None = None,
-                 min_samples: int = 50, confidence: float = 0.95, n_boot: int = 200,
-                 max_boot_n: int = 2000, n_bins: int = 10, seed: int = 0) -> KPIReport:
+def compute_kpis(
+    rows: Iterable[Any],
+    *,
+    task: str = "classification",
+    prediction_field: str | None = None,
+    label_field: str | None = None,
+    score_field: str | None = None,
+    classes: Sequence[Any] | None = None,
+    min_samples: int = 50,
+    confidence: float = 0.95,
+    n_boot: int = 200,
+    max_boot_n: int = 2000,
+    n_bins: int = 10,
+    seed: int = 0,
+) -> KPIReport:
     """KPIs of joined rows with confidence intervals.
 
     How rows are read: :func:`kpi_inputs`. Below ``min_samples`` labelled, usable
@@ -64,18 +90,41 @@ def compute_kpis(rows: Iterable[Any], *, task: str = "classification",
     bootstrap (module docstring); ``n_bins`` is the number of ECE bins.
     Classification KPIs: ``CLASSIFICATION_KPIS``; regression: ``REGRESSION_KPIS``.
     """
-    inputs = kpi_inputs(rows, task=task, prediction_field=prediction_field,
-                        label_field=label_field, score_field=score_field, classes=classes)
-    return kpis_from_inputs(inputs, min_samples=min_samples, confidence=confidence,
-                            n_boot=n_boot, max_boot_n=max_boot_n, n_bins=n_bins, seed=seed)
+    inputs = kpi_inputs(
+        rows,
+        task=task,
+        prediction_field=prediction_field,
+        label_field=label_field,
+        score_field=score_field,
+        classes=classes,
+    )
+    return kpis_from_inputs(
+        inputs,
+        min_samples=min_samples,
+        confidence=confidence,
+        n_boot=n_boot,
+        max_boot_n=max_boot_n,
+        n_bins=n_bins,
+        seed=seed,
+    )
 
 
-def window_kpis(rows: Iterable[Any], window_s: float, *,
-                task: str = "classification", prediction_field: str | None = None,
-                label_field: str | None = None, score_field: str | None = None,
-                classes: Sequence[Any] | None = None, min_samples: int = 50,
-                confidence: float = 0.95, n_boot: int = 200, max_boot_n: int = 2000,
-                n_bins: int = 10, seed: int = 0) -> list[KPIReport]:
+def window_kpis(
+    rows: Iterable[Any],
+    window_s: float,
+    *,
+    task: str = "classification",
+    prediction_field: str | None = None,
+    label_field: str | None = None,
+    score_field: str | None = None,
+    classes: Sequence[Any] | None = None,
+    min_samples: int = 50,
+    confidence: float = 0.95,
+    n_boot: int = 200,
+    max_boot_n: int = 2000,
+    n_bins: int = 10,
+    seed: int = 0,
+) -> list[KPIReport]:
     """KPIs per tumbling window of prediction time, oldest first.
 
     Windows are ``[k * window_s, (k + 1) * window_s)`` in epoch seconds, so they do not
@@ -90,18 +139,31 @@ def window_kpis(rows: Iterable[Any], window_s: float, *,
     width_us = round(window_s * 1_000_000)
     if width_us <= 0:
         raise ValueError(f"window_s must be positive, got {window_s}")
-    inputs = kpi_inputs(rows, task=task, prediction_field=prediction_field,
-                        label_field=label_field, score_field=score_field, classes=classes)
+    inputs = kpi_inputs(
+        rows,
+        task=task,
+        prediction_field=prediction_field,
+        label_field=label_field,
+        score_field=score_field,
+        classes=classes,
+    )
     has_ts = inputs.row_ts_us != _NO_TS
     row_window = inputs.row_ts_us // width_us
     used_window = inputs.ts_us // width_us
     reports = []
     for w in np.unique(row_window[has_ts]):
-        sub = inputs.subset(has_ts & (row_window == w), (used_window == w)
-                            & (inputs.ts_us != _NO_TS))
+        sub = inputs.subset(
+            has_ts & (row_window == w), (used_window == w) & (inputs.ts_us != _NO_TS)
+        )
         start = int(w) * width_us
-        report = kpis_from_inputs(sub, min_samples=min_samples, confidence=confidence,
-                                  n_boot=n_boot, max_boot_n=max_boot_n, n_bins=n_bins,
-                                  seed=[seed, start & 0xFFFF_FFFF_FFFF_FFFF])
+        report = kpis_from_inputs(
+            sub,
+            min_samples=min_samples,
+            confidence=confidence,
+            n_boot=n_boot,
+            max_boot_n=max_boot_n,
+            n_bins=n_bins,
+            seed=[seed, start & 0xFFFF_FFFF_FFFF_FFFF],
+        )
         reports.append(replace(report, window_start_us=start, window_end_us=start + width_us))
     return reports

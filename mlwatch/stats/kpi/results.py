@@ -10,9 +10,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-CLASSIFICATION_KPIS = ("accuracy", "precision_macro", "recall_macro", "f1_macro",
-                       "precision_weighted", "recall_weighted", "f1_weighted",
-                       "roc_auc", "log_loss", "brier", "ece")
+CLASSIFICATION_KPIS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+)
 REGRESSION_KPIS = ("mae", "rmse", "mape", "r2")
 PROBA_KPIS = ("roc_auc", "log_loss", "brier", "ece")
 

@@ -20,11 +20,11 @@ from mlwatch.dotted import MISSING, pick_path
 from mlwatch.times import lenient_us
 
 # Reasons a labelled row is excluded (KPIReport.unusable keys).
-ERROR_EVENT = "error_event"          # status "error": the model raised, nothing to score
-NO_PREDICTION = "no_prediction"      # the prediction (or prediction_field) is absent
-BAD_PREDICTION = "bad_prediction"    # not a class / number / probability vector
-BAD_LABEL = "bad_label"              # label_field absent, or not a class / number
-UNKNOWN_CLASS = "unknown_class"      # a class outside the `classes` given
+ERROR_EVENT = "error_event"  # status "error": the model raised, nothing to score
+NO_PREDICTION = "no_prediction"  # the prediction (or prediction_field) is absent
+BAD_PREDICTION = "bad_prediction"  # not a class / number / probability vector
+BAD_LABEL = "bad_label"  # label_field absent, or not a class / number
+UNKNOWN_CLASS = "unknown_class"  # a class outside the `classes` given
 NEEDS_CLASSES = "proba_needs_classes"  # a probability vector with string labels, no `classes`
 REASONS = (ERROR_EVENT, NO_PREDICTION, BAD_PREDICTION, BAD_LABEL, UNKNOWN_CLASS, NEEDS_CLASSES)
 _USED, _MISSING_LABEL = 0, 1  # row states; 2 + i is REASONS[i]
@@ -61,9 +61,14 @@ def _as_class(value: Any) -> Any:
 
 def _as_number(value: Any) -> float | None:
     """A finite int or float (NumPy's too) as float; None for anything else, bools included."""
-    if type(value) is float or type(value) is int or (
+    if (
+        type(value) is float
+        or type(value) is int
+        or (
             isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_))):
+            and not isinstance(value, (bool, np.bool_))
+        )
+    ):
         number = float(value)
         return number if math.isfinite(number) else None
     return None
@@ -83,12 +88,17 @@ def _split(row: Any) -> tuple[Mapping[str, Any], Any]:
         return row[0], row[1]
     if isinstance(row, Mapping):  # an event dict with the label merged in
         return row, row.get("label")
-    raise TypeError(f"a joined row is (event, label) or an event dict with 'label', "
-                    f"got {type(row).__name__}")
+    raise TypeError(
+        f"a joined row is (event, label) or an event dict with 'label', got {type(row).__name__}"
+    )
 
 
-def _labelled(rows: Iterable[Any], pred_parts: tuple[str, ...], label_parts: tuple[str, ...],
-              row_ts: list[int]) -> Iterator[tuple[int, Any, Any, Any]]:
+def _labelled(
+    rows: Iterable[Any],
+    pred_parts: tuple[str, ...],
+    label_parts: tuple[str, ...],
+    row_ts: list[int],
+) -> Iterator[tuple[int, Any, Any, Any]]:
     """Every row as ``(state, label, prediction, raw prediction)``; its timestamp to ``row_ts``.
 
     ``state`` is ``_USED`` (0) for a row with a label and a prediction, else why the row
@@ -117,9 +127,13 @@ def _labelled(rows: Iterable[Any], pred_parts: tuple[str, ...], label_parts: tup
         yield _USED, label, pred, raw
 
 
-def _read_regression(rows: Iterable[Any], pred_parts: tuple[str, ...],
-                     label_parts: tuple[str, ...], row_ts: list[int],
-                     state: list[int]) -> tuple[list[int], list[float], list[float]]:
+def _read_regression(
+    rows: Iterable[Any],
+    pred_parts: tuple[str, ...],
+    label_parts: tuple[str, ...],
+    row_ts: list[int],
+    state: list[int],
+) -> tuple[list[int], list[float], list[float]]:
     """The rows' states into ``state``; positions in it, labels and predictions of the used."""
     used_rows: list[int] = []
     truths: list[float] = []
@@ -142,10 +156,14 @@ def _read_regression(rows: Iterable[Any], pred_parts: tuple[str, ...],
     return used_rows, truths, preds
 
 
-def _read_classification(rows: Iterable[Any], pred_parts: tuple[str, ...],
-                         label_parts: tuple[str, ...], score_parts: tuple[str, ...] | None,
-                         row_ts: list[int], state: list[int]
-                         ) -> tuple[list[int], list[Any], list[Any], list[Any]]:
+def _read_classification(
+    rows: Iterable[Any],
+    pred_parts: tuple[str, ...],
+    label_parts: tuple[str, ...],
+    score_parts: tuple[str, ...] | None,
+    row_ts: list[int],
+    state: list[int],
+) -> tuple[list[int], list[Any], list[Any], list[Any]]:
     """As :func:`_read_regression`, plus each used row's raw probabilities (or None).
 
     A used row's prediction is its class, or ``_FROM_PROBA`` when the class is the
