@@ -192,12 +192,7 @@ def _check_json_value(value: Any, line: int | None, field: str, depth: int = 0) 
                 _check_json_value(item, line, f"{field}.{key}", depth + 1)
 
 
-def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
-    """Check one prediction event and fill its defaults. Returns a new dict."""
-    obj = _require_object(obj, line, "one prediction event")
-    _check_unknown(obj, EVENT_FIELDS, line)
-    model = _name(obj, "model", line, required=True)
-    version = _text(obj, "version", line, MAX_NAME) or "unknown"
+def _latency(obj: dict[str, Any], line: int | None) -> int | float:
     latency = obj.get("latency_ms")
     if latency is None:
         raise ValidationError("required", line=line, field="latency_ms")
@@ -213,6 +208,40 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
             line=line,
             field="latency_ms",
         )
+    return latency  # type: ignore[no-any-return]
+
+
+def _labels(obj: dict[str, Any], line: int | None) -> dict[str, str] | None:
+    labels = obj.get("labels")
+    if labels is None:
+        return None
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise ValidationError(
+            f"expected an object of at most {MAX_LABELS} string values", line=line, field="labels"
+        )
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(key):
+            raise ValidationError(
+                "label names are letters, digits and '_' (at most 64), not starting with a digit",
+                line=line,
+                field=f"labels.{key:.64}",
+            )
+        if not isinstance(value, str) or len(value) > MAX_NAME:
+            raise ValidationError(
+                f"expected a string of at most {MAX_NAME} characters, got {show(value)}",
+                line=line,
+                field=f"labels.{key}",
+            )
+    return labels
+
+
+def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
+    """Check one prediction event and fill its defaults. Returns a new dict."""
+    obj = _require_object(obj, line, "one prediction event")
+    _check_unknown(obj, EVENT_FIELDS, line)
+    model = _name(obj, "model", line, required=True)
+    version = _text(obj, "version", line, MAX_NAME) or "unknown"
+    latency = _latency(obj, line)
     status = obj.get("status", "ok")
     if status not in STATUSES:
         raise ValidationError(
@@ -220,28 +249,7 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
         )
     ev_id = _text(obj, "event_id", line, 64)
     ts, ts_us = _ts_or_now(obj.get("ts"), line)
-    labels = obj.get("labels")
-    if labels is not None:
-        if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
-            raise ValidationError(
-                f"expected an object of at most {MAX_LABELS} string values",
-                line=line,
-                field="labels",
-            )
-        for key, value in labels.items():
-            if not LABEL_KEY_RE.match(key):
-                raise ValidationError(
-                    "label names are letters, digits and '_' (at most 64), "
-                    "not starting with a digit",
-                    line=line,
-                    field=f"labels.{key:.64}",
-                )
-            if not isinstance(value, str) or len(value) > MAX_NAME:
-                raise ValidationError(
-                    f"expected a string of at most {MAX_NAME} characters, got {show(value)}",
-                    line=line,
-                    field=f"labels.{key}",
-                )
+    labels = _labels(obj, line)
     batch_size = obj.get("batch_size")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
         raise ValidationError(

@@ -47,6 +47,9 @@ LAYERS = [
 ]
 CLIENT_MAY_IMPORT = (
     "mlwatch.store.embedded",
+    "mlwatch.store.database",
+    "mlwatch.store.window_reads",
+    "mlwatch.store.results",
     "mlwatch.store.rows",
     "mlwatch.store.schema",
     "mlwatch.store",

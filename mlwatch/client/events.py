@@ -98,32 +98,8 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
             _safely("prediction", _prediction, site, result, ident) if predict else None
         )
         return [base], [start]
-    rows: Sequence[Any] = [None] * n
-    preds: Sequence[Any] = [None] * n
-    if kept:
-        got = _safely("features", feat.to_rows, inputs, site.feature_names)
-        if got is not None and len(got) == n:
-            rows = got
-        elif got is not None:
-            failures.warning(
-                "features.rows",
-                "mlwatch: a batch input gave %d rows, expected %d; recording null features",
-                len(got),
-                n,
-            )
-    if predict:
-        whole = _safely("prediction", _prediction, site, result, ident)
-        split = feat.split_rows(whole, n)
-        if split is not None:
-            preds = split
-        elif whole is not None:
-            failures.warning(
-                "prediction.split",
-                "mlwatch: the prediction of a batch of %d "
-                "rows does not split into %d rows; recording null",
-                n,
-                n,
-            )
+    rows = _batch_rows(site, inputs, n) if kept else [None] * n
+    preds = _batch_predictions(site, result, ident, n) if predict else [None] * n
     out = []
     for i in range(n):
         ev = dict(base)
@@ -133,6 +109,38 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         ev["prediction"] = preds[i]
         out.append(ev)
     return out, [start] * n
+
+
+def _batch_rows(site: Site, inputs: Any, n: int) -> Sequence[Any]:
+    """The features of each row of a batch call; null rows when they do not split."""
+    got = _safely("features", feat.to_rows, inputs, site.feature_names)
+    if got is not None and len(got) == n:
+        return got  # type: ignore[no-any-return]
+    if got is not None:
+        failures.warning(
+            "features.rows",
+            "mlwatch: a batch input gave %d rows, expected %d; recording null features",
+            len(got),
+            n,
+        )
+    return [None] * n
+
+
+def _batch_predictions(site: Site, result: Any, ident: Identity, n: int) -> Sequence[Any]:
+    """The prediction of each row of a batch call; nulls when it does not split."""
+    whole = _safely("prediction", _prediction, site, result, ident)
+    split = feat.split_rows(whole, n)
+    if split is not None:
+        return split
+    if whole is not None:
+        failures.warning(
+            "prediction.split",
+            "mlwatch: the prediction of a batch of %d rows "
+            "does not split into %d rows; recording null",
+            n,
+            n,
+        )
+    return [None] * n
 
 
 def build(

@@ -276,6 +276,35 @@ class HttpExporter:
             lost.append((Result.ERROR, bad))
         return pairs
 
+    def _final(self, kind: str, n: int, status: int | None, detail: str) -> Result | None:
+        """What an answer means for the request: a final Result, or None to retry."""
+        if status is not None and 200 <= status < 300:
+            return Result.OK
+        if status == 413:  # too large: the caller splits (or gives up on one record)
+            return Result.REJECTED
+        if status is not None and 400 <= status < 500 and status != 429:
+            failures.error(
+                f"http.{kind}.{status}",
+                "mlwatch: %s%s rejected %d %s: %s",
+                self.where,
+                PATHS[kind],
+                n,
+                kind,
+                detail,
+            )
+            return Result.REJECTED
+        if status is not None and status not in RETRYABLE:
+            failures.error(
+                f"http.{kind}.{status}",
+                "mlwatch: POST %s%s failed (HTTP %s): %s",
+                self.where,
+                PATHS[kind],
+                status,
+                detail,
+            )
+            return Result.FAILED
+        return None
+
     def _send(
         self,
         kind: str,
@@ -294,38 +323,16 @@ class HttpExporter:
         while True:
             timeout = max(0.01, min(self.timeout_s, deadline - time.monotonic()))
             status, retry_after, detail = self._post(path, data, headers, timeout)
-            if status is not None and 200 <= status < 300:
-                return Result.OK, status
-            if status == 413:  # too large: the caller splits (or gives up on one record)
-                return Result.REJECTED, status
-            if status is not None and 400 <= status < 500 and status != 429:
-                failures.error(
-                    f"http.{kind}.{status}",
-                    "mlwatch: %s%s rejected %d %s: %s",
-                    self.where,
-                    PATHS[kind],
-                    n,
-                    kind,
-                    detail,
-                )
-                return Result.REJECTED, status
-            what = f"HTTP {status}" if status is not None else detail
-            if status is not None and status not in RETRYABLE:
-                failures.error(
-                    f"http.{kind}.{status}",
-                    "mlwatch: POST %s%s failed (%s): %s",
-                    self.where,
-                    PATHS[kind],
-                    what,
-                    detail,
-                )
-                return Result.FAILED, status
+            final = self._final(kind, n, status, detail)
+            if final is not None:
+                return final, status
             if interrupt.is_set():
                 return Result.INTERRUPTED, status
             delay = retry_after_s(retry_after)
             if delay is None:
                 delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + self._rng())
             if time.monotonic() + delay > deadline:
+                what = f"HTTP {status}" if status is not None else detail
                 failures.error(
                     f"http.{kind}.giveup",
                     "mlwatch: giving up on %d %s after %d attempts to %s (last: %s)",

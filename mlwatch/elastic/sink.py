@@ -6,11 +6,13 @@ Delivery rules:
   crash, an outage, a retried request) gets 409 for what is already there, which counts
   as delivered: at-least-once delivery plus idempotent ids is exactly once.
 - 429, 5xx and connection errors are retried with capped backoff, only for the items
-  that failed. If they keep failing, ``export`` raises and the consumer replays the
-  whole batch later from the spool (its cursor has not moved), so nothing is skipped.
-- Any other per-item error (a mapping conflict, a document too large) will never succeed:
-  the document goes to the dead-letter stream ``logs-mlwatch.deadletter-<namespace>``
-  with the reason and the original document, and the stream flows on.
+  that failed. If they keep failing, ``export`` returns a failed result and the consumer
+  replays the whole batch later from the spool (its cursor has not moved), so nothing is
+  skipped.
+- A per-item error caused by the document (a mapping conflict, a document too large)
+  will never succeed: the document goes to the dead-letter stream
+  ``logs-mlwatch.deadletter-<namespace>`` with the reason and the original document, and
+  the stream flows on (:mod:`mlwatch.elastic.bulk`).
 - Templates and the ILM policy are installed before the first bulk request (not at
   construction), so a sidecar starts and acknowledges events while Elasticsearch is down.
 
@@ -23,19 +25,17 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
+from mlwatch.elastic.bulk import DOCUMENT_ERRORS, Op, Outcome, chunks, dead_letter, quiet
 from mlwatch.elastic.client import install_templates, make_client
 from mlwatch.elastic.documents import (
     DEAD_LETTER,
@@ -52,43 +52,12 @@ from mlwatch.elastic.documents import (
 from mlwatch.errors import DeliveryError
 from mlwatch.settings import Config
 from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
+from mlwatch.times import now_ts
 
 log = logging.getLogger("mlwatch.elasticsearch")
 
-MAX_REQUEST_BYTES = 16 << 20
-TRUNCATED_DEAD_LETTER = 64 << 10
-# Per-item errors caused by the document itself: retrying cannot help, so the document
-# goes to the dead-letter stream. Anything else (401, 403, 404, 429, 5xx, cluster blocks,
-# bad index names) is the cluster's state or our configuration: retried, never skipped.
-DOCUMENT_ERRORS = frozenset(
-    {
-        "mapper_parsing_exception",
-        "document_parsing_exception",
-        "illegal_argument_exception",
-        "strict_dynamic_mapping_exception",
-        "x_content_parse_exception",
-        "parse_exception",
-        "mapper_exception",
-        "json_parse_exception",
-        "document_source_missing_exception",
-    }
-)
-_PREVIEW = re.compile(r"Preview of field's value: .*", re.DOTALL)
 ATTEMPTS = 4  # within one export; after that the consumer replays the batch later
 SINK_NAME = "elasticsearch"
-
-
-@dataclass
-class _Op:
-    """One document to create: its target, id, and encoded source."""
-
-    stream: str
-    doc_id: str
-    source: bytes
-
-    def lines(self) -> bytes:
-        action = orjson.dumps({"create": {"_index": self.stream, "_id": self.doc_id}})
-        return action + b"\n" + self.source + b"\n"
 
 
 class ElasticsearchSink:
@@ -173,7 +142,7 @@ class ElasticsearchSink:
         # Documents are built a group at a time (batch_size x concurrency), so a large
         # backlog replayed after an outage never sits in memory as documents all at once.
         group_size = self.config.elasticsearch_batch_size * self.config.elasticsearch_concurrency
-        group: list[_Op] = []
+        group: list[Op] = []
         for op in self._operations(batch):
             group.append(op)
             if len(group) >= group_size:
@@ -209,7 +178,7 @@ class ElasticsearchSink:
             return None
 
     # -- building ------------------------------------------------------------
-    def _operations(self, batch: Batch) -> Iterator[_Op]:
+    def _operations(self, batch: Batch) -> Iterator[Op]:
         origin = self.origin
         build: Callable[[Any, Origin], dict[str, Any]]
         for stream, arrays, build in (
@@ -220,18 +189,18 @@ class ElasticsearchSink:
                 for row in orjson.loads(array):
                     yield self._encode(stream, row, partial(build, row, origin))
         if batch.registrations:
-            now = _now()
+            now = now_ts()
             for reg in batch.registrations:
                 yield self._encode(
                     self.streams[MODELS], reg, partial(registration_document, reg, origin, now)
                 )
 
-    def _encode(self, stream: str, raw: Any, build: Callable[[], dict[str, Any]]) -> _Op:
+    def _encode(self, stream: str, raw: Any, build: Callable[[], dict[str, Any]]) -> Op:
         """One document, or — when it cannot be built or encoded (a bug of ours, or a value
         no validation foresaw) — its dead letter, so one record never wedges the stream."""
         try:
             doc = build()
-            return _Op(stream, doc["event"]["id"], orjson.dumps(doc))
+            return Op(stream, doc["event"]["id"], orjson.dumps(doc))
         except Exception as exc:
             doc_id = str(raw[0] if isinstance(raw, list) else _registration_key(raw))
             source = orjson.dumps(raw, default=str, option=orjson.OPT_PASSTHROUGH_DATACLASS)
@@ -243,63 +212,27 @@ class ElasticsearchSink:
                 stream,
                 type(exc).__name__,
             )
-            return self._dead_letter(
-                _Op(stream, doc_id, source),
+            return dead_letter(
+                Op(stream, doc_id, source),
                 0,
                 {"type": "unencodable", "reason": f"{type(exc).__name__}: {exc}"},
+                self.streams[DEAD_LETTER],
+                self.origin,
             )
 
-    def _dead_letter(self, op: _Op, status: int, error: dict[str, Any]) -> _Op:
-        # a document refused for its size keeps only its head, or its dead letter would be
-        # refused too; the original is still in the embedded store
-        limit = TRUNCATED_DEAD_LETTER if status == 413 else len(op.source)
-        dead_letter = {
-            "data_stream": op.stream,
-            "status": status,
-            "document": op.source[:limit].decode(errors="replace"),
-        }
-        if limit < len(op.source):
-            dead_letter["truncated_from"] = len(op.source)
-        doc = {
-            "@timestamp": _now(),
-            "event": {"id": op.doc_id, "kind": "event", "dataset": DEAD_LETTER},
-            "error": {
-                "type": str(error.get("type", "unknown")),
-                "message": str(error.get("reason", error))[:8192],
-            },
-            "mlwatch": {"dead_letter": dead_letter},
-            **self.origin.fields(),
-        }
-        return _Op(self.streams[DEAD_LETTER], op.doc_id, orjson.dumps(doc))
-
     # -- sending -------------------------------------------------------------
-    def _chunks(self, ops: list[_Op]) -> list[list[_Op]]:
-        out: list[list[_Op]] = []
-        size = 0
-        for op in ops:
-            n = len(op.source) + 128
-            if (
-                out
-                and len(out[-1]) < self.config.elasticsearch_batch_size
-                and size + n <= MAX_REQUEST_BYTES
-            ):
-                out[-1].append(op)
-                size += n
-            else:
-                out.append([op])
-                size = n
-        return out
-
-    def _deliver(self, ops: list[_Op]) -> None:
+    def _deliver(self, ops: list[Op]) -> None:
         """Send until every op is created, already there, or dead-lettered; raise
         :class:`~mlwatch.errors.DeliveryError` when some are still refused after a few
         attempts (the consumer then replays the batch later; the sink reports unhealthy)."""
         delay = 0.2
         problems: list[str] = []
         for attempt in range(ATTEMPTS):
-            retry: list[_Op] = []
+            retry: list[Op] = []
             problems = []
-            for outcome in self._pool.map(self._send, self._chunks(ops)):
+            for outcome in self._pool.map(
+                self._send, chunks(ops, self.config.elasticsearch_batch_size)
+            ):
                 retry.extend(outcome.retry)
                 retry.extend(outcome.dead)  # dead letters get the same treatment
                 problems.extend(outcome.problems)
@@ -313,7 +246,7 @@ class ElasticsearchSink:
             f"{len(ops)} document(s) not delivered yet: {'; '.join(sorted(set(problems))[:3])}"
         )
 
-    def _send(self, chunk: list[_Op]) -> _Outcome:
+    def _send(self, chunk: list[Op]) -> Outcome:
         """One bulk request; never raises (a pool thread's exception would discard the
         other chunks' results). A request too large is split; one document too large is
         a dead letter."""
@@ -333,20 +266,20 @@ class ElasticsearchSink:
                     )
                 half = len(chunk) // 2
                 return self._send(chunk[:half]).join(self._send(chunk[half:]))
-            return _Outcome(retry=chunk, problems=[f"bulk request: HTTP {status} {exc.message}"])
+            return Outcome(retry=chunk, problems=[f"bulk request: HTTP {status} {exc.message}"])
         except TransportError as exc:  # connection refused, timeout, TLS...
-            return _Outcome(
+            return Outcome(
                 retry=chunk, problems=[f"bulk request: {type(exc).__name__}: {exc.message}"]
             )
         except Exception as exc:  # e.g. a response that does not parse
-            return _Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}"])
+            return Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}"])
         items = resp.get("items", [])
         if len(items) != len(chunk):
-            return _Outcome(
+            return Outcome(
                 retry=chunk,
                 problems=[f"bulk response has {len(items)} items for {len(chunk)} documents"],
             )
-        outcome = _Outcome()
+        outcome = Outcome()
         created = duplicate = 0
         for op, item in zip(chunk, items, strict=True):
             result = item.get("create") or next(iter(item.values()))
@@ -361,7 +294,7 @@ class ElasticsearchSink:
             else:  # 401/403/404/429/5xx, blocks, index names: the cluster, not the document
                 outcome.retry.append(op)
                 outcome.problems.append(
-                    f"HTTP {status} {error.get('type')}: {_quiet(str(error.get('reason')))[:200]}"
+                    f"HTTP {status} {error.get('type')}: {quiet(str(error.get('reason')))[:200]}"
                 )
         if created:
             self.documents.labels(SINK_NAME, "created").inc(created)
@@ -369,7 +302,7 @@ class ElasticsearchSink:
             self.documents.labels(SINK_NAME, "duplicate").inc(duplicate)
         return outcome
 
-    def _refuse(self, op: _Op, status: int, error: dict[str, Any]) -> _Outcome:
+    def _refuse(self, op: Op, status: int, error: dict[str, Any]) -> Outcome:
         """A document refused for what it is: to the dead-letter stream, once."""
         if op.stream == self.streams[DEAD_LETTER]:
             # only a changed dead-letter template can get here; retrying cannot help
@@ -380,7 +313,7 @@ class ElasticsearchSink:
                 status,
                 error.get("type"),
             )
-            return _Outcome()
+            return Outcome()
         self.dead_letters.labels(SINK_NAME, op.stream).inc()
         log.warning(
             "document %s refused for good by %s (HTTP %s %s: %s); written to the "
@@ -389,28 +322,11 @@ class ElasticsearchSink:
             op.stream,
             status,
             error.get("type"),
-            _quiet(str(error.get("reason")))[:300],
+            quiet(str(error.get("reason")))[:300],
         )
-        return _Outcome(dead=[self._dead_letter(op, status, error)])
-
-
-@dataclass
-class _Outcome:
-    """What one bulk request left to do."""
-
-    retry: list[_Op] = field(default_factory=list)
-    dead: list[_Op] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def join(self, other: _Outcome) -> _Outcome:
-        self.retry += other.retry
-        self.dead += other.dead
-        self.problems += other.problems
-        return self
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        return Outcome(
+            dead=[dead_letter(op, status, error, self.streams[DEAD_LETTER], self.origin)]
+        )
 
 
 def _registration_key(reg: Any) -> str:
@@ -418,9 +334,3 @@ def _registration_key(reg: Any) -> str:
         return registration_id(reg)
     except Exception:
         return "unencodable-registration"
-
-
-def _quiet(reason: str) -> str:
-    """An Elasticsearch error reason without the value it quotes: feature values that are
-    not marked sensitive still do not belong in logs."""
-    return _PREVIEW.sub("Preview of field's value: (omitted)", reason)

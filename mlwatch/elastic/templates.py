@@ -24,6 +24,7 @@ lifecycle setting and a warning; retention is then up to the operator.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -73,86 +74,96 @@ def settings_component(config: Config, *, ilm: bool = True) -> dict[str, Any]:
     return {"template": {"settings": {"index": index}}, "_meta": {"managed_by": "mlwatch"}}
 
 
-def mappings_component() -> dict[str, Any]:
-    def typed(path: str, json_type: str, mapping: dict[str, Any]) -> dict[str, Any]:
-        return {"path_match": path, "match_mapping_type": json_type, "mapping": mapping}
+def _typed(path: str, json_type: str, mapping: dict[str, Any]) -> dict[str, Any]:
+    return {"path_match": path, "match_mapping_type": json_type, "mapping": mapping}
 
-    dynamic = [
-        {"features_long": typed("mlwatch.features.*", "long", {"type": "double"})},
-        {"features_double": typed("mlwatch.features.*", "double", {"type": "double"})},
-        {"features_string": typed("mlwatch.features.*", "string", KEYWORD)},
-        {"labels": typed("labels.*", "*", {"type": "keyword"})},
-        {"strings": {"match_mapping_type": "string", "mapping": KEYWORD}},
-    ]
-    properties = {
-        "@timestamp": {"type": "date"},
-        "event": {
-            "properties": {
-                "id": KEYWORD,
-                "kind": KEYWORD,
-                "dataset": KEYWORD,
-                "outcome": KEYWORD,
-                "duration": {"type": "long"},
-            }
-        },
-        "service": {"properties": {"name": KEYWORD, "version": KEYWORD}},
-        "http": {"properties": {"request": {"properties": {"id": KEYWORD}}}},
-        "trace": {"properties": {"id": KEYWORD}},
-        "error": {"properties": {"type": KEYWORD, "message": {"type": "text"}}},
-        "host": {"properties": {"name": KEYWORD}},
-        "kubernetes": {
-            "properties": {
-                "pod": {"properties": {"name": KEYWORD}},
-                "namespace": KEYWORD,
-                "node": {"properties": {"name": KEYWORD}},
-            }
-        },
-        "labels": {"type": "object"},
-        "mlwatch": {
-            "properties": {
-                "model": KEYWORD,
-                "version": KEYWORD,
-                "code_version": KEYWORD,
-                "run_id": KEYWORD,
-                "status": KEYWORD,
-                "task": KEYWORD,
-                "latency_ms": {"type": "double"},
-                "batch_size": {"type": "integer"},
-                "features": {"type": "object"},
-                "prediction": RAW,
-                "prediction_value": {"type": "double"},
-                "prediction_class": KEYWORD,
-                "label": RAW,
-                "label_value": {"type": "double"},
-                "label_class": KEYWORD,
-                "params": {"type": "flattened"},
-                "reason": KEYWORD,
-                "dropped": {"type": "long"},
-                "report_id": KEYWORD,
-                "tag": KEYWORD,
-                "dead_letter": {
-                    "properties": {
-                        "data_stream": KEYWORD,
-                        "status": {"type": "integer"},
-                        "truncated_from": {"type": "long"},
-                        "document": {"type": "text", "index": False},
-                    }
-                },
-            }
-        },
-    }
-    # date_detection off: a feature first seen as "2024-05-01" must stay a keyword, or every
-    # later non-date value of it would be refused
-    return {
-        "template": {
-            "mappings": {
-                "date_detection": False,
-                "dynamic_templates": dynamic,
-                "properties": properties,
-            }
-        },
-        "_meta": {"managed_by": "mlwatch"},
-    }
+
+#: Features by the JSON type they arrive with: numbers as double (so 1 then 1.5 never
+#: conflicts), strings as keyword; labels keyword.
+DYNAMIC_TEMPLATES = [
+    {"features_long": _typed("mlwatch.features.*", "long", {"type": "double"})},
+    {"features_double": _typed("mlwatch.features.*", "double", {"type": "double"})},
+    {"features_string": _typed("mlwatch.features.*", "string", KEYWORD)},
+    {"labels": _typed("labels.*", "*", {"type": "keyword"})},
+    {"strings": {"match_mapping_type": "string", "mapping": KEYWORD}},
+]
+
+#: The common fields: ECS where ECS has the concept, mlwatch's own under ``mlwatch``.
+PROPERTIES: dict[str, Any] = {
+    "@timestamp": {"type": "date"},
+    "event": {
+        "properties": {
+            "id": KEYWORD,
+            "kind": KEYWORD,
+            "dataset": KEYWORD,
+            "outcome": KEYWORD,
+            "duration": {"type": "long"},
+        }
+    },
+    "service": {"properties": {"name": KEYWORD, "version": KEYWORD}},
+    "http": {"properties": {"request": {"properties": {"id": KEYWORD}}}},
+    "trace": {"properties": {"id": KEYWORD}},
+    "error": {"properties": {"type": KEYWORD, "message": {"type": "text"}}},
+    "host": {"properties": {"name": KEYWORD}},
+    "kubernetes": {
+        "properties": {
+            "pod": {"properties": {"name": KEYWORD}},
+            "namespace": KEYWORD,
+            "node": {"properties": {"name": KEYWORD}},
+        }
+    },
+    "labels": {"type": "object"},
+    "mlwatch": {
+        "properties": {
+            "model": KEYWORD,
+            "version": KEYWORD,
+            "code_version": KEYWORD,
+            "run_id": KEYWORD,
+            "status": KEYWORD,
+            "task": KEYWORD,
+            "latency_ms": {"type": "double"},
+            "batch_size": {"type": "integer"},
+            "features": {"type": "object"},
+            "prediction": RAW,
+            "prediction_value": {"type": "double"},
+            "prediction_class": KEYWORD,
+            "label": RAW,
+            "label_value": {"type": "double"},
+            "label_class": KEYWORD,
+            "params": {"type": "flattened"},
+            "reason": KEYWORD,
+            "dropped": {"type": "long"},
+            "report_id": KEYWORD,
+            "tag": KEYWORD,
+            "dead_letter": {
+                "properties": {
+                    "data_stream": KEYWORD,
+                    "status": {"type": "integer"},
+                    "truncated_from": {"type": "long"},
+                    "document": {"type": "text", "index": False},
+                }
+            },
+        }
+    },
+}
+
+
+def mappings_component() -> dict[str, Any]:
+    """``mlwatch@mappings`` (a copy: callers may change it). ``date_detection`` is off: a
+    feature first seen as "2024-05-01" must stay a keyword, or every later non-date value
+    of it would be refused."""
+    return copy.deepcopy(
+        {
+            "template": {
+                "mappings": {
+                    "date_detection": False,
+                    "dynamic_templates": DYNAMIC_TEMPLATES,
+                    "properties": PROPERTIES,
+                }
+            },
+            "_meta": {"managed_by": "mlwatch"},
+        }
+    )
 
 
 def index_template(dataset: str) -> dict[str, Any]:

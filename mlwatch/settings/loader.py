@@ -154,6 +154,47 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _fields() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    """The values of a config file: ``<secret>_file`` keys read, ``models`` parsed."""
+    fields, source, values = _fields(), str(path), {}
+    for key, raw in _read_file(path).items():
+        secret = key[:-5] if isinstance(key, str) and key.endswith("_file") else None
+        if (
+            secret
+            and key not in fields
+            and secret in fields
+            and fields[secret].metadata.get("secret")
+        ):
+            values[secret] = _coerce(fields[secret], _read_secret(raw, source), source)
+        elif key not in fields:
+            raise ConfigError(str(key), "unknown key", source=source)
+        elif key == "models":
+            values["models"] = parse_models(raw, source)
+        elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
+            values[key] = "off"
+        else:
+            values[key] = _coerce(fields[key], raw, source)
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``MLWATCH_<KEY>``, or for a secret ``MLWATCH_<KEY>_FILE``."""
+    values = {}
+    for f in settings_fields():
+        name = env_name(f.name)
+        if name in env:
+            values[f.name] = _coerce(f, env[name], name)
+        elif f.metadata.get("secret") and env.get(name + "_FILE"):
+            values[f.name] = _coerce(
+                f, _read_secret(env[name + "_FILE"], name + "_FILE"), name + "_FILE"
+            )
+    return values
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -165,44 +206,13 @@ def load_config(
     ``path`` defaults to ``$MLWATCH_CONFIG``; ``env`` to ``os.environ``.
     """
     env = os.environ if env is None else env
-    fields = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
-    values: dict[str, Any] = {}
-    file_path = (
-        Path(path)
-        if path is not None
-        else (Path(env["MLWATCH_CONFIG"]) if env.get("MLWATCH_CONFIG") else None)
-    )
+    fields = _fields()
+    if path is None and env.get("MLWATCH_CONFIG"):
+        path = env["MLWATCH_CONFIG"]
+    file_path = Path(path) if path is not None else None
     source = str(file_path) if file_path is not None else None
-    if file_path is not None:
-        data = _read_file(file_path)
-        for key, raw in data.items():
-            if (
-                isinstance(key, str)
-                and key.endswith("_file")
-                and key not in fields
-                and fields.get(key[:-5])
-                and fields[key[:-5]].metadata.get("secret")
-            ):
-                values[key[:-5]] = _coerce(
-                    fields[key[:-5]], _read_secret(raw, source), str(file_path)
-                )
-                continue
-            if key not in fields:
-                raise ConfigError(str(key), "unknown key", source=source)
-            if key == "models":
-                values["models"] = parse_models(raw, str(file_path))
-            elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
-                values[key] = "off"
-            else:
-                values[key] = _coerce(fields[key], raw, str(file_path))
-    for f in settings_fields():
-        name = env_name(f.name)
-        if name in env:
-            values[f.name] = _coerce(f, env[name], name)
-        elif f.metadata.get("secret") and env.get(name + "_FILE"):
-            values[f.name] = _coerce(
-                f, _read_secret(env[name + "_FILE"], name + "_FILE"), name + "_FILE"
-            )
+    values = _from_file(file_path) if file_path is not None else {}
+    values.update(_from_env(env))
     for key, raw in overrides.items():
         if key not in fields or fields[key].metadata.get("file_only"):
             raise ConfigError(key, "unknown setting", source="keyword argument")
@@ -212,7 +222,7 @@ def load_config(
     if config.spool_max_bytes < 2 * config.spool_segment_bytes:
         raise ConfigError(
             "spool_max_bytes",
-            f"must be at least twice spool_segment_bytes "
+            "must be at least twice spool_segment_bytes "
             f"({config.spool_segment_bytes}), got {config.spool_max_bytes}",
             source=source,
         )

@@ -16,79 +16,89 @@ from mlwatch.settings.specs import (
     ModelSpec,
 )
 
+MODEL_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "task",
+        "features",
+        "prediction_field",
+        "label_field",
+        "score_field",
+        "classes",
+        *MONITORING_KEYS,
+    }
+)
+
 
 def parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
+    """The ``models`` list: one :class:`ModelSpec` per entry, names distinct."""
     if not isinstance(raw, list):
         raise ConfigError("models", "expected a list of model specs", source=source)
     specs: list[ModelSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        at = f"models[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
-        unknown = set(item) - {
-            "name",
-            "version",
-            "task",
-            "features",
-            "prediction_field",
-            "label_field",
-            "score_field",
-            "classes",
-            *MONITORING_KEYS,
-        }
-        if unknown:
-            raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
-        name = item.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        spec = _parse_model(item, f"models[{i}]", source)
+        if spec.name in seen:
             raise ConfigError(
-                f"{at}.name",
-                f"expected a name of letters, digits, '_.:-' (at most 128), got {name!r}",
-                source=source,
+                f"models[{i}].name", f"model {spec.name!r} is listed twice", source=source
             )
-        if name in seen:
-            raise ConfigError(f"{at}.name", f"model {name!r} is listed twice", source=source)
-        seen.add(name)
-        task = item.get("task", "classification")
-        if task not in TASKS:
-            raise ConfigError(
-                f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}", source=source
-            )
-        version = item.get("version")
-        if version is not None:
-            version = str(version)
-        features = _parse_features(item.get("features", []), f"{at}.features", source)
-        for key in ("prediction_field", "label_field", "score_field"):
-            if item.get(key) is not None and not isinstance(item[key], str):
-                raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
-        classes = item.get("classes")
-        if classes is not None and (
-            not isinstance(classes, list)
-            or len(classes) < 2
-            or any(not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)
-        ):
-            raise ConfigError(
-                f"{at}.classes",
-                "expected a list of at least two class labels (strings or integers)",
-                source=source,
-            )
-        monitoring = (
-            parse_monitoring(item, at, source) if any(k in item for k in MONITORING_KEYS) else None
-        )
-        specs.append(
-            ModelSpec(
-                name=name,
-                version=version,
-                task=task,
-                features=features,
-                prediction_field=item.get("prediction_field"),
-                label_field=item.get("label_field"),
-                score_field=item.get("score_field"),
-                classes=tuple(classes) if classes is not None else None,
-                monitoring=monitoring,
-            )
-        )
+        seen.add(spec.name)
+        specs.append(spec)
     return tuple(specs)
+
+
+def _parse_model(item: Any, at: str, source: str) -> ModelSpec:
+    if not isinstance(item, dict):
+        raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
+    if unknown := set(item) - MODEL_KEYS:
+        raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
+    name = item.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(
+            f"{at}.name",
+            f"expected a name of letters, digits, '_.:-' (at most 128), got {name!r}",
+            source=source,
+        )
+    task = item.get("task", "classification")
+    if task not in TASKS:
+        raise ConfigError(
+            f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}", source=source
+        )
+    version = item.get("version")
+    for key in ("prediction_field", "label_field", "score_field"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
+    return ModelSpec(
+        name=name,
+        version=None if version is None else str(version),
+        task=task,
+        features=_parse_features(item.get("features", []), f"{at}.features", source),
+        prediction_field=item.get("prediction_field"),
+        label_field=item.get("label_field"),
+        score_field=item.get("score_field"),
+        classes=_classes(item, at, source),
+        monitoring=(
+            parse_monitoring(item, at, source) if any(k in item for k in MONITORING_KEYS) else None
+        ),
+    )
+
+
+def _classes(item: dict[str, Any], at: str, source: str) -> tuple[Any, ...] | None:
+    classes = item.get("classes")
+    if classes is None:
+        return None
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or any(not isinstance(c, (str, int)) or isinstance(c, bool) for c in classes)
+    ):
+        raise ConfigError(
+            f"{at}.classes",
+            "expected a list of at least two class labels (strings or integers)",
+            source=source,
+        )
+    return tuple(classes)
 
 
 def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:

@@ -156,3 +156,50 @@ def recover_segment(path: Path, seg: int, fd: int, cursors: dict[str, Pos], bad:
         os.ftruncate(fd, end)
     os.fsync(fd)
     return end
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a new segment's name) survive a power cut."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _load_cursor(directory: Path, name: str, segs: list[int]) -> Pos:
+    try:
+        raw = (directory / f"cursor.{name}").read_bytes()
+    except FileNotFoundError:
+        return segs[0], HEADER_LEN  # a new consumer starts at the oldest record
+    pos = parse_cursor(raw, newest=segs[-1])
+    if pos is None:
+        log.warning("spool: the cursor of %r is damaged; replaying from the oldest record", name)
+        return segs[0], HEADER_LEN
+    return pos
+
+
+def recover_directory(
+    directory: Path, consumers: list[str], bad: set[Pos]
+) -> tuple[int, dict[str, Pos], dict[int, int]]:
+    """Open a spool directory after any stop: leftover cursor temporaries removed, every
+    segment checked (:func:`recover_segment`), the cursors loaded and clamped. Returns the
+    newest segment's fd (left open for appends), the cursors and each segment's size."""
+    for tmp in directory.glob("cursor.*.tmp"):
+        tmp.unlink()
+    segs = sorted(int(m[1]) for p in directory.iterdir() if (m := SEG_RE.match(p.name))) or [1]
+    cursors = {name: _load_cursor(directory, name, segs) for name in consumers}
+    sizes: dict[int, int] = {}
+    fd = -1
+    for seg in segs:
+        path = directory / segment_name(seg)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            sizes[seg] = recover_segment(path, seg, fd, cursors, bad)
+        except BaseException:
+            os.close(fd)
+            raise
+        if seg != segs[-1]:
+            os.close(fd)
+    fsync_dir(directory)
+    return fd, cursors, sizes

@@ -36,13 +36,12 @@ from mlwatch.store.segments import (
     HEADER_LEN,
     SEG_HEADER,
     SEG_MAGIC,
-    SEG_RE,
     Pos,
     Record,
     cursor_line,
     frame,
-    parse_cursor,
-    recover_segment,
+    fsync_dir,
+    recover_directory,
     scan,
     segment_name,
 )
@@ -60,6 +59,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _check_args(
+    names: list[str], fsync: str, fsync_interval_ms: int, segment_bytes: int, max_bytes: int
+) -> None:
+    if not names or len(set(names)) < len(names) or not all(map(_NAME_RE.match, names)):
+        raise ValueError(
+            f"consumers: need distinct names matching {_NAME_RE.pattern}, got {names!r}"
+        )
+    if fsync not in ("always", "interval"):
+        raise ValueError(f"fsync: must be 'always' or 'interval', got {fsync!r}")
+    if fsync_interval_ms <= 0:
+        raise ValueError(f"fsync_interval_ms: must be positive, got {fsync_interval_ms}")
+    if segment_bytes <= HEADER_LEN or max_bytes < 2 * segment_bytes:  # room beside the active
+        raise ValueError(
+            f"max_bytes ({max_bytes}) must be at least 2 * segment_bytes ({segment_bytes})"
+        )
 
 
 class Spool:
@@ -80,27 +96,11 @@ class Spool:
         max_bytes: int = 1 << 30,
     ) -> None:
         names = list(consumers)
-        if not names or len(set(names)) < len(names) or not all(map(_NAME_RE.match, names)):
-            raise ValueError(
-                f"consumers: need distinct names matching {_NAME_RE.pattern}, got {names!r}"
-            )
-        if fsync not in ("always", "interval"):
-            raise ValueError(f"fsync: must be 'always' or 'interval', got {fsync!r}")
-        if fsync_interval_ms <= 0:
-            raise ValueError(f"fsync_interval_ms: must be positive, got {fsync_interval_ms}")
-        if (
-            segment_bytes <= HEADER_LEN or max_bytes < 2 * segment_bytes
-        ):  # room beside the active one
-            raise ValueError(
-                f"max_bytes ({max_bytes}) must be at least 2 * segment_bytes ({segment_bytes})"
-            )
+        _check_args(names, fsync, fsync_interval_ms, segment_bytes, max_bytes)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._consumers, self._always, self._interval = (
-            names,
-            fsync == "always",
-            fsync_interval_ms / 1000,
-        )
+        self._consumers, self._always = names, fsync == "always"
+        self._interval = fsync_interval_ms / 1000
         self._segment_bytes, self._max_bytes = segment_bytes, max_bytes
         self._lock = threading.Lock()
         self._durable_cv = threading.Condition(self._lock)  # the durable position moved, or closed
@@ -112,6 +112,10 @@ class Spool:
         self._bad: set[Pos] = set()  # where the corrupt stretches seen since open start
         self._sizes: dict[int, int] = {}  # segment -> bytes, oldest first
         self._unsynced: list[int] = []  # fds of sealed segments awaiting their fsync
+        self._open()
+
+    def _open(self) -> None:
+        """Lock the directory, recover it, and start the group-commit flusher."""
         self._lock_fd = os.open(
             self.directory / "spool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
@@ -129,14 +133,11 @@ class Spool:
         self._read_pos = dict(self._committed)
         with self._lock:
             self._unlink(self._collect_locked())  # a crash may have come between commit and unlink
-        self._flusher = (
-            None
-            if self._always
-            else threading.Thread(
+        self._flusher: threading.Thread | None = None
+        if not self._always:
+            self._flusher = threading.Thread(
                 target=self._flush_loop, name="mlwatch-spool-flusher", daemon=True
             )
-        )
-        if self._flusher is not None:
             self._flusher.start()
 
     @property
@@ -349,11 +350,7 @@ class Spool:
         return seg + 1, HEADER_LEN
 
     def _fsync_dir(self) -> None:
-        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.directory)
 
     def _check(self, consumer: str) -> None:
         if consumer not in self._cursor_locks:
@@ -405,35 +402,7 @@ class Spool:
             self._path(s).unlink(missing_ok=True)
 
     def _recover(self) -> tuple[int, dict[str, Pos]]:
-        """Scan every segment, truncate torn tails, clamp the cursors; returns the active
-        segment's fd and the cursors."""
-        for tmp in self.directory.glob("cursor.*.tmp"):
-            tmp.unlink()
-        segs = sorted(int(m[1]) for p in self.directory.iterdir() if (m := SEG_RE.match(p.name)))
-        segs = segs or [1]
-        cursors = {name: self._load_cursor(name, segs) for name in self._consumers}
-        fd = -1
-        for seg in segs:
-            fd = os.open(self._path(seg), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                self._sizes[seg] = recover_segment(self._path(seg), seg, fd, cursors, self._bad)
-            except BaseException:
-                os.close(fd)
-                raise
-            if seg != segs[-1]:
-                os.close(fd)
-        self._fsync_dir()
+        """Every segment checked, torn tails cut, the cursors clamped: the active segment's
+        fd and the cursors (:func:`~mlwatch.store.segments.recover_directory`)."""
+        fd, cursors, self._sizes = recover_directory(self.directory, self._consumers, self._bad)
         return fd, cursors
-
-    def _load_cursor(self, name: str, segs: list[int]) -> Pos:
-        try:
-            raw = (self.directory / f"cursor.{name}").read_bytes()
-        except FileNotFoundError:
-            return segs[0], HEADER_LEN  # a new consumer starts at the oldest record
-        pos = parse_cursor(raw, newest=segs[-1])
-        if pos is None:
-            log.warning(
-                "spool: the cursor of %r is damaged; replaying from the oldest record", name
-            )
-            return segs[0], HEADER_LEN
-        return pos

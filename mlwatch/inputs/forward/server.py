@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from mlwatch.errors import ForwardError
 from mlwatch.forward import protocol
 from mlwatch.forward.messages import MAX_ENTRIES, read_message
 from mlwatch.forward.protocol import show, unpacker
+from mlwatch.inputs.forward.metrics import ForwardMetrics
 from mlwatch.inputs.forward.records import Accept, ForwardRecords
 from mlwatch.ratelimit import RateLimitedLog
 from mlwatch.settings import Config
-from mlwatch.store.payloads import KINDS
 
 log = logging.getLogger("mlwatch.sidecar.forward")
 
@@ -50,17 +50,6 @@ PREAUTH_MAX_BYTES = 64 * 1024
 MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 RECV_BYTES = 64 * 1024
 STOP_JOIN_S = 5.0
-ERROR_REASONS = (
-    "malformed",
-    "too_large",
-    "gzip",
-    "auth",
-    "timeout",
-    "buffer_limit",
-    "connection_limit",
-    "unavailable",
-    "error",
-)
 
 
 @dataclass
@@ -122,46 +111,13 @@ class ForwardInput:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self.records = Counter(
-            "mlwatch_forward_records",
-            "Records accepted through the forward protocol, by kind.",
-            ["kind"],
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "mlwatch_forward_records_rejected",
-            "Records of acked forward chunks that were refused (invalid or too large).",
-            ["reason"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "mlwatch_forward_errors",
-            "Forward connections closed by the sidecar, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.connections = Gauge(
-            "mlwatch_forward_connections", "Open forward-protocol connections.", registry=registry
-        )
-        self.buffered = Gauge(
-            "mlwatch_forward_buffered_bytes",
-            "Bytes received on forward "
-            "connections and not yet handled (incomplete messages, and "
-            "complete ones until acked).",
-            registry=registry,
-        )
-        for kind in (*KINDS, "drops"):
-            self.records.labels(kind)
-        for reason in ("invalid", "too_large"):
-            self.rejected.labels(reason)
-        for reason in ERROR_REASONS:
-            self.errors.labels(reason)
+        self.metrics = ForwardMetrics(registry)
         self.handler = ForwardRecords(
             accept,
             max_records=config.max_events_per_request,
-            records=self.records,
-            rejected=self.rejected,
-            unavailable=self.errors.labels("unavailable"),
+            records=self.metrics.records,
+            rejected=self.metrics.rejected,
+            unavailable=self.metrics.errors.labels("unavailable"),
             log=self._log,
         )
 
@@ -239,7 +195,7 @@ class ForwardInput:
                 if not full:
                     self._conns[conn] = thread
             if full:
-                self.errors.labels("connection_limit").inc()
+                self.metrics.errors.labels("connection_limit").inc()
                 self._log.warning(
                     "forward.limit",
                     "forward: %d connections open; closing the one from %s",
@@ -248,15 +204,15 @@ class ForwardInput:
                 )
                 conn.close()
                 continue
-            self.connections.inc()
+            self.metrics.connections.inc()
             try:
                 thread.start()
             except RuntimeError as exc:  # no thread to spare: refuse this one, keep serving
                 with self._lock:
                     self._conns.pop(conn, None)
-                self.connections.dec()
+                self.metrics.connections.dec()
                 conn.close()
-                self.errors.labels("error").inc()
+                self.metrics.errors.labels("error").inc()
                 self._log.error("forward.thread", "forward: cannot serve %s: %s", where, exc)
 
     # -- one connection -------------------------------------------------------
@@ -264,7 +220,7 @@ class ForwardInput:
         try:
             self._converse(conn, where)
         except ForwardError as exc:
-            self.errors.labels(exc.reason).inc()
+            self.metrics.errors.labels(exc.reason).inc()
             self._log.warning(
                 "forward." + exc.reason, "forward: closing the connection from %s: %s", where, exc
             )
@@ -273,7 +229,7 @@ class ForwardInput:
         except OSError as exc:  # the peer went away
             log.debug("forward: connection from %s: %s", where, exc)
         except Exception as exc:  # a bug: this connection ends, the server keeps serving
-            self.errors.labels("error").inc()
+            self.metrics.errors.labels("error").inc()
             self._log.error(
                 "forward.error",
                 "forward: internal error on the connection from %s: %r",
@@ -284,7 +240,7 @@ class ForwardInput:
         finally:
             with self._lock:
                 self._conns.pop(conn, None)
-            self.connections.dec()
+            self.metrics.connections.dec()
             with contextlib.suppress(OSError):
                 conn.close()
 
@@ -405,7 +361,7 @@ class ForwardInput:
                     reason="buffer_limit",
                 )
             self._buffered = total
-            self.buffered.set(total)
+            self.metrics.buffered.set(total)
         return want
 
     def _handshake(self, conn: socket.socket, msg: Any, nonce: bytes) -> None:

@@ -91,32 +91,11 @@ def kpi_inputs(
     (an event dict with a ``label`` key works too). The scheduler passes a model spec's
     ``task``, ``score_field`` and ``classes``; its ``prediction_field`` and
     ``label_field`` were applied by the client before the values were stored
-    (:mod:`mlwatch.dotted`), so the scheduler does not apply them again.
-
-    - ``prediction_field`` / ``label_field``: dotted paths into the prediction / the
-      label (``None``: the value itself), for rows whose values still hold more than
-      the class, e.g. ``{"label": 1, "proba": [...]}`` with ``prediction_field="label"``,
-      ``score_field="proba"``.
-    - Classification. A prediction that is a class (int, str, bool, integral float) is
-      the predicted class. A list of numbers is a probability vector: its argmax is the
-      predicted class and the vector feeds ROC AUC, log loss, Brier and ECE.
-      ``score_field`` names where the probabilities are when the prediction is not
-      itself the vector; it may hold a vector or one number, the probability of the
-      positive class of a binary model; ``score_field=""`` means the prediction itself
-      (a model that returns ``predict_proba(x)[0, 1]``). A prediction that is an
-      object, with the probabilities at ``score_field``, is scored at their argmax. A
-      non-integral float without ``score_field`` is not a class and is counted as
-      ``bad_prediction``.
-    - Class order. With ``classes``, index ``i`` of a vector is ``classes[i]``, other
-      values are ``unknown_class``, and for a binary model ``classes[1]`` is the
-      positive class. Without it, index ``i`` is the integer class ``i`` (what
-      scikit-learn gives for labels ``0..k-1``), the classes are the sorted set of what
-      was seen (ints before strings) and the positive class is the greater one; string
-      labels with probability vectors then need ``classes`` (``proba_needs_classes``).
-    - Regression: finite numbers, else ``bad_prediction`` / ``bad_label``.
-
-    Rows without a label are counted as missing; events with ``status`` ``error`` and
-    rows whose values cannot be used are counted by reason (``REASONS``).
+    (:mod:`mlwatch.dotted`), so the scheduler does not apply them again. How a prediction
+    becomes a class, a probability vector or a number, and the class order, are in
+    docs/drift-and-kpis.md ("How predictions and labels are read"). Rows without a label
+    are counted as missing; events with ``status`` ``error`` and rows whose values
+    cannot be used are counted by reason (``REASONS``).
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")

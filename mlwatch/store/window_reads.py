@@ -1,0 +1,90 @@
+"""What the jobs read of a window of events: versions served, predictions joined to
+labels, feature values as columns (extracted by SQLite in C, so a window of a million
+events does not build a million Python dicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mlwatch.store.database import Database, window_clause
+from mlwatch.store.rows import loads
+
+
+class WindowReads(Database):
+    """Window queries over the ``events`` and ``feedback`` tables."""
+
+    def joined_predictions(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """What KPIs need of :meth:`joined`: ``ts_us``, ``status``, ``prediction`` and the
+        label — without decoding features, so a window of millions stays cheap."""
+        where, args = window_clause("e.", model, since_us, until_us, version)
+        sql = (
+            "SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
+            "feedback f ON f.model = e.model AND f.request_id = e.request_id "
+            f"WHERE {where}"
+        )
+        for ts_us, status, prediction, label in self._conn().execute(sql, args):
+            yield (
+                {
+                    "ts_us": ts_us,
+                    "status": status,
+                    "prediction": None if prediction is None else loads(prediction),
+                },
+                None if label is None else loads(label),
+            )
+
+    def versions(
+        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> list[str]:
+        """Versions of a model with events in a window."""
+        where, args = window_clause("", model, since_us, until_us, None)
+        sql = f"SELECT DISTINCT version FROM events WHERE {where} ORDER BY version"
+        return [str(r[0]) for r in self._conn().execute(sql, args)]
+
+    def count_with_features(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> int:
+        """Events of a window that carry features (what a window profile summarises)."""
+        where, args = window_clause("", model, since_us, until_us, version)
+        sql = f"SELECT COUNT(*) FROM events WHERE {where} AND features IS NOT NULL"
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
+    def feature_columns(
+        self,
+        model: str,
+        names: Sequence[str],
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> dict[str, list[Any]]:
+        """Feature values of a window as columns (a missing feature is None). SQLite
+        extracts them in C, so a window of a million events does not build a million
+        Python dicts."""
+        where, args = window_clause("", model, since_us, until_us, version)
+        columns: dict[str, list[Any]] = {n: [] for n in names}
+        if not names:
+            return columns
+        # JSON paths as parameters; a name with a double quote has no SQLite path (None)
+        paths = ['$."' + n + '"' if '"' not in n else "$.__unreachable__" for n in names]
+        picks = ", ".join("json_extract(features, ?)" for _ in names)
+        rows = self._conn().execute(
+            f"SELECT {picks} FROM events WHERE {where} AND features IS NOT NULL", [*paths, *args]
+        )
+        lists = [columns[n] for n in names]
+        for row in rows:
+            for target, value in zip(lists, row, strict=True):
+                target.append(value)
+        return columns
