@@ -28,7 +28,7 @@ LAYERS = [
             "mlwatch.ids",
             "mlwatch.times",
             "mlwatch.dotted",
-            "mlwatch.ratelimit",
+            "mlwatch.logs",
             "mlwatch.progress",
             "mlwatch.wire",
             "mlwatch.settings",

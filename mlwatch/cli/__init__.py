@@ -9,20 +9,12 @@ from the environment or files only, never from flags (they would show in ``ps``)
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from mlwatch.errors import ConfigError, MlwatchError
 
 COMMANDS = ("sidecar", "scheduler", "drift", "demo")
-
-
-def setup_logging(level: str) -> None:
-    """One log format for the long-running commands."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ def run_standalone(config: Config, *, metrics_port: int, once: bool = False) -> 
     results as JSON, exit)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from mlwatch.cli import setup_logging
+    from mlwatch.logs import setup_logging
     from mlwatch.scheduler import Jobs, Scheduler
     from mlwatch.store import EmbeddedStore
 

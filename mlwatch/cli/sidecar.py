@@ -27,9 +27,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         spool_fsync=args.spool_fsync,
     )
-    from mlwatch.cli import setup_logging
     from mlwatch.sidecar.server import serve
 
-    setup_logging(config.log_level)
     serve(config, access_log=args.access_log)
     return 0

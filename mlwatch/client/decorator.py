@@ -48,7 +48,7 @@ from mlwatch.client.features import count_rows, to_jsonable
 from mlwatch.client.options import NOWHERE, check, position
 from mlwatch.client.site import Site
 from mlwatch.errors import ConfigError
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 
 F = TypeVar("F", bound=Callable[..., Any])
 ArgSpec = str | Callable[[tuple[Any, ...], dict[str, Any]], Any] | None

@@ -27,7 +27,7 @@ from mlwatch.client.identity import Identity
 from mlwatch.client.site import Site
 from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.times import format_ts
 from mlwatch.wire import MAX_ID, MAX_NAME
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlwatch.dotted import pick
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.wire import MAX_DEPTH, MAX_FEATURES, MAX_STRING
 
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})  # pandas.NA and pandas.NaT

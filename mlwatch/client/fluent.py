@@ -36,7 +36,7 @@ from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.errors import ForwardError, HandshakeRefused, ValidationError
 from mlwatch.forward import protocol
 from mlwatch.forward.protocol import RESERVED, encode, event_time
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.times import parse_ts
 
 #: Largest message this exporter sends, envelope included (records beyond it go in further

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from mlwatch.client.exporter import ExportBatch, Partial, Result
+from mlwatch.client.memory import MemoryExporter  # where earlier versions had it
 from mlwatch.errors import ValidationError
-from mlwatch.ratelimit import failures, logger
+from mlwatch.logs import failures, logger
 from mlwatch.settings import Config
 from mlwatch.wire import validate_event, validate_feedback, validate_registration
+
+__all__ = ["LocalExporter", "MemoryExporter"]
 
 _VALIDATORS = {
     "events": validate_event,

@@ -33,7 +33,7 @@ from mlwatch.client.local import LocalExporter
 from mlwatch.client.shipper import Shipper
 from mlwatch.client.site import Site
 from mlwatch.errors import ConfigError
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.settings import Config, load_config
 from mlwatch.wire import NAME_RE
 

@@ -36,7 +36,7 @@ from mlwatch.client.events import Entry, build
 from mlwatch.client.exporter import ExportBatch, Exporter, Partial, Result, settle
 from mlwatch.client.identity import Identity, fallback_key
 from mlwatch.client.site import Site
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 
 _RETRY = (Result.FAILED, Result.INTERRUPTED)  # registrations worth sending again
 

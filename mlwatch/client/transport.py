@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlwatch.client.exporter import ExportBatch, Partial, Result
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 
 RETRYABLE = frozenset({429, 502, 503, 504})
 PATHS = {"events": "/v1/events", "feedback": "/v1/feedback", "models": "/v1/models"}

@@ -37,8 +37,10 @@ def reference_tag(spec: ModelSpec) -> str:
             source["file"] = [str(Path(mon.reference).resolve()), st.st_size, st.st_mtime_ns]
         except OSError:
             source["file"] = [mon.reference]
-    elif mon is not None:
-        source["window"] = mon.reference_window
+    elif mon is not None and mon.reference_window is not None:
+        # the window as times, not text: a config that writes the same instant another way
+        # (2026-01-01T00:00:00Z, or .000000Z) keeps its reference
+        source["window"] = [_ts_us(t, f"{spec.name}: reference") for t in mon.reference_window]
     return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -65,7 +67,6 @@ class References:
     def get(self, spec: ModelSpec) -> Any:
         """The model's reference profile: from the store while its source is unchanged,
         else computed and stored."""
-        from mlwatch.stats.profile import DatasetProfile
 
         version = spec.version or ANY_VERSION
         tag = reference_tag(spec)
@@ -82,14 +83,25 @@ class References:
                     spec.name,
                     ref_file,
                 )
-            profile = DatasetProfile.from_json(
-                self.store.profiles(spec.name, version, "reference")[-1][2]
-            )
+            profile = self._stored(spec, version)
         else:
-            profile = self._compute(spec, version, tag)
+            try:
+                profile = self._compute(spec, version, tag)
+            except JobError as exc:
+                if stored_tag is None:
+                    raise
+                # a source that changed but cannot be read now (its window's events were
+                # purged): the stored reference still serves, said once per run
+                log.warning("%s: %s; using the stored reference profile", spec.name, exc)
+                profile = self._stored(spec, version)
         self._cache = {k: v for k, v in self._cache.items() if k[:2] != key[:2]}
         self._cache[key] = profile
         return profile
+
+    def _stored(self, spec: ModelSpec, version: str) -> Any:
+        from mlwatch.stats.profile import DatasetProfile
+
+        return DatasetProfile.from_json(self.store.profiles(spec.name, version, "reference")[-1][2])
 
     def _compute(self, spec: ModelSpec, version: str, tag: str) -> Any:
         from mlwatch.stats.profile import DatasetProfile

@@ -11,6 +11,7 @@ run, so a stale ``1`` never keeps an alert firing.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -62,8 +63,11 @@ class ResultMetrics:
             ["model", "version"],
             registry=registry,
         )
-        self._written: set[tuple[int, tuple[str, ...]]] = set()  # series set by this run
+        # series set by the run in progress, by (gauge, model): the drift and KPI jobs of
+        # several models run at once on the scheduler's threads, each retires only its own
+        self._written: dict[tuple[int, str], set[tuple[str, ...]]] = {}
         self._series: dict[int, set[tuple[str, ...]]] = {}  # every series set so far
+        self._lock = threading.Lock()
 
     def drift(self, model: str, version: str, report: dict[str, Any]) -> None:
         """Set the drift gauges of one version from a report (``DriftReport.to_dict()``)."""
@@ -103,15 +107,16 @@ class ResultMetrics:
 
     def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         gauge.labels(*labels).set(value)
-        self._written.add((id(gauge), labels))
+        with self._lock:
+            self._written.setdefault((id(gauge), labels[0]), set()).add(labels)
 
     def _retire(self, model: str, gauges: tuple[Gauge, ...]) -> None:
         """Remove the model's series of ``gauges`` this run did not write."""
-        for gauge in gauges:
-            for labels in list(self._series.get(id(gauge), set())):
-                if labels[0] == model and (id(gauge), labels) not in self._written:
+        with self._lock:
+            for gauge in gauges:
+                written = self._written.pop((id(gauge), model), set())
+                series = self._series.setdefault(id(gauge), set())
+                for labels in [s for s in series if s[0] == model and s not in written]:
                     gauge.remove(*labels)
-                    self._series[id(gauge)].discard(labels)
-        for gauge_id, labels in self._written:
-            self._series.setdefault(gauge_id, set()).add(labels)
-        self._written = set()
+                    series.discard(labels)
+                series.update(written)

@@ -11,6 +11,7 @@ events read as columns) or, with ``window_source: elasticsearch``, from aggregat
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from mlwatch.errors import JobError
@@ -120,17 +121,19 @@ class ElasticWindows:
     """Windows of Elasticsearch, by aggregations on the reference's bins."""
 
     def __init__(self, config: Config) -> None:
-        if not config.elasticsearch_url:
-            raise JobError("window_source is elasticsearch but elasticsearch_url is unset")
         self.config = config
         self._client: Any = None
+        self._lock = threading.Lock()  # the jobs of several models share one client
 
     def _es(self) -> Any:
-        if self._client is None:
-            from mlwatch.elastic.client import make_client
+        with self._lock:
+            if self._client is None:
+                if not self.config.elasticsearch_url:
+                    raise JobError("window_source is elasticsearch but elasticsearch_url is unset")
+                from mlwatch.elastic.client import make_client
 
-            self._client = make_client(self.config)
-        return self._client
+                self._client = make_client(self.config)
+            return self._client
 
     def versions(self, model: str, start: int, end: int) -> list[str]:
         from mlwatch.elastic import aggregations
@@ -154,9 +157,10 @@ class ElasticWindows:
 
     def close(self) -> None:
         """Release the client, if one was opened."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def window_source(config: Config, store: EmbeddedStore) -> WindowSource:

@@ -219,6 +219,8 @@ def load_config(
         if raw is not None:
             values[key] = _coerce(fields[key], raw, "keyword argument")
     config = Config(source=source, **values)
+    if config.window_source == "elasticsearch" and not config.elasticsearch_url:
+        raise ConfigError("window_source", "'elasticsearch' needs elasticsearch_url", source=source)
     if config.spool_max_bytes < 2 * config.spool_segment_bytes:
         raise ConfigError(
             "spool_max_bytes",

@@ -38,17 +38,12 @@ def parse_models(raw: Any, source: str) -> tuple[ModelSpec, ...]:
     specs: list[ModelSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        spec = _parse_model(item, f"models[{i}]", source)
-        if spec.name in seen:
-            raise ConfigError(
-                f"models[{i}].name", f"model {spec.name!r} is listed twice", source=source
-            )
-        seen.add(spec.name)
-        specs.append(spec)
+        specs.append(_parse_model(item, f"models[{i}]", source, seen))
     return tuple(specs)
 
 
-def _parse_model(item: Any, at: str, source: str) -> ModelSpec:
+def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
+    """One model spec, its keys checked in the order an error names the first problem."""
     if not isinstance(item, dict):
         raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
     if unknown := set(item) - MODEL_KEYS:
@@ -60,27 +55,31 @@ def _parse_model(item: Any, at: str, source: str) -> ModelSpec:
             f"expected a name of letters, digits, '_.:-' (at most 128), got {name!r}",
             source=source,
         )
+    if name in seen:
+        raise ConfigError(f"{at}.name", f"model {name!r} is listed twice", source=source)
+    seen.add(name)
     task = item.get("task", "classification")
     if task not in TASKS:
         raise ConfigError(
             f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}", source=source
         )
     version = item.get("version")
+    features = _parse_features(item.get("features", []), f"{at}.features", source)
     for key in ("prediction_field", "label_field", "score_field"):
         if item.get(key) is not None and not isinstance(item[key], str):
             raise ConfigError(f"{at}.{key}", "expected a dotted path string", source=source)
+    classes = _classes(item, at, source)
+    monitored = any(k in item for k in MONITORING_KEYS)
     return ModelSpec(
         name=name,
         version=None if version is None else str(version),
         task=task,
-        features=_parse_features(item.get("features", []), f"{at}.features", source),
+        features=features,
         prediction_field=item.get("prediction_field"),
         label_field=item.get("label_field"),
         score_field=item.get("score_field"),
-        classes=_classes(item, at, source),
-        monitoring=(
-            parse_monitoring(item, at, source) if any(k in item for k in MONITORING_KEYS) else None
-        ),
+        classes=classes,
+        monitoring=parse_monitoring(item, at, source) if monitored else None,
     )
 
 

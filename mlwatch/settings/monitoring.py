@@ -15,6 +15,8 @@ from mlwatch.errors import ConfigError, ValidationError
 from mlwatch.settings.specs import Monitoring
 from mlwatch.times import datetime_us, format_us, parse_ts
 
+DRIFT_KEYS = frozenset({"method", "alpha", "correction", "min_effect", "drift_share"})
+KPI_KEYS = frozenset({"min_samples", "lookback"})
 MONITORING_KEYS = ("reference", "schedule", "window", "sliding", "settle", "drift", "kpi")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -102,7 +104,7 @@ def _timing(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
 
 
 def _section(
-    item: dict[str, Any], key: str, allowed: set[str], at: str, source: str
+    item: dict[str, Any], key: str, allowed: frozenset[str], at: str, source: str
 ) -> dict[str, Any]:
     sub = item.get(key) or {}
     if not isinstance(sub, dict):
@@ -113,9 +115,7 @@ def _section(
 
 
 def _drift(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
-    drift = _section(
-        item, "drift", {"method", "alpha", "correction", "min_effect", "drift_share"}, at, source
-    )
+    drift = _section(item, "drift", DRIFT_KEYS, at, source)
     values: dict[str, Any] = {}
     if drift.get("method") is not None:
         values["method"] = str(drift["method"])
@@ -141,7 +141,7 @@ def _drift(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
 
 
 def _kpi(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
-    kpi = _section(item, "kpi", {"min_samples", "lookback"}, at, source)
+    kpi = _section(item, "kpi", KPI_KEYS, at, source)
     values: dict[str, Any] = {}
     for key, field_name in (("min_samples", "kpi_min_samples"), ("lookback", "kpi_lookback")):
         if key in kpi:
@@ -156,11 +156,10 @@ def _kpi(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
 
 
 def parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
-    """The monitoring of the model spec ``item`` (at ``models[i]``)."""
-    _section(item, "kpi", {"min_samples", "lookback"}, at, source)  # both checked up front
-    return Monitoring(
-        **_reference(item, at, source),
-        **_timing(item, at, source),
-        **_drift(item, at, source),
-        **_kpi(item, at, source),
-    )
+    """The monitoring of the model spec ``item`` (at ``models[i]``); the keys are checked
+    in the order an error names the first problem: reference, timing, the drift and kpi
+    sections' keys, then their values."""
+    values = {**_reference(item, at, source), **_timing(item, at, source)}
+    _section(item, "drift", DRIFT_KEYS, at, source)
+    _section(item, "kpi", KPI_KEYS, at, source)
+    return Monitoring(**values, **_drift(item, at, source), **_kpi(item, at, source))

@@ -17,8 +17,10 @@ def serve(config: Config, *, access_log: bool = False) -> None:
 
     import uvicorn
 
+    from mlwatch.logs import setup_logging
     from mlwatch.sidecar.app import create_app
 
+    setup_logging(config.log_level)
     if config.log_level != "debug":  # one line per bulk request is noise, not news
         logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     logging.getLogger("mlwatch").info(

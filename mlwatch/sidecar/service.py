@@ -9,6 +9,7 @@ Everything after that (the store, later Elasticsearch) is fed from the spool by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 from mlwatch import wire
 from mlwatch.errors import IngestError, SpoolClosed, SpoolError, SpoolFull, ValidationError
 from mlwatch.inputs import body
-from mlwatch.ratelimit import RateLimitedLog
+from mlwatch.logs import RateLimitedLog
 from mlwatch.redact import Redactor, load_or_create_key
 from mlwatch.settings import Config
 from mlwatch.sidecar.metrics import SidecarMetrics
@@ -58,8 +59,23 @@ class Sidecar:
         self.metrics = SidecarMetrics(self.registry, self._tasks.get)
         if registry is None:
             ProcessCollector(registry=self.registry)
+        self._stop = threading.Event()
+        self._failures = RateLimitedLog(log)  # a failing sink fails on every retry
+        self._reports_seen: OrderedDict[str, None] = OrderedDict()
+        self._reports_lock = threading.Lock()
+        self._started = False
         self.store = EmbeddedStore(self.data_dir / "store.db", retention_days=config.retention_days)
-        self.sinks: list[Sink] = [StoreSink(self.store)]
+        self.sinks: list[Sink] = []
+        try:
+            self._build()
+        except BaseException:  # a half-built sidecar must not keep the spool's lock
+            self._release()
+            raise
+
+    def _build(self) -> None:
+        """The sinks, the spool that feeds them, the inputs and the scheduler."""
+        config = self.config
+        self.sinks.append(StoreSink(self.store))
         if config.elasticsearch_url:
             from mlwatch.elastic.sink import ElasticsearchSink
 
@@ -99,14 +115,20 @@ class Sidecar:
             from mlwatch.scheduler import Scheduler
 
             self.scheduler = Scheduler(config, self.store, self.registry)
-        self._stop = threading.Event()
         self._maintenance = threading.Thread(
             target=self._maintain, name="mlwatch-maintenance", daemon=True
         )
-        self._failures = RateLimitedLog(log)  # a failing sink fails on every retry
-        self._reports_seen: OrderedDict[str, None] = OrderedDict()
-        self._reports_lock = threading.Lock()
-        self._started = False
+
+    def _release(self) -> None:
+        """Close what a failed construction opened (no thread has started yet)."""
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                sink.shutdown(1.0)
+        spool: Spool | None = self.__dict__.get("spool")  # None: it was never opened
+        if spool is not None:
+            with contextlib.suppress(Exception):
+                spool.close()
+        self.store.close()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:

@@ -77,11 +77,23 @@ class ProfileSink:
         if now - self._checked.get(key, -REFERENCE_REFRESH_S) < REFERENCE_REFRESH_S:
             return None
         for v in (version, ANY_VERSION):
-            stored = self.store.profiles(model, v, "reference")
-            if stored:
+            stored = self.store.profiles(model, v, "reference")  # a store error is retried
+            if not stored:
+                continue
+            try:
                 self._references[(model, v)] = DatasetProfile.from_json(stored[-1][2])
-                return self._references[(model, v)]
-        self._checked[key] = now  # only once the store answered: a failure is retried
+            except Exception as exc:  # unreadable: skip the model a while, never wedge
+                log.warning(
+                    "the reference profile of %s/%s cannot be read (%s: %s); no slice "
+                    "profiles for it (the drift job reads its events)",
+                    model,
+                    v,
+                    type(exc).__name__,
+                    exc,
+                )
+                break
+            return self._references[(model, v)]
+        self._checked[key] = now  # only once the store answered
         return None
 
     def export(self, batch: Batch) -> ExportResult:

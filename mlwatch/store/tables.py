@@ -1,8 +1,9 @@
 """CSV and Parquet files as columns: the one reader of reference and comparison files.
 
 ``mlwatch drift`` and the scheduler's file references both read through
-:func:`read_columns`, so a file is typed the same way wherever it is compared: numbers as
-float64, strings dictionary-encoded (counting categories then works on integer codes),
+:func:`read_columns`, so a file is typed the same way wherever it is compared: integers
+without missing values as int64, other numbers as float64, strings dictionary-encoded
+(counting categories then works on integer codes),
 nested columns left out with a note on stderr. Files are read with Arrow in record batches
 (Parquet a few columns at a time, threaded); a progress line on stderr shows the bytes
 read of a large file on a terminal.
@@ -28,7 +29,7 @@ def read_columns(
     progress: bool | None = None,
     err: TextIO | None = None,
 ) -> dict[str, Any]:
-    """A CSV or Parquet file as ``{column: array}``: numbers as float64 arrays, strings as
+    """A CSV or Parquet file as ``{column: array}``: numbers as numpy arrays, strings as
     pandas Categoricals (dictionary-encoded), other types as numpy arrays. ``columns``
     limits a Parquet read to those that exist (a CSV is read whole, then selected)."""
     import pyarrow as pa
@@ -80,26 +81,31 @@ def _read_parquet(path: Path, columns: Sequence[str] | None, bar: Progress) -> A
 
 
 def _read_csv(path: Path, bar: Progress) -> Any:
-    """Record batches of 8 MiB; strings dictionary-encoded up to 65,536 categories."""
+    """Record batches of 8 MiB; strings dictionary-encoded up to 65,536 categories, the
+    usual missing-value spellings (``""``, ``NA``, ``null``, ...) missing in every column.
+    Arrow types a column from its first block; a file whose later blocks disagree (an
+    integer column with a decimal further down) is read whole by pandas instead."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with pa.OSFile(str(path)) as source:
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
-            convert_options=pacsv.ConvertOptions(
-                auto_dict_encode=True, auto_dict_max_cardinality=1 << 16
-            ),
-        )
-        batches = []
-        for batch in reader:
-            batches.append(batch)
-            bar.update(source.tell())
+    options = pacsv.ConvertOptions(
+        auto_dict_encode=True, auto_dict_max_cardinality=1 << 16, strings_can_be_null=True
+    )
     try:
+        with pa.OSFile(str(path)) as source:
+            reader = pacsv.open_csv(
+                source, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=options
+            )
+            batches = []
+            for batch in reader:
+                batches.append(batch)
+                bar.update(source.tell())
         return pa.Table.from_batches(batches, schema=reader.schema)
-    except pa.ArrowInvalid as exc:  # CSV blocks typed differently (mixed kinds)
-        raise InputError(f"{path}: inconsistent column types: {exc}") from None
+    except pa.ArrowInvalid:  # blocks typed differently: let pandas type the whole file
+        import pandas as pd
+
+        frame = pd.read_csv(path, low_memory=False)
+        return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _columns(table: Any, path: Path, columns: Sequence[str] | None, err: TextIO) -> dict[str, Any]:
@@ -115,7 +121,9 @@ def _columns(table: Any, path: Path, columns: Sequence[str] | None, err: TextIO)
     for name, column in zip(table.column_names, table.columns, strict=True):
         if name in nested or (columns is not None and name not in columns):
             continue
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        if pa.types.is_integer(column.type) and column.null_count == 0:
+            out[name] = column.to_numpy()  # int64: a hashed id reads "101", as served
+        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             out[name] = column.to_numpy().astype("float64", copy=False)
         elif pa.types.is_dictionary(column.type):
             out[name] = column.to_pandas()  # a pandas Categorical: codes, no string objects

@@ -22,7 +22,7 @@ from mlwatch import wire
 from mlwatch.client import decorator, runtime
 from mlwatch.client.exporter import Result
 from mlwatch.client.memory import MemoryExporter
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.settings import Config, load_config
 
 

@@ -17,7 +17,7 @@ from mlwatch.client import fluent, runtime
 from mlwatch.client.exporter import ExportBatch, Partial, Result, settle
 from mlwatch.client.fluent import FluentExporter
 from mlwatch.ids import event_id
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.settings import load_config
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.wire import format_ts

@@ -35,7 +35,7 @@ from mlwatch.client.memory import MemoryExporter
 from mlwatch.client.shipper import Shipper
 from mlwatch.client.site import Site
 from mlwatch.client.transport import HttpExporter
-from mlwatch.ratelimit import failures
+from mlwatch.logs import failures
 from mlwatch.settings import load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import validate_drop_report, validate_event, validate_registration

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from mlwatch.errors import JobError
 from mlwatch.scheduler import Jobs, Scheduler, window_bounds
-from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
+from mlwatch.settings import Config, FeatureSpec, ModelSpec, Monitoring, load_config
 from mlwatch.store import EmbeddedStore
 from mlwatch.wire import format_ts, validate_event, validate_feedback
 from tests.helpers import wait_until
@@ -346,6 +346,87 @@ def test_reference_from_a_window_of_served_traffic(tmp_path: Path) -> None:
     assert report["drift_share"] == 0.0  # same population as the reference window
     [(ref_start, ref_end, _)] = store.profiles("m", "*", "reference")
     assert format_ts(ref_start * 1000) == window[0] and format_ts(ref_end * 1000) == window[1]
+
+
+def _with_window(cfg: Any, window: tuple[str, str]) -> Any:
+    spec = cfg.models[0]
+    mon = type(spec.monitoring)(
+        **{**spec.monitoring.__dict__, "reference": None, "reference_window": window}
+    )
+    return type(cfg)(
+        **{**cfg.__dict__, "models": (type(spec)(**{**spec.__dict__, "monitoring": mon}),)}
+    )
+
+
+def test_a_reference_window_outlives_its_events_and_its_spelling(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """The stored reference serves on: the same instants written another way are the same
+    reference; a changed window whose events retention has purged falls back to it."""
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    fill(store, start / 1e6 - 2 * HOUR, 500, shift=0.0, seed=6, prefix="ref")
+    fill(store, start / 1e6, 500, shift=0.0, seed=7, prefix="now")
+    since, until = int(start - 2 * HOUR * 1e6), int(start - HOUR * 1e6)
+    first = _with_window(cfg, (format_ts(since * 1000), format_ts(until * 1000)))
+    assert Jobs(first, store, CollectorRegistry(), clock=lambda: NOW).drift("m")["1"]
+    tag = store.profile_tag("m", "*", "reference")
+    # the same window, written with a UTC offset instead of Z: the same reference
+    respelled = (
+        format_ts(since * 1000).replace(".000000Z", "+00:00"),
+        format_ts(until * 1000).replace(".000000Z", "+00:00"),
+    )
+    assert Jobs(_with_window(cfg, respelled), store, CollectorRegistry(), clock=lambda: NOW).drift(
+        "m"
+    )["1"]
+    assert store.profile_tag("m", "*", "reference") == tag
+    # the reference window's events are purged, and the config moves the window a second
+    store.purge(now_us=since + int(31 * 86_400 * 1e6) + until - since)
+    moved = _with_window(cfg, (format_ts((since + 1_000_000) * 1000), format_ts(until * 1000)))
+    fill(store, start / 1e6, 500, shift=0.0, seed=8, prefix="again")
+    with caplog.at_level("WARNING", logger="mlwatch.jobs"):
+        report = Jobs(moved, store, CollectorRegistry(), clock=lambda: NOW).drift("m")["1"]
+    assert report["drift_share"] == 0.0
+    assert "using the stored reference profile" in caplog.text
+    assert store.profile_tag("m", "*", "reference") == tag
+
+
+def test_a_hashed_integer_feature_of_a_file_reference_matches_served_events(tmp_path: Path) -> None:
+    """The file's integer ids are hashed as the sidecar hashes served ones ("101", not
+    "101.0"): the reference's categories are the served categories."""
+    from mlwatch.redact import Redactor
+
+    rng = np.random.default_rng(5)
+    ids = rng.integers(100, 110, 3000)
+    pd.DataFrame({"cust": ids}).to_csv(tmp_path / "ref.csv", index=False)
+    mon = Monitoring(reference=str(tmp_path / "ref.csv"), every_s=1.0)
+    spec = ModelSpec(
+        name="m", monitoring=mon, features=(FeatureSpec("cust", "categorical", "hash"),)
+    )
+    cfg = Config(data_dir=str(tmp_path / "data"), models=(spec,), hash_key="k3y")
+    redactor = Redactor([spec], key=b"k3y")
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(mon, NOW)
+    store.insert_events(
+        [
+            redactor.apply(
+                validate_event(
+                    {
+                        "model": "m",
+                        "version": "1",
+                        "latency_ms": 1.0,
+                        "ts": format_ts(int((start / 1e6 + i) * 1e9)),
+                        "features": {"cust": int(rng.integers(100, 110))},
+                    }
+                )
+            )
+            for i in range(2000)
+        ]
+    )
+    [feature] = Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).drift("m")["1"]["features"]
+    assert feature["name"] == "cust" and not feature["drifted"]
+    assert feature["unseen_categories"] == []
 
 
 def test_mlwatch_scheduler_once(tmp_path: Path) -> None:

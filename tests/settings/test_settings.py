@@ -243,3 +243,29 @@ def test_monitoring_needs_a_reference_and_reads_yaml_times(tmp_path: Path) -> No
         "2026-11-01T00:00:00.000000Z",
         "2026-11-02T11:30:00.000000Z",
     )
+
+
+@pytest.mark.parametrize(
+    ("models", "first"),
+    [
+        (
+            "  - name: a\n  - name: a\n    task: ranking\n",
+            "models[1].name: model 'a' is listed twice",
+        ),
+        (
+            "  - name: a\n    features: [{name: x, type: text}]\n    prediction_field: 3\n",
+            "models[0].features[0].type",
+        ),
+        ("  - name: a\n    reference: 3\n    kpi: {bad: 1}\n", "models[0].reference"),
+    ],
+)
+def test_the_first_problem_of_a_model_spec_is_the_one_named(
+    tmp_path: Path, models: str, first: str
+) -> None:
+    """Errors name the first problem in a fixed order: name, duplicates, task, features,
+    fields, classes, then monitoring (reference, timing, sections, values)."""
+    path = tmp_path / "m.yaml"
+    path.write_text("models:\n" + models)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(first)

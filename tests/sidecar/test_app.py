@@ -434,3 +434,30 @@ def test_a_failed_cursor_write_does_not_stop_the_store(sidecar_config: Any) -> N
         status = c.get("/v1/models/iris/status").json()["sinks"]["store"]
         assert status["alive"] and status["healthy"]
         assert 'mlwatch_sink_errors_total{sink="store"} 1.0' in c.get("/metrics").text
+
+
+def test_a_sidecar_that_cannot_be_built_releases_its_spool(
+    sidecar_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the spool opened (here the scheduler) closes it again: the next
+    sidecar on the same data directory starts."""
+    from mlwatch.sidecar import service
+
+    config = sidecar_config()
+
+    def broken_redactor(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a late construction failure")
+
+    monkeypatch.setattr(service, "Redactor", broken_redactor)
+    with pytest.raises(RuntimeError, match="late construction failure"):
+        service.Sidecar(config, registry=CollectorRegistry())
+    monkeypatch.undo()
+    sidecar = service.Sidecar(config, registry=CollectorRegistry())
+    sidecar.stop()
+
+
+def test_window_source_elasticsearch_needs_a_url(sidecar_config: Any) -> None:
+    from mlwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="window_source: 'elasticsearch' needs elasticsearch_url"):
+        sidecar_config(window_source="elasticsearch")

@@ -255,3 +255,27 @@ def test_a_broken_destination_keeps_the_batch_in_the_spool(case: Case, tmp_path:
         consumer.stop()
         consumer.join(10)
         spool.close()
+
+
+def test_an_unreadable_reference_never_wedges_the_profile_sink(tmp_path: Path) -> None:
+    """A stored reference that does not decode (damaged, or from another version): the
+    batch is delivered (no slices for that model), so the spool keeps draining."""
+    store = EmbeddedStore(tmp_path / "store.db")
+    store.put_profile("m", "*", "reference", 0, 0, '{"format": "something else"}')
+    sink = ProfileSink(store, slice_s=60.0)
+    try:
+        for _ in range(3):
+            assert sink.export(event_batch(10)).ok
+        assert store.profiles("m", "1", "slice") == []
+    finally:
+        sink.shutdown()
+        store.close()
+
+
+def test_a_store_error_during_the_reference_lookup_is_retried(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "store.db")
+    sink = ProfileSink(store, slice_s=60.0)
+    store.close()
+    for _ in range(2):  # each export fails again: the batch stays in the spool
+        with pytest.raises(Exception, match="closed"):
+            sink.export(event_batch(5))

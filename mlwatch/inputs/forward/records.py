@@ -28,7 +28,7 @@ from mlwatch.forward.protocol import (
     what,
 )
 from mlwatch.inputs.body import MAX_REPORTED_ERRORS
-from mlwatch.ratelimit import RateLimitedLog
+from mlwatch.logs import RateLimitedLog
 from mlwatch.store.payloads import EVENTS, KINDS
 from mlwatch.times import format_ts
 from mlwatch.wire import (

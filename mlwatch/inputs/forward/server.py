@@ -30,7 +30,7 @@ from mlwatch.forward.messages import MAX_ENTRIES, read_message
 from mlwatch.forward.protocol import show, unpacker
 from mlwatch.inputs.forward.metrics import ForwardMetrics
 from mlwatch.inputs.forward.records import Accept, ForwardRecords
-from mlwatch.ratelimit import RateLimitedLog
+from mlwatch.logs import RateLimitedLog
 from mlwatch.settings import Config
 
 log = logging.getLogger("mlwatch.sidecar.forward")

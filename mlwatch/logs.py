@@ -1,4 +1,5 @@
-"""Log monitoring failures at most once a minute per kind.
+"""How mlwatch logs: one format for its long-running services, and failures on the
+telemetry path at most once a minute per kind.
 
 Monitoring runs inside a model server: a broken feature extractor fails on every
 call, and one log line per call would flood the host's logs (and cost more than
@@ -85,6 +86,14 @@ class RateLimitedLog:
         self._lock = threading.Lock()  # a new lock: the old one may be held by a dead thread
         self._last = {}
         self._suppressed = {}
+
+
+def setup_logging(level: str) -> None:
+    """One log format for the sidecar and the scheduler. A no-op when the host process has
+    configured logging already (``logging.basicConfig`` adds no second handler)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 #: The process-wide limiter every client module logs failures through.
