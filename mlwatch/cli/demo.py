@@ -125,7 +125,9 @@ def _write_config(root: Path, names: list[str]) -> None:
                 "features": names,
                 "reference": str(root / "reference.csv"),
                 "schedule": "1m",
-                "window": "10m",
+                # the last hour: `mlwatch scheduler --once` right after the demo sees it all
+                "window": "1h",
+                "sliding": True,
                 "kpi": {"min_samples": 50},
                 # two of thirty features moving is a change worth an alert here
                 "drift": {"correction": "bh", "drift_share": 0.05},
@@ -154,7 +156,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     demo_traffic.write_reference(model, root / "reference.csv", requests // 2)
     _write_config(root, model.names)
     sidecar = _start_sidecar(root, port)
-    print(f"  sidecar ready at {url} (data in {root})")
+    print(f"  sidecar ready on port {port} (data in {root}); it stops when the demo ends")
     try:
         mlwatch.configure(
             sidecar_url=url, model=MODEL, version=VERSION, batch_size=200, flush_interval_ms=100
@@ -168,7 +170,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         status = _wait_stored(url, requests, len(traffic.truth))
         _print_recorded(root, url, status, requests, traffic)
         _report_jobs(root, traffic.times)
-        _print_where(root, url, port)
+        _print_where(root)
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(traffic.truth)
         print(
             f"\nDone in {time.monotonic() - started:.1f} s"
@@ -273,16 +275,21 @@ def _report_jobs(root: Path, times: tuple[float, float, float]) -> None:
     store.close()
 
 
-def _print_where(root: Path, url: str, port: int) -> None:
-    print("\nWhere to look")
-    print(f"  embedded store     {root / 'store.db'} (SQLite; table events, feedback, models)")
-    print(f"  spool              {root / 'spool'}")
-    print(f"  events API         curl '{url}/v1/models/{MODEL}/events?limit=5'")
+def _print_where(root: Path) -> None:
+    """What stays after the demo: its data, and the commands that serve it again (the
+    demo's own sidecar has stopped, so no address of it is printed)."""
+    config = root / "mlwatch.yaml"
+    print("\nWhere to look (the demo's sidecar has stopped; its data stays)")
     print(
-        f"  drift and KPIs     curl '{url}/v1/models/{MODEL}/status' (latest results);"
-        f" on a schedule: mlwatch scheduler --config {root / 'mlwatch.yaml'}"
+        f"  embedded store     {root / 'store.db'} (SQLite; tables events, feedback, models,"
+        " profiles, results)"
     )
+    print(f"  spool              {root / 'spool'}")
+    print(f"  drift and KPIs     mlwatch scheduler --config {config} --once")
+    print(f"  serve it again     mlwatch sidecar --config {config} --port 8765")
+    print(f"    then             curl 'http://127.0.0.1:8765/v1/models/{MODEL}/events?limit=5'")
+    print(f"                     curl 'http://127.0.0.1:8765/v1/models/{MODEL}/status'")
     print(
-        f"  Prometheus scrape  - job_name: mlwatch\n"
-        f"                       static_configs: [{{targets: ['127.0.0.1:{port}']}}]"
+        "    and scrape       - job_name: mlwatch\n"
+        "                       static_configs: [{targets: ['127.0.0.1:8765']}]"
     )

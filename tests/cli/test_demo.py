@@ -54,6 +54,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert accuracy, out
     assert float(accuracy.group(2)) <= float(accuracy.group(1)) <= float(accuracy.group(3))
     assert 0.85 < float(accuracy.group(1)) < 1.0 and int(accuracy.group(4)) > 500
+    # what it prints stays true after it exits: no address of its own, stopped sidecar
+    port = re.search(r"sidecar ready on port (\d+)", out)
+    assert port and f"127.0.0.1:{port.group(1)}" not in out
+    assert f"mlwatch scheduler --config {tmp_path / 'demo' / 'mlwatch.yaml'} --once" in out
 
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:
