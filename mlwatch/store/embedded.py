@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -174,25 +174,3 @@ class EmbeddedStore(WindowReads, ProfilesAndResults):
             del event["ts_us"]  # internal: the wire format carries ts
             out.append(event)
         return out
-
-    def joined(
-        self,
-        model: str,
-        *,
-        since_us: int | None = None,
-        until_us: int | None = None,
-        version: str | None = None,
-    ) -> Iterator[tuple[dict[str, Any], Any]]:
-        """Events of a window joined to their ground truth by request_id (label or None).
-
-        Windows are by prediction time; a label that arrives late still joins its event.
-        """
-        where, args = window_clause("e.", model, since_us, until_us, version)
-        sql = (
-            f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
-            "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
-            f"WHERE {where} ORDER BY e.ts_us, e.seq"
-        )
-        for row in self._conn().execute(sql, args):
-            label = row[-1]
-            yield row_event(row[:-1]), (None if label is None else loads(label))

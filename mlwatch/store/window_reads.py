@@ -8,11 +8,33 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mlwatch.store.database import Database, window_clause
-from mlwatch.store.rows import loads
+from mlwatch.store.rows import EVENT_COLUMNS, loads, row_event
 
 
 class WindowReads(Database):
     """Window queries over the ``events`` and ``feedback`` tables."""
+
+    def joined(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """Events of a window joined to their ground truth by request_id (label or None).
+
+        Windows are by prediction time; a label that arrives late still joins its event.
+        """
+        where, args = window_clause("e.", model, since_us, until_us, version)
+        sql = (
+            f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
+            "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
+            f"WHERE {where} ORDER BY e.ts_us, e.seq"
+        )
+        for row in self._conn().execute(sql, args):
+            label = row[-1]
+            yield row_event(row[:-1]), (None if label is None else loads(label))
 
     def joined_predictions(
         self,
