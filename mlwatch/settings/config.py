@@ -276,6 +276,14 @@ class Config:
                 return spec
         return None
 
+    def __repr__(self) -> str:
+        """Secrets masked: a config that reaches a log line, a traceback or a debugger
+        shows ``***`` for them and no URL user-info (as :meth:`redacted`)."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Config({shown})"
+
+    __str__ = __repr__
+
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked — safe to log. URLs lose their
         ``user:password@`` part.

@@ -115,6 +115,33 @@ def test_secrets_are_masked() -> None:
     assert "abc" not in repr(cfg.redacted())
 
 
+def test_secrets_are_unprintable(caplog: pytest.LogCaptureFixture) -> None:
+    """repr, str, formatting and logging of a Config never show a secret or URL user-info."""
+    import logging
+
+    import mlwatch
+
+    secrets = {
+        "token": "tok-123456",
+        "hash_key": "hk-123456",
+        "forward_shared_key": "fsk-123456",
+        "elasticsearch_password": "espw-123456",
+        "elasticsearch_api_key": "esak-123456",
+    }
+    cfg = mlwatch.configure(sidecar_url="http://user:urlpw-123456@127.0.0.1:1", **secrets)
+    try:
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("t").info("config %s %r", cfg, cfg)
+        shown = [repr(cfg), str(cfg), f"{cfg}", "%s" % (cfg,), caplog.text, repr([cfg])]
+        for text in shown:
+            for secret in [*secrets.values(), "urlpw-123456"]:
+                assert secret not in text
+        assert "token='***'" in repr(cfg) and "http://***@127.0.0.1:1" in repr(cfg)
+        assert cfg.token == "tok-123456"  # the value itself is intact
+    finally:
+        mlwatch.configure(sidecar_url="off")
+
+
 def test_the_configuration_doc_settings_table_matches_the_code() -> None:
     text = CONFIGURATION_DOC.read_text()
     start = text.index("<!-- settings:start -->") + len("<!-- settings:start -->\n")
