@@ -25,25 +25,42 @@ from mlwatch.errors import IngestError, ValidationError
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 MAX_REPORTED_ERRORS = 10
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
-    """Undo ``Content-Encoding`` (identity or gzip) within ``max_bytes``."""
+    """Undo ``Content-Encoding`` (identity or gzip) within ``max_bytes``.
+
+    Every gzip member is decoded (``cat a.gz b.gz`` is one valid gzip body), with
+    ``max_bytes`` bounding their sum; bytes after the last member that do not start
+    another are refused (400): a body is acknowledged only when it was read whole.
+    """
     encoding = (encoding or "identity").strip().lower()
     if encoding == "identity":
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise IngestError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise IngestError(400, f"body is not valid gzip: {exc}") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise IngestError(413, f"body exceeds {max_bytes} bytes after gzip decompression")
-    if not inflater.eof:
-        raise IngestError(400, "body is not valid gzip: truncated stream")
-    return out
+    parts: list[bytes] = []
+    size, rest, member = 0, body, 1
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise IngestError(400, f"body is not valid gzip (member {member}): {exc}") from None
+        size += len(out)
+        if size > max_bytes or inflater.unconsumed_tail:
+            raise IngestError(413, f"body exceeds {max_bytes} bytes after gzip decompression")
+        if not inflater.eof:
+            raise IngestError(400, f"body is not valid gzip: truncated stream (member {member})")
+        parts.append(out)
+        rest, member = inflater.unused_data, member + 1
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not rest.startswith(_GZIP_MAGIC):
+            raise IngestError(
+                400, f"body is not valid gzip: {len(rest)} bytes of trailing data after the stream"
+            )
 
 
 def _media_type(content_type: str | None) -> str:
