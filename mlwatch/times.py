@@ -30,7 +30,11 @@ _MICROSECOND = timedelta(microseconds=1)
 def format_ts(ts_ns: int) -> str:
     """RFC 3339 UTC with microseconds (the form mlwatch writes) of epoch nanoseconds."""
     seconds, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+    t = time.gmtime(seconds)  # the year zero-padded: strftime's %Y is not, before 1000
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ns // 1000:06d}Z"
+    )
 
 
 def format_us(ts_us: int) -> str:
@@ -65,7 +69,7 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
             return value, (datetime.fromisoformat(value[:26]) - _EPOCH) // _MICROSECOND
         except ValueError:
             pass  # fall through to the general path and its message
-    if not isinstance(value, str) or not _TS_RE.match(value):
+    if not isinstance(value, str) or not _TS_RE.fullmatch(value):
         raise ValidationError(
             f"expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got {show(value)}",
             line=line,
@@ -80,7 +84,7 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
     except (ValueError, OverflowError):  # e.g. year 1 at +01:00 falls before datetime.min
         raise ValidationError(f"not a valid date/time: {value!r}", line=line, field=field) from None
     us = (dt.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), us
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z", us
 
 
 def datetime_us(when: datetime) -> int:

@@ -51,9 +51,12 @@ MAX_LABELS = 32
 MAX_ID = 256
 MAX_DEPTH = 32  # nesting of prediction, label and params values
 MAX_LATENCY_MS = 7 * 86_400_000.0  # a week: beyond is a unit bug (ns sent as ms), not a call
+MAX_DROP_COUNT = 10**12  # per entry of a drop report: more is not a count of calls
+MAX_DROP_ENTRIES = 1_000  # per report: one per (model, version, reason)
 LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_REASON_RE = re.compile(r"^[a-z_]{1,32}$")
 
 EVENT_FIELDS = frozenset(
     {
@@ -79,11 +82,20 @@ STATUSES = ("ok", "error")
 
 
 def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
-    """The record's own time, or the time of receipt when it has none."""
+    """The record's own time, or the time of receipt when it has none. Times before
+    the epoch are refused: they are a unit or parsing bug upstream, and an event id
+    (a UUIDv7) cannot hold them."""
     if value is None:
         now = time.time_ns()
         return format_ts(now), now // 1000
-    return parse_ts(value, line=line)
+    ts, us = parse_ts(value, line=line)
+    if us < 0:
+        raise ValidationError(
+            f"expected a time from 1970-01-01T00:00:00Z on, got {show(value)}",
+            line=line,
+            field="ts",
+        )
+    return ts, us
 
 
 def _typename(value: Any) -> str:
@@ -98,7 +110,7 @@ def _name(obj: dict[str, Any], key: str, line: int | None, *, required: bool) ->
         if required:
             raise ValidationError("required", line=line, field=key)
         return None
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValidationError(
             f"expected a name of letters, digits and '_.:-' (at most {MAX_NAME}), got {show(value)}",
             line=line,
@@ -151,6 +163,13 @@ def validate_features(features: Any, line: int | None) -> dict[str, Any] | None:
             f"at most {MAX_FEATURES} features, got {len(features)}", line=line, field="features"
         )
     for key, value in features.items():
+        if not (0 < len(key) <= MAX_ID and key.isprintable()):  # they name columns and fields
+            raise ValidationError(
+                f"feature names are 1 to {MAX_ID} characters without control characters, "
+                f"got {key!r:.60}",
+                line=line,
+                field="features",
+            )
         kind = type(value)
         if kind is float:
             if not math.isfinite(value):
@@ -220,15 +239,16 @@ def _labels(obj: dict[str, Any], line: int | None) -> dict[str, str] | None:
             f"expected an object of at most {MAX_LABELS} string values", line=line, field="labels"
         )
     for key, value in labels.items():
-        if not LABEL_KEY_RE.match(key):
+        if not LABEL_KEY_RE.fullmatch(key):
             raise ValidationError(
                 "label names are letters, digits and '_' (at most 64), not starting with a digit",
                 line=line,
                 field=f"labels.{key:.64}",
             )
-        if not isinstance(value, str) or len(value) > MAX_NAME:
+        if not isinstance(value, str) or len(value) > MAX_NAME or not value.isprintable():
             raise ValidationError(
-                f"expected a string of at most {MAX_NAME} characters, got {show(value)}",
+                f"expected a string of at most {MAX_NAME} characters without control "
+                f"characters, got {show(value)}",
                 line=line,
                 field=f"labels.{key}",
             )
@@ -336,8 +356,10 @@ def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str
     ('r1', [('m', 'unknown', 'queue_full', 2)])
     """
     where = "X-Mlwatch-Dropped"
-    if not isinstance(obj, list):
-        raise ValidationError("expected a JSON array", field=where)
+    if not isinstance(obj, list) or len(obj) > MAX_DROP_ENTRIES:
+        raise ValidationError(
+            f"expected a JSON array of at most {MAX_DROP_ENTRIES} entries", field=where
+        )
     out = []
     report_ids = set()
     for i, item in enumerate(obj):
@@ -350,14 +372,14 @@ def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str
         report_id = item.get("report_id")
         if not (
             isinstance(model, str)
-            and NAME_RE.match(model)
+            and NAME_RE.fullmatch(model)
             and isinstance(version, str)
             and 0 < len(version) <= MAX_NAME
             and version.isprintable()
             and isinstance(reason, str)
-            and re.match(r"^[a-z_]{1,32}$", reason)
+            and _REASON_RE.fullmatch(reason)
             and type(count) is int
-            and count >= 0
+            and 0 <= count <= MAX_DROP_COUNT
             and (
                 report_id is None
                 or (
@@ -368,7 +390,8 @@ def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str
             )
         ):
             raise ValidationError(
-                "expected {model, version, reason: [a-z_]+, count: int >= 0, report_id?: string}",
+                "expected {model, version, reason: [a-z_]+, count: 0 to 10^12, "
+                "report_id?: string}",
                 field=f"{where}[{i}]",
             )
         report_ids.add(report_id)

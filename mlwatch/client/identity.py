@@ -76,7 +76,7 @@ def git_commit(cwd: str | None = None, *, timeout: float = GIT_TIMEOUT_S) -> str
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     sha = out.stdout.strip()
-    return sha if out.returncode == 0 and _SHA_RE.match(sha) else None
+    return sha if out.returncode == 0 and _SHA_RE.fullmatch(sha) else None
 
 
 def cached_git_commit() -> str | None:
@@ -122,7 +122,7 @@ def default_model_name(func_name: str) -> str:
 def resolve(site: Site, config: Config, code_version: str) -> Identity:
     """Monitor arguments first, then the settings, then defaults."""
     model = site.model or config.model or default_model_name(site.name)
-    if not NAME_RE.match(model):  # config.model is checked by configure(); env is not
+    if not NAME_RE.fullmatch(model):  # config.model is checked by configure(); env is not
         model = default_model_name(model)
     version = printable(str(site.version or config.version or ""), MAX_NAME) or "unknown"
     run_id = site.run_id or config.run_id
@@ -146,7 +146,7 @@ def fallback_key(site: Site) -> tuple[str, str]:
     """
     try:
         model = site.model
-        if not (isinstance(model, str) and NAME_RE.match(model)):
+        if not (isinstance(model, str) and NAME_RE.fullmatch(model)):
             model = default_model_name(str(site.name))
         version = site.version if isinstance(site.version, str) else ""
         return model, printable(version, MAX_NAME) or "unknown"

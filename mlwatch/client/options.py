@@ -56,7 +56,7 @@ def _check_labels(labels: Any) -> None:
     if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
         raise ConfigError("labels", f"expected a mapping of at most {MAX_LABELS} labels")
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+        if not isinstance(key, str) or not LABEL_KEY_RE.fullmatch(key):
             raise ConfigError(
                 "labels",
                 f"label names are letters, digits and '_' (at most 64), "
@@ -82,7 +82,7 @@ def check(
     run_id: Any,
     params: Any,
 ) -> None:
-    if model is not None and (not isinstance(model, str) or not NAME_RE.match(model)):
+    if model is not None and (not isinstance(model, str) or not NAME_RE.fullmatch(model)):
         raise ConfigError(
             "model", f"expected letters, digits and '_.:-' (at most {MAX_NAME}), got {model!r}"
         )

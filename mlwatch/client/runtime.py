@@ -68,7 +68,7 @@ class Runtime:
     """One configuration, its shipper and the identities it resolved."""
 
     def __init__(self, config: Config, exporter: Exporter | None = None) -> None:
-        if config.model is not None and not NAME_RE.match(config.model):
+        if config.model is not None and not NAME_RE.fullmatch(config.model):
             raise ConfigError(
                 "model", f"expected letters, digits and '_.:-' (at most 128), got {config.model!r}"
             )

@@ -5,7 +5,8 @@
 from mlwatch.settings.config import Config, env_name, settings_fields, settings_table
 from mlwatch.settings.loader import load_config
 from mlwatch.settings.monitoring import parse_duration
-from mlwatch.settings.specs import NAME_RE, FeatureSpec, ModelSpec, Monitoring
+from mlwatch.settings.specs import FeatureSpec, ModelSpec, Monitoring
+from mlwatch.wire import NAME_RE
 
 __all__ = [
     "NAME_RE",

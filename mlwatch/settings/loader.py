@@ -82,7 +82,7 @@ def _check_bounds(f: dataclasses.Field[Any], value: Any) -> None:
         raise ValueError(f"must be at most {hi}, got {value}")
     if choices and value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-    if (pattern := f.metadata.get("pattern")) and not re.match(pattern, str(value)):
+    if (pattern := f.metadata.get("pattern")) and not re.fullmatch(pattern, str(value)):
         raise ValueError(f"must match {pattern}, got {value!r}")
 
 

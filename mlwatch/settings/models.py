@@ -9,12 +9,12 @@ from mlwatch.errors import ConfigError
 from mlwatch.settings.monitoring import MONITORING_KEYS, parse_monitoring
 from mlwatch.settings.specs import (
     FEATURE_TYPES,
-    NAME_RE,
     SENSITIVE_ACTIONS,
     TASKS,
     FeatureSpec,
     ModelSpec,
 )
+from mlwatch.wire import NAME_RE
 
 MODEL_KEYS = frozenset(
     {
@@ -49,7 +49,7 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
     if unknown := set(item) - MODEL_KEYS:
         raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
     name = item.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(
             f"{at}.name",
             f"expected a name of letters, digits, '_.:-' (at most 128), got {name!r}",

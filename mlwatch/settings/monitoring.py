@@ -30,7 +30,7 @@ def parse_duration(raw: Any, at: str, source: str | None = None) -> float:
     """
     if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw > 0:
         return float(raw)
-    match = _DURATION_RE.match(str(raw)) if isinstance(raw, str) else None
+    match = _DURATION_RE.fullmatch(str(raw)) if isinstance(raw, str) else None
     if match is None or float(match.group(1)) <= 0:
         raise ConfigError(
             at, f"expected a duration such as 30s, 5m, 1h or 7d, got {raw!r}", source=source

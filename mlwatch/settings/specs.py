@@ -7,11 +7,9 @@ Parsed and checked by :mod:`mlwatch.settings.models`; an error names the key, e.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TASKS = ("classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
 SENSITIVE_ACTIONS = ("hash", "drop")

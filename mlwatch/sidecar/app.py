@@ -170,7 +170,7 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
 
 
 def _check_model(model: str) -> str:
-    if not wire.NAME_RE.match(model):
+    if not wire.NAME_RE.fullmatch(model):
         raise IngestError(422, f"path parameter 'model': not a model name: {model[:64]!r}")
     return model
 

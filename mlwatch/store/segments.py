@@ -71,7 +71,7 @@ def cursor_line(pos: Pos) -> bytes:
 def parse_cursor(raw: bytes, *, newest: int) -> Pos | None:
     """The position a cursor file names, or None when it is damaged or names a segment
     past the newest."""
-    m = _CURSOR_RE.match(raw)
+    m = _CURSOR_RE.fullmatch(raw)
     if m and b"%08x" % zlib.crc32(m[1]) == m[4] and int(m[2]) <= newest:
         return int(m[2]), int(m[3])
     return None
@@ -187,7 +187,7 @@ def recover_directory(
     newest segment's fd (left open for appends), the cursors and each segment's size."""
     for tmp in directory.glob("cursor.*.tmp"):
         tmp.unlink()
-    segs = sorted(int(m[1]) for p in directory.iterdir() if (m := SEG_RE.match(p.name))) or [1]
+    segs = sorted(int(m[1]) for p in directory.iterdir() if (m := SEG_RE.fullmatch(p.name))) or [1]
     cursors = {name: _load_cursor(directory, name, segs) for name in consumers}
     sizes: dict[int, int] = {}
     fd = -1
