@@ -132,7 +132,7 @@ def test_secrets_are_unprintable(caplog: pytest.LogCaptureFixture) -> None:
     try:
         with caplog.at_level(logging.INFO):
             logging.getLogger("t").info("config %s %r", cfg, cfg)
-        shown = [repr(cfg), str(cfg), f"{cfg}", "%s" % (cfg,), caplog.text, repr([cfg])]
+        shown = [repr(cfg), str(cfg), f"{cfg}", "{}".format(cfg), caplog.text, repr([cfg])]  # noqa: UP032
         for text in shown:
             for secret in [*secrets.values(), "urlpw-123456"]:
                 assert secret not in text
