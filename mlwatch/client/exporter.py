@@ -6,7 +6,8 @@ spool batches: a ``name``, ``export(batch) -> result``, ``force_flush(timeout)``
 the shipper never calls ``export`` concurrently, and the exporter owns its retries: it
 returns only when the records are delivered, rejected, given up after the batch's
 ``deadline`` (``time.monotonic()`` seconds), or when ``interrupt`` is set (shutdown)
-while it waits to retry.
+while it waits to retry. Shutdown may bring ``deadline`` forward while ``export`` runs,
+so an exporter reads it again whenever it waits (on the network or to retry).
 
 ``export`` returns one :class:`Result` when every record met the same fate, or a
 :class:`Partial` when the exporter delivered some and not others (it sent them in

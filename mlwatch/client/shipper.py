@@ -39,6 +39,7 @@ from mlwatch.client.site import Site
 from mlwatch.logs import failures
 
 _RETRY = (Result.FAILED, Result.INTERRUPTED)  # registrations worth sending again
+SHUTDOWN_MARGIN_S = 0.25  # at most: the worker's time to stop after its last export
 
 
 def _pop(q: deque[Any], n: int) -> list[Any]:
@@ -98,6 +99,10 @@ class Shipper:
         self._closing = False
         self._draining = False  # the worker holds records it took off the queues
         self._deadline = float("inf")
+        #: When exports must end at shutdown: a little before ``_deadline``, so that the
+        #: worker can still count what is left and stop by the deadline itself.
+        self._send_by = float("inf")
+        self._inflight: ExportBatch | None = None  # the export running now (its deadline)
 
     # -- calling thread ------------------------------------------------------
     def record(
@@ -210,7 +215,7 @@ class Shipper:
         return time.monotonic() >= self._deadline
 
     def _export_deadline(self) -> float:
-        return min(time.monotonic() + self._retry_timeout, self._deadline)
+        return min(time.monotonic() + self._retry_timeout, self._send_by)
 
     def _take(self, n: int) -> list[Entry]:
         """Up to ``n`` entries off the queue, their rows given back to the bound."""
@@ -252,15 +257,18 @@ class Shipper:
     def _export(
         self, kind: str, records: list[dict[str, Any]], dropped: list[dict[str, Any]] | None = None
     ) -> Result | Partial:
+        batch = ExportBatch(kind, records, self._export_deadline(), self._interrupt, dropped)
+        self._inflight = batch
+        batch.deadline = min(batch.deadline, self._send_by)  # a shutdown begun meanwhile
         try:
-            return self.exporter.export(
-                ExportBatch(kind, records, self._export_deadline(), self._interrupt, dropped)
-            )
+            return self.exporter.export(batch)
         except Exception as exc:
             failures.error(
                 "export." + kind, "mlwatch: exporting %s failed: %r", kind, exc, exc_info=True
             )
             return Result.FAILED
+        finally:
+            self._inflight = None
 
     def _send_registrations(self, regs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send; return those worth sending again. Rejected ones are logged once and
@@ -385,9 +393,13 @@ class Shipper:
             self._shutdown_started = True
             if first:
                 self._deadline = deadline
+                self._send_by = deadline - min(SHUTDOWN_MARGIN_S, timeout / 4)
                 self._closing = True
         if first:
             self._interrupt.set()  # stop waiting to retry: one attempt per remaining batch
+            inflight = self._inflight
+            if inflight is not None:  # a send in progress ends by the shutdown deadline
+                inflight.deadline = min(inflight.deadline, self._send_by)
             self.wake.set()
         thread = self.thread
         if thread is None:

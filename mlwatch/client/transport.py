@@ -22,9 +22,9 @@ and is never logged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -142,17 +142,21 @@ class HttpExporter:
         return self._conn, False
 
     def _post(
-        self, path: str, body: bytes, headers: dict[str, str], timeout: float
+        self, path: str, body: bytes, headers: dict[str, str], deadline: Callable[[], float]
     ) -> tuple[int | None, str | None, str]:
-        """One request: (status or None on a connection error, Retry-After, detail)."""
+        """One request, over by ``deadline()``: (status or None on a connection error or
+        timeout, Retry-After, detail)."""
         import http.client
 
+        from mlwatch.client.answers import DeadlineResponse, read_answer
+
         for _ in range(2):  # a reused keep-alive connection may have been closed by the server
-            conn, reused = self._connection(timeout)
+            conn, reused = self._connection(max(0.01, deadline() - time.monotonic()))
+            conn.response_class = functools.partial(DeadlineResponse, deadline=deadline)
             try:
                 conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
-                data = resp.read()
+                data, whole = read_answer(resp)
             except (OSError, http.client.HTTPException) as exc:
                 self._disconnect()
                 if reused and isinstance(
@@ -160,8 +164,17 @@ class HttpExporter:
                 ):
                     continue
                 return None, None, f"{type(exc).__name__}: {exc}"
-            if resp.will_close:
+            if resp.will_close or not whole:
                 self._disconnect()
+            if not whole:
+                failures.warning(
+                    "http.answer_too_long",
+                    "mlwatch: %s answered HTTP %s with a body longer than %d bytes; the rest "
+                    "is not read (is sidecar_url an mlwatch sidecar?)",
+                    self.where,
+                    resp.status,
+                    len(data),
+                )
             detail = data[:300].decode("utf-8", "replace")
             return resp.status, resp.getheader("Retry-After"), detail
         return None, None, "connection closed"  # pragma: no cover - loop always returns
@@ -174,7 +187,7 @@ class HttpExporter:
         The drop report rides on every request until one succeeds: it keeps its
         ``report_id``, so the sidecar counts it once.
         """
-        kind, records, deadline, dropped = batch.kind, batch.records, batch.deadline, batch.dropped
+        kind, records, dropped = batch.kind, batch.records, batch.dropped
         if self._dumps is None:
             self._dumps = _dumps()
         lost: list[tuple[Result, list[dict[str, Any]]]] = []
@@ -188,7 +201,7 @@ class HttpExporter:
             recs, body = todo.pop()
             if report is not None:
                 headers["X-Mlwatch-Dropped"] = report
-            res, status = self._send(kind, len(recs), body, headers, deadline, batch.interrupt)
+            res, status = self._send(kind, len(recs), body, headers, batch)
             if res is Result.OK:
                 report = None
                 headers.pop("X-Mlwatch-Dropped", None)
@@ -306,32 +319,29 @@ class HttpExporter:
         return None
 
     def _send(
-        self,
-        kind: str,
-        n: int,
-        body: bytes,
-        headers: dict[str, str],
-        deadline: float,
-        interrupt: threading.Event,
+        self, kind: str, n: int, body: bytes, headers: dict[str, str], batch: ExportBatch
     ) -> tuple[Result, int | None]:
-        """One request with its retries: what became of it, and the last HTTP status."""
+        """One request with its retries: what became of it, and the last HTTP status.
+
+        Each attempt is over within ``timeout_s``, the whole within the batch's
+        deadline; both are read again while waiting, as shutdown may bring the
+        deadline forward."""
         import gzip
 
         data = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         path = self.prefix + PATHS[kind]
         attempt = 0
         while True:
-            timeout = max(0.01, min(self.timeout_s, deadline - time.monotonic()))
-            status, retry_after, detail = self._post(path, data, headers, timeout)
+            status, retry_after, detail = self._post(path, data, headers, self._cutoff(batch))
             final = self._final(kind, n, status, detail)
             if final is not None:
                 return final, status
-            if interrupt.is_set():
+            if batch.interrupt.is_set():
                 return Result.INTERRUPTED, status
             delay = retry_after_s(retry_after)
             if delay is None:
                 delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + self._rng())
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > batch.deadline:
                 what = f"HTTP {status}" if status is not None else detail
                 failures.error(
                     f"http.{kind}.giveup",
@@ -343,9 +353,14 @@ class HttpExporter:
                     what,
                 )
                 return Result.FAILED, status
-            if interrupt.wait(delay):
+            if batch.interrupt.wait(delay):
                 return Result.INTERRUPTED, status
             attempt += 1
+
+    def _cutoff(self, batch: ExportBatch) -> Callable[[], float]:
+        """The deadline of one attempt: ``timeout_s`` from now, or the batch's if sooner."""
+        end = time.monotonic() + self.timeout_s
+        return lambda: min(end, batch.deadline)
 
     def force_flush(self, timeout: float = 5.0) -> bool:
         return True  # nothing is held between exports

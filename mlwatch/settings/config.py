@@ -96,7 +96,8 @@ class Config:
     )
     send_timeout_s: float = _setting(
         5.0,
-        "Timeout of one request to the sidecar (or of one forward-protocol attempt).",
+        "Timeout of one request to the sidecar as a whole (connect, send, answer), or of "
+        "one forward-protocol attempt.",
         lo=0.01,
         hi=300,
     )
