@@ -10,7 +10,7 @@ request in half and sends each half, down to one record (then dropped as
 ``rejected``). When the batch does not encode (an exotic value), records are encoded
 one by one and only those that fail are dropped (``error``).
 
-Retries follow OpenTelemetry's OTLP/HTTP exporter: connection errors, 429, 502,
+Retries follow OpenTelemetry's OTLP/HTTP exporter: connection errors, 408, 429, 502,
 503 and 504 are retried with jittered exponential backoff (``Retry-After`` wins
 when the server sends it) until the export's deadline (``retry_timeout_s``); the
 wait is on the shipper's interrupt Event, so shutdown cuts it short. Other 4xx are
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from mlwatch.client.exporter import ExportBatch, Partial, Result
 from mlwatch.logs import failures
 
-RETRYABLE = frozenset({429, 502, 503, 504})
+RETRYABLE = frozenset({408, 429, 502, 503, 504})
 PATHS = {"events": "/v1/events", "feedback": "/v1/feedback", "models": "/v1/models"}
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -295,7 +295,7 @@ class HttpExporter:
             return Result.OK
         if status == 413:  # too large: the caller splits (or gives up on one record)
             return Result.REJECTED
-        if status is not None and 400 <= status < 500 and status != 429:
+        if status is not None and 400 <= status < 500 and status not in RETRYABLE:
             failures.error(
                 f"http.{kind}.{status}",
                 "mlwatch: %s%s rejected %d %s: %s",

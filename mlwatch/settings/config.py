@@ -122,6 +122,33 @@ class Config:
         lo=1024,
         hi=1 << 31,
     )
+    max_header_bytes: int = _setting(
+        64 * 1024,
+        "Largest request head (request line and headers) the sidecar reads; 431 beyond, "
+        "before authentication.",
+        lo=4096,
+        hi=1 << 24,
+    )
+    request_timeout_s: float = _setting(
+        30.0,
+        "Longest a client may take to send a request's head, and again its body; 408 "
+        "beyond, and the connection is closed. Also closes a connection idle that long.",
+        lo=0.1,
+        hi=3600,
+    )
+    max_connections: int = _setting(
+        1000,
+        "Most open client connections; one more is answered 503 with Retry-After and "
+        "closed at once.",
+        lo=1,
+        hi=1_000_000,
+    )
+    tls_cert_file: str | None = _setting(
+        None,
+        "PEM certificate (chain) of the sidecar's listener. Set with tls_key_file: the "
+        "sidecar serves HTTPS only.",
+    )
+    tls_key_file: str | None = _setting(None, "PEM private key of tls_cert_file.")
     max_events_per_request: int = _setting(
         10_000, "Most events in one POST /v1/events (413 beyond).", lo=1, hi=1_000_000
     )

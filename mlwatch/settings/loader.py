@@ -221,6 +221,9 @@ def load_config(
     config = Config(source=source, **values)
     if config.window_source == "elasticsearch" and not config.elasticsearch_url:
         raise ConfigError("window_source", "'elasticsearch' needs elasticsearch_url", source=source)
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        missing = "tls_key_file" if config.tls_cert_file else "tls_cert_file"
+        raise ConfigError(missing, "set tls_cert_file and tls_key_file together", source=source)
     if config.spool_max_bytes < 2 * config.spool_segment_bytes:
         raise ConfigError(
             "spool_max_bytes",

@@ -6,6 +6,7 @@ parameter); a bad request never reaches a 500 and never touches the spool.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mlwatch import __version__, wire
 from mlwatch.errors import IngestError, ValidationError
@@ -111,23 +113,39 @@ def _error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is larger than ``limit``."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | None:
+    """The body, refused as soon as it is larger than ``limit`` (413) or not complete
+    within ``timeout_s`` (408); None when the client went away before sending it all."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise IngestError(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise IngestError(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise IngestError(
+            408,
+            f"body not complete within {timeout_s:g}s (request_timeout_s)",
+            headers={"Connection": "close"},  # the rest of the body is never read
+        ) from None
+    except ClientDisconnect:
+        return None
     return b"".join(chunks)
 
 
 def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
-    async def accept(request: Request, kind: bytes) -> JSONResponse:
-        raw = await _read_body(request, sidecar.config.max_body_bytes)
+    async def accept(request: Request, kind: bytes) -> Response:
+        raw = await _read_body(
+            request, sidecar.config.max_body_bytes, sidecar.config.request_timeout_s
+        )
+        if raw is None:  # counted, not logged: any client can abort uploads at will
+            sidecar.metrics.aborted.inc()
+            return Response(status_code=400)  # nobody reads it
         n = await run_in_threadpool(
             sidecar.ingest,
             kind,
@@ -145,7 +163,7 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         openapi_extra=_RECORDS_BODY,
         summary="Record prediction events (wire format v1)",
     )
-    async def post_events(request: Request) -> JSONResponse:
+    async def post_events(request: Request) -> Response:
         return await accept(request, EVENTS)
 
     @app.post(
@@ -155,7 +173,7 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         openapi_extra=_RECORDS_BODY,
         summary="Record ground truth by request_id",
     )
-    async def post_feedback(request: Request) -> JSONResponse:
+    async def post_feedback(request: Request) -> Response:
         return await accept(request, FEEDBACK)
 
     @app.post(
@@ -165,7 +183,7 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         openapi_extra=_RECORDS_BODY,
         summary="Register model versions with code version, run id and parameters",
     )
-    async def post_models(request: Request) -> JSONResponse:
+    async def post_models(request: Request) -> Response:
         return await accept(request, MODELS)
 
 

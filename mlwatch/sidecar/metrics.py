@@ -222,3 +222,8 @@ class SidecarMetrics:
             ["status"],
             registry=registry,
         )
+        self.aborted = Counter(
+            "mlwatch_requests_aborted",
+            "Requests whose client went away before its body was read whole.",
+            registry=registry,
+        )

@@ -39,12 +39,14 @@ def get_text(url: str) -> str:
 class SidecarProcess:
     """``python -m mlwatch sidecar`` on a free port, restartable on the same data dir."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, scheme: str = "http", **env: str
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"sidecar-{self.port}.log"
 
     def start(self) -> SidecarProcess:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mlwatch.elastic.documents import stream_name
-from tests.helpers import event, require_binary, wait_until
+from tests.helpers import event, make_certs, wait_until
 from tests.integration import elastic
 from tests.integration.elastic import Cluster
 from tests.integration.servers import SidecarProcess, get_json_any
@@ -28,61 +28,6 @@ from tests.integration.test_elasticsearch import post
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "mlwatch_admin", "pw-" + uuid.uuid4().hex
-
-
-def make_certs(directory: Path) -> None:
-    """A CA and a server certificate for 127.0.0.1 / localhost."""
-    openssl = require_binary("openssl")
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mlwatch-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "node.key",
-        "-out",
-        "node.csr",
-    )
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "node.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "node.crt",
-    )
 
 
 class Secure:
