@@ -3,6 +3,11 @@
 A failing sink is retried with capped, jittered backoff from its last committed
 position and counted in ``mlwatch_sink_errors_total``; it never blocks ingest or the
 other sinks — the spool absorbs the backlog up to its disk bound.
+
+Health is about progress: a sink with records to deliver that has committed none for
+longer than ``stall_s`` is stalled, whatever it is doing meanwhile (blocked in a write
+that neither ends nor fails, such as SQLite waiting for a lock another process holds, or
+backing off after errors). A slow sink that keeps committing, and an idle one, are not.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from mlwatch.store.spool import Record, Spool
 
 log = logging.getLogger("mlwatch.sinks")
 
-STALL_S = 60.0
+STALL_S = 10.0  # the default bound; the sidecar passes its own (setting sink_stall_s)
 
 
 def chunks_by_bytes(records: list[Record], max_bytes: int) -> list[list[Record]]:
@@ -48,32 +53,42 @@ class Consumer(threading.Thread):
     """
 
     def __init__(
-        self, spool: Spool, sink: Sink, *, on_error: Callable[[str, BaseException], None]
+        self,
+        spool: Spool,
+        sink: Sink,
+        *,
+        on_error: Callable[[str, BaseException], None],
+        stall_s: float | None = None,
     ) -> None:
         super().__init__(name=f"mlwatch-sink-{sink.name}", daemon=True)
         self.spool = spool
         self.sink = sink
         self.options = sink.options
+        self.stall_s = STALL_S if stall_s is None else stall_s
         self._on_error = on_error
         self._stop_event = threading.Event()
         self._flushed = time.monotonic()
         self.healthy = True
         self.last_error: str | None = None
         self.busy_since: float | None = None  # monotonic start of the export in progress
+        # monotonic time of the last commit, or of the last read that found nothing new
+        self.progress_at = time.monotonic()
 
     def stop(self) -> None:
         self._stop_event.set()
 
-    def state(self, stall_s: float = STALL_S) -> dict[str, Any]:
-        """Health as /readyz and the status endpoint show it. An export still running after
-        ``stall_s`` (a sink that neither answers nor refuses) counts as unhealthy."""
-        busy = self.busy_since
-        stalled = busy is not None and time.monotonic() - busy > stall_s
-        error = (
-            f"export running for {time.monotonic() - busy:.0f} s"
-            if stalled and busy
-            else self.last_error
-        )
+    def state(self) -> dict[str, Any]:
+        """Health as /readyz and the status endpoint show it: unhealthy after a failed
+        export (until one succeeds), or when stalled (see the module docstring)."""
+        now = time.monotonic()
+        quiet = now - self.progress_at
+        stalled = quiet > self.stall_s and self.spool.lag_bytes(self.sink.name) > 0
+        error = self.last_error
+        if stalled:
+            busy = self.busy_since
+            doing = f"export running for {now - busy:.0f} s" if busy is not None else None
+            why = "; ".join(w for w in (doing, error) if w) or "waiting to retry"
+            error = f"no progress for {quiet:.0f} s: {why}"
         return {
             "healthy": self.healthy and not stalled and self.is_alive(),
             "alive": self.is_alive(),
@@ -121,6 +136,7 @@ class Consumer(threading.Thread):
     def _step(self) -> None:
         records = self._read()
         if not records:
+            self.progress_at = time.monotonic()  # caught up: nothing to deliver is progress
             self._idle()
             return
         for group in chunks_by_bytes(records, self.options.max_batch_bytes):
@@ -137,5 +153,6 @@ class Consumer(threading.Thread):
             if not result.ok:  # the spool keeps the batch; run() backs off and retries
                 raise DeliveryError(result.error or "not delivered")
             self.spool.commit(self.sink.name, group[-1])
+            self.progress_at = time.monotonic()
             self.healthy = True
             self.last_error = None
