@@ -317,15 +317,24 @@ class Sidecar:
         return ok, {"ready": ok, "sinks": sinks}
 
     def status(self, model: str) -> dict[str, Any]:
+        """Counts, sink lag and results of one model.
+
+        The lag is taken before the counts: a sink commits its spool cursor only after
+        its write is committed, so a store lag of 0 then means the counts include every
+        event acknowledged until that moment. (Counted first, a batch committed in
+        between would show "lag 0" next to a count that misses it.)
+        """
+        sinks = {
+            c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
+            for c in self.consumers
+        }
+        spool_bytes = self.spool.total_bytes()
         return {
             "model": model,
             "events_stored": self.store.count_events(model),
             "feedback_stored": self.store.count_feedback(model),
             "versions": self.store.registrations(model),
-            "sinks": {
-                c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
-                for c in self.consumers
-            },
-            "spool_bytes": self.spool.total_bytes(),
+            "sinks": sinks,
+            "spool_bytes": spool_bytes,
             **self.store.latest_results(model),  # "drift" and "kpi", newest per version
         }
