@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlwatch.client.exporter import WAIT_SLICE_S
+
 #: The most of an answer's body that is read. The sidecar's answers (``{"accepted": n}``,
 #: a 4xx naming up to ten problems) are a few KB; more is not an mlwatch sidecar.
 MAX_ANSWER_BYTES = 64 * 1024
-#: The longest one wait on the socket: how soon a deadline brought forward is noticed.
-WAIT_SLICE_S = 0.25
 
 
 class DeadlineReader(io.RawIOBase):

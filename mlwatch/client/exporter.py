@@ -26,6 +26,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+#: The longest an exporter waits on a socket at once, so that a deadline brought
+#: forward by shutdown is noticed within it.
+WAIT_SLICE_S = 0.25
+
 
 class Result(enum.Enum):
     """What became of one export. Anything but OK maps to a drop reason (its value)."""

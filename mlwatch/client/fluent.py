@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlwatch.client.exporter import ExportBatch, Partial, Result
+from mlwatch.client.exporter import WAIT_SLICE_S, ExportBatch, Partial, Result
 from mlwatch.errors import ForwardError, HandshakeRefused, ValidationError
 from mlwatch.forward import protocol
 from mlwatch.forward.protocol import RESERVED, encode, event_time
@@ -100,6 +100,7 @@ class FluentExporter:
         self._sock: socket.socket | None = None
         self._unpacker: Any = None
         self._keepalive = True
+        self._live_deadline: Callable[[], float] = lambda: float("inf")
 
     def __repr__(self) -> str:  # never shows the key
         return f"FluentExporter({self.where!r}, tag_prefix={self.tag_prefix!r})"
@@ -116,6 +117,7 @@ class FluentExporter:
     # -- export ------------------------------------------------------------------
     def export(self, batch: ExportBatch) -> Result | Partial:
         """Deliver the records (and the drop report) or say what became of them. Never raises."""
+        self._live_deadline = lambda: batch.deadline  # shutdown may bring it forward
         try:
             return self._export(
                 batch.kind, batch.records, batch.deadline, batch.interrupt, batch.dropped
@@ -239,6 +241,7 @@ class FluentExporter:
         attempt = 0
         fresh_retry = True
         while True:
+            deadline = min(deadline, self._live_deadline())
             timeout = max(0.01, min(self.timeout_s, deadline - time.monotonic()))
             reused = self._sock is not None
             try:
@@ -264,7 +267,7 @@ class FluentExporter:
             if interrupt.is_set():
                 return Result.INTERRUPTED
             delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + self._rng())
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > min(deadline, self._live_deadline()):
                 failures.error(
                     "fluent.giveup",
                     "mlwatch: giving up on %d records for %s after %d attempts to %s (last: %s)",
@@ -331,11 +334,14 @@ class FluentExporter:
                 pass
             except Exception as exc:  # garbage or an oversized reply
                 raise ForwardError(f"unreadable reply ({type(exc).__name__})") from None
-            remaining = end - time.monotonic()
+            remaining = min(end, self._live_deadline()) - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no reply within {timeout:g}s")
-            self._sock.settimeout(remaining)
-            data = self._sock.recv(RECV_BYTES)
+            self._sock.settimeout(min(remaining, WAIT_SLICE_S))
+            try:
+                data = self._sock.recv(RECV_BYTES)
+            except TimeoutError:
+                continue  # nothing yet: look at the deadline again
             if not data:
                 raise ConnectionError("connection closed by the server")
             try:

@@ -217,6 +217,22 @@ def test_a_missing_ack_is_retried_with_the_same_chunk_then_given_up(
         server.close()
 
 
+def test_a_deadline_brought_forward_ends_a_wait_for_an_ack(
+    exporters: Callable[..., FluentExporter],
+) -> None:
+    """Shutdown lowers the batch's deadline while the exporter waits on the socket."""
+    server = SilentServer()
+    try:
+        ex = exporters(server.port, timeout_s=30)
+        batch = ExportBatch("events", events(1), time.monotonic() + 30)
+        threading.Timer(0.3, lambda: setattr(batch, "deadline", time.monotonic())).start()
+        started = time.monotonic()
+        assert ex.export(batch) is Result.FAILED
+        assert time.monotonic() - started < 1.5
+    finally:
+        server.close()
+
+
 def test_reconnects_after_the_server_closed_an_idle_connection(
     sidecar_config: Callable[..., Any], exporters: Callable[..., FluentExporter]
 ) -> None:
