@@ -149,6 +149,13 @@ class Config:
         "sidecar serves HTTPS only.",
     )
     tls_key_file: str | None = _setting(None, "PEM private key of tls_cert_file.")
+    sink_stall_s: float = _setting(
+        10.0,
+        "A sink with records to deliver that commits none for this long makes the "
+        "sidecar unready (/readyz 503), and says why in its state.",
+        lo=0.1,
+        hi=86_400,
+    )
     max_events_per_request: int = _setting(
         10_000, "Most events in one POST /v1/events (413 beyond).", lo=1, hi=1_000_000
     )
