@@ -13,6 +13,7 @@ and corrupt stretches, is in docs/sidecar.md ("The spool on disk").
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -156,6 +157,46 @@ def recover_segment(path: Path, seg: int, fd: int, cursors: dict[str, Pos], bad:
         os.ftruncate(fd, end)
     os.fsync(fd)
     return end
+
+
+def new_segment(directory: Path, seg: int, *, durable: bool = False) -> int:
+    """Create segment ``seg`` with its header; return its fd, left open for appends. With
+    ``durable``, the file and its directory entry are fsynced before it is used."""
+    fd = os.open(
+        directory / segment_name(seg), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+    )
+    try:
+        header = SEG_HEADER.pack(SEG_MAGIC, FORMAT_VERSION)
+        if os.pwrite(fd, header, 0) != len(header):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if durable:
+            os.fsync(fd)
+            fsync_dir(directory)  # which also makes earlier deletions durable
+    except BaseException:
+        os.close(fd)  # a header-less file is harmless: recovery writes the header
+        raise
+    return fd
+
+
+def truncate_log(directory: Path, sizes: dict[int, int], pos: Pos) -> int:
+    """Cut the log back to ``pos``: the segments after it deleted, its own truncated and
+    fsynced. ``sizes`` (segment -> bytes) follows; returns the bytes removed."""
+    seg, off = pos
+    removed = 0
+    for later in [s for s in sizes if s > seg]:
+        (directory / segment_name(later)).unlink(missing_ok=True)
+        removed += sizes.pop(later)
+    size = sizes.get(seg)
+    if size is not None and size > off:
+        fd = os.open(directory / segment_name(seg), os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, off)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        removed += size - off
+        sizes[seg] = off
+    return removed
 
 
 def fsync_dir(directory: Path) -> None:

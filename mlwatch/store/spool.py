@@ -7,6 +7,11 @@ committed past it. Sinks are idempotent: after a crash a few records may be read
 none is skipped. The format is in :mod:`mlwatch.store.segments`; the rules of recovery and
 of fsync (``always``, or group commit every ``interval``) in docs/sidecar.md.
 
+A disk that fails is survived, not hidden: a batch the disk did not take (full, a short
+write, a failed fsync) is refused with a :class:`SpoolError` that says why, and is never
+delivered, so the sender's retry cannot duplicate it. Once the disk takes writes again
+the spool goes on by itself (:meth:`Spool.recover`, or the next append).
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d, Spool(d, consumers=["store"]) as spool:
 ...     spool.append([b'{"n": 1}', b'{"n": 2}'])
@@ -31,19 +36,19 @@ from pathlib import Path
 from typing import Literal
 
 from mlwatch.errors import SpoolClosed, SpoolError, SpoolFull
+from mlwatch.store.disk import FULL, describe, free_bytes, write_cursor
 from mlwatch.store.segments import (
     FORMAT_VERSION,
     HEADER_LEN,
-    SEG_HEADER,
-    SEG_MAGIC,
     Pos,
     Record,
-    cursor_line,
     frame,
     fsync_dir,
+    new_segment,
     recover_directory,
     scan,
     segment_name,
+    truncate_log,
 )
 
 __all__ = [
@@ -108,7 +113,10 @@ class Spool:
         self._cursor_locks = {n: threading.Lock() for n in names}
         self._stop = threading.Event()
         self._closed = self._syncing = self._dir_dirty = False
-        self._failed: BaseException | None = None
+        self._failed: BaseException | None = None  # a failed fsync not yet recovered from
+        self._pending = 0  # appends written and not yet returned (or raised)
+        self._last_error: str | None = None  # why the disk refused the last append
+        self._refused_bytes = 0  # the room that refused append needed (disk full only)
         self._bad: set[Pos] = set()  # where the corrupt stretches seen since open start
         self._sizes: dict[int, int] = {}  # segment -> bytes, oldest first
         self._unsynced: list[int] = []  # fds of sealed segments awaiting their fsync
@@ -146,43 +154,109 @@ class Spool:
         with self._lock:
             return len(self._bad)
 
-    def append(self, payloads: Sequence[bytes]) -> None:
-        """Append the payloads as contiguous records; return once an fsync covers them."""
-        buf = frame(payloads)  # the CRCs are computed outside the lock
+    @property
+    def last_error(self) -> str | None:
+        """Why the disk refused the last append, while it still would: None once an append
+        succeeded, the failed fsync is recovered from, or a full disk has room again for
+        the batch it refused."""
+        with self._lock:
+            error, need = self._last_error, self._refused_bytes
+            if self._failed is not None:
+                return error or str(self._fsync_error())
+            if not (error and need):
+                return error
+        with contextlib.suppress(OSError):
+            if free_bytes(self.directory) >= need:
+                with self._lock:
+                    if self._last_error == error:
+                        self._last_error, self._refused_bytes = None, 0
+                return None
+        return error
+
+    def recover(self) -> bool:
+        """After a failed fsync, try to go on now rather than at the next append; True once
+        the spool takes writes again (see :meth:`_recover_locked`)."""
         with self._lock:
             if self._closed:
-                raise SpoolClosed("the spool is closed")
-            if self._failed is not None:
-                raise SpoolError(
-                    "an fsync failed earlier; the spool refuses appends"
-                ) from self._failed
-            if not buf:
-                return
-            seg, off = self._write_pos
-            roll = off > HEADER_LEN and off + len(buf) > self._segment_bytes
-            if self._total + len(buf) + roll * HEADER_LEN > self._max_bytes:
-                raise SpoolFull(
-                    f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}"
-                )
+                return False
+            if self._failed is None:
+                return True
             try:
-                if roll:
-                    seg, off = self._roll_locked(seg)
-                if os.pwrite(self._fd, buf, off) != len(buf):
-                    raise OSError(errno.ENOSPC, "short write to the spool")
-            except OSError as exc:  # a full disk: the batch is refused, nothing is acknowledged
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, off)  # a partial batch must not stay under the next
-                raise SpoolError(f"cannot write to the spool: {exc.strerror or exc}") from exc
-            self._write_pos = target = (seg, off + len(buf))
-            self._sizes[seg] += len(buf)
-            self._total += len(buf)
-            self._dirty_cv.notify()
-            while not self._always and self._durable < target:  # the flusher's next fsync
+                self._recover_locked()
+            except SpoolError as exc:
+                self._last_error = str(exc)
+                return False
+            self._last_error = None
+            return True
+
+    def append(self, payloads: Sequence[bytes]) -> None:
+        """Append the payloads as contiguous records; return once an fsync covers them.
+
+        Raises :class:`SpoolFull` at ``max_bytes``, :class:`SpoolClosed` once closed, and
+        :class:`SpoolError` when the disk refused the batch (it is then never delivered).
+        """
+        buf = frame(payloads)  # the CRCs are computed outside the lock
+        try:
+            with self._lock:
+                if self._closed:
+                    raise SpoolClosed("the spool is closed")
                 if self._failed is not None:
-                    raise SpoolError("fsync failed; the batch may not be durable") from self._failed
-                self._durable_cv.wait()
+                    self._recover_locked()
+                if not buf:
+                    return
+                target = self._write_locked(buf)
+                self._pending += 1
+            try:
+                self._wait_durable(target)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+        except (SpoolFull, SpoolClosed):
+            raise
+        except SpoolError as exc:
+            with self._lock:
+                self._last_error = str(exc)
+            raise
+        if self._last_error is not None:  # the disk took this one: no longer refusing
+            with self._lock:
+                self._last_error, self._refused_bytes = None, 0
+
+    def _write_locked(self, buf: bytes) -> Pos:
+        """Write ``buf`` at the end of the log (in a new segment when it would not fit the
+        active one); return the position after it. A batch the disk does not take in full
+        is cut off again: nothing of it stays under the next one."""
+        seg, off = self._write_pos
+        roll = off > HEADER_LEN and off + len(buf) > self._segment_bytes
+        if self._total + len(buf) + roll * HEADER_LEN > self._max_bytes:
+            raise SpoolFull(f"the spool holds {self._total} bytes; max_bytes is {self._max_bytes}")
+        try:
+            if roll:
+                seg, off = self._roll_locked(seg)
+            if os.pwrite(self._fd, buf, off) != len(buf):  # the disk filled up under it
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, off)
+            # a full disk takes writes again once this much is free (see last_error)
+            self._refused_bytes = len(buf) + roll * HEADER_LEN if exc.errno in FULL else 0
+            raise SpoolError(f"cannot write to the spool: {describe(exc)}") from exc
+        self._write_pos = target = (seg, off + len(buf))
+        self._sizes[seg] += len(buf)
+        self._total += len(buf)
+        self._dirty_cv.notify()
+        return target
+
+    def _wait_durable(self, target: Pos) -> None:
+        """Return once an fsync covers ``target``: this thread's (``always``), or the
+        flusher's next one (``interval``)."""
         if self._always:
             self._sync_to(target)
+            return
+        with self._lock:
+            while self._durable < target:
+                if self._failed is not None:
+                    raise self._fsync_error()
+                self._durable_cv.wait()
 
     def read(self, consumer: str, max_records: int = 100, timeout: float = 0.0) -> list[Record]:
         """The next durable records for ``consumer``, waiting up to ``timeout`` seconds for
@@ -216,9 +290,7 @@ class Spool:
                 pos = min((record.segment, record.end), self._durable)
                 if pos <= self._committed[consumer]:
                     return
-            tmp = self.directory / f"cursor.{consumer}.tmp"
-            tmp.write_bytes(cursor_line(pos))
-            os.replace(tmp, self.directory / f"cursor.{consumer}")
+            write_cursor(self.directory, consumer, pos)  # needs no free space
             with self._lock:
                 self._committed[consumer] = pos
                 self._read_pos[consumer] = max(self._read_pos[consumer], pos)
@@ -260,8 +332,11 @@ class Spool:
         if self._flusher is not None:
             self._flusher.join()
         try:
-            if self._failed is None:  # after a failed fsync, nothing more can be made durable
+            if self._failed is None:
                 self._sync_to(None)
+            else:  # nothing more can be made durable; what was refused must not come back
+                with self._lock, contextlib.suppress(OSError):
+                    self._total -= truncate_log(self.directory, self._sizes, self._durable)
         finally:
             with self._lock:
                 for fd in (*self._unsynced, self._fd, self._lock_fd):
@@ -281,7 +356,7 @@ class Spool:
             target = self._write_pos if target is None else target
             while True:
                 if self._failed is not None:
-                    raise SpoolError("fsync failed; the batch may not be durable") from self._failed
+                    raise self._fsync_error()
                 if self._durable >= target:
                     return
                 if not self._syncing:
@@ -306,12 +381,61 @@ class Spool:
             self._syncing = False
             if err is None:
                 self._durable = max(self._durable, snap)
-            else:  # retrying an fsync after EIO can falsely succeed: refuse from now on
-                log.error("spool fsync failed, refusing appends from now on: %s", err)
+            else:  # what it covered is refused; the spool goes on once the disk works
+                log.error(
+                    "spool fsync failed (%s): the batches it covered are refused and dropped",
+                    describe(err),
+                )
                 self._failed = err
             self._durable_cv.notify_all()
         if err is not None:
-            raise SpoolError("fsync failed; the batch may not be durable") from err
+            raise self._fsync_error() from err
+
+    def _fsync_error(self) -> SpoolError:
+        """What an append learns when the fsync that was to cover it failed."""
+        err = self._failed
+        reason = describe(err) if isinstance(err, OSError) else repr(err)
+        exc = SpoolError(f"fsync failed ({reason}); the batch was not stored")
+        exc.__cause__ = err
+        return exc
+
+    def _recover_locked(self) -> None:
+        """After a failed fsync: drop what was not durable, then go on in a new segment.
+
+        The bytes after the durable position belong to appends that were all refused
+        (none may still be waiting), and a second fsync proves nothing about them: the
+        kernel may have marked their pages clean when it reported the error, so a retry
+        can succeed without writing them. They are cut off instead, and appends go on in
+        a fresh segment file, fsynced with its directory entry first. Raises
+        :class:`SpoolError` while the disk still fails.
+        """
+        if not isinstance(self._failed, OSError):  # the flusher died of a bug: no way on
+            raise SpoolError(f"the spool's flusher stopped ({self._failed!r}); restart")
+        if self._pending or self._syncing:  # refused appends still on their way out
+            raise self._fsync_error()
+        try:
+            self._total -= truncate_log(self.directory, self._sizes, self._durable)
+            self._fresh_segment_locked()
+        except OSError as exc:
+            raise SpoolError(
+                f"the disk still fails ({describe(exc)}); the batch was not stored"
+            ) from exc
+        log.warning(
+            "spool: the disk takes writes again; going on in segment %d", self._write_pos[0]
+        )
+
+    def _fresh_segment_locked(self) -> None:
+        """Start the next segment, durable and empty, and take writes again."""
+        seg = self._write_pos[0] + 1
+        fd = new_segment(self.directory, seg, durable=True)
+        for old in (*self._unsynced, self._fd):
+            with contextlib.suppress(OSError):
+                os.close(old)
+        self._unsynced, self._fd, self._dir_dirty = [], fd, False
+        self._sizes[seg] = HEADER_LEN
+        self._total += HEADER_LEN
+        self._write_pos = self._durable = (seg, HEADER_LEN)
+        self._failed = None
 
     def _flush_loop(self) -> None:
         """Policy "interval": an fsync at most every interval, covering every append since."""
@@ -319,7 +443,9 @@ class Spool:
         try:
             while True:
                 with self._lock:
-                    while self._durable >= self._write_pos and not self._closed:
+                    while not self._closed and (
+                        self._failed is not None or self._durable >= self._write_pos
+                    ):  # after a failure, nothing until the spool has recovered
                         self._dirty_cv.wait()
                     if self._closed:
                         return  # close() does the final fsync
@@ -327,9 +453,8 @@ class Spool:
                 if pause > 0 and self._stop.wait(pause):
                     return
                 last = time.monotonic()
-                self._sync_to(None)
-        except SpoolError:
-            return  # recorded in self._failed, and the appenders were woken
+                with contextlib.suppress(SpoolError):  # in self._failed; appenders were woken
+                    self._sync_to(None)
         except Exception as exc:  # a bug, but appenders must not wait for ever
             log.exception("spool flusher stopped")
             with self._lock:
@@ -338,12 +463,7 @@ class Spool:
 
     def _roll_locked(self, seg: int) -> Pos:
         """Seal the active segment (the next fsync covers it) and start the next one."""
-        fd = os.open(self._path(seg + 1), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.pwrite(fd, SEG_HEADER.pack(SEG_MAGIC, FORMAT_VERSION), 0)
-        except OSError:
-            os.close(fd)  # the header-less file is harmless: recovery writes the header
-            raise
+        fd = new_segment(self.directory, seg + 1)
         self._unsynced.append(self._fd)
         self._fd, self._dir_dirty, self._sizes[seg + 1] = fd, True, HEADER_LEN
         self._total += HEADER_LEN
@@ -405,4 +525,7 @@ class Spool:
         """Every segment checked, torn tails cut, the cursors clamped: the active segment's
         fd and the cursors (:func:`~mlwatch.store.segments.recover_directory`)."""
         fd, cursors, self._sizes = recover_directory(self.directory, self._consumers, self._bad)
+        for name, pos in cursors.items():  # a file to overwrite in place when the disk is full
+            if not (self.directory / f"cursor.{name}").exists():
+                write_cursor(self.directory, name, pos)
         return fd, cursors

@@ -304,26 +304,6 @@ def test_blocked_reader_wakes_on_append(open_spool: Callable[..., Spool]) -> Non
     assert [payloads(r) for r in result] == [[b"hello"]]
 
 
-@pytest.mark.parametrize("policy", ["always", "interval"])
-def test_failed_fsync_refuses_appends_from_then_on(
-    open_spool: Callable[..., Spool], monkeypatch: pytest.MonkeyPatch, policy: str
-) -> None:
-    spool = open_spool(fsync=policy)
-    spool.append([b"kept"])
-
-    def broken(fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "fsync", broken)
-    with pytest.raises(SpoolError, match="fsync failed"):
-        spool.append([b"doubtful"])
-    monkeypatch.undo()  # a retried fsync after EIO can falsely succeed: no second chance
-    with pytest.raises(SpoolError, match="fsync failed"):
-        spool.append([b"later"])
-    assert payloads(read_all(spool)) == [b"kept"]
-    spool.close()
-
-
 def test_directory_can_be_opened_once(open_spool: Callable[..., Spool]) -> None:
     open_spool()
     with pytest.raises(SpoolError, match="already open"):
