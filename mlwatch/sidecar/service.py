@@ -45,6 +45,7 @@ VALIDATORS = {
 RETRY_AFTER_FULL_S = 5
 REPORT_IDS_KEPT = 1000
 PURGE_EVERY_S = 3600.0
+SPOOL_CHECK_S = 1.0  # while the spool's disk fails: how often it tries to go on
 
 
 class Sidecar:
@@ -185,19 +186,29 @@ class Sidecar:
             self.store.close()
 
     def _maintain(self) -> None:
+        """Retention every hour; and while the spool's disk fails, a try every second to go
+        on, so that readiness comes back even when no request comes to try it."""
+        purge_at = time.monotonic()
         while True:
-            try:
-                removed = self.store.purge()
-                if removed:
-                    log.info(
-                        "retention: removed %d rows older than %s days",
-                        removed,
-                        self.config.retention_days,
-                    )
-            except Exception as exc:  # keep running; the next round retries
-                self._sink_error("retention", exc)
-            if self._stop.wait(PURGE_EVERY_S):
+            if time.monotonic() >= purge_at:
+                self._purge()
+                purge_at = time.monotonic() + PURGE_EVERY_S
+            if self.spool.last_error is not None:
+                self.spool.recover()
+            if self._stop.wait(SPOOL_CHECK_S):
                 return
+
+    def _purge(self) -> None:
+        try:
+            removed = self.store.purge()
+            if removed:
+                log.info(
+                    "retention: removed %d rows older than %s days",
+                    removed,
+                    self.config.retention_days,
+                )
+        except Exception as exc:  # keep running; the next round retries
+            self._sink_error("retention", exc)
 
     def _sink_error(self, sink: str, exc: BaseException) -> None:
         self.metrics.sink_errors.labels(sink).inc()
@@ -312,9 +323,13 @@ class Sidecar:
             self.metrics.sink_lag.labels(sink.name).set(self.spool.lag_bytes(sink.name))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: not stopping, the spool takes writes (its disk did not refuse the last
+        one, or has room again), and every sink is healthy."""
+        error = self.spool.last_error
+        spool = {"healthy": error is None, "last_error": error}
         sinks = {c.sink.name: c.state() for c in self.consumers}
-        ok = all(s["healthy"] for s in sinks.values()) and not self._stop.is_set()
-        return ok, {"ready": ok, "sinks": sinks}
+        ok = error is None and all(s["healthy"] for s in sinks.values()) and not self._stop.is_set()
+        return ok, {"ready": ok, "spool": spool, "sinks": sinks}
 
     def status(self, model: str) -> dict[str, Any]:
         """Counts, sink lag and results of one model.

@@ -75,6 +75,7 @@ def test_outage_of_30_seconds_mid_stream(cluster_dir: Path, tmp_path: Path) -> N
                     503,
                     {
                         "ready": False,
+                        "spool": {"healthy": True, "last_error": None},
                         "sinks": {
                             "store": {"healthy": True, "alive": True, "last_error": None},
                             "elasticsearch": {"healthy": False, "alive": True, "last_error": ANY},
