@@ -29,7 +29,8 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+        why = (done.stderr.strip().splitlines() or ["no reason given"])[0]
+        pytest.skip(f"cannot mount a tmpfs here (not permitted?): {why}")
     try:
         yield where
     finally:
