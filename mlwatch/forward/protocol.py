@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import struct
 from typing import Any
 
@@ -39,6 +38,7 @@ DROPS_TAG = "mlwatch.drops"
 RESERVED = frozenset({"feedback", "models", "drops"})
 #: The latest time RFC 3339 can write (9999-12-31T23:59:59.999999999Z), in nanoseconds.
 MAX_TIME_NS = 253_402_300_799_999_999_999
+MAX_TIME_S = MAX_TIME_NS / 1e9  # checked before a float is scaled (1e305 s overflows)
 
 
 class EventTime:
@@ -80,6 +80,19 @@ def unpacker(max_buffer_size: int, *, max_array_len: int = -1) -> msgpack.Unpack
     )
 
 
+def decode_one(frame: bytes, *, max_array_len: int = -1) -> Any:
+    """The one msgpack object ``frame`` holds (from :class:`~mlwatch.forward.framing.Framer`),
+    decoded as :func:`unpacker` decodes. Declared lengths are bounded by the frame's size,
+    so a whole frame can declare no element it does not carry."""
+    return msgpack.unpackb(
+        frame,
+        raw=False,
+        unicode_errors="surrogateescape",
+        ext_hook=_ext_hook,
+        max_array_len=max_array_len,
+    )
+
+
 def encode(value: Any) -> bytes:
     """One msgpack object (strings as str, bytes as bin)."""
     return bytes(msgpack.packb(value, use_bin_type=True))
@@ -109,7 +122,7 @@ def entry_time_ns(value: Any) -> int | None:
         ns = value.ns
     elif type(value) is int:
         ns = value * 1_000_000_000
-    elif type(value) is float and math.isfinite(value):
+    elif type(value) is float and 0 <= value <= MAX_TIME_S:  # also refuses nan and inf
         ns = round(value * 1_000_000) * 1000
     else:
         return None
@@ -236,16 +249,16 @@ def pong(accepted: bool, server_hostname: str, salt: bytes, nonce: bytes, key: b
 def read_helo(msg: Any) -> tuple[bytes, bool]:
     """``(nonce, keepalive)`` of the server's HELO."""
     if not (type(msg) is list and len(msg) == 2 and msg[0] == "HELO" and type(msg[1]) is dict):
-        raise ForwardError(f"expected HELO, got {ascii(msg)[:80]}")
+        raise ForwardError(f"expected HELO, got {show(msg, 80)}")
     return raw(msg[1].get("nonce") or b""), msg[1].get("keepalive", True) is not False
 
 
 def check_pong(msg: Any, salt: bytes, nonce: bytes, key: bytes) -> None:
     """Accept the server's PONG only when it carries the key's digest."""
     if not (type(msg) is list and len(msg) == 5 and msg[0] == "PONG"):
-        raise ForwardError(f"expected PONG, got {ascii(msg)[:80]}")
+        raise ForwardError(f"expected PONG, got {show(msg, 80)}")
     if msg[1] is not True:
-        raise HandshakeRefused(f"authentication failed: {ascii(msg[2])[:200]}")
+        raise HandshakeRefused(f"authentication failed: {show(msg[2], 200)}")
     expected = digest(salt, raw(msg[3]), nonce, key).encode()
     if not hmac.compare_digest(expected, raw(msg[4])):
         raise HandshakeRefused("the server's PONG digest does not match the shared key")
@@ -254,10 +267,57 @@ def check_pong(msg: Any, salt: bytes, nonce: bytes, key: bytes) -> None:
 # -- describing what arrived ----------------------------------------------------------------
 
 
+class _Cut:
+    """What stands for the part of a value :func:`show` leaves out."""
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+_CUT = _Cut()
+
+
 def show(value: Any, limit: int = 60) -> str:
-    """A peer's value, quoted safely (ASCII, cut) for a log line or an error."""
-    text = ascii(value)
+    """A peer's value, quoted safely (ASCII, cut) for a log line or an error.
+
+    The work is bounded by ``limit``, not by the value: a peer's value may be 16 MiB of
+    one string or arrays nested 1,000 deep (where ``ascii`` alone raises RecursionError).
+
+    >>> show("mlwatch.iris"), show([[[[1]]]] * 100, 20), show(b"x" * 10**6, 12)
+    ("'mlwatch.iris'", '[[[[1]]], [[[1]]]...', "b'xxxxxxx...")
+    """
+    text = ascii(_clip(value, [limit], limit))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(value: Any, budget: list[int], limit: int) -> Any:
+    """A copy of ``value`` no larger than its preview needs: strings and bytes cut to
+    ``limit``, and at most ``budget[0]`` values in all (each costs at least a character
+    of the preview, so the recursion is at most ``limit`` deep)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return _CUT
+    if isinstance(value, (str, bytes)):
+        return value[:limit]
+    if isinstance(value, msgpack.ExtType):
+        return msgpack.ExtType(value.code, value.data[:limit])
+    if isinstance(value, (list, tuple)):
+        items = []
+        for item in value:
+            if budget[0] <= 0:
+                items.append(_CUT)
+                break
+            items.append(_clip(item, budget, limit))
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        pairs: dict[Any, Any] = {}
+        for key, item in value.items():
+            if budget[0] <= 0:
+                pairs[_CUT] = _CUT
+                break
+            pairs[_clip(key, budget, limit)] = _clip(item, budget, limit)
+        return pairs
+    return value
 
 
 def error_text(exc: BaseException) -> str:
