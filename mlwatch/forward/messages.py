@@ -18,12 +18,13 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from mlwatch.errors import ForwardError
 from mlwatch.forward.protocol import error_text, is_message_mode, raw, show, unpacker, what
 
 #: Most entries in one message: 16 MiB of tiny entries would be millions of Python objects.
 MAX_ENTRIES = 200_000
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -57,33 +58,48 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
-def unpack_entries(tag: str, packed: bytes, max_entries: int) -> list[Any]:
-    """The entries of a PackedForward message: concatenated msgpack, nothing cut short."""
-    reader = unpacker(len(packed) + 1, max_array_len=MAX_ENTRIES)
-    reader.feed(packed)
-    entries: list[Any] = []
+def count_entries(tag: str, packed: bytes, max_entries: int) -> int:
+    """How many whole msgpack entries ``packed`` holds, found by skipping them (nothing is
+    built, so a header that declares more than the bytes carry costs nothing); refuses
+    bytes that are not msgpack, end inside an entry, or hold more than ``max_entries``."""
+    skipper = msgpack.Unpacker(max_buffer_size=len(packed) + 1)
+    skipper.feed(packed)
+    count = end = 0
     try:
-        for entry in reader:
-            entries.append(entry)
-            if len(entries) > max_entries:
+        while True:
+            skipper.skip()
+            end = skipper.tell()  # after OutOfData tell() may count part of an entry
+            count += 1
+            if count > max_entries:
                 raise ForwardError(
                     f"tag {show(tag)}: more than {max_entries} entries in one message",
                     reason="too_large",
                 )
-        # A stream cut inside an entry just stops yielding (and tell() counts the bytes
-        # of a partial array header), so probe with a nil: only a stream that ended
-        # between entries yields it as a value of its own.
-        reader.feed(b"\xc0")
-        end = next(reader, _END)
+    except msgpack.OutOfData:
+        pass
     except ForwardError:
         raise
     except Exception as exc:
         raise ForwardError(
             f"tag {show(tag)}: the packed entries are not msgpack ({error_text(exc)})"
         ) from None
-    if end is not None:
+    if end != len(packed):
         raise ForwardError(f"tag {show(tag)}: the packed entries end in the middle of an entry")
-    return entries
+    return count
+
+
+def unpack_entries(tag: str, packed: bytes, max_entries: int) -> list[Any]:
+    """The entries of a PackedForward message: concatenated msgpack, nothing cut short,
+    counted before any is decoded."""
+    count_entries(tag, packed, max_entries)
+    reader = unpacker(len(packed) + 1, max_array_len=MAX_ENTRIES)
+    reader.feed(packed)
+    try:
+        return list(reader)
+    except Exception as exc:  # e.g. a map key that is not a string
+        raise ForwardError(
+            f"tag {show(tag)}: the packed entries are not msgpack ({error_text(exc)})"
+        ) from None
 
 
 def _option(msg: list[Any], tag: str, message_mode: bool) -> dict[str, Any] | None:

@@ -5,9 +5,11 @@ Fluentd's ``out_forward``, Fluent Bit's ``forward`` output, the fluent-logger li
 and :class:`mlwatch.client.fluent.FluentExporter` can all send here. The codec and the
 handshake are :mod:`mlwatch.forward`; what happens to the entries is
 :mod:`.records`. Each connection has its own thread, because ``accept`` blocks for the
-group-commit fsync (~20 ms). Every limit (sizes, deadlines, connections, buffered bytes)
-closes the connection and is counted in ``mlwatch_forward_errors_total{reason}``; the
-limits and their reasons are listed in docs/forward-protocol.md.
+group-commit fsync (~20 ms). A message is decoded only once all its bytes are in
+(:mod:`mlwatch.forward.framing`), so what a connection holds is the bytes it sent. Every
+limit (sizes, deadlines, connections, buffered bytes) closes the connection and is
+counted in ``mlwatch_forward_errors_total{reason}``; the limits and their reasons are
+listed in docs/forward-protocol.md.
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ from prometheus_client import CollectorRegistry
 
 from mlwatch.errors import ForwardError
 from mlwatch.forward import protocol
+from mlwatch.forward.framing import Framer
 from mlwatch.forward.messages import MAX_ENTRIES, read_message
-from mlwatch.forward.protocol import show, unpacker
+from mlwatch.forward.protocol import decode_one, show
 from mlwatch.inputs.forward.metrics import ForwardMetrics
 from mlwatch.inputs.forward.records import Accept, ForwardRecords
+from mlwatch.inputs.forward.slots import Slot, Slots
 from mlwatch.logs import RateLimitedLog
 from mlwatch.settings import Config
 
 log = logging.getLogger("mlwatch.sidecar.forward")
 
-#: Most connections served at once; more are closed at once (counted).
+#: Most connections served at once; past it the one idle longest, or the newcomer, is
+#: closed (counted).
 MAX_CONNECTIONS = 256
 #: A connection with no byte for this long is closed (senders reconnect on their next write).
 IDLE_TIMEOUT_S = 300.0
@@ -43,6 +48,9 @@ IDLE_TIMEOUT_S = 300.0
 HANDSHAKE_TIMEOUT_S = 10.0
 #: Time a message may take to arrive, from its first byte to its last (absolute).
 MESSAGE_TIMEOUT_S = 60.0
+#: Time the peer has to take an ack, the HELO or the PONG (tens of bytes): one that does
+#: not read its acks would otherwise hold its connection until the idle timeout.
+SEND_TIMEOUT_S = 30.0
 #: With a shared key, the most bytes buffered before the PONG (a PING is < 1 KiB).
 PREAUTH_MAX_BYTES = 64 * 1024
 #: Bytes received but not yet handled across all connections (at least twice
@@ -56,12 +64,11 @@ STOP_JOIN_S = 5.0
 class _Conversation:
     """One connection's reading state."""
 
-    reader: msgpack.Unpacker
+    slot: Slot
+    framer: Framer
     nonce: bytes | None = None  # set until the handshake is done
     handshake_end: float | None = None  # until the PING: its absolute deadline
-    received: int = 0  # bytes fed to the reader
-    boundary: int = 0  # where the first message not yet handled starts
-    started: float = 0.0  # when the first byte past ``boundary`` arrived
+    started: float = 0.0  # when the first byte not yet handled arrived
     held: int = 0  # this connection's share of the buffered bytes
 
 
@@ -82,6 +89,7 @@ class ForwardInput:
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         message_timeout_s: float = MESSAGE_TIMEOUT_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
         max_buffered_bytes: int | None = None,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
@@ -92,6 +100,7 @@ class ForwardInput:
         self.idle_timeout_s = idle_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
         self.message_timeout_s = message_timeout_s
+        self.send_timeout_s = send_timeout_s
         self.max_buffered_bytes = (
             max(MAX_BUFFERED_BYTES, 2 * self.max_message_bytes)
             if max_buffered_bytes is None
@@ -106,8 +115,8 @@ class ForwardInput:
         # self_hostname, and a Fluentd / Fluent Bit next to the sidecar shares the pod's name.
         self._hostname = f"mlwatch-sidecar@{socket.gethostname()}"
         self._log = RateLimitedLog(log)
-        self._lock = threading.Lock()
-        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._lock = threading.Lock()  # the buffered bytes
+        self._slots = Slots(max_connections)
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -161,13 +170,13 @@ class ForwardInput:
             self._thread.join(timeout)
         if self._listener is not None:
             self._listener.close()
-        with self._lock:
-            conns = list(self._conns.items())
-        for conn, _ in conns:
+        slots = self._slots.all()
+        for slot in slots:
             with contextlib.suppress(OSError):  # wakes a blocked recv(); a last ack may go out
-                conn.shutdown(socket.SHUT_RD)
-        for _, thread in conns:
-            thread.join(max(0.0, deadline - time.monotonic()))
+                slot.conn.shutdown(socket.SHUT_RD)
+        for slot in slots:
+            if slot.thread is not None:
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
 
     def _serve(self) -> None:
         listener = self._listener
@@ -183,42 +192,46 @@ class ForwardInput:
                 self._log.error("forward.accept", "forward: accept failed: %s", exc)
                 self._stopping.wait(0.1)
                 continue
-            where = f"{peer[0]}:{peer[1]}"
-            thread = threading.Thread(
-                target=self._connection,
-                args=(conn, where),
-                name=f"mlwatch-forward-{where}",
-                daemon=True,
+            self._admit(Slot(conn, f"{peer[0]}:{peer[1]}"))
+
+    def _admit(self, slot: Slot) -> None:
+        """Serve a new connection on a thread of its own, making room if need be."""
+        admission = self._slots.admit(slot)
+        if not admission.admitted or admission.evicted is not None:
+            self.metrics.errors.labels("connection_limit").inc()
+            gone = admission.evicted
+            self._log.warning(
+                "forward.limit",
+                "forward: %d connections open; closing %s",
+                self.max_connections,
+                f"the one from {slot.where}"
+                if gone is None
+                else f"the one from {gone.where}, idle longest, for the one from {slot.where}",
             )
-            with self._lock:
-                full = len(self._conns) >= self.max_connections
-                if not full:
-                    self._conns[conn] = thread
-            if full:
-                self.metrics.errors.labels("connection_limit").inc()
-                self._log.warning(
-                    "forward.limit",
-                    "forward: %d connections open; closing the one from %s",
-                    self.max_connections,
-                    where,
-                )
-                conn.close()
-                continue
-            self.metrics.connections.inc()
-            try:
-                thread.start()
-            except RuntimeError as exc:  # no thread to spare: refuse this one, keep serving
-                with self._lock:
-                    self._conns.pop(conn, None)
-                self.metrics.connections.dec()
-                conn.close()
-                self.metrics.errors.labels("error").inc()
-                self._log.error("forward.thread", "forward: cannot serve %s: %s", where, exc)
+            if not admission.admitted:
+                slot.conn.close()
+                return
+        slot.thread = threading.Thread(
+            target=self._connection,
+            args=(slot,),
+            name=f"mlwatch-forward-{slot.where}",
+            daemon=True,
+        )
+        self.metrics.connections.inc()
+        try:
+            slot.thread.start()
+        except RuntimeError as exc:  # no thread to spare: refuse this one, keep serving
+            self._slots.release(slot)
+            self.metrics.connections.dec()
+            slot.conn.close()
+            self.metrics.errors.labels("error").inc()
+            self._log.error("forward.thread", "forward: cannot serve %s: %s", slot.where, exc)
 
     # -- one connection -------------------------------------------------------
-    def _connection(self, conn: socket.socket, where: str) -> None:
+    def _connection(self, slot: Slot) -> None:
+        where = slot.where
         try:
-            self._converse(conn, where)
+            self._converse(slot)
         except ForwardError as exc:
             self.metrics.errors.labels(exc.reason).inc()
             self._log.warning(
@@ -238,32 +251,31 @@ class ForwardInput:
                 exc_info=True,
             )
         finally:
-            with self._lock:
-                self._conns.pop(conn, None)
+            self._slots.release(slot)
             self.metrics.connections.dec()
             with contextlib.suppress(OSError):
-                conn.close()
+                slot.conn.close()
 
-    def _converse(self, conn: socket.socket, where: str) -> None:
-        st = _Conversation(
-            reader=unpacker(self.max_message_bytes + RECV_BYTES, max_array_len=MAX_ENTRIES)
-        )
+    def _converse(self, slot: Slot) -> None:
+        conn = slot.conn
+        st = _Conversation(slot, Framer(self.max_message_bytes + RECV_BYTES))
         if self._shared_key is not None:
             st.nonce = os.urandom(16)
             st.handshake_end = time.monotonic() + self.handshake_timeout_s
-            conn.settimeout(self.handshake_timeout_s)
-            conn.sendall(protocol.helo(st.nonce))
+            self._send(conn, protocol.helo(st.nonce), "the HELO")
         try:
             while not self._stopping.is_set():
-                if not self._receive(conn, st) or not self._handle(conn, where, st):
+                if not self._receive(conn, st) or not self._handle(conn, slot.where, st):
                     return
         finally:
             self._hold(st.held, 0)
 
     def _receive(self, conn: socket.socket, st: _Conversation) -> bool:
-        """The next bytes into the reader, within the deadlines and size limits; False when
+        """The next bytes into the framer, within the deadlines and size limits; False when
         the peer closed the connection."""
-        pending = st.received - st.boundary
+        pending = st.framer.pending
+        if not pending:
+            st.slot.idle()  # nothing unhandled: this connection may make room for another
         conn.settimeout(self._recv_timeout(st.handshake_end, pending, st.started))
         try:
             data = conn.recv(RECV_BYTES)
@@ -271,15 +283,15 @@ class ForwardInput:
             if st.handshake_end is None and not pending:
                 raise  # idle between messages: closed, not an error
             raise self._timed_out(st.handshake_end, pending, st.started) from None
+        finally:
+            st.slot.busy()
         if not data:
             return False
-        conn.settimeout(self.idle_timeout_s)  # for the PONG and acks sent next
         if not pending:
             st.started = time.monotonic()
-        st.received += len(data)
-        # The reader builds a message's objects as bytes arrive (its buffer holds only what
-        # it has not parsed yet), so the size of a message is counted here.
-        pending = st.received - st.boundary
+        # The framer holds a message's bytes until all of it is in, so the size of a
+        # message is counted here, before it is decoded.
+        pending += len(data)
         if st.handshake_end is not None and pending > PREAUTH_MAX_BYTES:
             raise ForwardError(
                 f"more than {PREAUTH_MAX_BYTES} bytes before the handshake ended (expected a PING)",
@@ -291,7 +303,7 @@ class ForwardInput:
             )
         st.held = self._hold(st.held, pending)
         try:
-            st.reader.feed(data)
+            st.framer.feed(data)
         except msgpack.BufferFull:  # defensive: the count above keeps it from happening
             raise ForwardError(
                 f"a message larger than {self.max_message_bytes} bytes", reason="too_large"
@@ -303,9 +315,10 @@ class ForwardInput:
         close without an ack (the sidecar cannot take the records now)."""
         while not self._stopping.is_set():
             try:
-                msg = next(st.reader)
-            except StopIteration:
-                break
+                frame = st.framer.next()
+                if frame is None:
+                    break
+                msg = decode_one(frame, max_array_len=MAX_ENTRIES)
             except Exception as exc:
                 raise ForwardError(
                     f"malformed msgpack ({protocol.error_text(exc)}); "
@@ -316,10 +329,21 @@ class ForwardInput:
                 st.nonce = st.handshake_end = None
             elif not self._message(conn, where, msg):
                 return False
-            st.boundary = st.reader.tell()
-            st.held = self._hold(st.held, st.received - st.boundary)
+            st.held = self._hold(st.held, st.framer.pending)
             st.started = time.monotonic()  # the next message's deadline starts now
         return True
+
+    def _send(self, conn: socket.socket, data: bytes, what: str) -> None:
+        """Write an answer the peer must take within ``send_timeout_s``."""
+        conn.settimeout(self.send_timeout_s)
+        try:
+            conn.sendall(data)
+        except TimeoutError:
+            raise ForwardError(
+                f"the peer did not take {what} within {self.send_timeout_s:g}s "
+                "(it does not read its answers)",
+                reason="timeout",
+            ) from None
 
     def _recv_timeout(self, handshake_end: float | None, pending: int, started: float) -> float:
         """How long the next ``recv`` may wait: the idle timeout, cut short by the absolute
@@ -367,7 +391,9 @@ class ForwardInput:
     def _handshake(self, conn: socket.socket, msg: Any, nonce: bytes) -> None:
         assert self._shared_key is not None
         salt, known = protocol.check_ping(msg, nonce, self._shared_key)
-        conn.sendall(protocol.pong(known, self._hostname, salt, nonce, self._shared_key))
+        self._send(
+            conn, protocol.pong(known, self._hostname, salt, nonce, self._shared_key), "the PONG"
+        )
         if not known:
             raise ForwardError(
                 f"shared key mismatch (client hostname {show(msg[1])})", reason="auth"
@@ -381,5 +407,5 @@ class ForwardInput:
         if not self.handler.ingest(message.tag, message.entries, where):
             return False
         if message.chunk is not None:
-            conn.sendall(protocol.ack(message.chunk))
+            self._send(conn, protocol.ack(message.chunk), "an ack")
         return True
