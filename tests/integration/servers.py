@@ -69,7 +69,11 @@ class SidecarProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_until(self._ready, timeout=30, what=f"sidecar on {self.url}")
+        try:
+            wait_until(self._ready, timeout=30, what=f"sidecar on {self.url}")
+        except BaseException:
+            self.stop()  # a sidecar that never got ready must not outlive the test
+            raise
         return self
 
     def _ready(self) -> bool:
