@@ -103,9 +103,8 @@ class Sidecar:
             config.models, key=load_or_create_key(config.hash_key, self.data_dir)
         )
         # a sink with records to deliver that commits none for this long is unready
-        stall_s: float | None = getattr(config, "sink_stall_s", None)
         self.consumers = [
-            Consumer(self.spool, sink, on_error=self._sink_error, stall_s=stall_s)
+            Consumer(self.spool, sink, on_error=self._sink_error, stall_s=config.sink_stall_s)
             for sink in self.sinks
         ]
         # other ways in besides HTTP; each hands decoded records to accept()

@@ -7,7 +7,6 @@ bound, with the reason in its state, and ready again as soon as it catches up.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import time
@@ -18,27 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from mlwatch.settings import Config
 from mlwatch.sidecar.app import create_app
-from mlwatch.sinks import consumer
 from tests.helpers import event, wait_until
 
 STALL_S = 0.5
 
 
-def stall_config(make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
-    """A config whose sinks are stalled after ``STALL_S`` (the setting, where it exists)."""
-    if "sink_stall_s" in {f.name for f in dataclasses.fields(Config)}:
-        return make(sink_stall_s=STALL_S, **kw)
-    monkeypatch.setattr(consumer, "STALL_S", STALL_S)
-    return make(**kw)
-
-
 @pytest.fixture
-def stalling_client(
-    sidecar_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
-    app = create_app(stall_config(sidecar_config, monkeypatch), registry=CollectorRegistry())
+def stalling_client(sidecar_config: Callable[..., Any]) -> Iterator[TestClient]:
+    app = create_app(sidecar_config(sink_stall_s=STALL_S), registry=CollectorRegistry())
     with TestClient(app) as c:
         yield c
 
