@@ -13,6 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 from mlwatch.elastic import templates
 from mlwatch.settings import Config
 
+#: Room for one bulk answer per refused document, over the node's default bound.
+RESPONSE_BYTES_PER_DOCUMENT = 4096
+
 log = logging.getLogger("mlwatch.elasticsearch")
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
@@ -32,8 +35,11 @@ def safe_url(url: str) -> str:
 
 
 def make_client(config: Config) -> Any:
-    """An ``elasticsearch.Elasticsearch`` client from the settings (auth, TLS, timeouts)."""
+    """An ``elasticsearch.Elasticsearch`` client from the settings (auth, TLS, timeouts),
+    whose nodes bound each answer in size and in time (:mod:`mlwatch.elastic.node`)."""
     from elasticsearch import Elasticsearch
+
+    from mlwatch.elastic.node import MAX_RESPONSE_BYTES, bounded_node
 
     hosts = [u.strip() for u in (config.elasticsearch_url or "").split(",") if u.strip()]
     if not hosts:
@@ -43,6 +49,9 @@ def make_client(config: Config) -> Any:
         "max_retries": 2,
         "retry_on_timeout": True,
         "http_compress": config.elasticsearch_compress,
+        "node_class": bounded_node(
+            max(MAX_RESPONSE_BYTES, config.elasticsearch_batch_size * RESPONSE_BYTES_PER_DOCUMENT)
+        ),
     }
     if config.elasticsearch_api_key:
         kwargs["api_key"] = config.elasticsearch_api_key

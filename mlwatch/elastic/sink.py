@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
+from mlwatch.elastic.answers import read_items
 from mlwatch.elastic.bulk import DOCUMENT_ERRORS, Op, Outcome, chunks, dead_letter, quiet
 from mlwatch.elastic.client import install_templates, make_client
 from mlwatch.elastic.documents import (
@@ -255,7 +256,7 @@ class ElasticsearchSink:
         body = b"".join(op.lines() for op in chunk)
         try:
             resp = self.client.bulk(
-                operations=body, filter_path="errors,items.*.status,items.*.error"
+                operations=body, filter_path="errors,items.*._id,items.*.status,items.*.error"
             )
         except ApiError as exc:
             status = exc.meta.status
@@ -272,29 +273,34 @@ class ElasticsearchSink:
                 retry=chunk, problems=[f"bulk request: {type(exc).__name__}: {exc.message}"]
             )
         except Exception as exc:  # e.g. a response that does not parse
-            return Outcome(retry=chunk, problems=[f"bulk request: {type(exc).__name__}"])
-        items = resp.get("items", [])
-        if len(items) != len(chunk):
             return Outcome(
-                retry=chunk,
-                problems=[f"bulk response has {len(items)} items for {len(chunk)} documents"],
+                retry=chunk, problems=[f"bulk request: {type(exc).__name__}: {str(exc)[:200]}"]
             )
+        return self._tally(chunk, getattr(resp, "body", resp))
+
+    def _tally(self, chunk: list[Op], body: Any) -> Outcome:
+        """Sort the documents of one bulk answer: delivered (created or already there),
+        refused for what they are (dead letters), or to retry (anything else, including
+        every item the answer does not confirm in Elasticsearch's own shape)."""
+        items = read_items(body, chunk)
+        if isinstance(items, str):
+            return Outcome(retry=chunk, problems=[items])
         outcome = Outcome()
         created = duplicate = 0
         for op, item in zip(chunk, items, strict=True):
-            result = item.get("create") or next(iter(item.values()))
-            status = int(result.get("status", 0))
-            error = result.get("error") or {}
-            if status in (200, 201):
+            if item.status in (200, 201):
                 created += 1
-            elif status == 409:
+            elif item.status == 409:
                 duplicate += 1
-            elif status == 400 and error.get("type") in DOCUMENT_ERRORS:
-                outcome.join(self._refuse(op, status, error))
+            elif item.status == 400 and item.error.get("type") in DOCUMENT_ERRORS:
+                outcome.join(self._refuse(op, item.status, item.error))
             else:  # 401/403/404/429/5xx, blocks, index names: the cluster, not the document
                 outcome.retry.append(op)
                 outcome.problems.append(
-                    f"HTTP {status} {error.get('type')}: {quiet(str(error.get('reason')))[:200]}"
+                    f"bulk item: {item.problem}"
+                    if item.problem
+                    else f"HTTP {item.status} {item.error.get('type')}: "
+                    f"{quiet(str(item.error.get('reason')))[:200]}"
                 )
         if created:
             self.documents.labels(SINK_NAME, "created").inc(created)
