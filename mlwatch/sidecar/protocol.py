@@ -20,7 +20,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_REASONS = {
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 def refusal(status: int, detail: str, extra: str = "") -> bytes:
@@ -128,4 +132,3 @@ def guarded_protocol(
             "on_refused": staticmethod(on_refused),
         },
     )
-
