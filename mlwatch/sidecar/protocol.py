@@ -66,12 +66,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
+        # While a head is being read, the parser gets at most what is left of the head's
+        # allowance at a time, so the bytes after the head's end (a body, sent in the
+        # same read) never count against it; the rest goes to the parser in one piece.
+        while self._in_head and data and not self.transport.is_closing():
+            room = self.max_header_bytes - self._head_bytes
+            if room <= 0:
                 self._refuse(431, f"request head exceeds {self.max_header_bytes} bytes")
                 return
-        super().data_received(data)
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self._head_bytes += len(piece)
+            super().data_received(piece)
+        if data and not self.transport.is_closing():
+            super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

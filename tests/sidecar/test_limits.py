@@ -111,6 +111,41 @@ def test_a_huge_header_gets_431_before_authentication(sidecar: SidecarProcess) -
     assert vm_hwm_kib(sidecar) - before < 32 * 1024
 
 
+def test_a_body_sent_with_its_head_does_not_count_against_the_head(
+    sidecar: SidecarProcess,
+) -> None:
+    """A large batch whose head and body arrive in one read is accepted: the head
+    allowance bounds the head, never the body."""
+    events = [{"model": "bulk", "latency_ms": 1, "features": {"x": "a" * 200}}] * 400
+    body = json.dumps(events).encode()
+    assert len(body) > 4 * 16384
+    pad = b"X-Pad: " + b"a" * (16384 - len(HEAD) - 200) + b"\r\n"  # a head near its limit
+    s = connect(sidecar)
+    s.sendall(
+        HEAD
+        + pad
+        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n".encode()
+        + body
+    )
+    got = answer(s)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 202 "), got[:300]
+    assert json.loads(got.split(b"\r\n\r\n", 1)[1]) == {"accepted": 400}
+
+
+def test_pipelined_requests_each_get_the_head_allowance(sidecar: SidecarProcess) -> None:
+    body = json.dumps([{"model": "bulk", "latency_ms": 1}] * 200).encode()
+    one = (
+        HEAD + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    ) + body
+    s = connect(sidecar)
+    s.sendall(one * 3 + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = answer(s)
+    s.close()
+    assert got.count(b"HTTP/1.1 202 ") == 3 and got.count(b"HTTP/1.1 200 ") == 1, got[:600]
+
+
 def test_healthz_stays_fast_under_a_header_attack(sidecar: SidecarProcess) -> None:
     attackers = [
         threading.Thread(target=huge_header, args=(sidecar, 100 << 20), daemon=True)
