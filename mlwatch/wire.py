@@ -53,9 +53,30 @@ MAX_DEPTH = 32  # nesting of prediction, label and params values
 MAX_LATENCY_MS = 7 * 86_400_000.0  # a week: beyond is a unit bug (ns sent as ms), not a call
 MAX_DROP_COUNT = 10**12  # per entry of a drop report: more is not a count of calls
 MAX_DROP_ENTRIES = 1_000  # per report: one per (model, version, reason)
-LABEL_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_BATCH_SIZE = 10**9  # rows of one batch prediction
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# Each pattern is written once, as a JSON Schema (ECMA 262) pattern that Python reads
+# the same way, and used both here (with fullmatch) and in the sidecar's OpenAPI
+# document, so the published schema and the validator cannot disagree.
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+LABEL_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+#: Characters no id, name, version or label value may hold: C0 and C1 controls (NUL,
+#: newlines, escapes), line and paragraph separators, bidirectional controls and the
+#: byte-order mark. They cut stored ids short, split log lines and reverse text on screen.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff"
+TEXT_PATTERN = f"^[^{CONTROL_CHARS}]*$"
+#: RFC 3339 date-times of years 1970 to 9999 with real calendar dates (leap days too).
+TS_PATTERN = (
+    "^(?:(?:19[7-9][0-9]|[2-9][0-9]{3})-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    "|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    "|(?:19(?:7[26]|8[048]|9[26])|[2-9][0-9](?:0[48]|[2468][048]|[13579][26])"
+    "|(?:[2468][048]|[3579][26])00)-02-29)"
+    "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?"
+    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+LABEL_KEY_RE = re.compile(LABEL_KEY_PATTERN)
+NAME_RE = re.compile(NAME_PATTERN)
+TEXT_RE = re.compile(TEXT_PATTERN)
 _REASON_RE = re.compile(r"^[a-z_]{1,32}$")
 
 EVENT_FIELDS = frozenset(
@@ -81,21 +102,35 @@ REGISTRATION_FIELDS = frozenset({"model", "version", "code_version", "run_id", "
 STATUSES = ("ok", "error")
 
 
-def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
-    """The record's own time, or the time of receipt when it has none. Times before
-    the epoch are refused: they are a unit or parsing bug upstream, and an event id
-    (a UUIDv7) cannot hold them."""
-    if value is None:
-        now = time.time_ns()
-        return format_ts(now), now // 1000
-    ts, us = parse_ts(value, line=line)
+def plain(text: str) -> bool:
+    """Whether ``text`` holds none of :data:`CONTROL_CHARS`.
+
+    >>> plain("churn v2 (é)"), plain("m1\\n"), plain("a\\u202eb")
+    (True, False, False)
+    """
+    return TEXT_RE.fullmatch(text) is not None
+
+
+def event_time(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, int]:
+    """An event's or a query's time (:data:`TS_PATTERN`): normalised to UTC, and as epoch
+    microseconds. Times before the epoch are refused: they are a unit or parsing bug
+    upstream, and an event id (a UUIDv7) cannot hold them."""
+    ts, us = parse_ts(value, line=line, field=field)
     if us < 0:
         raise ValidationError(
             f"expected a time from 1970-01-01T00:00:00Z on, got {show(value)}",
             line=line,
-            field="ts",
+            field=field,
         )
     return ts, us
+
+
+def _ts_or_now(value: Any, line: int | None) -> tuple[str, int]:
+    """The record's own time, or the time of receipt when it has none."""
+    if value is None:
+        now = time.time_ns()
+        return format_ts(now), now // 1000
+    return event_time(value, line=line)
 
 
 def _typename(value: Any) -> str:
@@ -129,7 +164,7 @@ def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) 
             line=line,
             field=key,
         )
-    if not value.isprintable():  # a NUL would cut the stored id short and collide joins
+    if not plain(value):  # a NUL would cut the stored id short and collide joins
         raise ValidationError(
             f"control characters are not allowed, got {value!r:.60}", line=line, field=key
         )
@@ -162,7 +197,7 @@ def _feature_names_ok(features: dict[str, Any]) -> bool:
     good = _GOOD_NAMES
     for key in features:
         if key not in good:
-            if not (0 < len(key) <= MAX_ID and key.isprintable()):
+            if not (0 < len(key) <= MAX_ID and plain(key)):
                 return False
             if len(good) >= _GOOD_NAMES_MAX:
                 good.clear()
@@ -266,7 +301,7 @@ def _labels(obj: dict[str, Any], line: int | None) -> dict[str, str] | None:
                 line=line,
                 field=f"labels.{key:.64}",
             )
-        if not isinstance(value, str) or len(value) > MAX_NAME or not value.isprintable():
+        if not isinstance(value, str) or len(value) > MAX_NAME or not plain(value):
             raise ValidationError(
                 f"expected a string of at most {MAX_NAME} characters without control "
                 f"characters, got {show(value)}",
@@ -292,9 +327,15 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
     ts, ts_us = _ts_or_now(obj.get("ts"), line)
     labels = _labels(obj, line)
     batch_size = obj.get("batch_size")
-    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+    if type(batch_size) is float and batch_size.is_integer():  # 32.0 is JSON's integer 32
+        batch_size = int(batch_size)
+    if batch_size is not None and (
+        type(batch_size) is not int or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
         raise ValidationError(
-            f"expected a positive integer, got {show(batch_size)}", line=line, field="batch_size"
+            f"expected an integer from 1 to {MAX_BATCH_SIZE}, got {show(batch_size)}",
+            line=line,
+            field="batch_size",
         )
     prediction = obj.get("prediction")
     _check_json_value(prediction, line, "prediction")
@@ -396,18 +437,14 @@ def validate_drop_report(obj: Any) -> tuple[str | None, list[tuple[str, str, str
             and NAME_RE.fullmatch(model)
             and isinstance(version, str)
             and 0 < len(version) <= MAX_NAME
-            and version.isprintable()
+            and plain(version)
             and isinstance(reason, str)
             and _REASON_RE.fullmatch(reason)
             and type(count) is int
             and 0 <= count <= MAX_DROP_COUNT
             and (
                 report_id is None
-                or (
-                    isinstance(report_id, str)
-                    and 0 < len(report_id) <= 64
-                    and report_id.isprintable()
-                )
+                or (isinstance(report_id, str) and 0 < len(report_id) <= 64 and plain(report_id))
             )
         ):
             raise ValidationError(

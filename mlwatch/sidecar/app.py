@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,32 +23,12 @@ from starlette.requests import ClientDisconnect
 from mlwatch import __version__, wire
 from mlwatch.errors import IngestError, ValidationError
 from mlwatch.settings import Config
+from mlwatch.sidecar import openapi
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
-from mlwatch.times import parse_ts
 
 log = logging.getLogger("mlwatch.sidecar")
-
-_RECORDS_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "A JSON array of records, or NDJSON (one record per line); "
-        "optionally Content-Encoding: gzip.",
-        "content": {
-            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-            "application/x-ndjson": {"schema": {"type": "string"}},
-        },
-    },
-    "responses": {
-        "202": {"description": 'Durably accepted: {"accepted": n}'},
-        "400": {"description": "Malformed body (names the line)"},
-        "401": {"description": "Missing or wrong bearer token"},
-        "413": {"description": "Body or record count over the limit"},
-        "415": {"description": "Unsupported Content-Type or Content-Encoding"},
-        "422": {"description": "A record breaks the wire format (names line and field)"},
-        "503": {"description": "Spool full or shutting down; see Retry-After"},
-    },
-}
+_INGEST_REFUSALS = (400, 413, 415, 422)
 
 
 def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -67,9 +47,11 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     app.state.sidecar = sidecar
     _error_handlers(app, sidecar)
     auth = Depends(_authorizer(config.token))
-    _ingest_routes(app, sidecar, auth)
-    _query_routes(app, sidecar, auth)
-    _ops_routes(app, sidecar, auth)
+    secured = config.token is not None
+    _ingest_routes(app, sidecar, auth, secured)
+    _query_routes(app, sidecar, auth, secured)
+    _ops_routes(app, sidecar, auth, secured)
+    openapi.install(app, max_records=config.max_events_per_request, secured=secured)
     return app
 
 
@@ -138,7 +120,7 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | 
     return b"".join(chunks)
 
 
-def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
+def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
     async def accept(request: Request, kind: bytes) -> Response:
         raw = await _read_body(
             request, sidecar.config.max_body_bytes, sidecar.config.request_timeout_s
@@ -160,7 +142,9 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         "/v1/events",
         status_code=202,
         dependencies=[auth],
-        openapi_extra=_RECORDS_BODY,
+        openapi_extra=openapi.operation(
+            202, "Accepted", *_INGEST_REFUSALS, secured=secured, body=EVENTS
+        ),
         summary="Record prediction events (wire format v1)",
     )
     async def post_events(request: Request) -> Response:
@@ -170,7 +154,9 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         "/v1/feedback",
         status_code=202,
         dependencies=[auth],
-        openapi_extra=_RECORDS_BODY,
+        openapi_extra=openapi.operation(
+            202, "Accepted", *_INGEST_REFUSALS, secured=secured, body=FEEDBACK
+        ),
         summary="Record ground truth by request_id",
     )
     async def post_feedback(request: Request) -> Response:
@@ -180,11 +166,22 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
         "/v1/models",
         status_code=202,
         dependencies=[auth],
-        openapi_extra=_RECORDS_BODY,
+        openapi_extra=openapi.operation(
+            202, "Accepted", *_INGEST_REFUSALS, secured=secured, body=MODELS
+        ),
         summary="Register model versions with code version, run id and parameters",
     )
     async def post_models(request: Request) -> Response:
         return await accept(request, MODELS)
+
+
+# The patterns are documented, and checked by the wire format's own functions, whose
+# messages say what was expected.
+ModelName = Annotated[
+    str, Path(description="Model name.", json_schema_extra={"pattern": wire.NAME_PATTERN})
+]
+TIME_DOC = "RFC 3339, from 1970 on"
+TIME_SCHEMA = {"pattern": wire.TS_PATTERN}
 
 
 def _check_model(model: str) -> str:
@@ -193,56 +190,80 @@ def _check_model(model: str) -> str:
     return model
 
 
-def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
+def _window_bound(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return wire.event_time(value, line=None, field=name)[1]
+    except ValidationError as exc:
+        raise IngestError(422, f"query parameter {exc}") from None
+
+
+def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
     @app.get(
         "/v1/models/{model}/status",
         dependencies=[auth],
+        openapi_extra=openapi.operation(200, "Status", 422, secured=secured),
         summary="Counts, sink lag and versions of one model",
     )
-    async def status(model: str) -> dict[str, Any]:
+    async def status(model: ModelName) -> dict[str, Any]:
         return await run_in_threadpool(sidecar.status, _check_model(model))
 
     @app.get(
         "/v1/models/{model}/events",
         dependencies=[auth],
+        openapi_extra=openapi.operation(200, "EventPage", 422, secured=secured),
         summary="Stored events of one model, newest first",
     )
     async def events(
-        model: str,
-        since: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
-        until: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+        model: ModelName,
+        since: Annotated[
+            str | None, Query(description=TIME_DOC + ", inclusive", json_schema_extra=TIME_SCHEMA)
+        ] = None,
+        until: Annotated[
+            str | None, Query(description=TIME_DOC + ", exclusive", json_schema_extra=TIME_SCHEMA)
+        ] = None,
         version: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        bounds: dict[str, int | None] = {"since": None, "until": None}
-        for name, value in (("since", since), ("until", until)):
-            if value is not None:
-                try:
-                    bounds[name] = parse_ts(value, line=None, field=name)[1]
-                except ValidationError as exc:
-                    raise IngestError(422, f"query parameter {exc}") from None
         rows = await run_in_threadpool(
             sidecar.store.events,
             _check_model(model),
-            since_us=bounds["since"],
-            until_us=bounds["until"],
+            since_us=_window_bound("since", since),
+            until_us=_window_bound("until", until),
             version=version,
             limit=limit,
         )
         return {"model": model, "count": len(rows), "events": rows}
 
 
-def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any) -> None:
-    @app.get("/metrics", dependencies=[auth], summary="Prometheus metrics")
+def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
+    metrics_text = {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}
+
+    @app.get(
+        "/metrics",
+        dependencies=[auth],
+        response_class=Response,
+        openapi_extra=openapi.operation(200, metrics_text, secured=secured),
+        summary="Prometheus metrics (text exposition format)",
+    )
     async def metrics() -> Response:
         sidecar.refresh_gauges()
         return Response(generate_latest(sidecar.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get(
+        "/healthz",
+        openapi_extra=openapi.operation(200, "Health", secured=False),
+        summary="Liveness",
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: spool open and every sink healthy")
+    @app.get(
+        "/readyz",
+        openapi_extra=openapi.operation(200, "Readiness", secured=False, unready="Readiness"),
+        summary="Readiness: spool open and every sink healthy",
+    )
     async def readyz() -> JSONResponse:
         ok, detail = sidecar.readiness()
         return JSONResponse(detail, status_code=200 if ok else 503)

@@ -317,7 +317,12 @@ def test_openapi_lists_the_contract(client: TestClient) -> None:
     ):
         assert path in spec["paths"], path
     body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
-    assert set(body) == {"application/json", "application/x-ndjson"}
+    assert set(body) == {
+        "application/json",
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+    }
 
 
 def test_readyz(client: TestClient) -> None:

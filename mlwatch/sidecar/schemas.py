@@ -1,0 +1,232 @@
+"""JSON Schemas of what the sidecar takes and answers, for its OpenAPI document.
+
+The record schemas are built from the wire format's own limits and patterns
+(:mod:`mlwatch.wire`), so the document and the validator say the same thing. What a
+schema cannot say is in its description: a prediction, label or parameter value nests
+at most ``wire.MAX_DEPTH`` levels, and a duplicated JSON key keeps its last value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlwatch import wire
+
+Schema = dict[str, Any]
+REF = "#/components/schemas/"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": REF + name}
+
+
+def text(max_length: int, *, min_length: int = 1, nullable: bool = True) -> Schema:
+    """An id, version or label value: free text without control characters."""
+    schema: Schema = {
+        "type": ["string", "null"] if nullable else "string",
+        "minLength": min_length,
+        "maxLength": max_length,
+        "pattern": wire.TEXT_PATTERN,
+    }
+    return schema
+
+
+def _name(description: str) -> Schema:
+    return {"type": "string", "pattern": wire.NAME_PATTERN, "description": description}
+
+
+def _time(description: str) -> Schema:
+    return {"type": ["string", "null"], "pattern": wire.TS_PATTERN, "description": description}
+
+
+_ANY_JSON: Schema = {
+    "description": f"Any JSON value without NaN or infinity, nested at most {wire.MAX_DEPTH} deep."
+}
+
+_FEATURES: Schema = {
+    "type": ["object", "null"],
+    "description": "Flat object of scalars; null when the payload was sampled out.",
+    "maxProperties": wire.MAX_FEATURES,
+    "propertyNames": {"minLength": 1, "maxLength": wire.MAX_ID, "pattern": wire.TEXT_PATTERN},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": ["number", "boolean", "null"]},
+            {"type": "string", "maxLength": wire.MAX_STRING},
+        ]
+    },
+}
+
+_LABELS: Schema = {
+    "type": ["object", "null"],
+    "description": "Extra low-cardinality tags.",
+    "maxProperties": wire.MAX_LABELS,
+    "propertyNames": {"pattern": wire.LABEL_KEY_PATTERN},
+    "additionalProperties": text(wire.MAX_NAME, min_length=0, nullable=False),
+}
+
+
+def event() -> Schema:
+    """One prediction (wire format v1); absent or null optional fields take defaults."""
+    return {
+        "type": "object",
+        "description": "One prediction (wire format v1).",
+        "required": ["model", "latency_ms"],
+        "additionalProperties": False,
+        "properties": {
+            "event_id": text(64) | {"description": "Unique id; a new UUIDv7 when absent."},
+            "ts": _time("RFC 3339, from 1970 on; the time of receipt when absent."),
+            "model": _name("Model name."),
+            "version": text(wire.MAX_NAME) | {"description": "'unknown' when absent."},
+            "request_id": text(wire.MAX_ID) | {"description": "Joins ground truth."},
+            "features": _FEATURES,
+            "prediction": _ANY_JSON,
+            "latency_ms": {"type": "number", "minimum": 0, "maximum": wire.MAX_LATENCY_MS},
+            "status": {"enum": list(wire.STATUSES), "description": "'ok' when absent."},
+            "error": text(wire.MAX_NAME) | {"description": "Exception type name."},
+            "code_version": text(wire.MAX_NAME),
+            "run_id": text(wire.MAX_NAME),
+            "labels": _LABELS,
+            "batch_size": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": wire.MAX_BATCH_SIZE,
+            },
+        },
+    }
+
+
+def feedback() -> Schema:
+    """One ground-truth label, joined to its prediction by ``request_id``."""
+    return {
+        "type": "object",
+        "description": "Ground truth for one request.",
+        "required": ["model", "request_id", "label"],
+        "additionalProperties": False,
+        "properties": {
+            "feedback_id": text(64),
+            "ts": _time("RFC 3339, from 1970 on; the time of receipt when absent."),
+            "model": _name("Model name."),
+            "request_id": text(wire.MAX_ID, nullable=False),
+            "label": _ANY_JSON,
+        },
+    }
+
+
+def registration() -> Schema:
+    """A model version's identity and experiment parameters."""
+    return {
+        "type": "object",
+        "description": "A model version with its code version, run and parameters.",
+        "required": ["model"],
+        "additionalProperties": False,
+        "properties": {
+            "model": _name("Model name."),
+            "version": text(wire.MAX_NAME),
+            "code_version": text(wire.MAX_NAME),
+            "run_id": text(wire.MAX_NAME),
+            "task": {"enum": ["classification", "regression", None]},
+            "params": {"type": ["object", "null"]} | _ANY_JSON,
+        },
+    }
+
+
+def records(item: str, max_records: int) -> Schema:
+    """A request body: an array of records, or one record alone."""
+    return {"anyOf": [{"type": "array", "items": ref(item), "maxItems": max_records}, ref(item)]}
+
+
+def answers() -> dict[str, Schema]:
+    """The bodies the sidecar answers with."""
+    nullable_text: Schema = {"type": ["string", "null"]}
+    health_fields: Schema = {"healthy": {"type": "boolean"}, "last_error": nullable_text}
+    health: Schema = {
+        "type": "object",
+        "required": ["healthy", "last_error"],
+        "properties": health_fields,
+    }
+    sink: Schema = {
+        "type": "object",
+        "required": ["healthy", "alive", "last_error"],
+        "properties": {"alive": {"type": "boolean"}} | health_fields,
+    }
+    return {
+        "Accepted": {
+            "type": "object",
+            "required": ["accepted"],
+            "properties": {"accepted": {"type": "integer", "minimum": 0}},
+        },
+        "Error": {
+            "type": "object",
+            "required": ["detail"],
+            "description": "A refusal: what is wrong, naming the line, field, header or parameter.",
+            "properties": {
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "description": "Up to ten problems of one request.",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "message"],
+                        "properties": {
+                            "line": {"type": ["integer", "null"]},
+                            "field": nullable_text,
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["ready", "spool", "sinks"],
+            "properties": {
+                "ready": {"type": "boolean"},
+                "spool": health,
+                "sinks": {"type": "object", "additionalProperties": sink},
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["model", "events_stored", "feedback_stored", "versions", "sinks"],
+            "properties": {
+                "model": {"type": "string"},
+                "events_stored": {"type": "integer", "minimum": 0},
+                "feedback_stored": {"type": "integer", "minimum": 0},
+                "versions": {"type": "array", "items": {"type": "object"}},
+                "sinks": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["lag_bytes", *sink["required"]],
+                        "properties": {"lag_bytes": {"type": "integer", "minimum": 0}}
+                        | sink["properties"],
+                    },
+                },
+                "spool_bytes": {"type": "integer", "minimum": 0},
+                "drift": {"type": "object", "description": "Newest drift result per version."},
+                "kpi": {"type": "object", "description": "Newest KPI result per version."},
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "required": ["model", "count", "events"],
+            "properties": {
+                "model": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "events": {"type": "array", "items": ref("Event")},
+            },
+        },
+    }
+
+
+def components(max_records: int) -> dict[str, Schema]:
+    """Every schema the document refers to, by name."""
+    out = {"Event": event(), "Feedback": feedback(), "Registration": registration()}
+    for name in ("Event", "Feedback", "Registration"):
+        out[name + "s"] = records(name, max_records)
+    return out | answers()
