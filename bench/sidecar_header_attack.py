@@ -88,7 +88,9 @@ def main() -> None:
     env.update(PYTHONPATH=str(args.tree), MLWATCH_TOKEN="bench-token-123456")
     with tempfile.TemporaryDirectory() as data:
         cmd = [sys.executable, "-m", "mlwatch", "sidecar", "--port", str(port), "--data-dir", data]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(  # cwd: ``-m`` would import the package found there first
+            cmd, env=env, cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         url = f"http://127.0.0.1:{port}/healthz"
         try:
             for _ in range(300):
