@@ -53,10 +53,23 @@ class DropCounts:
         self._lock = threading.Lock()
         self._counts: Snapshot = {}
         self._sent: tuple[Snapshot, list[dict[str, Any]]] | None = None  # not yet delivered
+        #: Everything ever counted, per reason: never subtracted (what the process lost,
+        #: for flush()'s answer and the summary at exit).
+        self._totals: dict[str, int] = {}
 
     def add(self, key: Hashable, reason: str, n: int = 1) -> None:
         with self._lock:
             self._counts[(key, reason)] = self._counts.get((key, reason), 0) + n
+            self._totals[reason] = self._totals.get(reason, 0) + n
+
+    def totals(self) -> dict[str, int]:
+        """Events counted as dropped since the start (reported or not), per reason."""
+        with self._lock:
+            return dict(self._totals)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._totals.values())
 
     def add_events(self, events: list[dict[str, Any]], reason: str) -> None:
         """Count wire-format events by their (model, version)."""

@@ -75,9 +75,12 @@ class ExportBatch:
 
 
 class Exporter(Protocol):
-    """See the module docstring."""
+    """See the module docstring. ``where`` names the destination (safe to log: no
+    secret); ``last_error`` is the last failure in words a user can act on, or None."""
 
     name: str
+    where: str
+    last_error: str | None
 
     def export(self, batch: ExportBatch) -> Result | Partial: ...
 

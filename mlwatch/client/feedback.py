@@ -13,6 +13,7 @@ from mlwatch.client import runtime
 from mlwatch.client.features import printable, to_jsonable
 from mlwatch.dotted import pick_path
 from mlwatch.errors import ValidationError
+from mlwatch.settings import Config
 from mlwatch.times import to_rfc3339
 from mlwatch.wire import MAX_ID, validate_feedback, validate_registration
 
@@ -28,8 +29,8 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None, ts: A
     rt = runtime.current()
     if rt.sink is None:
         return
-    model = model or rt.config.model
-    spec = rt.config.model_spec(model) if model else None
+    model = model or _default_model(rt.config)
+    spec = rt.config.model_spec(model)
     if spec is not None and spec.label_field:  # the label lives inside a larger record
         try:
             label = pick_path(label, spec.label_field)
@@ -48,6 +49,19 @@ def log_feedback(request_id: Any, label: Any, *, model: str | None = None, ts: A
     checked = validate_feedback(rec)
     checked.pop("ts_us", None)
     rt.sink.record_feedback(checked)
+
+
+def _default_model(config: Config) -> str:
+    """The ``model`` setting, or the one model spec of the configuration."""
+    if config.model:
+        return config.model
+    if len(config.models) == 1:
+        return config.models[0].name
+    raise ValidationError(
+        "no model: pass log_feedback(..., model=...) or set the model setting "
+        "(configure(model=...) or MLWATCH_MODEL)",
+        field="model",
+    )
 
 
 def register_model(

@@ -90,6 +90,7 @@ class FluentExporter:
                 f"max_message_bytes: expected at least {MIN_MESSAGE_BYTES}, got {max_message_bytes}"
             )
         self.where = f"{host}:{port}"  # safe to log
+        self.last_error: str | None = None
         self.timeout_s = timeout_s
         self.tag_prefix = tag_prefix
         self.max_message_bytes = max_message_bytes
@@ -249,6 +250,7 @@ class FluentExporter:
                 return Result.OK
             except HandshakeRefused as exc:
                 self._disconnect()
+                self.last_error = f"{self.where} refused the forward-protocol handshake: {exc}"
                 failures.error(
                     "fluent.handshake",
                     "mlwatch: %s refused the handshake (%s); %d records for %s dropped",
@@ -261,6 +263,7 @@ class FluentExporter:
             except (OSError, ForwardError) as exc:
                 self._disconnect()
                 what = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"cannot deliver to Fluentd at {self.where}: {what}"
                 if reused and fresh_retry:  # the server closed a kept-alive connection
                     fresh_retry = False
                     continue

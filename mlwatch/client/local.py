@@ -49,6 +49,8 @@ class LocalExporter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
+        self.last_error: str | None = None
         self.retention_days = retention_days
         self._config = config
         self._clock = clock
@@ -90,6 +92,7 @@ class LocalExporter:
                 stored.append(rec)
             except ValidationError as exc:
                 lost.append(rec)
+                self.last_error = f"invalid {kind} record: {exc}"
                 failures.error(
                     f"local.invalid.{kind}", "mlwatch: invalid %s record not stored: %s", kind, exc
                 )
@@ -98,6 +101,7 @@ class LocalExporter:
             try:
                 self._write(kind, valid)
             except Exception as exc:  # StoreError, sqlite3 errors, a full disk
+                self.last_error = f"writing {kind} to {self.path} failed: {exc}"
                 failures.error(
                     f"local.{kind}",
                     "mlwatch: writing %d %s to %s failed: %s",

@@ -32,6 +32,8 @@ class MemoryExporter:
         self.dropped: list[list[dict[str, Any]]] = []
         self.calls = 0
         self.closed = False
+        self.where = "memory"
+        self.last_error: str | None = None
         self._cond = threading.Condition()
 
     def export(self, batch: ExportBatch) -> Result | Partial:

@@ -195,13 +195,16 @@ def configure(**settings: Any) -> Config:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until what was recorded so far is shipped (or dropped); False on timeout."""
+    """Wait until what was recorded so far is shipped (or dropped). True when that
+    happened within ``timeout`` and nothing was lost since the last answer of
+    ``flush()`` or ``shutdown()``; the log says what was lost and why."""
     rt = _current
     return True if rt is None else rt.flush(timeout)
 
 
 def shutdown(timeout: float = 5.0) -> bool:
     """Flush within ``timeout`` and stop the worker. Idempotent; also runs at exit.
-    Monitored calls made afterwards are not recorded until ``configure()`` is called."""
+    True when the worker stopped in time and nothing was lost since the last answer (as
+    ``flush()``). Monitored calls made afterwards are not recorded until ``configure()``."""
     rt = _current
     return True if rt is None else rt.shutdown(timeout)

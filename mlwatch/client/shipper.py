@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from mlwatch.client.delivery import Delivery
 from mlwatch.client.drops import DropCounts
 from mlwatch.client.events import Entry, build
 from mlwatch.client.exporter import ExportBatch, Exporter, Partial, Result, settle
@@ -90,6 +91,7 @@ class Shipper:
         self.feedback: deque[dict[str, Any]] = deque()
         self.registrations: deque[dict[str, Any]] = deque()
         self.drops = DropCounts()
+        self.delivery = Delivery(self.drops, self.exporter.where)
         self.wake = threading.Event()
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
@@ -147,6 +149,7 @@ class Shipper:
 
     def record_feedback(self, rec: dict[str, Any]) -> bool:
         if len(self.feedback) >= self.maxlen:
+            self.delivery.lost_other("feedback", 1)
             failures.warning(
                 "feedback.queue_full",
                 "mlwatch: feedback queue full (%d); dropping feedback for request %s",
@@ -188,6 +191,7 @@ class Shipper:
                 self._drain()
             except Exception as exc:  # pragma: no cover - _drain guards its parts
                 failures.error("shipper", "mlwatch: worker error: %r", exc, exc_info=True)
+            self.delivery.check(self._last_error())
             for w in waiters:
                 w.set()
             if self._closing:
@@ -201,6 +205,7 @@ class Shipper:
             self._drain()
             self._drop_leftovers()
             self._final_report()
+            self.delivery.summary(self._last_error())
         except Exception as exc:  # pragma: no cover - _drain guards its parts
             failures.error("shipper", "mlwatch: worker error: %r", exc, exc_info=True)
         finally:
@@ -245,6 +250,7 @@ class Shipper:
                 recs = _pop(self.feedback, min(pending, self.batch_size))
                 pending -= len(recs)
                 for res, lost in settle(self._export("feedback", recs), recs)[1]:
+                    self.delivery.lost_other("feedback", len(lost))
                     failures.warning(
                         "feedback." + res.value,
                         "mlwatch: %d feedback records dropped (%s)",
@@ -253,6 +259,11 @@ class Shipper:
                     )
         finally:
             self._draining = False
+
+    def _last_error(self) -> str | None:
+        """What the exporter last failed with, in its own words (None when unknown)."""
+        error = self.exporter.last_error
+        return error if isinstance(error, str) else None  # a test double may hold anything
 
     def _export(
         self, kind: str, records: list[dict[str, Any]], dropped: list[dict[str, Any]] | None = None
@@ -273,12 +284,11 @@ class Shipper:
     def _send_registrations(self, regs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send; return those worth sending again. Rejected ones are logged once and
         marked registered, so that they do not loop."""
-        retry = [
-            r
-            for res, recs in settle(self._export("models", regs), regs)[1]
-            if res in _RETRY
-            for r in recs
-        ]
+        lost = settle(self._export("models", regs), regs)[1]
+        retry = [r for res, recs in lost if res in _RETRY for r in recs]
+        rejected = sum(len(recs) for res, recs in lost if res not in _RETRY)
+        if rejected:
+            self.delivery.lost_other("models", rejected)
         again = {id(r) for r in retry}
         self._registered.update(
             (r["model"], r.get("version", "unknown")) for r in regs if id(r) not in again
@@ -339,6 +349,7 @@ class Shipper:
             self.drops.delivered()
         for res, recs in lost:
             self.drops.add_events(recs, res.value)
+        self.delivery.delivered += len(events) - sum(len(recs) for _, recs in lost)
 
     def _on_build_error(self, entry: Entry, exc: BaseException) -> None:
         failures.error("events.build", "mlwatch: building an event failed: %r", exc, exc_info=exc)
@@ -349,6 +360,10 @@ class Shipper:
         for entry in left:
             self.drops.add(entry[0], "shutdown", entry[7])
         n = sum(e[7] for e in left)
+        if self.feedback:
+            self.delivery.lost_other("feedback", len(self.feedback))
+        if self.registrations:
+            self.delivery.lost_other("models", len(self.registrations))
         if n or self.feedback:
             failures.warning(
                 "shutdown.left",
@@ -357,6 +372,7 @@ class Shipper:
                 len(self.feedback),
             )
             self.feedback.clear()
+        self.registrations.clear()
 
     def _final_report(self) -> None:
         """At shutdown, drop counts not yet reported go out in a request with no events
@@ -370,23 +386,29 @@ class Shipper:
     # -- lifecycle ---------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued before this call has been handled (sent or
-        dropped) — including a batch the worker is exporting right now."""
+        dropped) — including a batch the worker is exporting right now.
+
+        True when that happened within ``timeout`` and no record was lost (dropped,
+        rejected, given up) since the previous ``flush()`` or ``shutdown()`` answered."""
         if not (self.queue or self.feedback or self.registrations or self._draining):
-            return True
+            return self.delivery.answer(True)
         thread = self.thread
         if thread is None:
             self.start()
             thread = self.thread
         if thread is None or (self._closing and not thread.is_alive()):
-            return False
+            return self.delivery.answer(False)
         done = threading.Event()
         with self._lock:
             self._waiters.append(done)
         self.wake.set()  # the worker sets ``done`` after its next complete drain
-        return done.wait(timeout)
+        return self.delivery.answer(done.wait(timeout))
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Send what is queued within ``timeout`` seconds, then stop. Idempotent."""
+        """Send what is queued within ``timeout`` seconds, then stop. Idempotent.
+
+        True when the worker stopped in time and no record was lost since the previous
+        ``flush()`` or ``shutdown()`` answered."""
         deadline = time.monotonic() + timeout
         with self._lock:
             first = not self._shutdown_started
@@ -407,8 +429,8 @@ class Shipper:
                 self._finish()
         elif thread is not threading.current_thread():
             thread.join(max(0.0, self._deadline - time.monotonic()))
-            return not thread.is_alive()
-        return True
+            return self.delivery.answer(not thread.is_alive())
+        return self.delivery.answer(True)
 
     def after_fork_in_child(self) -> None:
         """A forked child gets an empty queue, new locks and its own (lazy) worker."""

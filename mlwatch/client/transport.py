@@ -74,6 +74,31 @@ def _dumps() -> Callable[[Any], bytes]:
         ).encode()
 
 
+def is_sidecar_answer(body: str) -> bool:
+    """Whether a 2xx body is the sidecar's ``{"accepted": n}``: any other server that
+    answers 200 to a POST (a model app, a proxy's catch-all) would swallow the events.
+
+    >>> is_sidecar_answer('{"accepted":3}'), is_sidecar_answer("OK"), is_sidecar_answer("{}")
+    (True, False, False)
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and type(answer.get("accepted")) is int
+
+
+def hint(status: int, has_token: bool) -> str:
+    """What to change, for the answers a misconfigured client gets."""
+    if status == 401:
+        if has_token:
+            return " (the client's token differs from the sidecar's: set the same MLWATCH_TOKEN or MLWATCH_TOKEN_FILE on both)"
+        return " (the sidecar wants a token: set MLWATCH_TOKEN or MLWATCH_TOKEN_FILE, or configure(token=...), to the sidecar's)"
+    if status in (404, 405):
+        return " (this is not an mlwatch sidecar: point sidecar_url, MLWATCH_SIDECAR_URL, at the sidecar's port)"
+    return ""
+
+
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
 
@@ -122,6 +147,8 @@ class HttpExporter:
         self._rng = rng
         self._conn: Any = None
         self._dumps: Callable[[Any], bytes] | None = None
+        #: The last failure, in words a user can act on (the shipper logs it).
+        self.last_error: str | None = None
 
     def __repr__(self) -> str:  # never show the token
         return f"HttpExporter({self.where!r})"
@@ -292,21 +319,41 @@ class HttpExporter:
     def _final(self, kind: str, n: int, status: int | None, detail: str) -> Result | None:
         """What an answer means for the request: a final Result, or None to retry."""
         if status is not None and 200 <= status < 300:
-            return Result.OK
+            if is_sidecar_answer(detail):
+                return Result.OK
+            status, detail = 200, f"answered HTTP {status} with {detail[:80]!r}"
         if status == 413:  # too large: the caller splits (or gives up on one record)
+            self.last_error = f"{self.where}{PATHS[kind]} refused a {kind} record as too large"
             return Result.REJECTED
         if status is not None and 400 <= status < 500 and status not in RETRYABLE:
+            advice = hint(status, self._token is not None)
+            self.last_error = f"{self.where}{PATHS[kind]} rejected {kind}: {detail}{advice}"
             failures.error(
                 f"http.{kind}.{status}",
-                "mlwatch: %s%s rejected %d %s: %s",
+                "mlwatch: %s%s rejected %d %s: %s%s",
                 self.where,
                 PATHS[kind],
                 n,
                 kind,
                 detail,
+                advice,
+            )
+            return Result.REJECTED
+        if status == 200:  # a 2xx that is not the sidecar's answer
+            self.last_error = f"{self.where} is not an mlwatch sidecar ({detail})"
+            failures.error(
+                f"http.{kind}.not_sidecar",
+                "mlwatch: %s is not an mlwatch sidecar: POST %s %s; %d %s dropped. "
+                "Point sidecar_url (MLWATCH_SIDECAR_URL) at the sidecar's port.",
+                self.where,
+                PATHS[kind],
+                detail,
+                n,
+                kind,
             )
             return Result.REJECTED
         if status is not None and status not in RETRYABLE:
+            self.last_error = f"POST {self.where}{PATHS[kind]} failed with HTTP {status}: {detail}"
             failures.error(
                 f"http.{kind}.{status}",
                 "mlwatch: POST %s%s failed (HTTP %s): %s",
@@ -333,6 +380,7 @@ class HttpExporter:
         attempt = 0
         while True:
             status, retry_after, detail = self._post(path, data, headers, self._cutoff(batch))
+            self._note_reach(status, detail)
             final = self._final(kind, n, status, detail)
             if final is not None:
                 return final, status
@@ -356,6 +404,20 @@ class HttpExporter:
             if batch.interrupt.wait(delay):
                 return Result.INTERRUPTED, status
             attempt += 1
+
+    def _note_reach(self, status: int | None, detail: str) -> None:
+        """Say at once when the sidecar cannot be reached (the events wait and are
+        retried; the shipper sums up what is lost)."""
+        if status is not None:
+            return
+        self.last_error = f"cannot reach {self.where}: {detail}"
+        failures.warning(
+            "http.unreachable",
+            "mlwatch: cannot reach the sidecar at %s (%s); retrying for up to "
+            "retry_timeout_s. Is it running there? (sidecar_url, MLWATCH_SIDECAR_URL)",
+            self.where,
+            detail,
+        )
 
     def _cutoff(self, batch: ExportBatch) -> Callable[[], float]:
         """The deadline of one attempt: ``timeout_s`` from now, or the batch's if sooner."""

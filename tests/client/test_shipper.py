@@ -235,7 +235,7 @@ def test_bound_holds_and_drop_header_is_sent_then_cleared(server: tuple[str, Rec
     rec.script["/v1/events"] = [
         (500, {})
     ]  # not retryable: the batch fails at once, the counts stay
-    assert mlwatch.flush(5.0)
+    assert not mlwatch.flush(5.0)  # handled in time, and lost
     for i in range(3):
         predict({"i": i})
     assert mlwatch.flush(5.0)
@@ -271,7 +271,7 @@ def test_gives_up_after_retry_timeout(server: tuple[str, Recorder]) -> None:
     for i in range(4):
         predict({"i": i})
     t0 = time.monotonic()
-    assert mlwatch.flush(10.0)
+    assert not mlwatch.flush(10.0)  # given up: lost
     assert time.monotonic() - t0 < 5.0
     assert len([r for r in rec.requests if r["path"] == "/v1/events"]) > 1
     assert drops() == {(("m", "1"), "send_failed"): 4}
@@ -285,7 +285,7 @@ def test_422_is_rejected_without_retry(server: tuple[str, Recorder]) -> None:
     rec.script["/v1/events"] = [(422, {})]
     for i in range(3):
         predict({"i": i})
-    assert mlwatch.flush(5.0)
+    assert not mlwatch.flush(5.0)  # rejected: lost
     assert [r["status"] for r in rec.requests if r["path"] == "/v1/events"] == [202, 422]
     assert drops() == {(("m", "1"), "rejected"): 3}
 
@@ -299,7 +299,7 @@ def test_sidecar_down_never_blocks_the_caller() -> None:
     for i in range(1000):
         predict({"i": i})
     assert time.perf_counter() - t0 < 2.0
-    assert mlwatch.flush(10.0)
+    assert not mlwatch.flush(10.0)  # nothing could be delivered
     assert sum(n for (_k, reason), n in drops().items() if reason == "send_failed") == 1000
     assert runtime.shutdown(5.0)
 
@@ -311,8 +311,10 @@ def test_flush_times_out_and_shutdown_keeps_one_deadline(server: tuple[str, Reco
     predict({"i": 1})
     assert not mlwatch.flush(0.3)
     t0 = time.monotonic()
-    assert mlwatch.shutdown(0.5)  # the send in progress ends by the deadline: the worker stops
+    assert not mlwatch.shutdown(0.5)  # the send in progress ends by the deadline (lost)
     assert time.monotonic() - t0 < 1.0
+    worker = runtime._current.shipper.thread  # type: ignore[union-attr]
+    assert worker is not None and not worker.is_alive()
     assert mlwatch.shutdown(0.5)  # idempotent: same deadline, already passed
     assert time.monotonic() - t0 < 1.0
     rec.gate.set()
@@ -475,7 +477,7 @@ def test_a_site_whose_identity_fails_costs_only_its_own_calls() -> None:
                 shipper.record(good, 1000, {"i": i}, i, None, None)
             shipper.record(bad, 1000, {"i": 0}, 0, None, None)
             shipper.drops.add(bad, "queue_full")
-            assert shipper.flush(5.0)
+            assert not shipper.flush(5.0)  # the bad site's calls were lost
             assert len(sink.records["events"]) == 5 * (rnd + 1)
         reports = [validate_drop_report(d) for d in sink.dropped]
         assert [sorted(r[1]) for r in reports] == [
@@ -505,7 +507,7 @@ def test_a_drain_that_fails_midway_counts_what_it_held(monkeypatch: pytest.Monke
     try:
         shipper.record_rows(site, 1000, [{"i": 1}, {"i": 2}], [1, 2], None, None, 2)
         shipper.record(site, 1000, {"i": 3}, 3, None, None)
-        assert shipper.flush(5.0)
+        assert not shipper.flush(5.0)  # the calls being built were lost
         assert sink.records["events"] == []
         assert shipper.drops.snapshot() == {(site, "error"): 3}
         shipper.record(site, 1000, {"i": 4}, 4, None, None)
@@ -552,7 +554,7 @@ def test_one_unencodable_event_costs_only_itself(
     start(url, flush_interval_ms=60_000)
     for i in range(10):
         predict({"i": i})
-    assert mlwatch.flush(5.0)
+    assert not mlwatch.flush(5.0)  # one event could not be encoded
     assert sorted(e["features"]["i"] for e in rec.events()) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
     assert drops() == {(("m", "1"), "error"): 1}
     predict({"i": 10})
@@ -620,7 +622,7 @@ def test_413_splits_the_batch_and_drops_only_an_event_too_large_alone(
         predict(_wide(i))
     predict(_wide(40, n=1_000))  # ~37 KB ... fits alone
     predict({"huge": "x" * 2_000, **_wide(41, n=1_900)})  # ~70 KB: never fits
-    assert mlwatch.flush(10.0)
+    assert not mlwatch.flush(10.0)  # the event too large is lost
     posts = rec.posts()
     assert posts[0]["status"] == 413 and all(
         r["size"] <= 60_000 for r in posts if r["status"] == 202
@@ -639,7 +641,7 @@ def test_the_drop_report_rides_on_split_requests_under_one_id(server: tuple[str,
     runtime._current.shipper.drops.add(("m", "1"), "queue_full", 7)  # type: ignore[union-attr]
     for i in range(20):
         predict(_wide(i))
-    assert mlwatch.flush(10.0)
+    assert not mlwatch.flush(10.0)  # 7 calls were dropped
     posts = rec.posts()[1:]
     first_ok = next(i for i, r in enumerate(posts) if r["status"] == 202)
     assert first_ok > 0  # 413 first, then halves
@@ -729,7 +731,7 @@ def test_drop_counts_left_at_shutdown_go_out_in_a_last_request(
     predict({"i": 0})
     assert mlwatch.flush(5.0)
     runtime._current.shipper.drops.add(("m", "1"), "queue_full", 3)  # type: ignore[union-attr]
-    assert mlwatch.shutdown(5.0)
+    assert not mlwatch.shutdown(5.0)  # 3 calls were dropped
     last = rec.posts()[-1]
     assert (last["body"], last["status"]) == ([], 202)
     assert report(last)[1] == [("m", "1", "queue_full", 3)]  # type: ignore[index]
@@ -747,10 +749,10 @@ def test_report_id_is_kept_across_retries_and_renewed_after_success(
     shipper.drops.add(("m", "1"), "queue_full", 2)
     rec.script["/v1/events"] = [(503, {"Retry-After": "0"}), (202, {})]
     predict({"i": 1})
-    assert mlwatch.flush(10.0)
+    assert not mlwatch.flush(10.0)  # 2 calls were dropped
     shipper.drops.add(("m", "1"), "queue_full", 4)
     predict({"i": 2})
-    assert mlwatch.flush(5.0)
+    assert not mlwatch.flush(5.0)  # 4 more were dropped
     [retried, ok, after] = [report(r) for r in rec.posts()[1:]]
     assert retried == ok and ok is not None and ok[1] == [("m", "1", "queue_full", 2)]
     assert after is not None and after[1] == [("m", "1", "queue_full", 4)]
