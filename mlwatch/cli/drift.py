@@ -5,6 +5,14 @@ Prints a table (default) or the JSON of docs/contracts.md (``--format json``)::
     {"features": [{"name", "type", "method", "score", "p_value", "threshold", "drifted"}],
      "drift_share", "dataset_drift"}
 
+The JSON adds, besides the extras of the report (quality counts, unseen categories, ...),
+per feature ``method_note`` (why a ``--method`` was not used for it, else null) and at
+the top ``not_compared`` (``{"reference_only": [...], "current_only": [...]}``, columns
+in one file only) and ``files``. The table shows the same notes under its rows
+(:mod:`mlwatch.cli.drift_table`): a CI log shows data-quality problems and columns left
+out without anyone opening the JSON. With ``--strict-columns`` a column in one file only
+is an error, so a renamed column cannot pass a CI gate.
+
 Exit codes, for CI: 0 done (and, with ``--fail-on-drift``, no dataset drift); 1 dataset
 drift with ``--fail-on-drift``; 2 bad usage, unreadable input or any other failure (never
 1, which CI would read as drift). Files are read by :mod:`mlwatch.store.tables`; on a
@@ -16,95 +24,142 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
+from mlwatch.cli.drift_table import format_table
 from mlwatch.errors import InputError
 from mlwatch.store.tables import read_columns
 
+__all__ = ["add_parser", "drift_result", "format_table", "main", "run"]
 
-def format_table(report: dict[str, Any]) -> str:
-    """The report as an aligned text table with a summary line."""
-    rows = [("feature", "type", "method", "score", "p-value", "threshold", "drift")]
-    for f in report["features"]:
-        rows.append(
-            (
-                f["name"],
-                f["type"],
-                f["method"],
-                _num(f["score"]),
-                _num(f["p_value"]),
-                _num(f["threshold"]),
-                "DRIFT" if f["drifted"] else "-",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    drifted = sum(1 for f in report["features"] if f["drifted"])
-    lines.append("")
-    lines.append(
-        f"{drifted} of {len(report['features'])} features drifted "
-        f"(share {report['drift_share']:.2f}); dataset drift: "
-        f"{'YES' if report['dataset_drift'] else 'no'}"
-    )
-    return "\n".join(lines)
-
-
-def _num(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and (abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3)):
-        return f"{x:.3e}"
-    return f"{x:.4f}" if isinstance(x, float) else str(x)
+LISTED = 10  # column names shown in a message before "and N more"
 
 
 def run(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The ``mlwatch drift`` command (``args`` from its argparse parser)."""
     out = out if out is not None else sys.stdout
-    from mlwatch.stats.drift import compare
-
     ref = read_columns(args.reference, progress=args.progress, err=err)
     cur = read_columns(args.current, progress=args.progress, err=err)
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    if columns:
-        missing = [c for c in columns if c not in ref or c not in cur]
-        if missing:
-            raise InputError(f"--columns: not in both files: {', '.join(missing)}")
+    result = drift_result(args, ref, cur, err=err)
+    if args.format == "json":
+        out.write(json.dumps(result, indent=2) + "\n")
     else:
-        columns = [c for c in ref if c in cur]
-        if not columns:
-            raise InputError("the two files have no column in common")
-        for name, side in (
-            (sorted(set(ref) - set(cur)), "reference"),
-            (sorted(set(cur) - set(ref)), "current"),
-        ):
-            if name:
-                (err or sys.stderr).write(
-                    f"mlwatch drift: only in the {side} file, not compared: {', '.join(name)}\n"
-                )
-    types = {c: "categorical" for c in (args.categorical or "").split(",") if c}
-    types.update({c: "numeric" for c in (args.numeric or "").split(",") if c})
-    unknown = [c for c in types if c not in columns]
-    if unknown:
-        raise InputError(f"--categorical/--numeric: unknown column(s) {', '.join(unknown)}")
+        out.write(format_table(result) + "\n")
+    return 1 if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def drift_result(
+    args: Any, ref: Mapping[str, Any], cur: Mapping[str, Any], *, err: TextIO | None = None
+) -> dict[str, Any]:
+    """The comparison as plain data, the one source of both outputs: the report's JSON
+    plus what only the command knows (the files, the columns left out, the notes on a
+    ``--method`` that did not apply). Column problems raise InputError naming the files."""
+    from mlwatch.stats.drift import compare
+
+    files = {"reference": str(args.reference), "current": str(args.current)}
+    one_sided = {
+        "reference_only": sorted(set(ref) - set(cur)),
+        "current_only": sorted(set(cur) - set(ref)),
+    }
+    if args.strict_columns:
+        _check_strict(one_sided, files)
+    columns = _compared_columns(args.columns, ref, cur, files)
+    for side in ("reference", "current"):
+        if one_sided[f"{side}_only"]:
+            (err or sys.stderr).write(
+                f"mlwatch drift: only in the {side} file, not compared: "
+                f"{', '.join(one_sided[f'{side}_only'])}\n"
+            )
     report = compare(
         {c: ref[c] for c in columns},
         {c: cur[c] for c in columns},
-        types=types or None,
+        types=_types(args, columns) or None,
         method=args.method,
         alpha=args.alpha,
         correction=args.correction,
         min_effect=args.min_effect,
         drift_share=args.drift_share,
     ).to_dict()
-    if args.format == "json":
-        out.write(json.dumps(report, indent=2) + "\n")
-    else:
-        out.write(format_table(report) + "\n")
-    return 1 if args.fail_on_drift and report["dataset_drift"] else 0
+    for feature in report["features"]:
+        feature["method_note"] = _method_note(args.method, feature)
+    report["not_compared"] = one_sided
+    report["files"] = files
+    return report
+
+
+def _check_strict(one_sided: Mapping[str, list[str]], files: Mapping[str, str]) -> None:
+    """``--strict-columns``: a column in one file only (a renamed one) is an error."""
+    parts = [
+        f"{_listed(one_sided[f'{side}_only'])} only in the {side} file {files[side]}"
+        for side in ("reference", "current")
+        if one_sided[f"{side}_only"]
+    ]
+    if parts:
+        raise InputError(f"--strict-columns: {'; '.join(parts)}")
+
+
+def _compared_columns(
+    wanted: str | None, ref: Mapping[str, Any], cur: Mapping[str, Any], files: Mapping[str, str]
+) -> list[str]:
+    """The ``--columns`` asked for, each in both files; else the columns in common."""
+    if wanted:
+        columns = [c.strip() for c in wanted.split(",")]
+        missing = [
+            _where_missing(
+                c, [files[s] for s, cols in (("reference", ref), ("current", cur)) if c not in cols]
+            )
+            for c in columns
+            if c not in ref or c not in cur
+        ]
+        if missing:
+            raise InputError(f"--columns: not in both files: {', '.join(missing)}")
+        return columns
+    common = [c for c in ref if c in cur]
+    if not common:
+        raise InputError(
+            f"{files['reference']} and {files['current']} have no column in common "
+            f"({_name(files['reference'])}: {_listed(list(ref))}; "
+            f"{_name(files['current'])}: {_listed(list(cur))})"
+        )
+    return common
+
+
+def _where_missing(column: str, lacking: Sequence[str]) -> str:
+    if len(lacking) == 2:
+        return f"{column} (in neither {lacking[0]} nor {lacking[1]})"
+    return f"{column} (not in {lacking[0]})"
+
+
+def _name(path: str) -> str:
+    return Path(path).name
+
+
+def _listed(names: Sequence[str]) -> str:
+    more = len(names) - LISTED
+    shown = ", ".join(names[:LISTED])
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _types(args: Any, columns: Sequence[str]) -> dict[str, str]:
+    """``--categorical`` / ``--numeric``, each naming compared columns only."""
+    types = {c: "categorical" for c in (args.categorical or "").split(",") if c}
+    types.update({c: "numeric" for c in (args.numeric or "").split(",") if c})
+    unknown = [c for c in types if c not in columns]
+    if unknown:
+        raise InputError(f"--categorical/--numeric: unknown column(s) {', '.join(unknown)}")
+    return types
+
+
+def _method_note(method: str | None, feature: Mapping[str, Any]) -> str | None:
+    """Why the ``--method`` asked for was not used on this feature (None when it was):
+    a method accepts some column types only, and the others get their default."""
+    if not method or method == "auto" or feature["method"] == method:
+        return None
+    return (
+        f"--method {method} does not apply to {feature['type']} columns; used {feature['method']}"
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -113,8 +168,8 @@ def add_parser(sub: Any) -> None:
         help="compare two CSV/Parquet files for drift (offline)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("reference", help="reference data (.csv or .parquet)")
-    p.add_argument("current", help="current data (.csv or .parquet)")
+    p.add_argument("reference", help="reference data: CSV (UTF-8, maybe compressed) or Parquet")
+    p.add_argument("current", help="current data: CSV (UTF-8, maybe compressed) or Parquet")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
         "--method",
@@ -122,6 +177,11 @@ def add_parser(sub: Any) -> None:
         "(ks, wasserstein, psi, js, hellinger, kl, tvd, anderson, cvm, chisquare)",
     )
     p.add_argument("--columns", help="comma-separated columns to compare (default: common)")
+    p.add_argument(
+        "--strict-columns",
+        action="store_true",
+        help="a column in one file only (e.g. renamed) is an error (exit 2), not a note",
+    )
     p.add_argument("--categorical", help="columns to treat as categorical")
     p.add_argument("--numeric", help="columns to treat as numeric")
     p.add_argument("--alpha", type=float, default=0.05, help="test level (0.05)")

@@ -149,3 +149,144 @@ def test_a_column_that_lost_its_values_is_drift(
     )
     x = json.loads(capsys.readouterr().out)["features"][0]
     assert x["name"] == "x" and x["drifted"] and x["quality"]["current"]["invalid"] == 100
+
+
+@pytest.fixture
+def renamed(tmp_path: Path) -> tuple[Path, Path]:
+    """``income`` renamed ``incme`` in the current file; ``age`` shifted and with gaps;
+    a plan the reference never saw."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    ref = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.normal(50, 10, n),
+            "plan": rng.choice(["basic", "pro"], n),
+        }
+    )
+    cur = ref.rename(columns={"income": "incme"})
+    cur["age"] = cur["age"] + 5
+    cur.loc[:20, "age"] = np.nan
+    cur.loc[30:223, "plan"] = "enterprise"
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    cur.to_csv(tmp_path / "cur.csv", index=False)
+    return tmp_path / "ref.csv", tmp_path / "cur.csv"
+
+
+def test_a_binary_file_is_refused_naming_it(
+    files: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, _, same = files
+    png = tmp_path / "img.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" + bytes(range(256)))
+    assert main(["drift", str(ref), str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"mlwatch drift: {png}: not a CSV or Parquet file "
+        "(binary data: a PNG image; expected CSV text or Parquet)"
+    )
+    renamed = tmp_path / "refp.csv"
+    renamed.write_bytes(same.read_bytes())  # Parquet under a CSV name: read as Parquet
+    assert main(["drift", str(ref), str(renamed)]) == 0
+    assert "0 of 3 features drifted" in capsys.readouterr().out
+
+
+def test_strict_columns_fails_a_renamed_column(
+    renamed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cur = renamed
+    assert main(["drift", str(ref), str(cur), "--strict-columns", "--fail-on-drift"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"mlwatch drift: --strict-columns: income only in the reference file {ref}; "
+        f"incme only in the current file {cur}"
+    )
+    assert main(["drift", str(ref), str(ref), "--strict-columns", "--fail-on-drift"]) == 0
+
+
+def test_columns_in_one_file_are_shown_in_the_table_and_the_json(
+    renamed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cur = renamed
+    assert main(["drift", str(ref), str(cur)]) == 0
+    table = capsys.readouterr().out
+    assert f"not compared, only in the reference file ({ref}): income" in table
+    assert f"not compared, only in the current file ({cur}): incme" in table
+    assert main(["drift", str(ref), str(cur), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["not_compared"] == {"reference_only": ["income"], "current_only": ["incme"]}
+    assert report["files"] == {"reference": str(ref), "current": str(cur)}
+    assert main(["drift", str(ref), str(ref), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["not_compared"] == {"reference_only": [], "current_only": []}
+
+
+def test_the_table_shows_missing_values_and_unseen_categories(
+    renamed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cur = renamed
+    assert main(["drift", str(ref), str(cur)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  age: current file: 21 of 2000 values missing (1.1%)" in lines
+    assert "  plan: current file: 194 values in categories the reference never had: enterprise" in (
+        lines
+    )
+    assert lines[-1].startswith("2 of 2 features drifted")
+
+
+def test_the_table_shows_non_finite_and_unusable_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}).to_csv(
+        tmp_path / "r.csv", index=False
+    )
+    y = np.arange(100.0)
+    y[:3] = np.inf
+    pd.DataFrame({"x": ["oops"] * 100, "y": y}).to_csv(tmp_path / "c.csv", index=False)
+    args = ["drift", str(tmp_path / "r.csv"), str(tmp_path / "c.csv"), "--numeric", "x"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  x: current file: 100 of 100 values not numbers (100.0%); no usable values" in lines
+    assert "  y: current file: 3 of 100 values infinite (3.0%)" in lines
+
+
+def test_a_forced_method_that_does_not_apply_is_noted(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cur, _ = files
+    assert main(["drift", str(ref), str(cur), "--method", "ks", "--format", "json"]) == 0
+    by_name = {f["name"]: f for f in json.loads(capsys.readouterr().out)["features"]}
+    used = by_name["c"]["method"]
+    assert by_name["c"]["method_note"] == (
+        f"--method ks does not apply to categorical columns; used {used}"
+    )
+    assert by_name["x"]["method_note"] is None and by_name["x"]["method"] == "ks"
+    assert main(["drift", str(ref), str(cur), "--method", "ks"]) == 0
+    assert f"  c: --method ks does not apply to categorical columns; used {used}" in (
+        capsys.readouterr().out.splitlines()
+    )
+    assert main(["drift", str(ref), str(cur), "--format", "json"]) == 0
+    features = json.loads(capsys.readouterr().out)["features"]
+    assert [f["method_note"] for f in features] == [None, None, None]
+
+
+def test_column_errors_name_the_files(
+    files: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, cur, _ = files
+    assert main(["drift", str(ref), str(cur), "--columns", "x,zz"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mlwatch drift: --columns: not in both files: zz (in neither {ref} nor {cur})"
+    )
+    pd.DataFrame({"x": [1.0, 2.0], "w": [1.0, 2.0]}).to_csv(tmp_path / "w.csv", index=False)
+    assert main(["drift", str(ref), str(tmp_path / "w.csv"), "--columns", "x,w"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mlwatch drift: --columns: not in both files: w (not in {ref})"
+    )
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    assert main(["drift", str(ref), str(other)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mlwatch drift: {ref} and {other} have no column in common "
+        f"({ref.name}: x, y, c; {other.name}: a, b)"
+    )
