@@ -26,11 +26,24 @@ exits 2. A test walks the package and checks that every exception class derives 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
 class MlwatchError(Exception):
     """Base class of every exception mlwatch raises on purpose."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A hint for a misspelled name, to append to an error message ("" when nothing is close).
+
+    >>> did_you_mean("sampl_rate", ["sample_rate", "port"])
+    "; did you mean 'sample_rate'?"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ConfigError(MlwatchError, ValueError):

@@ -23,7 +23,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from mlwatch.errors import JobError
+from mlwatch.errors import ConfigError, JobError
+from mlwatch.scheduler.explain import empty_drift, empty_kpis
 from mlwatch.scheduler.reference import References
 from mlwatch.scheduler.results import ResultMetrics
 from mlwatch.scheduler.windows import kpi_windows, window_bounds, window_source
@@ -51,6 +52,50 @@ class Jobs:
         self.clock = clock
         self.references = References(config, store)
         self.windows = window_source(config, store)
+        #: Why the last run of a job (``("drift", model)``) found nothing, None when it did.
+        self.empty: dict[tuple[str, str], str | None] = {}
+        self._logged: dict[tuple[str, str, str], tuple[int, int]] = {}  # window told, by job
+
+    def prepare(self) -> None:
+        """Check at startup what can be checked then: each file reference is read now
+        (or its stored profile found), so a missing or unreadable file, or a listed
+        feature the file does not have, is a configuration error at start instead of a
+        failing job later. The newest stored results are put on the gauges, so a
+        restarted process shows what the store holds before its first run."""
+        problems = []
+        for i, spec in enumerate(self.config.models):
+            if spec.monitoring is None:
+                continue
+            if spec.monitoring.reference:
+                try:
+                    self.reference(spec)
+                except JobError as exc:
+                    problems.append((f"models[{i}].reference", str(exc)))
+            self._restore_gauges(spec.name)
+        if problems:
+            more = "".join(f"; {key}: {why}" for key, why in problems[1:])
+            raise ConfigError(problems[0][0], problems[0][1] + more)
+
+    def _restore_gauges(self, model: str) -> None:
+        from mlwatch.stats.kpi import KPIReport
+
+        latest = self.store.latest_results(model)
+        for version, report in latest.get("drift", {}).items():
+            self.metrics.drift(model, version, report)
+        for version, report in latest.get("kpi", {}).items():
+            self.metrics.kpis(model, version, KPIReport.from_dict(report))
+        self.metrics.retire_drift(model)
+        self.metrics.retire_kpis(model)
+
+    def _tell(
+        self, job: str, model: str, version: str, window: tuple[int, int], msg: str, *args: Any
+    ) -> None:
+        """Log a window's result once at INFO (a window recomputed on every run of a
+        shorter schedule is logged again at DEBUG only)."""
+        key = (job, model, version)
+        level = logging.DEBUG if self._logged.get(key) == window else logging.INFO
+        self._logged[key] = window
+        log.log(level, msg, *args)
 
     def close(self) -> None:
         """Release the Elasticsearch client, if one was opened."""
@@ -96,7 +141,11 @@ class Jobs:
             self.store.put_result(model, version, "drift", start, end, report)
             self.metrics.drift(model, version, report)
             drifted = [f["name"] for f in report["features"] if f["drifted"]]
-            log.info(
+            self._tell(
+                "drift",
+                model,
+                version,
+                (start, end),
                 "drift %s %s [%s, %s): %d rows, share %.2f%s",
                 model,
                 version,
@@ -107,8 +156,10 @@ class Jobs:
                 f", drifted: {', '.join(drifted)}" if drifted else "",
             )
             out[version] = report
-        if not out:
-            log.info("drift %s: no events in [%s, %s)", model, format_us(start), format_us(end))
+        why = None if out else empty_drift(self.store, model, start, end, self.config.window_source)
+        self.empty[("drift", model)] = why
+        if why:
+            self._tell("drift", model, "", (start, end), "%s", why)
         self.metrics.retire_drift(model)
         return out
 
@@ -129,7 +180,11 @@ class Jobs:
             if newest is not None:
                 self.metrics.kpis(model, version, newest)
                 out[version] = newest.to_dict()
-                log.info(
+                self._tell(
+                    "kpi",
+                    model,
+                    version,
+                    (int(newest.window_start_us or 0), int(newest.window_end_us or 0)),
                     "kpi %s %s [%s, %s): %s",
                     model,
                     version,
@@ -139,6 +194,11 @@ class Jobs:
                         f"{k}={v.value:.4g}" for k, v in newest.kpis.items() if v.value is not None
                     ),
                 )
+        start, end = windows[0][0], windows[-1][1]
+        why = None if out else empty_kpis(self.store, model, start, end, mon.kpi_min_samples)
+        self.empty[("kpi", model)] = why
+        if why:
+            self._tell("kpi", model, "", (start, end), "%s", why)
         self.metrics.retire_kpis(model)
         return out
 

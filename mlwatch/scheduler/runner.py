@@ -23,9 +23,11 @@ Policy, stated once:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -68,6 +70,8 @@ class Scheduler:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.jobs = jobs if jobs is not None else Jobs(config, store, registry)
+        self.jobs.prepare()  # a bad reference is a configuration error, now
+        self._lock_fd: int | None = None
         self.duration = Histogram(
             "mlwatch_job_duration_seconds",
             "Duration of a job run",
@@ -148,10 +152,12 @@ class Scheduler:
         for job in self.scheduler.get_jobs():
             job.modify(next_run_time=_utcnow())
 
-    def start(self, *, first_run_after_s: float = 10.0) -> None:
+    def start(self, *, first_run_after_s: float = 10.0, owner: str = "mlwatch sidecar") -> None:
         """Start; every job runs once ``first_run_after_s`` after the start (the reference
-        profile exists from then on), then on its schedule."""
+        profile exists from then on), then on its schedule. ``owner`` names this process
+        to another scheduler that finds the store taken (:func:`claim_store`)."""
         if self.jobs.monitored():
+            self._lock_fd = claim_store(self.jobs.store.path.parent, owner)
             self.scheduler.start()
             first = _utcnow() + timedelta(seconds=first_run_after_s)
             for job in self.scheduler.get_jobs():
@@ -163,6 +169,27 @@ class Scheduler:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         self.jobs.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+
+def claim_store(data_dir: Path, owner: str) -> int | None:
+    """Take the data directory's scheduler lock (``scheduler.lock``), or warn that another
+    scheduler runs the same jobs on this store (both then compute and store every result):
+    the lock's descriptor, held until it is closed, or None."""
+    from mlwatch.store import lockfile
+
+    path = data_dir / "scheduler.lock"
+    fd = lockfile.take(path, f"{owner}, pid {os.getpid()}")
+    if fd is None:
+        log.warning(
+            "another scheduler (%s) already runs the jobs on %s; both will compute the same "
+            "results: set scheduler: false in the sidecar, or stop one of them",
+            lockfile.holder(path),
+            data_dir,
+        )
+    return fd
 
 
 def _utcnow() -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlwatch.errors import ConfigError
+from mlwatch.errors import ConfigError, did_you_mean
 from mlwatch.settings.config import Config, env_name, settings_fields
 from mlwatch.settings.models import parse_models
 
@@ -171,7 +172,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         ):
             values[secret] = _coerce(fields[secret], _read_secret(raw, source), source)
         elif key not in fields:
-            raise ConfigError(str(key), "unknown key", source=source)
+            hint = did_you_mean(str(key), fields)
+            raise ConfigError(str(key), f"unknown key{hint}", source=source)
         elif key == "models":
             values["models"] = parse_models(raw, source)
         elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
@@ -182,7 +184,10 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``MLWATCH_<KEY>``, or for a secret ``MLWATCH_<KEY>_FILE``."""
+    """``MLWATCH_<KEY>``, or for a secret ``MLWATCH_<KEY>_FILE``. A variable that is no
+    setting but close to one (``MLWATCH_PORTT``) is warned about: it is a typo that would
+    otherwise be ignored without a word."""
+    _warn_typos(env)
     values = {}
     for f in settings_fields():
         name = env_name(f.name)
@@ -193,6 +198,22 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 f, _read_secret(env[name + "_FILE"], name + "_FILE"), name + "_FILE"
             )
     return values
+
+
+def _warn_typos(env: Mapping[str, str]) -> None:
+    keys = {env_name(f.name)[8:] for f in settings_fields()}  # without MLWATCH_
+    keys |= {k + "_FILE" for k in keys} | {"CONFIG"}
+    for var in env:
+        suffix = var[8:]
+        hint = (
+            did_you_mean(suffix, keys) if var.startswith("MLWATCH_") and suffix not in keys else ""
+        )
+        if hint:
+            logging.getLogger("mlwatch").warning(
+                "mlwatch: %s is not a setting and is ignored%s",
+                var,
+                hint.replace("'", "'MLWATCH_", 1),
+            )
 
 
 def load_config(
@@ -215,7 +236,10 @@ def load_config(
     values.update(_from_env(env))
     for key, raw in overrides.items():
         if key not in fields or fields[key].metadata.get("file_only"):
-            raise ConfigError(key, "unknown setting", source="keyword argument")
+            hint = did_you_mean(
+                key, (k for k, f in fields.items() if not f.metadata.get("file_only"))
+            )
+            raise ConfigError(key, f"unknown setting{hint}", source="keyword argument")
         if raw is not None:
             values[key] = _coerce(fields[key], raw, "keyword argument")
     config = Config(source=source, **values)

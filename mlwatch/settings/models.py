@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlwatch.errors import ConfigError
+from mlwatch.errors import ConfigError, did_you_mean
 from mlwatch.settings.monitoring import MONITORING_KEYS, parse_monitoring
 from mlwatch.settings.specs import (
     FEATURE_TYPES,
@@ -47,7 +47,9 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
     if not isinstance(item, dict):
         raise ConfigError(at, "expected a mapping with at least 'name'", source=source)
     if unknown := set(item) - MODEL_KEYS:
-        raise ConfigError(f"{at}.{sorted(unknown)[0]}", "unknown key", source=source)
+        key = sorted(unknown)[0]
+        hint = did_you_mean(str(key), MODEL_KEYS)
+        raise ConfigError(f"{at}.{key}", f"unknown key{hint}", source=source)
     name = item.get("name")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(
@@ -114,7 +116,9 @@ def _parse_features(raw: Any, at: str, source: str) -> tuple[FeatureSpec, ...]:
             )
         unknown = set(feat) - {"name", "type", "sensitive"}
         if unknown:
-            raise ConfigError(f"{fat}.{sorted(unknown)[0]}", "unknown key", source=source)
+            key = sorted(unknown)[0]
+            hint = did_you_mean(str(key), ("name", "type", "sensitive"))
+            raise ConfigError(f"{fat}.{key}", f"unknown key{hint}", source=source)
         ftype = feat.get("type", "numeric")
         if ftype not in FEATURE_TYPES:
             raise ConfigError(

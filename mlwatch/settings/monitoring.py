@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from mlwatch.errors import ConfigError, ValidationError
+from mlwatch.errors import ConfigError, ValidationError, did_you_mean
 from mlwatch.settings.specs import Monitoring
 from mlwatch.times import datetime_us, format_us, parse_ts
 
@@ -110,7 +110,9 @@ def _section(
     if not isinstance(sub, dict):
         raise ConfigError(at, "drift and kpi must be mappings", source=source)
     if unknown := set(sub) - allowed:
-        raise ConfigError(f"{at}.{key}.{sorted(unknown)[0]}", "unknown key", source=source)
+        name = sorted(unknown)[0]
+        hint = did_you_mean(str(name), allowed)
+        raise ConfigError(f"{at}.{key}.{name}", f"unknown key{hint}", source=source)
     return sub
 
 

@@ -25,14 +25,16 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     setup_logging(config.log_level)
     if config.log_level != "debug":  # one line per bulk request is noise, not news
         logging.getLogger("elastic_transport").setLevel(logging.WARNING)
-    logging.getLogger("mlwatch").info(
-        "mlwatch sidecar on %s://%s:%d, data in %s, settings %s",
+    log = logging.getLogger("mlwatch")
+    log.info(
+        "mlwatch sidecar on %s://%s:%d, data in %s",
         "https" if config.tls_cert_file else "http",
         config.host,
         config.port,
         config.data_dir,
-        config.redacted(),
     )
+    for line in settings_lines(config):
+        log.info("  %s", line)
     app = create_app(config)
     rejected = app.state.sidecar.metrics.rejected
     # Ingest allocates millions of short-lived, acyclic dicts (decoded JSON). With the
@@ -53,6 +55,48 @@ def serve(config: Config, *, access_log: bool = False) -> None:
         ssl_certfile=config.tls_cert_file,
         ssl_keyfile=config.tls_key_file,
     )
+
+
+#: How the startup log groups the sidecar's settings (the client's are not shown).
+GROUPS = (
+    ("listener", ("host", "port", "token", "tls_cert_file", "tls_key_file", "max_connections")),
+    (
+        "requests",
+        ("max_header_bytes", "request_timeout_s", "max_body_bytes", "max_events_per_request"),
+    ),
+    ("spool", ("spool_", "sink_stall_s")),
+    ("store", ("data_dir", "retention_days", "hash_key", "window_source", "profile_slice_s")),
+    ("jobs", ("scheduler", "models")),
+    ("elasticsearch", ("elasticsearch_",)),
+    ("forward", ("forward_",)),
+)
+
+
+def settings_lines(config: Config) -> list[str]:
+    """The sidecar's settings as one line per group, secrets masked (``Config.redacted``);
+    Elasticsearch and the forward input only when they are on.
+
+    >>> settings_lines(Config(token="s3cret"))[0]
+    "listener: token='***' host='127.0.0.1' port=8765 max_connections=1000 tls_cert_file=None tls_key_file=None"
+    >>> settings_lines(Config())[-2:]
+    ['elasticsearch: off', 'forward: off']
+    """
+    values = config.redacted()
+    values["models"] = [m.name for m in config.models]
+    off = {"elasticsearch": not config.elasticsearch_url, "forward": config.forward_port is None}
+    lines = []
+    for group, keys in GROUPS:
+        if off.get(group):
+            lines.append(f"{group}: off")
+            continue
+        shown = [
+            (k.removeprefix(p) if p.endswith("_") else k, v)
+            for k, v in values.items()
+            for p in keys
+            if k == p or (p.endswith("_") and k.startswith(p))
+        ]
+        lines.append(f"{group}: " + " ".join(f"{k}={v!r}" for k, v in shown))
+    return lines
 
 
 def _protocol(config: Config, on_refused: Callable[[int], None]) -> Any:

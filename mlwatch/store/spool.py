@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from mlwatch.errors import SpoolClosed, SpoolError, SpoolFull
+from mlwatch.store import lockfile
 from mlwatch.store.disk import FULL, describe, free_bytes, write_cursor
 from mlwatch.store.segments import (
     FORMAT_VERSION,
@@ -124,16 +124,18 @@ class Spool:
 
     def _open(self) -> None:
         """Lock the directory, recover it, and start the group-commit flusher."""
-        self._lock_fd = os.open(
-            self.directory / "spool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
+        lock = self.directory / "spool.lock"
+        fd = lockfile.take(lock, lockfile.this_process())
+        if fd is None:
+            raise SpoolError(
+                f"{self.directory} is in use by another process ({lockfile.holder(lock)}): "
+                "each sidecar needs a data directory of its own (--data-dir)"
+            )
+        self._lock_fd = fd
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._fd, self._committed = self._recover()
-        except BaseException as exc:
+        except BaseException:
             os.close(self._lock_fd)
-            if isinstance(exc, BlockingIOError):
-                raise SpoolError(f"{self.directory} is already open by another Spool") from exc
             raise
         last = max(self._sizes)
         self._write_pos = self._durable = (last, self._sizes[last])

@@ -62,6 +62,38 @@ class WindowReads(Database):
                 None if label is None else loads(label),
             )
 
+    def span(self, model: str) -> tuple[int, int | None, int | None]:
+        """How many events of ``model`` the store holds, and the times (µs) of the first
+        and the last: what an empty window is explained with."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), MIN(ts_us), MAX(ts_us) FROM events WHERE model = ?", (model,)
+            )
+            .fetchone()
+        )
+        return int(row[0]), row[1], row[2]
+
+    def count_in(
+        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> int:
+        """Events of a window."""
+        where, args = window_clause("", model, since_us, until_us, None)
+        return int(
+            self._conn().execute(f"SELECT COUNT(*) FROM events WHERE {where}", args).fetchone()[0]
+        )
+
+    def count_labelled(
+        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> int:
+        """Events of a window that have their ground truth."""
+        where, args = window_clause("e.", model, since_us, until_us, None)
+        sql = (
+            "SELECT COUNT(*) FROM events e JOIN feedback f ON f.model = e.model "
+            f"AND f.request_id = e.request_id WHERE {where}"
+        )
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
     def versions(
         self, model: str, *, since_us: int | None = None, until_us: int | None = None
     ) -> list[str]:

@@ -80,3 +80,16 @@ class KPIReport:
         out = asdict(self)
         out["kpis"] = {name: asdict(k) for name, k in self.kpis.items()}
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KPIReport:
+        """The report :meth:`to_dict` wrote (keys it does not know, such as the store's
+        ``window`` and ``computed``, are ignored).
+
+        >>> r = KPIReport("regression", {"mae": KPI("mae", 1.5, 1.0, 2.0, 40)}, 50, 40, 10, 40, 0)
+        >>> KPIReport.from_dict(r.to_dict() | {"computed": "now"}) == r
+        True
+        """
+        known = {f for f in cls.__dataclass_fields__ if f != "kpis"}
+        kpis = {name: KPI(**k) for name, k in data.get("kpis", {}).items()}
+        return cls(kpis=kpis, **{k: v for k, v in data.items() if k in known})
