@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from mlwatch.errors import ConfigError, MlwatchError
 
-COMMANDS = ("sidecar", "scheduler", "drift", "demo")
+COMMANDS = ("sidecar", "scheduler", "status", "events", "drift", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlwatch",
         description="Monitoring for ML services: run the sidecar or the "
-        "scheduler, compare two data files for drift, or try the end-to-end demo.",
+        "scheduler, look at the stored models and events, compare two data files for "
+        "drift, or try the end-to-end demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -14,11 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Route
 
 from mlwatch import __version__, wire
 from mlwatch.errors import IngestError, ValidationError
@@ -93,6 +96,24 @@ def _error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
         return JSONResponse(
             {"detail": f"{first['field']}: {first['message']}", "errors": errors}, status_code=422
         )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only
+            allow = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
+            exc = HTTPException(405, exc.detail, headers=allow)
+        return await http_exception_handler(request, exc)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method of the path (``/v1/models`` takes GET and POST, in two routes)."""
+    methods = {
+        method
+        for route in app.router.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods or ()
+    }
+    return ", ".join(sorted(methods))
 
 
 async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | None:
@@ -201,9 +222,18 @@ def _window_bound(name: str, value: str | None) -> int | None:
 
 def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
     @app.get(
+        "/v1/models",
+        dependencies=[auth],
+        openapi_extra=openapi.operation(200, "ModelList", secured=secured),
+        summary="Every known model with its versions, counts and last event",
+    )
+    async def list_models() -> dict[str, Any]:
+        return await run_in_threadpool(sidecar.models)
+
+    @app.get(
         "/v1/models/{model}/status",
         dependencies=[auth],
-        openapi_extra=openapi.operation(200, "Status", 422, secured=secured),
+        openapi_extra=openapi.operation(200, "Status", 404, 422, secured=secured),
         summary="Counts, sink lag and versions of one model",
     )
     async def status(model: ModelName) -> dict[str, Any]:
@@ -212,7 +242,7 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
     @app.get(
         "/v1/models/{model}/events",
         dependencies=[auth],
-        openapi_extra=openapi.operation(200, "EventPage", 422, secured=secured),
+        openapi_extra=openapi.operation(200, "EventPage", 404, 422, secured=secured),
         summary="Stored events of one model, newest first",
     )
     async def events(
@@ -226,15 +256,14 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
         version: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        rows = await run_in_threadpool(
-            sidecar.store.events,
+        return await run_in_threadpool(
+            sidecar.events,
             _check_model(model),
             since_us=_window_bound("since", since),
             until_us=_window_bound("until", until),
             version=version,
             limit=limit,
         )
-        return {"model": model, "count": len(rows), "events": rows}
 
 
 def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:

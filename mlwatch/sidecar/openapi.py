@@ -20,6 +20,8 @@ from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 REASONS = {
     400: "Malformed body or header; names the line or the header.",
     401: "Missing or wrong bearer token.",
+    404: "Unknown model (no events, feedback or registration, not configured); the detail "
+    "suggests close names and lists known ones.",
     408: "Request head or body not sent within request_timeout_s.",
     413: "Body over max_body_bytes, or more records than max_events_per_request.",
     415: "Unsupported Content-Type or Content-Encoding.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlwatch import wire
+from mlwatch.store.catalog import RECENT_EVENTS
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/"
@@ -212,6 +213,7 @@ def answers() -> dict[str, Schema]:
                 "kpi": {"type": "object", "description": "Newest KPI result per version."},
             },
         },
+        "ModelList": model_list(),
         "EventPage": {
             "type": "object",
             "required": ["model", "count", "events"],
@@ -221,6 +223,45 @@ def answers() -> dict[str, Schema]:
                 "events": {"type": "array", "items": ref("Event")},
             },
         },
+    }
+
+
+def model_list() -> Schema:
+    """``GET /v1/models``: every known model, by name."""
+    count: Schema = {"type": "integer", "minimum": 0}
+    summary: Schema = {
+        "type": "object",
+        "required": [
+            "model",
+            "configured",
+            "events_stored",
+            "feedback_stored",
+            "last_event",
+            "versions",
+        ],
+        "properties": {
+            "model": {"type": "string"},
+            "configured": {"type": "boolean", "description": "Named by the configuration."},
+            "events_stored": count,
+            "feedback_stored": count,
+            "last_event": {
+                "type": ["string", "null"],
+                "description": "Time of the newest stored event (RFC 3339); null without one.",
+            },
+            "versions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The registered versions and those of the newest "
+                f"{RECENT_EVENTS:,} events.",
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["models"],
+        "description": "The models with events, feedback or a registration in the store, "
+        "named by the configuration, or with records accepted since the sidecar started.",
+        "properties": {"models": {"type": "array", "items": summary}},
     }
 
 

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -32,6 +33,7 @@ from mlwatch.sinks.base import Sink
 from mlwatch.sinks.consumer import Consumer
 from mlwatch.sinks.store import StoreSink
 from mlwatch.store import EmbeddedStore
+from mlwatch.store.catalog import unknown_model
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS, encode
 from mlwatch.store.spool import HEADER_LEN, Spool
 
@@ -65,6 +67,10 @@ class Sidecar:
         self._reports_seen: OrderedDict[str, None] = OrderedDict()
         self._reports_lock = threading.Lock()
         self._started = False
+        self._configured = frozenset(m.name for m in config.models)
+        # models with records acknowledged since the start, stored or still in the spool
+        self._accepted: frozenset[str] = frozenset()
+        self._accepted_lock = threading.Lock()
         self.store = EmbeddedStore(self.data_dir / "store.db", retention_days=config.retention_days)
         self.sinks: list[Sink] = []
         try:
@@ -279,6 +285,7 @@ class Sidecar:
             raise IngestError(
                 503, f"spool unavailable: {exc}", headers={"Retry-After": str(RETRY_AFTER_FULL_S)}
             ) from None
+        self._note_models(records)
         if kind == EVENTS:
             self.metrics.models.observe_events(records)
         elif kind == FEEDBACK:
@@ -290,6 +297,15 @@ class Sidecar:
                 self.metrics.models.observe_registration(reg)
         self._apply_drops(report_id, drops)
         return len(records)
+
+    def _note_models(self, records: list[dict[str, Any]]) -> None:
+        """Remember the models of acknowledged records, so that a status asked for right
+        after a 202 knows the model before the store has the records. Copy on change: the
+        readers take the set without a lock, and a batch rarely brings a new model."""
+        names = set(map(itemgetter("model"), records))
+        if not names <= self._accepted:
+            with self._accepted_lock:
+                self._accepted = self._accepted | names
 
     def _apply_drops(self, report_id: str | None, drops: list[tuple[str, str, str, int]]) -> None:
         """Count a client's drop report once, even when the client resends it."""
@@ -330,25 +346,50 @@ class Sidecar:
         ok = error is None and all(s["healthy"] for s in sinks.values()) and not self._stop.is_set()
         return ok, {"ready": ok, "spool": spool, "sinks": sinks}
 
+    def known_models(self) -> list[str]:
+        """Every model the sidecar knows: in the store (events, feedback or a registration),
+        named by the configuration, or with records acknowledged since the start."""
+        return self.store.known_models(self._configured | self._accepted)
+
+    def require_model(self, model: str) -> None:
+        """Refuse a model nothing is known about (404), naming close and known models, so
+        that a misspelt name does not read as "no traffic yet"."""
+        if model in self._configured or model in self._accepted or self.store.has_model(model):
+            return
+        raise IngestError(404, unknown_model(model, self.known_models()))
+
+    def models(self) -> dict[str, Any]:
+        """Every known model with its versions, counts and last event time."""
+        return {"models": self.store.model_list(self._configured, also=self._accepted)}
+
     def status(self, model: str) -> dict[str, Any]:
-        """Counts, sink lag and results of one model.
+        """Counts, sink lag and results of one known model (404 for an unknown one).
 
         The lag is taken before the counts: a sink commits its spool cursor only after
         its write is committed, so a store lag of 0 then means the counts include every
         event acknowledged until that moment. (Counted first, a batch committed in
         between would show "lag 0" next to a count that misses it.)
         """
+        self.require_model(model)
         sinks = {
             c.sink.name: {"lag_bytes": self.spool.lag_bytes(c.sink.name), **c.state()}
             for c in self.consumers
         }
         spool_bytes = self.spool.total_bytes()
-        return {
-            "model": model,
-            "events_stored": self.store.count_events(model),
-            "feedback_stored": self.store.count_feedback(model),
-            "versions": self.store.registrations(model),
-            "sinks": sinks,
-            "spool_bytes": spool_bytes,
-            **self.store.latest_results(model),  # "drift" and "kpi", newest per version
-        }
+        return self.store.model_status(model) | {"sinks": sinks, "spool_bytes": spool_bytes}
+
+    def events(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """Stored events of one known model, newest first (404 for an unknown one)."""
+        self.require_model(model)
+        rows = self.store.events(
+            model, since_us=since_us, until_us=until_us, version=version, limit=limit
+        )
+        return {"model": model, "count": len(rows), "events": rows}

@@ -26,16 +26,17 @@ from typing import Any
 
 from mlwatch.errors import StoreError
 from mlwatch.store import schema
+from mlwatch.store.catalog import Catalog
 from mlwatch.store.database import window_clause
 from mlwatch.store.results import ProfilesAndResults
 from mlwatch.store.rows import EVENT_COLUMNS, dumps, event_row, feedback_row, loads, row_event
 from mlwatch.store.window_reads import WindowReads
 
 
-class EmbeddedStore(WindowReads, ProfilesAndResults):
+class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog):
     """Events, feedback, model registrations, profiles and results in one SQLite file
     (connections: :mod:`.database`; window reads: :mod:`.window_reads`; profiles and
-    results: :mod:`.results`).
+    results: :mod:`.results`; model names and summaries: :mod:`.catalog`).
 
     >>> import tempfile, os
     >>> store = EmbeddedStore(os.path.join(tempfile.mkdtemp(), "store.db"))
@@ -129,17 +130,16 @@ class EmbeddedStore(WindowReads, ProfilesAndResults):
             .fetchone()[0]
         )
 
-    def models(self) -> list[str]:
-        """Every model name with events, feedback or a registration."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT model FROM models UNION SELECT DISTINCT model FROM events "
-                "UNION SELECT DISTINCT model FROM feedback ORDER BY 1"
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
+    def model_status(self, model: str) -> dict[str, Any]:
+        """What the store says about one model: counts, registered versions and the newest
+        drift and KPI results (the sidecar's status adds its sinks' lag to it)."""
+        return {
+            "model": model,
+            "events_stored": self.count_events(model),
+            "feedback_stored": self.count_feedback(model),
+            "versions": self.registrations(model),
+            **self.latest_results(model),  # "drift" and "kpi", newest per version
+        }
 
     def registrations(self, model: str) -> list[dict[str, Any]]:
         cur = self._conn().execute(
