@@ -21,7 +21,12 @@ from typing import Any
 
 from mlwatch.errors import ValidationError
 
-_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+#: What mlwatch writes: UTC with six fractional digits. Checked whole before the fast path,
+#: since ``fromisoformat`` alone takes any separator, and a ``Z`` within the first 26.
+_CANONICAL_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)
+_TS_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$", re.ASCII
+)
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -64,11 +69,11 @@ def show(value: Any) -> str:
 def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, int]:
     """Validate an RFC 3339 timestamp; return it normalised to UTC and as epoch
     microseconds. Raises :class:`~mlwatch.errors.ValidationError` naming line and field."""
-    if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == ".":
+    if type(value) is str and _CANONICAL_RE.fullmatch(value):
         try:  # fast path: the canonical form mlwatch itself writes
             return value, (datetime.fromisoformat(value[:26]) - _EPOCH) // _MICROSECOND
         except ValueError:
-            pass  # fall through to the general path and its message
+            pass  # e.g. February 30: the general path says so
     if not isinstance(value, str) or not _TS_RE.fullmatch(value):
         raise ValidationError(
             f"expected an RFC 3339 timestamp like 2026-01-31T12:00:00Z, got {show(value)}",
@@ -81,7 +86,7 @@ def parse_ts(value: Any, *, line: int | None, field: str = "ts") -> tuple[str, i
         if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
             text = text.replace(frac.group(0), "." + frac.group(1)[:6])
         dt = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except (ValueError, OverflowError):  # e.g. year 1 at +01:00 falls before datetime.min
+    except (ValueError, OverflowError, TypeError):  # e.g. year 1 at +01:00: before datetime.min
         raise ValidationError(f"not a valid date/time: {value!r}", line=line, field=field) from None
     us = (dt.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
     return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z", us

@@ -131,8 +131,9 @@ class Config:
     )
     request_timeout_s: float = _setting(
         30.0,
-        "Longest a client may take to send a request's head, and again its body; 408 "
-        "beyond, and the connection is closed. Also closes a connection idle that long.",
+        "Longest a client may take to send a request's head (or, with TLS, its handshake), "
+        "and again its body; 408 beyond, and the connection is closed. A connection that "
+        "sends nothing that long is closed without an answer.",
         lo=0.1,
         hi=3600,
     )

@@ -201,7 +201,7 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
 ModelName = Annotated[
     str, Path(description="Model name.", json_schema_extra={"pattern": wire.NAME_PATTERN})
 ]
-TIME_DOC = "RFC 3339, from 1970 on"
+TIME_DOC = "RFC 3339, from 1970 on"  # with schemas.TIME_RANGE, what the pattern cannot say
 TIME_SCHEMA = {"pattern": wire.TS_PATTERN}
 
 

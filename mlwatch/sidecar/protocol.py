@@ -89,11 +89,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0  # what follows is the next request's head
+        if self._idle():  # answered before its body was read (a 401, a 413): the wait starts
+            self._arm()
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._in_head, self._head_bytes = True, 0
-            self._arm()  # the next request's head, or idleness, has request_timeout_s
+        if self._in_head and self._idle():  # waiting for the next head, or reading one
+            self._arm()
+
+    def _idle(self) -> bool:
+        """No request in progress on this connection: answered, or none yet (a pipelined
+        request that is being answered, or whose body is being read, is not idle)."""
+        cycle = self.cycle
+        return not self.transport.is_closing() and (cycle is None or cycle.response_complete)
 
     def _arm(self) -> None:
         self._disarm()

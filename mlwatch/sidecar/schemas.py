@@ -36,8 +36,19 @@ def _name(description: str) -> Schema:
     return {"type": "string", "pattern": wire.NAME_PATTERN, "description": description}
 
 
+#: What the pattern cannot say about a time (it checks the date as written).
+TIME_RANGE = (
+    " As an instant it must lie from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z: "
+    "1970-01-01T00:30:00+01:00 is refused."
+)
+
+
 def _time(description: str) -> Schema:
-    return {"type": ["string", "null"], "pattern": wire.TS_PATTERN, "description": description}
+    return {
+        "type": ["string", "null"],
+        "pattern": wire.TS_PATTERN,
+        "description": description + TIME_RANGE,
+    }
 
 
 _ANY_JSON: Schema = {

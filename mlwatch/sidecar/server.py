@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -43,18 +45,39 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     # the startup heap out of the traversal.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        access_log=access_log,
-        timeout_graceful_shutdown=10,
-        http=_protocol(config, lambda status: rejected.labels(str(status)).inc()),
-        h11_max_incomplete_event_size=config.max_header_bytes,  # when httptools is absent
-        ssl_certfile=config.tls_cert_file,
-        ssl_keyfile=config.tls_key_file,
+    tls = config.tls_cert_file is not None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            access_log=access_log,
+            timeout_graceful_shutdown=10,
+            http=_protocol(config, lambda status: rejected.labels(str(status)).inc()),
+            h11_max_incomplete_event_size=config.max_header_bytes,  # without httptools
+            ssl_certfile=config.tls_cert_file,
+            ssl_keyfile=config.tls_key_file,
+            loop="asyncio" if tls else "auto",
+        )
     )
+    if tls:
+        asyncio.run(_serve_tls(server, config.request_timeout_s))
+    else:
+        server.run()
+
+
+async def _serve_tls(server: Any, handshake_s: float) -> None:
+    """Serve with the TLS handshake bounded by ``request_timeout_s``. A connection reaches
+    the HTTP protocol, and so counts against ``max_connections`` and the head's deadline,
+    only once its handshake is done; asyncio's own bound is 60 s (and uvicorn has no
+    setting for it), so a peer that connects and stays silent would hold a descriptor
+    that long."""
+    loop = asyncio.get_running_loop()
+    loop.create_server = functools.partial(  # type: ignore[method-assign]
+        loop.create_server, ssl_handshake_timeout=handshake_s
+    )
+    await server.serve()
 
 
 #: How the startup log groups the sidecar's settings (the client's are not shown).

@@ -36,3 +36,18 @@ def test_the_size_limit_bounds_the_sum_of_the_members() -> None:
     with pytest.raises(IngestError) as err:
         decompress(member * 2, "gzip", 1000)
     assert err.value.status == 413
+
+
+def test_a_large_member_after_many_small_ones_is_decoded_whole() -> None:
+    """The input is walked in slices (a member no longer copies the rest of the body):
+    members that span many slices, and slices that hold many members, decode alike."""
+    large = gzip.compress(bytes(range(256)) * 40_000, compresslevel=0)  # ~10 MB stored
+    body = gzip.compress(b"x", mtime=0) * 999 + large
+    assert decompress(body, "gzip", 16 << 20) == b"x" * 999 + bytes(range(256)) * 40_000
+
+
+def test_more_than_a_thousand_gzip_members_are_refused() -> None:
+    body = gzip.compress(b"", mtime=0) * 1001
+    with pytest.raises(IngestError, match="more than 1000 members") as exc:
+        decompress(body, "gzip", 1 << 20)
+    assert exc.value.status == 400

@@ -299,14 +299,18 @@ def test_the_first_problem_of_a_model_spec_is_the_one_named(
 
 
 def test_an_unknown_key_gets_a_did_you_mean(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"sampl_rate: unknown setting; did you mean 'sample_rate'\?"):
+    with pytest.raises(
+        ConfigError, match=r"sampl_rate: unknown setting; did you mean 'sample_rate'\?"
+    ):
         load_config(env={}, sampl_rate=0.5)
     cfg = tmp_path / "m.yaml"
     cfg.write_text("prot: 1\n")
     with pytest.raises(ConfigError, match=r"prot: unknown key; did you mean 'port'\?"):
         load_config(cfg, env={})
     cfg.write_text("models:\n  - name: m\n    feautres: [x]\n")
-    with pytest.raises(ConfigError, match=r"models\[0\]\.feautres: unknown key; did you mean 'features'\?"):
+    with pytest.raises(
+        ConfigError, match=r"models\[0\]\.feautres: unknown key; did you mean 'features'\?"
+    ):
         load_config(cfg, env={})
     cfg.write_text("nothing_like_it: 1\n")
     with pytest.raises(ConfigError, match=r"nothing_like_it: unknown key \(in "):
@@ -318,5 +322,7 @@ def test_a_misspelled_variable_is_warned_about(caplog: pytest.LogCaptureFixture)
 
     with caplog.at_level(logging.WARNING, logger="mlwatch"):
         load_config(env={"MLWATCH_PORTT": "1", "MLWATCH_UNRELATED_THING": "x"})
-    assert "MLWATCH_PORTT is not a setting and is ignored; did you mean 'MLWATCH_PORT'?" in caplog.text
+    assert (
+        "MLWATCH_PORTT is not a setting and is ignored; did you mean 'MLWATCH_PORT'?" in caplog.text
+    )
     assert "UNRELATED" not in caplog.text  # not close to a setting: none of ours

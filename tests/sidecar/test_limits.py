@@ -9,6 +9,7 @@ and seconds, and the figures asserted leave room for a slow shared machine.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -146,6 +147,68 @@ def test_pipelined_requests_each_get_the_head_allowance(sidecar: SidecarProcess)
     assert got.count(b"HTTP/1.1 202 ") == 3 and got.count(b"HTTP/1.1 200 ") == 1, got[:600]
 
 
+def ndjson_events(n: int, features: int = 1) -> bytes:
+    event = {"model": "bulk", "latency_ms": 1, "features": {f"f{i}": i for i in range(features)}}
+    return b"\n".join(json.dumps(event).encode() for _ in range(n))
+
+
+def test_a_large_body_after_an_answered_request_is_not_a_head(sidecar: SidecarProcess) -> None:
+    """A GET, then a POST of ~1 MB, in one write: the POST's body arrives after the GET's
+    answer, and is a body, not the next head."""
+    body = ndjson_events(4000, features=10)
+    assert len(body) > 16 * 16384
+    s = connect(sidecar)
+    s.sendall(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        + b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n".encode()
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
+    got = answer(s)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 202 " in got, got[:600]
+    assert b'{"accepted":4000}' in got
+
+
+def test_a_request_answered_before_its_body_leaves_the_connection_usable(
+    sidecar: SidecarProcess,
+) -> None:
+    """A 401 goes out before the 300 KB body is read; the body that follows is not taken
+    for the next request's head, and the next request on the connection is answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+    body = ndjson_events(3000, features=5)
+    conn.request("POST", "/v1/events", body, {"Content-Type": "application/x-ndjson"})
+    first = conn.getresponse()
+    assert first.status == 401
+    first.read()
+    conn.request("GET", "/healthz")
+    second = conn.getresponse()
+    assert second.status == 200, second.read()
+    conn.close()
+
+
+def test_a_pipelined_request_in_progress_is_not_cut_off_by_the_head_timeout(
+    tmp_path: Path,
+) -> None:
+    sc = SidecarProcess(tmp_path / "data", MLWATCH_REQUEST_TIMEOUT_S="0.2").start()
+    try:
+        body = gzip.compress(ndjson_events(10_000, features=80))  # ~1 s of validation
+        s = connect(sc)
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+            + f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n".encode()
+            + b"Connection: close\r\n\r\n"
+            + body
+        )
+        got = answer(s)
+        s.close()
+        assert b"HTTP/1.1 200 " in got and b'{"accepted":10000}' in got, got[:600]
+    finally:
+        sc.stop()
+
+
 def test_healthz_stays_fast_under_a_header_attack(sidecar: SidecarProcess) -> None:
     attackers = [
         threading.Thread(target=huge_header, args=(sidecar, 100 << 20), daemon=True)
@@ -248,6 +311,34 @@ def test_tls_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP: no answer
             get_text(sc.url.replace("https:", "http:") + "/healthz")
     finally:
+        sc.stop()
+
+
+def test_a_silent_tls_handshake_ends_at_request_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that never start their TLS handshake are closed after
+    request_timeout_s (asyncio's own bound is 60 s), and the sidecar serves meanwhile."""
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))  # the readiness probe trusts it
+    sc = SidecarProcess(
+        tmp_path / "data",
+        scheme="https",
+        MLWATCH_TLS_CERT_FILE=str(certs / "node.crt"),
+        MLWATCH_TLS_KEY_FILE=str(certs / "node.key"),
+        MLWATCH_REQUEST_TIMEOUT_S="1",
+        MLWATCH_MAX_CONNECTIONS="5",
+    ).start()
+    silent = [connect(sc) for _ in range(20)]
+    try:
+        start = time.monotonic()
+        for s in silent:
+            assert answer(s) == b""  # closed by the sidecar, without a word
+        assert time.monotonic() - start < 8
+    finally:
+        for s in silent:
+            s.close()
         sc.stop()
 
 

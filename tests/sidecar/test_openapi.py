@@ -83,6 +83,11 @@ EVENT_CASES = [
     {"ts": "2026-01-01T00:00:00+24:00"},
     {"ts": "2026-01-01T00:00:00Z\n"},
     {"ts": "2026-01-01 00:00:00Z"},
+    {"ts": "2026-01-01 00:00:00.000000Z"},
+    {"ts": "2026-01-01x00:00:00.000000Z"},
+    {"ts": "2026-01-01t00:00:00.000000Z"},
+    {"ts": "2026-01-01T00:00:00.12345ZZ"},
+    {"ts": "\u0662\u0660\u0662\u0666-01-01T00:00:00Z"},
     {"ts": None},
     {"model": "m1\n"},
     {"model": "a" * 128},
@@ -128,6 +133,15 @@ def test_the_event_schema_and_the_validator_agree(change: dict[str, Any]) -> Non
     record = EVENT | change
     by_schema = _validator("Event").is_valid(record)
     assert by_schema == _accepted(wire.validate_event, record), record
+
+
+@pytest.mark.parametrize("ts", ["1970-01-01T00:30:00+01:00", "9999-12-31T23:59:59-00:30"], ids=repr)
+def test_an_offset_out_of_range_is_the_one_time_rule_the_pattern_cannot_say(ts: str) -> None:
+    record = EVENT | {"ts": ts}
+    assert _validator("Event").is_valid(record) and not _accepted(wire.validate_event, record)
+    assert (
+        "1970-01-01T00:30:00+01:00 is refused" in schemas.event()["properties"]["ts"]["description"]
+    )
 
 
 @pytest.mark.parametrize(
