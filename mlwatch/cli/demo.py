@@ -134,7 +134,8 @@ def _write_config(root: Path, names: list[str]) -> None:
             }
         ],
         "data_dir": str(root),
-        "scheduler": False,
+        # a sidecar started again on this config runs the jobs and shows their results
+        "scheduler": True,
     }
     (root / "mlwatch.yaml").write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML
 
@@ -285,10 +286,12 @@ def _print_where(root: Path) -> None:
         " profiles, results)"
     )
     print(f"  spool              {root / 'spool'}")
+    print(f"  look at it         mlwatch status {MODEL} --data-dir {root}")
+    print(f"                     mlwatch events {MODEL} --data-dir {root} --limit 5")
     print(f"  drift and KPIs     mlwatch scheduler --config {config} --once")
     print(f"  serve it again     mlwatch sidecar --config {config} --port 8765")
     print(f"    then             curl 'http://127.0.0.1:8765/v1/models/{MODEL}/events?limit=5'")
-    print(f"                     curl 'http://127.0.0.1:8765/v1/models/{MODEL}/status'")
+    print("                     curl 'http://127.0.0.1:8765/metrics'  (counts from the store)")
     print(
         "    and scrape       - job_name: mlwatch\n"
         "                       static_configs: [{targets: ['127.0.0.1:8765']}]"

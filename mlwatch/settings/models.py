@@ -3,6 +3,7 @@ objects; every error names the key (``models[1].classes``) and the file."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from mlwatch.errors import ConfigError, did_you_mean
@@ -26,6 +27,7 @@ MODEL_KEYS = frozenset(
         "label_field",
         "score_field",
         "classes",
+        "value_buckets",
         *MONITORING_KEYS,
     }
 )
@@ -81,8 +83,29 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
         label_field=item.get("label_field"),
         score_field=item.get("score_field"),
         classes=classes,
+        value_buckets=_value_buckets(item, at, source),
         monitoring=parse_monitoring(item, at, source) if monitored else None,
     )
+
+
+def _value_buckets(item: dict[str, Any], at: str, source: str) -> tuple[float, ...] | None:
+    """The upper bounds of a regression model's prediction-value histogram."""
+    raw = item.get("value_buckets")
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and 0 < len(raw) <= 50
+    values = (
+        [float(v) for v in raw if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if ok
+        else []
+    )
+    if not ok or len(values) != len(raw) or any(b <= a for a, b in itertools.pairwise(values)):
+        raise ConfigError(
+            f"{at}.value_buckets",
+            "expected 1 to 50 increasing numbers (the histogram's upper bounds)",
+            source=source,
+        )
+    return tuple(values)
 
 
 def _classes(item: dict[str, Any], at: str, source: str) -> tuple[Any, ...] | None:

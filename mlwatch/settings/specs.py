@@ -57,6 +57,7 @@ class ModelSpec:
     label_field: str | None = None  # dotted path in the feedback label; None = the label itself
     score_field: str | None = None  # dotted path of the class probabilities ("" = the prediction)
     classes: tuple[Any, ...] | None = None  # class of each probability index
+    value_buckets: tuple[float, ...] | None = None  # regression: mlwatch_prediction_value's
     monitoring: Monitoring | None = None  # drift and KPI jobs; None = not scheduled
 
     def feature(self, name: str) -> FeatureSpec | None:

@@ -23,9 +23,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from mlwatch.store.totals import StoreTotals
+
 # 1 ms to 10 s, as the issue asks; seconds are the base unit.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Regression outputs: symmetric, roughly logarithmic; a model spec can narrow them later.
+# Regression outputs without a model spec's value_buckets: symmetric, roughly logarithmic.
 VALUE_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 100.0, 1000.0)
 MAX_CLASSES = 100  # per model and version; beyond it a class is counted as "__other__"
 
@@ -58,8 +60,13 @@ class _Histogram:
 class ModelMetrics(Collector):
     """Per-model counters and histograms, folded in by batch."""
 
-    def __init__(self, task_of: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        task_of: Callable[[str], str | None],
+        buckets_of: Callable[[str], tuple[float, ...] | None] = lambda model: None,
+    ) -> None:
         self._task_of = task_of  # model name -> "classification" | "regression" | None
+        self._buckets_of = buckets_of  # model name -> its value_buckets, None: VALUE_BUCKETS
         self._lock = threading.Lock()
         self._predictions: dict[tuple[str, str, str], int] = defaultdict(int)
         self._latency: dict[tuple[str, str], _Histogram] = {}
@@ -103,8 +110,27 @@ class ModelMetrics(Collector):
                 if numeric:
                     values = self._values.get(key)
                     if values is None:
-                        values = self._values[key] = _Histogram(VALUE_BUCKETS)
+                        buckets = self._buckets_of(model) or VALUE_BUCKETS
+                        values = self._values[key] = _Histogram(buckets)
                     values.observe_many(numeric)
+
+    def restore(self, totals: StoreTotals) -> None:
+        """Start the counters from what the store holds (a restarted sidecar), so that
+        ``/metrics`` shows it rather than zeros. Latency and value histograms start empty."""
+        with self._lock:
+            for key, n in totals.predictions.items():
+                self._predictions[key] += n
+            for (model, version, name), n in sorted(totals.classes.items(), key=lambda kv: -kv[1]):
+                if self._task_of(model) == "regression":
+                    continue
+                classes = self._classes[(model, version)]
+                if name not in classes and len(classes) >= MAX_CLASSES:
+                    name = "__other__"
+                classes[name] += n
+            for model, n in totals.feedback.items():
+                self._feedback[model] += n
+            for info in totals.info:
+                self._info[info] = 1
 
     def observe_registration(self, reg: dict[str, Any]) -> None:
         with self._lock:
@@ -192,9 +218,14 @@ class ModelMetrics(Collector):
 class SidecarMetrics:
     """Everything the sidecar exports, on one registry."""
 
-    def __init__(self, registry: CollectorRegistry, task_of: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        task_of: Callable[[str], str | None],
+        buckets_of: Callable[[str], tuple[float, ...] | None] = lambda model: None,
+    ) -> None:
         self.registry = registry
-        self.models = ModelMetrics(task_of)
+        self.models = ModelMetrics(task_of, buckets_of)
         registry.register(self.models)
         self.spool_bytes = Gauge(
             "mlwatch_spool_bytes", "Bytes of spool segments on disk.", registry=registry

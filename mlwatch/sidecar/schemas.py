@@ -207,6 +207,10 @@ def answers() -> dict[str, Schema]:
             "required": ["model", "events_stored", "feedback_stored", "versions", "sinks"],
             "properties": {
                 "model": {"type": "string"},
+                "task": {
+                    "type": ["string", "null"],
+                    "description": "The configured task (null for a model without a spec).",
+                },
                 "events_stored": {"type": "integer", "minimum": 0},
                 "feedback_stored": {"type": "integer", "minimum": 0},
                 "versions": {"type": "array", "items": {"type": "object"}},

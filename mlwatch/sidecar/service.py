@@ -38,6 +38,7 @@ from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS, encode
 from mlwatch.store.spool import HEADER_LEN, Spool
 
 log = logging.getLogger("mlwatch.sidecar")
+RESTORE_MAX_EVENTS = 2_000_000
 
 VALIDATORS = {
     EVENTS: wire.validate_event,
@@ -59,7 +60,8 @@ class Sidecar:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = registry if registry is not None else CollectorRegistry()
         self._tasks: dict[str, str] = {m.name: m.task for m in config.models}
-        self.metrics = SidecarMetrics(self.registry, self._tasks.get)
+        buckets = {m.name: m.value_buckets for m in config.models if m.value_buckets}
+        self.metrics = SidecarMetrics(self.registry, self._tasks.get, buckets.get)
         if registry is None:
             ProcessCollector(registry=self.registry)
         self._stop = threading.Event()
@@ -144,6 +146,7 @@ class Sidecar:
         if self._started:
             return
         self._started = True
+        self._restore_counters()  # before the sinks and inputs run: nothing counted twice
         for consumer in self.consumers:
             consumer.start()
         self._maintenance.start()
@@ -331,6 +334,23 @@ class Sidecar:
             self.metrics.spool_corrupt.inc(found - self._corrupt_counted)
             self._corrupt_counted = found
 
+    def _restore_counters(self) -> None:
+        """Start the counters from what the store holds, so that a restarted sidecar's
+        /metrics shows it; a store of more than RESTORE_MAX_EVENTS events (a pass costs
+        about a second a million) starts from zero instead, and says so."""
+        size = self.store.last_seq()
+        if size > RESTORE_MAX_EVENTS:
+            log.info(
+                "counters start at zero: the store holds up to %d events (restored up to %d)",
+                size,
+                RESTORE_MAX_EVENTS,
+            )
+            return
+        try:
+            self.metrics.models.restore(self.store.totals())
+        except Exception as exc:  # a damaged store must not stop the sidecar from starting
+            log.warning("counters start at zero: reading the store's totals failed: %s", exc)
+
     def refresh_gauges(self) -> None:
         self._count_corrupt()
         self.metrics.spool_bytes.set(self.spool.total_bytes())
@@ -376,7 +396,12 @@ class Sidecar:
             for c in self.consumers
         }
         spool_bytes = self.spool.total_bytes()
-        return self.store.model_status(model) | {"sinks": sinks, "spool_bytes": spool_bytes}
+        status = self.store.model_status(model) | {"sinks": sinks, "spool_bytes": spool_bytes}
+        spec = self.config.model_spec(model)
+        status["task"] = spec.task if spec is not None else None
+        for version in status["versions"]:  # a client without the spec registers no task
+            version["task"] = version["task"] or status["task"]
+        return status
 
     def events(
         self,

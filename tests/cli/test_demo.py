@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.servers import SidecarProcess, get_text
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +61,32 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     port = re.search(r"sidecar ready on port (\d+)", out)
     assert port and f"127.0.0.1:{port.group(1)}" not in out
     assert f"mlwatch scheduler --config {tmp_path / 'demo' / 'mlwatch.yaml'} --once" in out
+    the_advice_still_works(tmp_path / "demo", out)
+
+
+def the_advice_still_works(root: Path, out: str) -> None:
+    """The commands the demo prints work on the data it leaves."""
+    config = root / "mlwatch.yaml"
+    assert f"mlwatch status breast-cancer --data-dir {root}" in out
+    status = mlwatch("status", "breast-cancer", "--data-dir", str(root), "--format", "json")
+    assert json.loads(status)["events_stored"] == 1200
+    once = json.loads(mlwatch("scheduler", "--config", str(config), "--once"))
+    assert once["breast-cancer"]["drift"]["1"]["rows"] == 1200  # the last hour holds it all
+    sc = SidecarProcess(root, MLWATCH_CONFIG=str(config)).start()  # served again
+    try:
+        metrics = get_text(sc.url + "/metrics")
+    finally:
+        sc.stop()
+    assert 'mlwatch_predictions_total{model="breast-cancer",status="ok",version="1"}' in metrics
+    assert 'mlwatch_dataset_drift{model="breast-cancer",version="1"}' in metrics  # restored
+
+
+def mlwatch(*args: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "mlwatch", *args], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
 
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:

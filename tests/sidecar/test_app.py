@@ -275,6 +275,22 @@ def test_regression_values_histogram(sidecar_config: Any) -> None:
         text = c.get("/metrics").text
         assert 'mlwatch_prediction_value_bucket{le="10.0",model="house",version="1"} 2.0' in text
         assert 'mlwatch_prediction_value_count{model="house",version="1"} 3.0' in text
+
+
+def test_a_model_specs_value_buckets_shape_the_histogram(sidecar_config: Any) -> None:
+    cfg = sidecar_config()
+    spec = ModelSpec(name="house", task="regression", value_buckets=(25.0, 100.0, 350.0))
+    cfg = type(cfg)(**{**cfg.__dict__, "models": (spec,)})
+    with TestClient(create_app(cfg, registry=CollectorRegistry())) as c:
+        evs = [event(i, model="house", prediction=float(v)) for i, v in enumerate([30, 90, 200])]
+        assert post(c, evs).status_code == 202
+        text = c.get("/metrics").text
+        for le, n in (("25.0", 0), ("100.0", 2), ("350.0", 3), ("+Inf", 3)):
+            assert (
+                f'mlwatch_prediction_value_bucket{{le="{le}",model="house",version="1"}} {n}.0'
+                in text
+            )
+        assert 'le="1000.0"' not in text
         assert "mlwatch_predicted_class_total{" not in text
 
 

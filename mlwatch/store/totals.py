@@ -1,0 +1,58 @@
+"""What the store holds in total, as the sidecar's counters count it: predictions by
+outcome, predicted classes, feedback, and the versions with their code and run. A
+restarted sidecar starts its counters from these, so its ``/metrics`` shows what the
+store holds instead of zeros (a counter that starts high is a new baseline to
+Prometheus, not traffic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlwatch.store.database import Database
+
+#: Predictions that name a class (not a number with a fraction, not a list or object).
+_CLASS_TYPES = "('integer', 'text', 'true', 'false')"
+
+
+@dataclass
+class StoreTotals:
+    """Counts by the labels of the sidecar's metrics."""
+
+    predictions: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    classes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    feedback: dict[str, int] = field(default_factory=dict)
+    info: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+
+class Totals(Database):
+    """Whole-store counts (one pass over events, one over feedback)."""
+
+    def last_seq(self) -> int:
+        """The newest event's sequence number: at least the number of events, read at once."""
+        return int(self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def totals(self) -> StoreTotals:
+        out = StoreTotals()
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT model, version, status, COALESCE(code_version, ''), COALESCE(run_id, ''), "
+            "COUNT(*) FROM events GROUP BY 1, 2, 3, 4, 5"
+        )
+        for model, version, status, code, run, n in rows:
+            key = (model, version, status)
+            out.predictions[key] = out.predictions.get(key, 0) + n
+            out.info.add((model, version, code, run))
+        rows = conn.execute(
+            "SELECT model, version, COALESCE(code_version, ''), COALESCE(run_id, '') FROM models"
+        )
+        out.info.update(rows)
+        rows = conn.execute(
+            "SELECT model, version, json_type(prediction), json_extract(prediction, '$'), "
+            f"COUNT(*) FROM events WHERE status = 'ok' AND json_type(prediction) IN {_CLASS_TYPES} "
+            "GROUP BY 1, 2, 3, 4"
+        )
+        for model, version, kind, value, n in rows:
+            name = kind if kind in ("true", "false") else str(value)  # as the sidecar names them
+            out.classes[(model, version, name)] = n
+        out.feedback = dict(conn.execute("SELECT model, COUNT(*) FROM feedback GROUP BY 1"))
+        return out
