@@ -166,7 +166,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "drift",
         help="compare two CSV/Parquet files for drift (offline)",
-        description=__doc__.split("\n\n")[0],
+        description="Offline drift between two CSV or Parquet files: a table (or JSON with "
+        "--format json) of each column's statistic, threshold and verdict, and whether the "
+        "dataset drifted; --fail-on-drift exits 1 when it did.",
     )
     p.add_argument("reference", help="reference data: CSV (UTF-8, maybe compressed) or Parquet")
     p.add_argument("current", help="current data: CSV (UTF-8, maybe compressed) or Parquet")

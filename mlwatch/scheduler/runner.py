@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from mlwatch.scheduler.jobs import Jobs
 from mlwatch.settings import Config, Monitoring
 from mlwatch.store import EmbeddedStore
+from mlwatch.times import format_us
 
 log = logging.getLogger("mlwatch.scheduler")
 
@@ -72,6 +73,8 @@ class Scheduler:
         self.jobs = jobs if jobs is not None else Jobs(config, store, registry)
         self.jobs.prepare()  # a bad reference is a configuration error, now
         self._lock_fd: int | None = None
+        #: The last run of each job: when, ok or failed (with the error), or why it was empty.
+        self.last_runs: dict[str, dict[str, Any]] = {}
         self.duration = Histogram(
             "mlwatch_job_duration_seconds",
             "Duration of a job run",
@@ -120,18 +123,38 @@ class Scheduler:
     def _wrap(self, job_id: str, run: Callable[[str], Any], model: str) -> Callable[[], None]:
         def job() -> None:
             start = time.perf_counter()
+            error = None
             try:
                 run(model)
             except Exception as exc:  # the scheduler must go on; the next run retries
+                error = f"{type(exc).__name__}: {exc}"
                 self.runs.labels(job_id, "failed").inc()
-                log.warning("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
+                log.warning("job %s failed: %s", job_id, error)
             else:
                 self.runs.labels(job_id, "ok").inc()
                 self.last_success.labels(job_id).set(time.time())
             finally:
-                self.duration.labels(job_id).observe(time.perf_counter() - start)
+                took = time.perf_counter() - start
+                self.duration.labels(job_id).observe(took)
+                self.last_runs[job_id] = self._outcome(job_id, error, took)
 
         return job
+
+    def _outcome(self, job_id: str, error: str | None, took: float) -> dict[str, Any]:
+        """A job's last run as the status endpoint shows it."""
+        kind, model = job_id.split(":", 1)
+        return {
+            "at": format_us(time.time_ns() // 1000),
+            "result": "failed" if error else "ok",
+            "error": error,
+            "empty": None if error else self.jobs.empty.get((kind, model)),
+            "seconds": round(took, 3),
+        }
+
+    def runs_of(self, model: str) -> dict[str, dict[str, Any]]:
+        """The last run of each of ``model``'s jobs (none before the first run)."""
+        jobs = (f"drift:{model}", f"kpi:{model}")
+        return {job: self.last_runs[job] for job in jobs if job in self.last_runs}
 
     def _on_event(self, event: Any) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES

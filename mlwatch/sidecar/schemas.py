@@ -225,6 +225,12 @@ def answers() -> dict[str, Schema]:
                 },
                 "spool_bytes": {"type": "integer", "minimum": 0},
                 "drift": {"type": "object", "description": "Newest drift result per version."},
+                "jobs": {
+                    "type": "object",
+                    "description": "The last run of the model's drift and KPI jobs (when "
+                    "this sidecar runs them): at, result (ok or failed), error, empty (why "
+                    "it found nothing), seconds.",
+                },
                 "kpi": {"type": "object", "description": "Newest KPI result per version."},
             },
         },

@@ -401,6 +401,8 @@ class Sidecar:
         status["task"] = spec.task if spec is not None else None
         for version in status["versions"]:  # a client without the spec registers no task
             version["task"] = version["task"] or status["task"]
+        if self.scheduler is not None and spec is not None and spec.monitoring is not None:
+            status["jobs"] = self.scheduler.runs_of(model)
         return status
 
     def events(

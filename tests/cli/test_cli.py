@@ -42,3 +42,30 @@ def test_bad_environment_is_named(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     proc = run("--help")
     assert proc.returncode == 0 and "sidecar" in proc.stdout and "demo" in proc.stdout
+
+
+def test_version() -> None:
+    from mlwatch import __version__
+
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mlwatch {__version__}"
+
+
+def test_help_texts_are_plain_text() -> None:
+    from mlwatch.cli import COMMANDS
+
+    for command in ("", *COMMANDS):
+        proc = run(*([command] if command else []), "--help")
+        assert proc.returncode == 0, proc.stderr
+        for markup in ("``", ":mod:", ":class:", ":func:", ":data:"):
+            assert markup not in proc.stdout, (command, markup)
+
+
+def test_a_secret_given_as_a_flag_names_the_variable_and_the_file() -> None:
+    proc = run("sidecar", "--token", "s3cret")
+    assert proc.returncode == 2
+    assert "--token is not a flag" in proc.stderr
+    assert "MLWATCH_TOKEN, or MLWATCH_TOKEN_FILE=/path/to/file, or token_file:" in proc.stderr
+    assert "s3cret" not in proc.stderr
+    proc = run("scheduler", "--forward-shared-key=k")
+    assert proc.returncode == 2 and "MLWATCH_FORWARD_SHARED_KEY" in proc.stderr

@@ -262,6 +262,29 @@ def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
         metrics = client.get("/metrics").text
         assert 'mlwatch_feature_drift_detected{feature="x",model="m",version="1"} 1.0' in metrics
         assert 'mlwatch_job_runs_total{job="drift:m",result="ok"}' in metrics
+        wait_until(lambda: "kpi:m" in client.get("/v1/models/m/status").json()["jobs"])
+        jobs = client.get("/v1/models/m/status").json()["jobs"]
+        assert jobs["drift:m"]["result"] == "ok" and jobs["drift:m"]["error"] is None
+        assert "kpi m: 300 events in [" in jobs["kpi:m"]["empty"]
+        assert "0 with ground truth" in jobs["kpi:m"]["empty"]
+
+
+def test_a_failing_job_shows_in_the_status(tmp_path: Path) -> None:
+    from mlwatch.sidecar.service import Sidecar
+
+    cfg = config(tmp_path, every_s=3600.0)
+    sc = Sidecar(cfg, registry=CollectorRegistry())
+    try:
+
+        def broken(model: str) -> None:
+            raise JobError(f"{model}: the window source is down")
+
+        sc.scheduler._wrap("drift:m", broken, "m")()
+        job = sc.status("m")["jobs"]["drift:m"]
+        assert job["result"] == "failed"
+        assert job["error"] == "JobError: m: the window source is down"
+    finally:
+        sc.stop()
 
 
 def test_the_sidecar_keeps_slice_profiles_and_the_job_merges_them(tmp_path: Path) -> None:
