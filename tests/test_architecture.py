@@ -42,6 +42,7 @@ LAYERS = [
         "sinks, inputs, client",
         ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs", "mlwatch.client", "mlwatch"),
     ),
+    ("alerting", ("mlwatch.alerting",)),
     ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler")),
     ("cli", ("mlwatch.cli", "mlwatch.__main__")),
 ]

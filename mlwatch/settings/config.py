@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlwatch.settings.specs import ModelSpec
+from mlwatch.settings.targets import TargetSpec
 
 _USERINFO = re.compile(r"(\w+://)[^/@,\s]*@")
 
@@ -301,6 +302,15 @@ class Config:
         default=(),
         metadata={
             "doc": "Model specs (config file only); see docs/configuration.md.",
+            "file_only": True,
+        },
+    )
+    # --- retraining targets (file only) ---
+    targets: tuple[TargetSpec, ...] = field(
+        default=(),
+        metadata={
+            "doc": "Where retraining starts: GitHub Actions, GitLab, Jenkins or a signed "
+            "webhook (config file only); see docs/alerting.md.",
             "file_only": True,
         },
     )

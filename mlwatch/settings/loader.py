@@ -31,6 +31,7 @@ from typing import Any
 from mlwatch.errors import ConfigError, did_you_mean
 from mlwatch.settings.config import Config, env_name, settings_fields
 from mlwatch.settings.models import parse_models
+from mlwatch.settings.targets import parse_targets
 
 
 def _to_bool(raw: Any) -> bool:
@@ -176,6 +177,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             raise ConfigError(str(key), f"unknown key{hint}", source=source)
         elif key == "models":
             values["models"] = parse_models(raw, source)
+        elif key == "targets":
+            values["targets"] = parse_targets(raw, source)
         elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
             values[key] = "off"
         else:

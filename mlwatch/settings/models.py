@@ -7,7 +7,9 @@ import itertools
 from typing import Any
 
 from mlwatch.errors import ConfigError, did_you_mean
+from mlwatch.settings.alerts import parse_alerts
 from mlwatch.settings.monitoring import MONITORING_KEYS, parse_monitoring
+from mlwatch.settings.retrain import parse_retrain
 from mlwatch.settings.specs import (
     FEATURE_TYPES,
     SENSITIVE_ACTIONS,
@@ -28,6 +30,8 @@ MODEL_KEYS = frozenset(
         "score_field",
         "classes",
         "value_buckets",
+        "alerts",
+        "retrain",
         *MONITORING_KEYS,
     }
 )
@@ -84,6 +88,10 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
         score_field=item.get("score_field"),
         classes=classes,
         value_buckets=_value_buckets(item, at, source),
+        alerts=parse_alerts(item["alerts"], f"{at}.alerts", source) if "alerts" in item else None,
+        retrain=(
+            parse_retrain(item["retrain"], f"{at}.retrain", source) if "retrain" in item else None
+        ),
         monitoring=parse_monitoring(item, at, source) if monitored else None,
     )
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlwatch.settings.alerts import AlertSpec
+from mlwatch.settings.retrain import RetrainSpec
+
 TASKS = ("classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
 SENSITIVE_ACTIONS = ("hash", "drop")
@@ -58,6 +61,8 @@ class ModelSpec:
     score_field: str | None = None  # dotted path of the class probabilities ("" = the prediction)
     classes: tuple[Any, ...] | None = None  # class of each probability index
     value_buckets: tuple[float, ...] | None = None  # regression: mlwatch_prediction_value's
+    alerts: AlertSpec | None = None  # thresholds and objectives of its generated alert rules
+    retrain: RetrainSpec | None = None  # what starts its retraining, and where
     monitoring: Monitoring | None = None  # drift and KPI jobs; None = not scheduled
 
     def feature(self, name: str) -> FeatureSpec | None:
