@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from mlwatch import __version__
 
-    parser.add_argument("--version", action="version", version=f"mlwatch {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"mlwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mlwatch.cli.{name}").add_parser(sub)
@@ -43,8 +43,10 @@ def secret_flag(argv: Sequence[str]) -> str | None:
     secrets = {f.name for f in settings_fields() if f.metadata.get("secret")}
     for arg in argv:
         name = arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else ""
-        secret = name.removesuffix("_file")
-        if secret in secrets:
+        stem = name.removesuffix("_file")
+        # argparse takes an unambiguous prefix (--tok) for an option: so does this check
+        secret = next((s for s in secrets if len(stem) >= 3 and s.startswith(stem)), None)
+        if secret is not None:
             var = env_name(secret)
             return (
                 f"--{arg[2:].split('=', 1)[0]} is not a flag: secrets never come from the "

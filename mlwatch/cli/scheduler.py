@@ -34,6 +34,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.strict and not args.once:
+        raise ConfigError("--strict", "applies to --once only (a running scheduler has no end)")
     config = load_config(args.config, data_dir=args.data_dir)
     return run_standalone(
         config, metrics_port=args.metrics_port, once=args.once, strict=args.strict

@@ -27,10 +27,20 @@ MAX_ANSWER_BYTES = 64 * 1024
 class DeadlineReader(io.RawIOBase):
     """The socket's bytes, until ``deadline()`` (``time.monotonic()`` seconds) passes."""
 
-    def __init__(self, sock: socket.socket, deadline: Callable[[], float]) -> None:
+    def __init__(
+        self, sock: socket.socket, deadline: Callable[[], float], holder: io.RawIOBase
+    ) -> None:
         super().__init__()
         self._sock = sock
         self._deadline = deadline
+        # The socket's own file object, kept open while this reader is: it holds the
+        # socket's reference count, so that http.client closing the connection (an
+        # answer with Connection: close) does not close the socket under the body.
+        self._holder = holder
+
+    def close(self) -> None:
+        self._holder.close()
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -54,8 +64,8 @@ class DeadlineResponse(http.client.HTTPResponse):
         self, sock: socket.socket, *args: Any, deadline: Callable[[], float], **kwargs: Any
     ) -> None:
         super().__init__(sock, *args, **kwargs)
-        self.fp.close()  # the socket's own file object: it would keep the socket open
-        self.fp = io.BufferedReader(DeadlineReader(sock, deadline))
+        holder = self.fp.detach()  # nothing was read through it: no bytes are left behind
+        self.fp = io.BufferedReader(DeadlineReader(sock, deadline, holder))
 
 
 def read_answer(resp: http.client.HTTPResponse) -> tuple[bytes, bool]:

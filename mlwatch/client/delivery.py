@@ -54,12 +54,17 @@ class Delivery:
         if self._warned or self.lost() == 0:
             return
         self._warned = True
+        full = self.drops.totals().get("queue_full")
         log.warning(
-            "mlwatch: records are not reaching %s: %s so far%s. Losses are counted "
+            "mlwatch: records are not reaching %s: %s so far%s%s. Losses are counted "
             "(X-Mlwatch-Dropped, mlwatch_events_dropped_total) and summed up at exit.",
             self.where,
             self.describe(),
             f"; last error: {cause}" if cause else "",
+            "; queue_full: calls come faster than they are shipped (raise queue_size, or "
+            "lower sample_rate)"
+            if full
+            else "",
         )
 
     def summary(self, cause: str | None) -> None:

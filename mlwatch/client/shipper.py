@@ -339,8 +339,8 @@ class Shipper:
                         key[1],
                         exc,
                     )
-        if new:
-            self._send_registrations(list(new.values()))
+        if new:  # those worth sending again go with the next drain (or count at shutdown)
+            self.registrations.extend(self._send_registrations(list(new.values())))
 
     def _ship_events(self, events: list[dict[str, Any]]) -> None:
         report = self.drops.next_report(self._identity_of)

@@ -326,7 +326,7 @@ class HttpExporter:
             self.last_error = f"{self.where}{PATHS[kind]} refused a {kind} record as too large"
             return Result.REJECTED
         if status is not None and 400 <= status < 500 and status not in RETRYABLE:
-            advice = hint(status, self._token is not None)
+            advice = hint(status, bool(self._token))
             self.last_error = f"{self.where}{PATHS[kind]} rejected {kind}: {detail}{advice}"
             failures.error(
                 f"http.{kind}.{status}",

@@ -111,7 +111,8 @@ class References:
         if types:
             data = {name: data[name] for name in types if name in data}
             if missing := [name for name in types if name not in data]:
-                raise JobError(f"{spec.name}: the reference has no column {', '.join(missing)}")
+                noun = "column" if len(missing) == 1 else "columns"
+                raise JobError(f"{spec.name}: the reference has no {noun} {', '.join(missing)}")
         profile = DatasetProfile.from_reference(self._redacted(spec, data), types)
         self.store.put_profile(
             spec.name, version, "reference", start, end, profile.to_json(), tag=tag

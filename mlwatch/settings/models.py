@@ -4,6 +4,7 @@ objects; every error names the key (``models[1].classes``) and the file."""
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 from mlwatch.errors import ConfigError, did_you_mean
@@ -103,7 +104,11 @@ def _value_buckets(item: dict[str, Any], at: str, source: str) -> tuple[float, .
         return None
     ok = isinstance(raw, list) and 0 < len(raw) <= 50
     values = (
-        [float(v) for v in raw if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        [
+            float(v)
+            for v in raw
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ]
         if ok
         else []
     )

@@ -128,7 +128,7 @@ class Spool:
         fd = lockfile.take(lock, lockfile.this_process())
         if fd is None:
             raise SpoolError(
-                f"{self.directory} is in use by another process ({lockfile.holder(lock)}): "
+                f"{self.directory} is in use (by {lockfile.holder(lock)}): "
                 "each sidecar needs a data directory of its own (--data-dir)"
             )
         self._lock_fd = fd

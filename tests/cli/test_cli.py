@@ -69,3 +69,12 @@ def test_a_secret_given_as_a_flag_names_the_variable_and_the_file() -> None:
     assert "s3cret" not in proc.stderr
     proc = run("scheduler", "--forward-shared-key=k")
     assert proc.returncode == 2 and "MLWATCH_FORWARD_SHARED_KEY" in proc.stderr
+
+
+def test_an_abbreviated_secret_flag_is_refused_without_echoing_it() -> None:
+    proc = run("sidecar", "--tok", "s3cret")
+    assert proc.returncode == 2 and "MLWATCH_TOKEN" in proc.stderr and "s3cret" not in proc.stderr
+
+
+def test_short_version_flag() -> None:
+    assert run("-V").stdout.startswith("mlwatch ")

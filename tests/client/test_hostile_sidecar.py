@@ -187,3 +187,24 @@ def test_shutdown_ends_a_send_in_progress_by_its_deadline(peer: Callable[..., Pe
     assert not shipper.shutdown(1.0)  # the event in the trickled request is lost
     assert time.monotonic() - start < 2.0
     assert shipper.thread is not None and not shipper.thread.is_alive()
+
+
+def closing_slowly(conn: socket.socket, peer: Peer) -> None:
+    """A 202 with Connection: close whose body comes in a later segment (a proxy, or a
+    server shutting down gracefully)."""
+    body = b'{"accepted":1}'
+    peer.send(conn, HEAD_202 + f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    time.sleep(0.05)
+    peer.send(conn, body)
+
+
+def test_an_answer_that_closes_the_connection_is_read_whole(peer: Callable[..., Peer]) -> None:
+    server = peer(closing_slowly)
+    exporter = HttpExporter(f"http://127.0.0.1:{server.port}", timeout_s=5)
+    try:
+        for _ in range(3):
+            res, _ = export(exporter, 10)
+            assert res is Result.OK, exporter.last_error
+    finally:
+        exporter.shutdown()
+    assert server.requests == 3  # nothing sent twice

@@ -301,7 +301,7 @@ def test_sidecar_down_never_blocks_the_caller() -> None:
     assert time.perf_counter() - t0 < 2.0
     assert not mlwatch.flush(10.0)  # nothing could be delivered
     assert sum(n for (_k, reason), n in drops().items() if reason == "send_failed") == 1000
-    assert runtime.shutdown(5.0)
+    assert not runtime.shutdown(5.0)  # the registration, retried until now, is lost too
 
 
 def test_flush_times_out_and_shutdown_keeps_one_deadline(server: tuple[str, Recorder]) -> None:

@@ -332,7 +332,7 @@ def test_value_buckets_of_a_regression_model(tmp_path: Path) -> None:
     cfg = tmp_path / "m.yaml"
     cfg.write_text("models:\n  - {name: price, task: regression, value_buckets: [25, 50, 100.5]}\n")
     assert load_config(cfg, env={}).models[0].value_buckets == (25.0, 50.0, 100.5)
-    for bad in ("[50, 25]", "[]", "[1, x]", "7"):
+    for bad in ("[50, 25]", "[]", "[1, x]", "7", "[1, .nan, 2]", "[1, .inf]"):
         cfg.write_text(f"models:\n  - {{name: price, value_buckets: {bad}}}\n")
         with pytest.raises(
             ConfigError, match=r"models\[0\]\.value_buckets: expected 1 to 50 increasing"

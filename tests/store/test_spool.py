@@ -306,9 +306,7 @@ def test_blocked_reader_wakes_on_append(open_spool: Callable[..., Spool]) -> Non
 
 def test_directory_can_be_opened_once(open_spool: Callable[..., Spool]) -> None:
     open_spool()
-    with pytest.raises(
-        SpoolError, match=r"is in use by another process \(.*pid \d+\): each sidecar"
-    ):
+    with pytest.raises(SpoolError, match=r"is in use \(by .*pid \d+\): each sidecar"):
         open_spool()
 
 
