@@ -14,6 +14,7 @@
     │   └── HandshakeRefused              the shared-key handshake failed
     ├── DeliveryError                     a sink could not deliver a batch yet (retried)
     ├── JobError                          a drift or KPI job cannot run
+    ├── RetrainError                      a retraining request cannot be made
     └── InputError                        an input file cannot be read as a table
 
 Two tiers: configuration and programmer errors raise at construction and name the
@@ -141,6 +142,11 @@ class DeliveryError(MlwatchError):
 
 class JobError(MlwatchError):
     """A job cannot run (no reference, unreadable reference file, no features)."""
+
+
+class RetrainError(MlwatchError):
+    """A retraining request that cannot be made: the model has no ``retrain`` section, or
+    names a target the configuration does not have."""
 
 
 class InputError(MlwatchError):

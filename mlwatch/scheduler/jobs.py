@@ -23,6 +23,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from mlwatch.alerting.retrain import Retrainer
 from mlwatch.errors import ConfigError, JobError
 from mlwatch.scheduler.explain import empty_drift, empty_kpis
 from mlwatch.scheduler.reference import References
@@ -52,6 +53,8 @@ class Jobs:
         self.clock = clock
         self.references = References(config, store)
         self.windows = window_source(config, store)
+        #: Where results are checked against the models' retrain conditions (when set).
+        self.retrainer: Retrainer | None = None
         #: Why the last run of a job (``("drift", model)``) found nothing, None when it did.
         self.empty: dict[tuple[str, str], str | None] = {}
         self._logged: dict[tuple[str, str, str], tuple[int, int]] = {}  # window told, by job
@@ -156,6 +159,8 @@ class Jobs:
                 f", drifted: {', '.join(drifted)}" if drifted else "",
             )
             out[version] = report
+            if self.retrainer is not None:
+                self.retrainer.check_drift(model, version, report, (start, end))
         why = None if out else empty_drift(self.store, model, start, end, self.config.window_source)
         self.empty[("drift", model)] = why
         if why:
@@ -172,11 +177,14 @@ class Jobs:
         windows = kpi_windows(mon, self.clock(), window)
         out: dict[str, Any] = {}
         for version in self.store.versions(model, since_us=windows[0][0], until_us=windows[-1][1]):
-            newest = None
+            newest, reported = None, []
             for start, end in windows:  # one window in memory at a time
                 report = self._window_kpis(spec, version, start, end)
                 if report is not None and report.reason is None:
                     newest = report
+                    reported.append((start, end, report.to_dict()))
+            if self.retrainer is not None:
+                self.retrainer.check_kpis(model, version, reported)
             if newest is not None:
                 self.metrics.kpis(model, version, newest)
                 out[version] = newest.to_dict()

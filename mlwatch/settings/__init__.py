@@ -3,8 +3,8 @@
 (:mod:`.loader`). ``python -m mlwatch.settings`` prints the reference table."""
 
 from mlwatch.settings.config import Config, env_name, settings_fields, settings_table
+from mlwatch.settings.durations import parse_duration
 from mlwatch.settings.loader import load_config
-from mlwatch.settings.monitoring import parse_duration
 from mlwatch.settings.specs import FeatureSpec, ModelSpec, Monitoring
 from mlwatch.wire import NAME_RE
 

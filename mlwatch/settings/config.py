@@ -214,6 +214,18 @@ class Config:
     log_level: str = _setting(
         "info", "Log level of the sidecar.", choices=("debug", "info", "warning", "error")
     )
+    public_url: str | None = _setting(
+        None,
+        "The sidecar's address as others reach it, for the status link in a retraining "
+        "trigger. Unset: http://host:port.",
+    )
+    retrain_deadline_s: float = _setting(
+        86_400.0,
+        "How long a retraining trigger is retried (429, 5xx, connection errors) before it "
+        "is given up as failed.",
+        lo=1.0,
+        hi=30 * 86_400.0,
+    )
     # --- Elasticsearch sink (sidecar) ---
     elasticsearch_url: str | None = _setting(
         None,

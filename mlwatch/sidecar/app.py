@@ -6,27 +6,27 @@ parameter); a bad request never reaches a 500 and never touches the spool.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Route
 
 from mlwatch import __version__, wire
 from mlwatch.errors import IngestError, ValidationError
 from mlwatch.settings import Config
 from mlwatch.sidecar import openapi
+from mlwatch.sidecar.requests import TIME_DOC, TIME_SCHEMA, ModelName, check_model, read_body
+from mlwatch.sidecar.retrain_routes import retrain_routes
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
 
@@ -54,6 +54,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     _ingest_routes(app, sidecar, auth, secured)
     _query_routes(app, sidecar, auth, secured)
     _ops_routes(app, sidecar, auth, secured)
+    retrain_routes(app, sidecar, auth, secured)
     openapi.install(app, max_records=config.max_events_per_request, secured=secured)
     return app
 
@@ -116,34 +117,9 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | None:
-    """The body, refused as soon as it is larger than ``limit`` (413) or not complete
-    within ``timeout_s`` (408); None when the client went away before sending it all."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise IngestError(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise IngestError(413, f"body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise IngestError(
-            408,
-            f"body not complete within {timeout_s:g}s (request_timeout_s)",
-            headers={"Connection": "close"},  # the rest of the body is never read
-        ) from None
-    except ClientDisconnect:
-        return None
-    return b"".join(chunks)
-
-
 def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
     async def accept(request: Request, kind: bytes) -> Response:
-        raw = await _read_body(
+        raw = await read_body(
             request, sidecar.config.max_body_bytes, sidecar.config.request_timeout_s
         )
         if raw is None:  # counted, not logged: any client can abort uploads at will
@@ -196,21 +172,6 @@ def _ingest_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
         return await accept(request, MODELS)
 
 
-# The patterns are documented, and checked by the wire format's own functions, whose
-# messages say what was expected.
-ModelName = Annotated[
-    str, Path(description="Model name.", json_schema_extra={"pattern": wire.NAME_PATTERN})
-]
-TIME_DOC = "RFC 3339, from 1970 on"  # with schemas.TIME_RANGE, what the pattern cannot say
-TIME_SCHEMA = {"pattern": wire.TS_PATTERN}
-
-
-def _check_model(model: str) -> str:
-    if not wire.NAME_RE.fullmatch(model):
-        raise IngestError(422, f"path parameter 'model': not a model name: {model[:64]!r}")
-    return model
-
-
 def _window_bound(name: str, value: str | None) -> int | None:
     if value is None:
         return None
@@ -237,7 +198,7 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
         summary="Counts, sink lag and versions of one model",
     )
     async def status(model: ModelName) -> dict[str, Any]:
-        return await run_in_threadpool(sidecar.status, _check_model(model))
+        return await run_in_threadpool(sidecar.status, check_model(model))
 
     @app.get(
         "/v1/models/{model}/events",
@@ -258,7 +219,7 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
     ) -> dict[str, Any]:
         return await run_in_threadpool(
             sidecar.events,
-            _check_model(model),
+            check_model(model),
             since_us=_window_bound("since", since),
             until_us=_window_bound("until", until),
             version=version,

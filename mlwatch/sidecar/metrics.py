@@ -75,6 +75,7 @@ class ModelMetrics(Collector):
         self._info: dict[tuple[str, str, str, str], int] = {}
         self._dropped: dict[tuple[str, str, str], int] = defaultdict(int)
         self._feedback: dict[str, int] = defaultdict(int)
+        self._labelled: dict[tuple[str, str, str], int] = defaultdict(int)
 
     def observe_events(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of validated events into the metrics."""
@@ -148,6 +149,12 @@ class ModelMetrics(Collector):
             for rec in records:
                 self._feedback[rec["model"]] += 1
 
+    def observe_outcomes(self, model: str, version: str, right: int, wrong: int) -> None:
+        """Labelled predictions that were right or wrong (a quality SLO burns on these)."""
+        with self._lock:
+            self._labelled[(model, version, "correct")] += right
+            self._labelled[(model, version, "wrong")] += wrong
+
     def observe_drops(self, drops: Iterable[tuple[str, str, str, int]]) -> None:
         with self._lock:
             for model, version, reason, count in drops:
@@ -212,7 +219,14 @@ class ModelMetrics(Collector):
             )
             for model, n in sorted(self._feedback.items()):
                 feedback.add_metric([model], n)
-        yield from (predictions, latency, values, classes, info, dropped, feedback)
+            labelled = CounterMetricFamily(
+                "mlwatch_labelled_predictions",
+                "Predictions joined to their ground truth, by outcome (correct or wrong).",
+                labels=["model", "version", "outcome"],
+            )
+            for labels3, n in sorted(self._labelled.items()):
+                labelled.add_metric(list(labels3), n)
+        yield from (predictions, latency, values, classes, info, dropped, feedback, labelled)
 
 
 class SidecarMetrics:

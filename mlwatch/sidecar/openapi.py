@@ -23,6 +23,7 @@ REASONS = {
     404: "Unknown model (no events, feedback or registration, not configured); the detail "
     "suggests close names and lists known ones.",
     408: "Request head or body not sent within request_timeout_s.",
+    409: "The model has no retrain section (or names an unknown target).",
     413: "Body over max_body_bytes, or more records than max_events_per_request.",
     415: "Unsupported Content-Type or Content-Encoding.",
     422: "A record or parameter breaks the contract; names the line and field.",
@@ -52,10 +53,12 @@ def operation(
     secured: bool,
     body: bytes | None = None,
     unready: str | None = None,
+    json_body: str | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI fields of one route (FastAPI's ``openapi_extra``): its success answer
     (a schema name, or a ``content`` map), the refusals it can give, its body, and the
-    schema of a 503 that is an answer rather than a refusal (``unready``)."""
+    schema of a 503 that is an answer rather than a refusal (``unready``); ``json_body``
+    names the schema of a JSON body."""
     content = _json(answer) if isinstance(answer, str) else answer
     responses: dict[str, Any] = {str(ok): {"description": "Success.", "content": content}}
     for status in sorted({*refusals, *CONNECTION, *((401,) if secured else ())}):
@@ -69,6 +72,8 @@ def operation(
     extra: dict[str, Any] = {"responses": responses}
     if secured:
         extra["security"] = [{"bearer": []}]
+    if json_body is not None:
+        extra["requestBody"] = {"required": True, "content": _json(json_body)}
     if body is not None:
         extra["requestBody"] = _records_body(RECORD_SCHEMAS[body])
         extra["description"] = DROPPED_HEADER if body == EVENTS else ""

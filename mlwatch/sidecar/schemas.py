@@ -286,9 +286,74 @@ def model_list() -> Schema:
     }
 
 
+def alerting() -> dict[str, Schema]:
+    """The Alertmanager webhook (payload version 4) and the retraining answers."""
+    labels: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+    status: Schema = {"enum": ["firing", "resolved"]}
+    alert: Schema = {
+        "type": "object",
+        "required": ["status", "labels"],
+        "properties": {
+            "status": status,
+            "labels": labels,
+            "annotations": labels,
+            "startsAt": {"type": "string"},
+            "endsAt": {"type": "string"},
+            "generatorURL": {"type": "string"},
+            "fingerprint": {"type": "string"},
+        },
+    }
+    count: Schema = {"type": "integer", "minimum": 0}
+    return {
+        "AlertmanagerWebhook": {
+            "type": "object",
+            "description": "Alertmanager's webhook notification, payload version 4. Alerts "
+            "are mapped to models by their model label and to retrain policies by alertname.",
+            "required": ["version", "status", "receiver", "alerts"],
+            "properties": {
+                "version": {"const": "4"},
+                "status": status,
+                "receiver": {"type": "string"},
+                "groupKey": {"type": "string"},
+                "truncatedAlerts": count,
+                "groupLabels": labels,
+                "commonLabels": labels,
+                "commonAnnotations": labels,
+                "externalURL": {"type": "string"},
+                "alerts": {"type": "array", "maxItems": 1000, "items": alert},
+            },
+        },
+        "AlertsReceived": {
+            "type": "object",
+            "required": ["triggered", "suppressed", "resolved", "ignored"],
+            "properties": {k: count for k in ("triggered", "suppressed", "resolved", "ignored")},
+        },
+        "RetrainRequest": {
+            "type": "object",
+            "required": ["reason"],
+            "additionalProperties": False,
+            "properties": {"reason": text(500, nullable=False), "version": text(wire.MAX_NAME)},
+        },
+        "Triggered": {
+            "type": "object",
+            "required": ["key", "state"],
+            "properties": {"key": {"type": "string"}, "state": {"enum": ["pending", "dry_run"]}},
+        },
+        "TriggerList": {
+            "type": "object",
+            "required": ["model", "count", "triggers"],
+            "properties": {
+                "model": {"type": "string"},
+                "count": count,
+                "triggers": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    }
+
+
 def components(max_records: int) -> dict[str, Schema]:
     """Every schema the document refers to, by name."""
     out = {"Event": event(), "Feedback": feedback(), "Registration": registration()}
     for name in ("Event", "Feedback", "Registration"):
         out[name + "s"] = records(name, max_records)
-    return out | answers()
+    return out | answers() | alerting()

@@ -39,6 +39,7 @@ from mlwatch.store.spool import HEADER_LEN, Spool
 
 log = logging.getLogger("mlwatch.sidecar")
 RESTORE_MAX_EVENTS = 2_000_000
+RESTORE_WAIT_S = 10.0  # the longest the start waits for the store sink to catch up
 
 VALIDATORS = {
     EVENTS: wire.validate_event,
@@ -84,7 +85,7 @@ class Sidecar:
     def _build(self) -> None:
         """The sinks, the spool that feeds them, the inputs and the scheduler."""
         config = self.config
-        self.sinks.append(StoreSink(self.store))
+        self.sinks.append(StoreSink(self.store, on_joined=self._count_outcomes))
         if config.elasticsearch_url:
             from mlwatch.elastic.sink import ElasticsearchSink
 
@@ -121,11 +122,19 @@ class Sidecar:
             from mlwatch.inputs.forward import ForwardInput
 
             self.inputs.append(ForwardInput(config, self.accept, registry=self.registry))
+        self.retrainer: Any = None
+        if any(m.retrain for m in config.models):
+            from mlwatch.alerting.retrain import Retrainer, targets_of
+
+            self.retrainer = Retrainer(
+                config, self.store, self.registry, targets=targets_of(config)
+            )
         self.scheduler: Any = None
         if config.scheduler and any(m.monitoring for m in config.models):
             from mlwatch.scheduler import Scheduler
 
             self.scheduler = Scheduler(config, self.store, self.registry)
+            self.scheduler.jobs.retrainer = self.retrainer
         self._maintenance = threading.Thread(
             target=self._maintain, name="mlwatch-maintenance", daemon=True
         )
@@ -146,14 +155,16 @@ class Sidecar:
         if self._started:
             return
         self._started = True
-        self._restore_counters()  # before the sinks and inputs run: nothing counted twice
         for consumer in self.consumers:
             consumer.start()
+        self._restore_counters()  # before the inputs run: nothing counted twice
         self._maintenance.start()
         for source in self.inputs:
             source.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        if self.retrainer is not None:
+            self.retrainer.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consumers (what they have not committed is replayed at the next start)."""
@@ -161,6 +172,8 @@ class Sidecar:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.retrainer is not None:
+            self.retrainer.stop(max(0.0, deadline - time.monotonic()) / 2)
         for source in self.inputs:
             source.stop()
         for consumer in self.consumers:
@@ -334,22 +347,61 @@ class Sidecar:
             self.metrics.spool_corrupt.inc(found - self._corrupt_counted)
             self._corrupt_counted = found
 
+    def _count_outcomes(self, joined: list[tuple[str, str, dict[str, Any], Any]]) -> None:
+        """Fold predictions that met their ground truth into the labelled counters, each
+        scored as the model's KPIs score it (a regression model needs the tolerance of its
+        quality objective)."""
+        from mlwatch.stats.kpi.outcomes import outcomes
+
+        groups: dict[tuple[str, str], list[tuple[dict[str, Any], Any]]] = {}
+        for model, version, event, label in joined:
+            groups.setdefault((model, version), []).append((event, label))
+        for (model, version), rows in groups.items():
+            spec = self.config.model_spec(model)
+            right, wrong = outcomes(
+                rows,
+                task=spec.task if spec else self._tasks.get(model, "classification"),
+                score_field=spec.score_field if spec else None,
+                classes=spec.classes if spec else None,
+                tolerance=getattr(spec.alerts, "quality_tolerance", None) if spec else None,
+            )
+            if right or wrong:
+                self.metrics.models.observe_outcomes(model, version, right, wrong)
+
     def _restore_counters(self) -> None:
         """Start the counters from what the store holds, so that a restarted sidecar's
         /metrics shows it; a store of more than RESTORE_MAX_EVENTS events (a pass costs
         about a second a million) starts from zero instead, and says so."""
-        size = self.store.last_seq()
+        self._await_store(RESTORE_WAIT_S)
+        size = self.store.event_count()
         if size > RESTORE_MAX_EVENTS:
             log.info(
-                "counters start at zero: the store holds up to %d events (restored up to %d)",
+                "counters start at zero: the store holds %d events (restored up to %d)",
                 size,
                 RESTORE_MAX_EVENTS,
             )
             return
         try:
-            self.metrics.models.restore(self.store.totals())
+            totals = self.store.totals()
+            for model, task in totals.tasks.items():  # what registrations said, as ingest does
+                self._tasks.setdefault(model, task)
+            self.metrics.models.restore(totals)
         except Exception as exc:  # a damaged store must not stop the sidecar from starting
             log.warning("counters start at zero: reading the store's totals failed: %s", exc)
+
+    def _await_store(self, timeout: float) -> None:
+        """Let the store sink deliver what the spool held at the start (acknowledged by the
+        previous run, so counted nowhere else) before the totals are read; new records
+        cannot arrive yet, since ingest opens after the start."""
+        deadline = time.monotonic() + timeout
+        while self.spool.lag_bytes("store") > 0:
+            if time.monotonic() > deadline:
+                log.info(
+                    "counters from the store exclude %d spool bytes not yet stored",
+                    self.spool.lag_bytes("store"),
+                )
+                return
+            time.sleep(0.02)
 
     def refresh_gauges(self) -> None:
         self._count_corrupt()
@@ -403,6 +455,13 @@ class Sidecar:
             version["task"] = version["task"] or status["task"]
         if self.scheduler is not None and spec is not None and spec.monitoring is not None:
             status["jobs"] = self.scheduler.runs_of(model)
+        if spec is not None and spec.retrain is not None:
+            newest = self.store.triggers(model, limit=1)
+            status["retrain"] = {
+                "target": spec.retrain.target,
+                "pending": sum(t["state"] == "pending" for t in self.store.triggers(model)),
+                "last": _summary(newest[0]) if newest else None,
+            }
         return status
 
     def events(
@@ -420,3 +479,17 @@ class Sidecar:
             model, since_us=since_us, until_us=until_us, version=version, limit=limit
         )
         return {"model": model, "count": len(rows), "events": rows}
+
+
+def _summary(trigger: dict[str, Any]) -> dict[str, Any]:
+    """A trigger as the status shows it: what, why, where it stands."""
+    body = trigger["body"]
+    return {
+        "key": trigger["key"],
+        "cause": trigger["cause"],
+        "reason": body["reason"],
+        "state": trigger["state"],
+        "created": body["created"],
+        "attempts": len(trigger["attempts"]),
+        "detail": trigger["detail"],
+    }

@@ -1,9 +1,18 @@
-"""The embedded store as a spool sink: rows inserted as they were spooled, idempotently."""
+"""The embedded store as a spool sink: rows inserted as they were spooled, idempotently;
+the predictions a batch joins to their ground truth are handed to ``on_joined`` (the
+labelled-prediction counters)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
 from mlwatch.store import EmbeddedStore
+
+log = logging.getLogger("mlwatch.sidecar")
+Joined = list[tuple[str, str, dict[str, Any], Any]]
 
 
 class StoreSink:
@@ -12,15 +21,24 @@ class StoreSink:
 
     name = "store"
 
-    def __init__(self, store: EmbeddedStore) -> None:
+    def __init__(
+        self, store: EmbeddedStore, on_joined: Callable[[Joined], None] | None = None
+    ) -> None:
         self.store = store
         self.options = ConsumerOptions()
+        self.on_joined = on_joined
 
     def export(self, batch: Batch) -> ExportResult:
         for reg in batch.registrations:
             self.store.register_model(reg)
-        self.store.insert_event_rows(batch.event_rows_json())
-        self.store.insert_feedback_rows(batch.feedback_rows_json())
+        events, feedback = batch.event_rows_json(), batch.feedback_rows_json()
+        self.store.insert_event_rows(events)
+        self.store.insert_feedback_rows(feedback)
+        if self.on_joined is not None and (events != "[]" or feedback != "[]"):
+            try:
+                self.on_joined(self.store.joined_by_rows(events, feedback))
+            except Exception as exc:  # a count, never a reason to redeliver the batch
+                log.warning("counting labelled predictions failed: %s", exc)
         return ExportResult.SUCCESS
 
     def force_flush(self, timeout: float = 10.0) -> bool:

@@ -1,6 +1,6 @@
 """The embedded store's SQLite schema, its version, and opening a file with it.
 
-Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
+Schema version 3 (table ``meta`` holds it; older files gain the new tables):
 
 - ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
 - ``feedback``: ground truth by ``(model, request_id)``.
@@ -10,6 +10,9 @@ Schema version 2 (table ``meta`` holds it; version 1 files gain the new tables):
   (:mod:`mlwatch.stats`).
 - ``results``: drift and KPI results by ``(model, version, kind, window start)``; a
   recomputed window (late labels) replaces its row.
+- ``triggers`` (version 3): retraining triggers, the outbox they are sent from, and
+  ``trigger_attempts`` for each attempt; ``causes``: per model and cause, whether the
+  condition is active and when it last triggered (cooldown, hysteresis, storm guard).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from pathlib import Path
 from mlwatch.errors import StoreError
 from mlwatch.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The version key of a profile shared by every version of a model (a reference).
 ANY_VERSION = "*"
-READABLE_VERSIONS = (1, 2)  # 1 -> 2 only added tables
+READABLE_VERSIONS = (1, 2, 3)  # 1 -> 2 -> 3 only added tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +93,40 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (model, version, kind, start_us)
 );
 CREATE INDEX IF NOT EXISTS results_latest ON results (model, version, kind, computed_us);
+CREATE TABLE IF NOT EXISTS triggers (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    next_us INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    detail TEXT,
+    reference TEXT
+);
+CREATE INDEX IF NOT EXISTS triggers_model ON triggers (model, created_us);
+CREATE INDEX IF NOT EXISTS triggers_due ON triggers (state, next_us);
+CREATE TABLE IF NOT EXISTS trigger_attempts (
+    key TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    at_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    detail TEXT,
+    PRIMARY KEY (key, n)
+);
+CREATE TABLE IF NOT EXISTS causes (
+    model TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    changed_us INTEGER NOT NULL,
+    last_trigger_us INTEGER,
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (model, cause)
+);
 """
 
 

@@ -22,14 +22,15 @@ class StoreTotals:
     classes: dict[tuple[str, str, str], int] = field(default_factory=dict)
     feedback: dict[str, int] = field(default_factory=dict)
     info: set[tuple[str, str, str, str]] = field(default_factory=set)
+    tasks: dict[str, str] = field(default_factory=dict)  # as registrations gave them
 
 
 class Totals(Database):
     """Whole-store counts (one pass over events, one over feedback)."""
 
-    def last_seq(self) -> int:
-        """The newest event's sequence number: at least the number of events, read at once."""
-        return int(self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    def event_count(self) -> int:
+        """How many events the store holds (an index count: cheap beside :meth:`totals`)."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def totals(self) -> StoreTotals:
         out = StoreTotals()
@@ -55,4 +56,9 @@ class Totals(Database):
             name = kind if kind in ("true", "false") else str(value)  # as the sidecar names them
             out.classes[(model, version, name)] = n
         out.feedback = dict(conn.execute("SELECT model, COUNT(*) FROM feedback GROUP BY 1"))
+        out.tasks = dict(
+            conn.execute(
+                "SELECT model, task FROM models WHERE task IS NOT NULL ORDER BY last_seen_us"
+            )
+        )  # the newest registration's task wins
         return out

@@ -62,6 +62,32 @@ class WindowReads(Database):
                 None if label is None else loads(label),
             )
 
+    def joined_by_rows(
+        self, event_rows_json: str, feedback_rows_json: str
+    ) -> list[tuple[str, str, dict[str, Any], Any]]:
+        """The predictions a batch of rows joined to their ground truth: ``(model, version,
+        event, label)`` for each (model, request_id) of the batch's events and feedback that
+        now has both, read in one query on the rows as they were spooled."""
+        sql = (
+            "WITH k(model, request_id) AS ("
+            "SELECT json_extract(value, '$[3]'), json_extract(value, '$[5]') FROM json_each(?) "
+            "UNION SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+            "FROM json_each(?)) "
+            "SELECT e.model, e.version, e.status, e.prediction, f.label FROM k "
+            "JOIN events e ON e.model = k.model AND e.request_id = k.request_id "
+            "JOIN feedback f ON f.model = k.model AND f.request_id = k.request_id"
+        )
+        rows = self._conn().execute(sql, (event_rows_json, feedback_rows_json))
+        return [
+            (
+                model,
+                version,
+                {"status": status, "prediction": loads(pred), "ts_us": 0},
+                loads(label),
+            )
+            for model, version, status, pred, label in rows
+        ]
+
     def span(self, model: str) -> tuple[int, int | None, int | None]:
         """How many events of ``model`` the store holds, and the times (µs) of the first
         and the last: what an empty window is explained with."""

@@ -126,6 +126,47 @@ def test_a_large_store_starts_from_zero_and_says_so(
     try:
         labels = {"model": "churn", "version": "2", "status": "ok"}
         assert registry.get_sample_value("mlwatch_predictions_total", labels) is None
-        assert "counters start at zero: the store holds up to 30 events" in caplog.text
+        assert "counters start at zero: the store holds 30 events" in caplog.text
+    finally:
+        again.stop()
+
+
+def test_records_still_in_the_spool_at_restart_are_counted(
+    sidecar_config: Callable[..., Any],
+) -> None:
+    from mlwatch.store.payloads import EVENTS, FEEDBACK
+
+    config = sidecar_config()
+    first = Sidecar(config, registry=CollectorRegistry())  # never started: nothing stored
+    first.accept(EVENTS, [{"model": "m", "latency_ms": 1, "prediction": "a"} for _ in range(10)])
+    first.accept(FEEDBACK, [{"model": "m", "request_id": f"r{i}", "label": 1} for i in range(3)])
+    first.stop()
+    registry = CollectorRegistry()
+    again = Sidecar(config, registry=registry)
+    again.start()  # the store sink delivers the spool first, then the counters are read
+    try:
+        labels = {"model": "m", "version": "unknown", "status": "ok"}
+        assert registry.get_sample_value("mlwatch_predictions_total", labels) == 10
+        assert registry.get_sample_value("mlwatch_feedback_total", {"model": "m"}) == 3
+    finally:
+        again.stop()
+
+
+def test_a_task_registered_as_regression_is_restored_as_regression(
+    sidecar_config: Callable[..., Any],
+) -> None:
+    config = sidecar_config()
+    first = Sidecar(config, registry=CollectorRegistry())
+    first.store.register_model(validate_registration({"model": "p", "task": "regression"}))
+    first.store.insert_events(
+        [validate_event({"model": "p", "latency_ms": 1, "prediction": i % 7}) for i in range(20)]
+    )
+    first.stop()
+    registry = CollectorRegistry()
+    again = Sidecar(config, registry=registry)
+    again.start()
+    try:
+        labels = {"model": "p", "version": "unknown", "class": "0"}
+        assert registry.get_sample_value("mlwatch_predicted_class_total", labels) is None
     finally:
         again.stop()

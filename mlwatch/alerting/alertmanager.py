@@ -1,0 +1,150 @@
+"""Alertmanager's webhook (payload version 4) into retraining: each alert is mapped to a
+model by its ``model`` label and to a policy by its ``alertname``; a firing alert that
+the model's ``retrain.on`` names requests a trigger, a resolved one clears its cause.
+
+The payload is checked field by field (an error names the field: ``alerts[2].labels``);
+fields Alertmanager may add later are ignored, so an upgrade does not break the receiver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mlwatch.errors import IngestError
+
+MAX_ALERTS = 1_000  # per notification; Alertmanager's max_alerts is usually far lower
+_ROOT: dict[str, type] = {"version": str, "status": str, "receiver": str, "alerts": list}
+_ROOT_OPTIONAL: dict[str, type] = {
+    "groupKey": str,
+    "truncatedAlerts": int,
+    "groupLabels": dict,
+    "commonLabels": dict,
+    "commonAnnotations": dict,
+    "externalURL": str,
+}
+_ALERT: dict[str, type] = {"status": str, "labels": dict}
+_OPTIONAL: dict[str, type] = {
+    "annotations": dict,
+    "startsAt": str,
+    "endsAt": str,
+    "generatorURL": str,
+    "fingerprint": str,
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One alert of a notification."""
+
+    status: str  # firing or resolved
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    fingerprint: str
+    generator_url: str
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def model(self) -> str | None:
+        return self.labels.get("model")
+
+
+class Policies(Protocol):
+    """What the receiver needs of the retrainer."""
+
+    def wants(self, model: str, cause: str) -> bool: ...
+
+    def request(
+        self, model: str, cause: str, reason: str, evidence: dict[str, Any], *, version: str | None
+    ) -> dict[str, Any]: ...
+
+    def clear(self, model: str, cause: str) -> None: ...
+
+
+def _typed(obj: dict[str, Any], fields: dict[str, type], where: str, *, required: bool) -> None:
+    for key, kind in fields.items():
+        if key not in obj:
+            if required:
+                raise IngestError(422, f"{where}{key}: required (Alertmanager webhook v4)")
+            continue
+        if not isinstance(obj[key], kind):
+            raise IngestError(
+                422, f"{where}{key}: expected {kind.__name__ if kind is not dict else 'an object'}"
+            )
+
+
+def _strings(obj: dict[str, Any], where: str) -> dict[str, str]:
+    for key, value in obj.items():
+        if not isinstance(value, str):
+            raise IngestError(422, f"{where}.{key}: expected a string")
+    return obj
+
+
+def parse(payload: Any) -> list[Notice]:
+    """The alerts of a webhook notification; IngestError (422) naming the first bad field."""
+    if not isinstance(payload, dict):
+        raise IngestError(422, "body: expected an Alertmanager webhook notification (an object)")
+    _typed(payload, _ROOT, "", required=True)
+    _typed(payload, _ROOT_OPTIONAL, "", required=False)
+    for key in ("groupLabels", "commonLabels", "commonAnnotations"):
+        _strings(payload.get(key, {}), key)
+    truncated = payload.get("truncatedAlerts", 0)
+    if isinstance(truncated, bool) or truncated < 0:
+        raise IngestError(422, "truncatedAlerts: expected a count")
+    if payload["version"] != "4":
+        raise IngestError(422, f'version: expected "4", got {payload["version"][:20]!r}')
+    alerts = payload["alerts"]
+    if len(alerts) > MAX_ALERTS:
+        raise IngestError(413, f"alerts: {len(alerts)} alerts, at most {MAX_ALERTS}")
+    out = []
+    for i, alert in enumerate(alerts):
+        where = f"alerts[{i}]."
+        if not isinstance(alert, dict):
+            raise IngestError(422, f"alerts[{i}]: expected an object")
+        _typed(alert, _ALERT, where, required=True)
+        _typed(alert, _OPTIONAL, where, required=False)
+        if alert["status"] not in ("firing", "resolved"):
+            raise IngestError(422, f"{where}status: expected firing or resolved")
+        out.append(
+            Notice(
+                status=alert["status"],
+                labels=_strings(alert["labels"], f"{where}labels"),
+                annotations=_strings(alert.get("annotations", {}), f"{where}annotations"),
+                starts_at=alert.get("startsAt", ""),
+                fingerprint=alert.get("fingerprint", ""),
+                generator_url=alert.get("generatorURL", ""),
+            )
+        )
+    return out
+
+
+def receive(notices: list[Notice], policies: Policies) -> dict[str, int]:
+    """Act on a notification: what was triggered, suppressed (cooldown, daily bound),
+    resolved, and ignored (no model label, or an alert no policy names)."""
+    counts = {"triggered": 0, "suppressed": 0, "resolved": 0, "ignored": 0}
+    for notice in notices:
+        model, cause = notice.model, f"alert:{notice.name}"
+        if not model or not policies.wants(model, cause):
+            counts["ignored"] += 1
+        elif notice.status == "resolved":
+            policies.clear(model, cause)
+            counts["resolved"] += 1
+        else:
+            reason = notice.annotations.get("summary") or f"alert {notice.name} is firing"
+            evidence = {
+                "alert": notice.name,
+                "labels": notice.labels,
+                "annotations": notice.annotations,
+                "starts_at": notice.starts_at,
+                "fingerprint": notice.fingerprint,
+                "generator_url": notice.generator_url,
+            }
+            done = policies.request(
+                model, cause, reason, evidence, version=notice.labels.get("version")
+            )
+            counts["suppressed" if "suppressed" in done else "triggered"] += 1
+    return counts

@@ -1,0 +1,170 @@
+"""Retraining triggers in the store: the outbox they are sent from, every attempt, and
+the state of each cause (active or cleared, when it last triggered).
+
+A trigger is written (committed, in WAL mode with ``synchronous=FULL``) before anything
+is sent, so it survives ``kill -9``; the sender reads the due ones back after a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlwatch.store.database import Database
+from mlwatch.store.rows import dumps, loads
+
+#: States of a trigger: ``pending`` (to send), ``delivered``, ``rejected`` (a 4xx),
+#: ``failed`` (given up at its deadline), ``dry_run`` (recorded, never sent).
+STATES = ("pending", "delivered", "rejected", "failed", "dry_run")
+_COLUMNS = (
+    "key, model, cause, target, state, body, created_us, updated_us, next_us, attempts, "
+    "detail, reference"
+)
+
+
+class Outbox(Database):
+    """The ``triggers``, ``trigger_attempts`` and ``causes`` tables."""
+
+    def cause(self, model: str, cause: str) -> dict[str, Any] | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT active, changed_us, last_trigger_us, suppressed FROM causes "
+                "WHERE model = ? AND cause = ?",
+                (model, cause),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return dict(
+            zip(("active", "changed_us", "last_trigger_us", "suppressed"), row, strict=True)
+        )
+
+    def set_cause(
+        self, model: str, cause: str, *, active: bool, now_us: int, outcome: str | None = None
+    ) -> None:
+        """Mark a cause active or cleared; ``outcome`` "triggered" or "suppressed" counts it."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO causes (model, cause, active, changed_us, last_trigger_us, "
+                "suppressed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, cause) DO UPDATE SET "
+                "changed_us = CASE WHEN causes.active = excluded.active THEN causes.changed_us "
+                "ELSE excluded.changed_us END, active = excluded.active, "
+                "last_trigger_us = COALESCE(excluded.last_trigger_us, causes.last_trigger_us), "
+                "suppressed = causes.suppressed + excluded.suppressed",
+                (
+                    model,
+                    cause,
+                    int(active),
+                    now_us,
+                    now_us if outcome == "triggered" else None,
+                    int(outcome == "suppressed"),
+                ),
+            )
+
+    def count_triggers(self, model: str, since_us: int) -> int:
+        """Triggers of ``model`` created since ``since_us`` (every state: a dry run counts)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM triggers WHERE model = ? AND created_us >= ?",
+                (model, since_us),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def add_trigger(self, key: str, body: dict[str, Any], *, state: str, now_us: int) -> None:
+        """Record a trigger durably (idempotent: a key already there is left as it is)."""
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT OR IGNORE INTO triggers ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, NULL)",
+                (
+                    key,
+                    body["model"],
+                    body["cause"],
+                    body["target"],
+                    state,
+                    dumps(body),
+                    now_us,
+                    now_us,
+                ),
+            )
+
+    def due_triggers(self, now_us: int, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending triggers whose next attempt is due, oldest first."""
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM triggers WHERE state = 'pending' "
+            "AND (next_us IS NULL OR next_us <= ?) ORDER BY created_us LIMIT ?",
+            (now_us, limit),
+        )
+        return [_trigger(r) for r in rows]
+
+    def next_due_us(self) -> int | None:
+        """When the next pending trigger is due (None: nothing pending)."""
+        row = (
+            self._conn()
+            .execute("SELECT MIN(COALESCE(next_us, 0)) FROM triggers WHERE state = 'pending'")
+            .fetchone()
+        )
+        return None if row[0] is None else int(row[0])
+
+    def record_attempt(
+        self, key: str, attempt: dict[str, Any], *, state: str, next_us: int | None
+    ) -> None:
+        """One attempt and what it made of the trigger, in one transaction."""
+        with self._write() as conn:
+            n = conn.execute(
+                "UPDATE triggers SET attempts = attempts + 1, state = ?, next_us = ?, "
+                "updated_us = ?, detail = ?, reference = COALESCE(?, reference) "
+                "WHERE key = ? RETURNING attempts",
+                (
+                    state,
+                    next_us,
+                    attempt["at_us"],
+                    attempt["detail"],
+                    attempt.get("reference"),
+                    key,
+                ),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO trigger_attempts VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    n,
+                    attempt["at_us"],
+                    attempt["outcome"],
+                    attempt["status"],
+                    attempt["detail"],
+                ),
+            )
+
+    def triggers(self, model: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """A model's triggers, newest first, each with its attempts."""
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM triggers WHERE model = ? ORDER BY created_us DESC LIMIT ?",
+            (model, limit),
+        )
+        out = [_trigger(r) for r in rows]
+        for trig in out:
+            trig["attempts"] = [
+                dict(zip(("n", "at_us", "outcome", "status", "detail"), a, strict=True))
+                for a in self._conn().execute(
+                    "SELECT n, at_us, outcome, status, detail FROM trigger_attempts "
+                    "WHERE key = ? ORDER BY n",
+                    (trig["key"],),
+                )
+            ]
+        return out
+
+    def pending_triggers(self) -> int:
+        row = self._conn().execute("SELECT COUNT(*) FROM triggers WHERE state = 'pending'")
+        return int(row.fetchone()[0])
+
+
+def _trigger(row: Any) -> dict[str, Any]:
+    names = [c.strip() for c in _COLUMNS.split(",")]
+    out = dict(zip(names, row, strict=True))
+    out["body"] = loads(out["body"])
+    return out

@@ -1,0 +1,117 @@
+"""Alertmanager's webhook (payload version 4): checked field by field, each alert mapped
+to a model and a policy by its labels; only firing alerts trigger, resolved ones clear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlwatch.alerting import alertmanager
+from mlwatch.errors import IngestError
+
+
+def notification(*alerts: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """As Alertmanager 0.25 sends it (docs: "webhook_config")."""
+    body = {
+        "version": "4",
+        "groupKey": '{}/{retrain="true"}:{alertname="MlwatchDatasetDrift"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "mlwatch-retrain",
+        "groupLabels": {"alertname": "MlwatchDatasetDrift"},
+        "commonLabels": {"alertname": "MlwatchDatasetDrift"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
+    return body | overrides
+
+
+def alert(status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "MlwatchDatasetDrift", "model": "churn", "version": "3"} | labels,
+        "annotations": {"summary": "dataset drift share 0.4 on churn 3"},
+        "startsAt": "2026-12-05T10:00:00.123456789Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=...",
+        "fingerprint": "c0ffee",
+    }
+
+
+class Policies:
+    def __init__(self, wanted: set[tuple[str, str]]) -> None:
+        self.wanted = wanted
+        self.requests: list[tuple[str, str, str, dict[str, Any], str | None]] = []
+        self.cleared: list[tuple[str, str]] = []
+
+    def wants(self, model: str, cause: str) -> bool:
+        return (model, cause) in self.wanted
+
+    def request(
+        self, model: str, cause: str, reason: str, evidence: dict[str, Any], *, version: str | None
+    ) -> dict[str, Any]:
+        self.requests.append((model, cause, reason, evidence, version))
+        return {"key": "k"} if len(self.requests) == 1 else {"suppressed": "cooldown"}
+
+    def clear(self, model: str, cause: str) -> None:
+        self.cleared.append((model, cause))
+
+
+def test_firing_alerts_request_resolved_ones_clear_others_are_ignored() -> None:
+    policies = Policies({("churn", "alert:MlwatchDatasetDrift")})
+    notices = alertmanager.parse(
+        notification(
+            alert(),
+            alert(),  # the same cause again: the policy decides (here: suppressed)
+            alert("resolved"),
+            alert(alertname="MlwatchHighLatency"),  # no policy names it
+            alert(model="other"),
+            {"status": "firing", "labels": {"alertname": "MlwatchSidecarDown"}},  # no model
+        )
+    )
+    counts = alertmanager.receive(notices, policies)
+    assert counts == {"triggered": 1, "suppressed": 1, "resolved": 1, "ignored": 3}
+    model, cause, reason, evidence, version = policies.requests[0]
+    assert (model, cause, version) == ("churn", "alert:MlwatchDatasetDrift", "3")
+    assert reason == "dataset drift share 0.4 on churn 3"
+    assert evidence["fingerprint"] == "c0ffee" and evidence["labels"]["model"] == "churn"
+    assert policies.cleared == [("churn", "alert:MlwatchDatasetDrift")]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "body: expected an Alertmanager webhook notification"),
+        (notification(version="3"), 'version: expected "4"'),
+        ({k: v for k, v in notification().items() if k != "alerts"}, "alerts: required"),
+        (notification(alerts={}), "alerts: expected list"),
+        (
+            notification(alert() | {"status": "pending"}),
+            "alerts[0].status: expected firing or resolved",
+        ),
+        (notification({"status": "firing"}), "alerts[0].labels: required"),
+        (
+            notification(alert() | {"labels": {"model": 1}}),
+            "alerts[0].labels.model: expected a string",
+        ),
+        (notification(alert() | {"annotations": []}), "alerts[0].annotations: expected an object"),
+    ],
+    ids=repr,
+)
+def test_a_bad_payload_names_the_field(body: Any, message: str) -> None:
+    with pytest.raises(IngestError, match=message.replace("[", r"\[").replace("]", r"\]")) as exc:
+        alertmanager.parse(body)
+    assert exc.value.status == 422
+
+
+def test_fields_of_later_versions_are_ignored() -> None:
+    body = notification(alert() | {"silenceURL": "x"}, futureField={"a": 1})
+    assert len(alertmanager.parse(body)) == 1
+
+
+def test_more_than_a_thousand_alerts_is_413() -> None:
+    with pytest.raises(IngestError) as exc:
+        alertmanager.parse(notification(*[alert()] * 1001))
+    assert exc.value.status == 413
