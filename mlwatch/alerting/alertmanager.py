@@ -15,9 +15,9 @@ from mlwatch.errors import IngestError
 
 MAX_ALERTS = 1_000  # per notification; Alertmanager's max_alerts is usually far lower
 _ROOT: dict[str, type] = {"version": str, "status": str, "receiver": str, "alerts": list}
-_ROOT_OPTIONAL: dict[str, type] = {
+_ROOT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "groupKey": str,
-    "truncatedAlerts": int,
+    "truncatedAlerts": (int, float),  # 3.0 is JSON's integer 3
     "groupLabels": dict,
     "commonLabels": dict,
     "commonAnnotations": dict,
@@ -65,16 +65,21 @@ class Policies(Protocol):
     def clear(self, model: str, cause: str) -> None: ...
 
 
-def _typed(obj: dict[str, Any], fields: dict[str, type], where: str, *, required: bool) -> None:
+def _typed(
+    obj: dict[str, Any],
+    fields: dict[str, type] | dict[str, type | tuple[type, ...]],
+    where: str,
+    *,
+    required: bool,
+) -> None:
     for key, kind in fields.items():
         if key not in obj:
             if required:
                 raise IngestError(422, f"{where}{key}: required (Alertmanager webhook v4)")
             continue
         if not isinstance(obj[key], kind):
-            raise IngestError(
-                422, f"{where}{key}: expected {kind.__name__ if kind is not dict else 'an object'}"
-            )
+            what = {dict: "an object", list: "a list", str: "a string"}.get(kind, "a number")  # type: ignore[call-overload]
+            raise IngestError(422, f"{where}{key}: expected {what}")
 
 
 def _strings(obj: dict[str, Any], where: str) -> dict[str, str]:
@@ -93,8 +98,10 @@ def parse(payload: Any) -> list[Notice]:
     for key in ("groupLabels", "commonLabels", "commonAnnotations"):
         _strings(payload.get(key, {}), key)
     truncated = payload.get("truncatedAlerts", 0)
-    if isinstance(truncated, bool) or truncated < 0:
+    if isinstance(truncated, bool) or truncated < 0 or truncated != int(truncated):
         raise IngestError(422, "truncatedAlerts: expected a count")
+    if payload["status"] not in ("firing", "resolved"):
+        raise IngestError(422, "status: expected firing or resolved")
     if payload["version"] != "4":
         raise IngestError(422, f'version: expected "4", got {payload["version"][:20]!r}')
     alerts = payload["alerts"]

@@ -322,7 +322,7 @@ class Config:
         default=(),
         metadata={
             "doc": "Where retraining starts: GitHub Actions, GitLab, Jenkins or a signed "
-            "webhook (config file only); see docs/alerting.md.",
+            "webhook (config file only); see docs/retraining.md.",
             "file_only": True,
         },
     )

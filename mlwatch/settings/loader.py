@@ -160,8 +160,9 @@ def _fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
 
 
-def _from_file(path: Path) -> dict[str, Any]:
-    """The values of a config file: ``<secret>_file`` keys read, ``models`` parsed."""
+def _from_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """The values of a config file: ``<secret>_file`` keys read, ``models`` and
+    ``targets`` parsed (a target's secrets from ``env`` or files)."""
     fields, source, values = _fields(), str(path), {}
     for key, raw in _read_file(path).items():
         secret = key[:-5] if isinstance(key, str) and key.endswith("_file") else None
@@ -178,7 +179,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         elif key == "models":
             values["models"] = parse_models(raw, source)
         elif key == "targets":
-            values["targets"] = parse_targets(raw, source)
+            values["targets"] = parse_targets(raw, source, env)
         elif key == "sidecar_url" and raw is False:  # YAML reads a bare `off` as false
             values[key] = "off"
         else:
@@ -235,7 +236,7 @@ def load_config(
         path = env["MLWATCH_CONFIG"]
     file_path = Path(path) if path is not None else None
     source = str(file_path) if file_path is not None else None
-    values = _from_file(file_path) if file_path is not None else {}
+    values = _from_file(file_path, env) if file_path is not None else {}
     values.update(_from_env(env))
     for key, raw in overrides.items():
         if key not in fields or fields[key].metadata.get("file_only"):

@@ -86,7 +86,7 @@ def test_firing_alerts_request_resolved_ones_clear_others_are_ignored() -> None:
         ([], "body: expected an Alertmanager webhook notification"),
         (notification(version="3"), 'version: expected "4"'),
         ({k: v for k, v in notification().items() if k != "alerts"}, "alerts: required"),
-        (notification(alerts={}), "alerts: expected list"),
+        (notification(alerts={}), "alerts: expected a list"),
         (
             notification(alert() | {"status": "pending"}),
             "alerts[0].status: expected firing or resolved",
