@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from mlwatch.errors import ConfigError, MlwatchError, StoreError
 from mlwatch.settings import NAME_RE, Config, load_config
 from mlwatch.store.catalog import unknown_model
+from mlwatch.store.outbox import trigger_view
 from mlwatch.store.readonly import ReadOnlyStore
 from mlwatch.times import format_us
 
@@ -138,24 +139,35 @@ class SidecarSource:
             query["until"] = format_us(window.until_us)
         return self._get(f"/v1/models/{quote(model, safe='')}/events?{urlencode(query)}")
 
+    def triggers(self, model: str, limit: int) -> dict[str, Any]:
+        return self._get(f"/v1/models/{quote(model, safe='')}/triggers?limit={limit}")
+
+    def retrain(self, model: str, reason: str, version: str | None) -> dict[str, Any]:
+        body = {"reason": reason} | ({"version": version} if version else {})
+        return self._get(f"/v1/models/{quote(model, safe='')}/retrain", body)
+
     def close(self) -> None:
         """Nothing to close: each request has its own connection."""
 
-    def _get(self, path: str) -> dict[str, Any]:
+    def _get(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET ``path``, or POST ``body`` as JSON to it."""
         headers = {"Accept": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        request = urllib.request.Request(self.where + path, headers=headers)
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.where + path, data=data, headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                body = response.read()
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             raise MlwatchError(self._refusal(exc.code, _error_body(exc))) from None
         except (OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise MlwatchError(f"cannot reach the sidecar at {self.where}: {reason}") from None
         try:
-            answer = json.loads(body)
+            answer = json.loads(raw)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
@@ -166,7 +178,7 @@ class SidecarSource:
         """One line: the sidecar's own message for an unknown model, else what it answered
         and what to change."""
         detail = _detail(body)
-        if status == 404 and detail.startswith("unknown model"):
+        if (status == 404 and detail.startswith("unknown model")) or status == 409:
             return detail
         hint = ""
         if status == 401:
@@ -235,6 +247,12 @@ class StoreSource:
                 model, since_us=window.since_us, until_us=window.until_us, limit=window.limit
             )
         return {"model": model, "count": len(rows), "events": rows}
+
+    def triggers(self, model: str, limit: int) -> dict[str, Any]:
+        with self._reading():
+            self._require(model)
+            rows = self.store.triggers(model, limit=limit) if self.store.has_triggers() else []
+        return {"model": model, "count": len(rows), "triggers": [trigger_view(t) for t in rows]}
 
     def close(self) -> None:
         self.store.close()

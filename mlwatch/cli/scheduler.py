@@ -57,6 +57,11 @@ def run_standalone(
     store = EmbeddedStore(existing_store(config), retention_days=0)
     registry = CollectorRegistry()
     jobs = Jobs(config, store, registry)
+    if any(m.retrain for m in config.models):
+        from mlwatch.alerting.retrain import Retrainer, targets_of
+
+        # records triggers in the store's outbox; the sidecar on this data directory sends
+        jobs.retrainer = Retrainer(config, store, registry, targets=targets_of(config))
     if not jobs.monitored():
         log.error("no model has a monitoring section (reference, schedule, window...)")
         return 2

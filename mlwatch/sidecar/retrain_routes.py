@@ -16,7 +16,7 @@ from mlwatch.errors import IngestError, RetrainError
 from mlwatch.sidecar import openapi
 from mlwatch.sidecar.requests import ModelName, check_model, read_body
 from mlwatch.sidecar.service import Sidecar
-from mlwatch.times import format_us
+from mlwatch.store.outbox import trigger_view
 
 
 class _NoPolicies:
@@ -57,19 +57,6 @@ def _retrain_request(body: Any) -> tuple[str, str | None]:
     if version is not None and not ok:
         raise IngestError(422, f"version: expected a version of at most {wire.MAX_NAME} characters")
     return reason, version
-
-
-def _trigger_view(trigger: dict[str, Any]) -> dict[str, Any]:
-    """A stored trigger as the API shows it: times as RFC 3339."""
-    out = {k: v for k, v in trigger.items() if not k.endswith("_us")}
-    out["created"] = format_us(trigger["created_us"])
-    out["updated"] = format_us(trigger["updated_us"])
-    out["next_attempt"] = None if trigger["next_us"] is None else format_us(trigger["next_us"])
-    out["attempts"] = [
-        {**{k: v for k, v in a.items() if k != "at_us"}, "at": format_us(a["at_us"])}
-        for a in trigger["attempts"]
-    ]
-    return out
 
 
 def retrain_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
@@ -126,4 +113,4 @@ def retrain_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
     ) -> dict[str, Any]:
         await run_in_threadpool(sidecar.require_model, check_model(model))
         rows = await run_in_threadpool(sidecar.store.triggers, model, limit=limit)
-        return {"model": model, "count": len(rows), "triggers": [_trigger_view(t) for t in rows]}
+        return {"model": model, "count": len(rows), "triggers": [trigger_view(t) for t in rows]}

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlwatch.store.database import Database
 from mlwatch.store.rows import dumps, loads
+from mlwatch.times import format_us
 
 #: States of a trigger: ``pending`` (to send), ``delivered``, ``rejected`` (a 4xx),
 #: ``failed`` (given up at its deadline), ``dry_run`` (recorded, never sent).
@@ -158,6 +159,14 @@ class Outbox(Database):
             ]
         return out
 
+    def has_triggers(self) -> bool:
+        """Whether the file has the outbox's tables (a store older than schema 3 read
+        read-only does not)."""
+        row = self._conn().execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'triggers'"
+        )
+        return row.fetchone() is not None
+
     def pending_triggers(self) -> int:
         row = self._conn().execute("SELECT COUNT(*) FROM triggers WHERE state = 'pending'")
         return int(row.fetchone()[0])
@@ -167,4 +176,17 @@ def _trigger(row: Any) -> dict[str, Any]:
     names = [c.strip() for c in _COLUMNS.split(",")]
     out = dict(zip(names, row, strict=True))
     out["body"] = loads(out["body"])
+    return out
+
+
+def trigger_view(trigger: dict[str, Any]) -> dict[str, Any]:
+    """A stored trigger as the API shows it: times as RFC 3339."""
+    out = {k: v for k, v in trigger.items() if not k.endswith("_us")}
+    out["created"] = format_us(trigger["created_us"])
+    out["updated"] = format_us(trigger["updated_us"])
+    out["next_attempt"] = None if trigger["next_us"] is None else format_us(trigger["next_us"])
+    out["attempts"] = [
+        {**{k: v for k, v in a.items() if k != "at_us"}, "at": format_us(a["at_us"])}
+        for a in trigger["attempts"]
+    ]
     return out
