@@ -12,7 +12,6 @@ from typing import Any
 from mlwatch.cli.lookup import SidecarSource, add_arguments, model_name, open_source, table
 from mlwatch.errors import ConfigError
 
-
 _THROUGH_SIDECAR = (
     "a retraining request goes through the running sidecar that sends it: pass --url or "
     "set sidecar_url (MLWATCH_SIDECAR_URL)"
