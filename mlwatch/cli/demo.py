@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mlwatch.cli import demo_pipeline
 from mlwatch.cli.demo_traffic import LABELLED_SHARE, MODEL, VERSION, Traffic
 from mlwatch.errors import MlwatchError
 
@@ -114,8 +115,10 @@ def _prepare(data_dir: str) -> Path:
     return root
 
 
-def _write_config(root: Path, names: list[str]) -> None:
-    """The demo model's spec: features, the reference file, the jobs' options."""
+def _write_config(root: Path, names: list[str], pipeline_url: str) -> None:
+    """The demo model's spec: features, the reference file, the jobs' options, and the
+    retraining policy with its target (the demo's stand-in pipeline)."""
+    target, policy = demo_pipeline.target_and_policy(root, pipeline_url, drift_share=0.05)
     spec = {
         "models": [
             {
@@ -131,8 +134,10 @@ def _write_config(root: Path, names: list[str]) -> None:
                 "kpi": {"min_samples": 50},
                 # two of thirty features moving is a change worth an alert here
                 "drift": {"correction": "bh", "drift_share": 0.05},
+                "retrain": policy,
             }
         ],
+        "targets": [target],
         "data_dir": str(root),
         # a sidecar started again on this config runs the jobs and shows their results
         "scheduler": True,
@@ -155,7 +160,8 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         f"(held-out accuracy {model.accuracy:.3f})"
     )
     demo_traffic.write_reference(model, root / "reference.csv", requests // 2)
-    _write_config(root, model.names)
+    pipeline = demo_pipeline.Pipeline(demo_pipeline.new_secret(root))
+    _write_config(root, model.names, pipeline.url)
     sidecar = _start_sidecar(root, port)
     print(f"  sidecar ready on port {port} (data in {root}); it stops when the demo ends")
     try:
@@ -170,7 +176,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         demo_traffic.send_truth(traffic)
         status = _wait_stored(url, requests, len(traffic.truth))
         _print_recorded(root, url, status, requests, traffic)
-        _report_jobs(root, traffic.times)
+        _report_jobs(root, traffic.times, pipeline)
         _print_where(root)
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(traffic.truth)
         print(
@@ -181,6 +187,7 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
     finally:
         mlwatch.shutdown()
         _stop_sidecar(sidecar)
+        pipeline.close()
 
 
 def _wait_stored(url: str, events: int, labels: int) -> dict[str, Any]:
@@ -232,17 +239,29 @@ def _print_recorded(
         print(f"    {line}")
 
 
-def _report_jobs(root: Path, times: tuple[float, float, float]) -> None:
-    """Run the drift and KPI jobs on the windows before and after the shift, and print them."""
+def _report_jobs(
+    root: Path, times: tuple[float, float, float], pipeline: demo_pipeline.Pipeline
+) -> None:
+    """Run the drift and KPI jobs on the windows before and after the shift, and print them;
+    the drift after the shift triggers retraining, sent to the stand-in pipeline."""
+    from dataclasses import replace
+
     from prometheus_client import CollectorRegistry
 
+    from mlwatch.alerting.retrain import Retrainer, targets_of
     from mlwatch.scheduler import Jobs
     from mlwatch.settings import load_config
     from mlwatch.store import EmbeddedStore
 
     config = load_config(root / "mlwatch.yaml", env={})
+    [spec] = config.models
+    assert spec.retrain is not None
+    live = replace(spec, retrain=replace(spec.retrain, dry_run=False))  # the pipeline runs now
+    config = replace(config, models=(live,))
     store = EmbeddedStore(root / "store.db")
-    jobs = Jobs(config, store, CollectorRegistry())
+    registry = CollectorRegistry()
+    jobs = Jobs(config, store, registry)
+    jobs.retrainer = Retrainer(config, store, registry, targets=targets_of(config))
     t_start, t_shift, t_end = (int(t * 1_000_000) for t in times)
     print("\nDrift against the reference (mlwatch.scheduler, the scheduler's code)")
     for label, window in (
@@ -272,6 +291,8 @@ def _report_jobs(root: Path, times: tuple[float, float, float]) -> None:
                     f"  {name:<17}  {k['value']:.3f}  (95% CI {k['lower']:.3f}-{k['upper']:.3f},"
                     f" n={k['n']})"
                 )
+    jobs.retrainer.send_due()
+    demo_pipeline.print_run(pipeline, store.triggers(MODEL))
     jobs.close()
     store.close()
 

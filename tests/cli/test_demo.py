@@ -61,6 +61,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     port = re.search(r"sidecar ready on port (\d+)", out)
     assert port and f"127.0.0.1:{port.group(1)}" not in out
     assert f"mlwatch scheduler --config {tmp_path / 'demo' / 'mlwatch.yaml'} --once" in out
+    # the shift starts retraining: one trigger, delivered to the stand-in pipeline, signed
+    assert re.search(r"trigger\s+\S+: dataset drift share 0\.\d+ >= 0\.05", out), out
+    assert "delivered after 1 attempt(s), signed webhook" in out
+    assert "pipeline         run started for breast-cancer" in out
     the_advice_still_works(tmp_path / "demo", out)
 
 
