@@ -125,17 +125,18 @@ class Retrainer:
         assert policy is not None
         now = self._now_us()
         with self._lock:
-            why = None
+            why, state = None, self.store.cause(model, cause)
             if not manual:
                 why = decide(
-                    self.store.cause(model, cause),
+                    state,
                     now_us=now,
                     cooldown_us=int(policy.cooldown_s * 1_000_000),
                     recent=self.store.count_triggers(model, now - DAY_US),
                     max_per_day=policy.max_per_day,
                 )
             if why is not None:
-                self.store.set_cause(model, cause, active=True, now_us=now, outcome="suppressed")
+                if state is None or not state["active"]:  # a storm writes nothing more
+                    self.store.set_cause(model, cause, active=True, now_us=now)
                 self.results.labels(policy.target, "suppressed").inc()
                 log.info("retrain %s (%s) suppressed: %s", model, cause, why)
                 return {"suppressed": why}

@@ -44,7 +44,7 @@ class Outbox(Database):
     def set_cause(
         self, model: str, cause: str, *, active: bool, now_us: int, outcome: str | None = None
     ) -> None:
-        """Mark a cause active or cleared; ``outcome`` "triggered" or "suppressed" counts it."""
+        """Mark a cause active or cleared; ``outcome`` "triggered" records the trigger's time."""
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO causes (model, cause, active, changed_us, last_trigger_us, "

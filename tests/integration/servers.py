@@ -103,17 +103,32 @@ class SidecarProcess:
 class PrometheusProcess:
     """Debian's ``prometheus`` binary with a scrape config written for the test."""
 
-    def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        scrape_configs: list[dict[str, Any]],
+        *,
+        rule_files: list[str] | None = None,
+        alertmanager: str | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.binary = require_binary("prometheus")
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "prometheus.yml"
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": scrape_configs,
         }
+        if rule_files:
+            config["rule_files"] = rule_files
+        if alertmanager:  # host:port
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrometheusProcess:
@@ -124,6 +139,7 @@ class PrometheusProcess:
                 f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.workdir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -135,6 +151,11 @@ class PrometheusProcess:
             what="prometheus ready",
         )
         return self
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Prometheus holds now (pending and firing)."""
+        with urllib.request.urlopen(self.url + "/api/v1/alerts", timeout=5) as r:
+            return list(json.loads(r.read())["data"]["alerts"])
 
     def log(self) -> str:
         path = self.workdir / "prometheus.log"
@@ -151,6 +172,54 @@ class PrometheusProcess:
         with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=5) as r:
             active = json.loads(r.read())["data"]["activeTargets"]
         return bool(active) and all(t["health"] == "up" for t in active)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class AlertmanagerProcess:
+    """Debian's Alertmanager (``prometheus-alertmanager``) with a config written for the
+    test; clustering off (one instance, no gossip port)."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.binary = require_binary("prometheus-alertmanager")
+        self.workdir = workdir
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        self.config_path = workdir / "alertmanager.yml"
+        self.config_path.write_text(json.dumps(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AlertmanagerProcess:
+        log = open(self.workdir / "alertmanager.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.path={self.workdir / 'am-data'}",
+                f"--web.listen-address={self.address}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_until(
+            lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
+            timeout=30,
+            what="alertmanager ready",
+        )
+        return self
+
+    def log(self) -> str:
+        path = self.workdir / "alertmanager.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
