@@ -310,7 +310,9 @@ class Retrainer:
             return "rejected", None
         delay = attempt.retry_after_s
         if delay is None:
-            delay = backoff_s(int(row["attempts"]), 0.5 + self.rng() / 2)
+            delay = backoff_s(
+                int(row["attempts"]), 0.5 + self.rng() / 2, base_s=self.config.retrain_backoff_s
+            )
         next_us = now_us + int(delay * 1_000_000)
         if next_us > row["created_us"] + int(self.config.retrain_deadline_s * 1_000_000):
             return "failed", None

@@ -219,6 +219,13 @@ class Config:
         "The sidecar's address as others reach it, for the status link in a retraining "
         "trigger. Unset: http://host:port.",
     )
+    retrain_backoff_s: float = _setting(
+        5.0,
+        "First wait before a retraining trigger that met a 429, a 5xx or no answer is tried "
+        "again (without Retry-After); it doubles with each attempt, with jitter, to 10 min.",
+        lo=0.01,
+        hi=3600.0,
+    )
     retrain_deadline_s: float = _setting(
         86_400.0,
         "How long a retraining trigger is retried (429, 5xx, connection errors) before it "
