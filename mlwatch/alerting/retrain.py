@@ -45,12 +45,14 @@ class Retrainer:
         registry: CollectorRegistry,
         *,
         targets: Mapping[str, Target],
+        audit: Callable[[dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.store = store
         self.targets = dict(targets)
+        self.audit = audit  # a copy of each trigger after each change (Elasticsearch)
         self.clock = clock
         self.rng = rng
         self._lock = threading.Lock()  # one decision at a time: read, decide, record
@@ -125,17 +127,17 @@ class Retrainer:
         assert policy is not None
         now = self._now_us()
         with self._lock:
-            why, state = None, self.store.cause(model, cause)
+            why, current = None, self.store.cause(model, cause)
             if not manual:
                 why = decide(
-                    state,
+                    current,
                     now_us=now,
                     cooldown_us=int(policy.cooldown_s * 1_000_000),
                     recent=self.store.count_triggers(model, now - DAY_US),
                     max_per_day=policy.max_per_day,
                 )
             if why is not None:
-                if state is None or not state["active"]:  # a storm writes nothing more
+                if current is None or not current["active"]:  # a storm writes nothing more
                     self.store.set_cause(model, cause, active=True, now_us=now)
                 self.results.labels(policy.target, "suppressed").inc()
                 log.info("retrain %s (%s) suppressed: %s", model, cause, why)
@@ -144,6 +146,7 @@ class Retrainer:
             state = "dry_run" if trigger.dry_run else "pending"
             self.store.add_trigger(trigger.key, asdict(trigger), state=state, now_us=now)
             self.store.set_cause(model, cause, active=True, now_us=now, outcome="triggered")
+        self._audit(trigger.key)
         if trigger.dry_run:
             self.results.labels(policy.target, "dry_run").inc()
         log.info("retrain %s (%s): trigger %s, %s", model, cause, trigger.key, reason)
@@ -290,6 +293,7 @@ class Retrainer:
             state=state,
             next_us=next_us,
         )
+        self._audit(trigger.key)
         if state != "pending":
             self.results.labels(trigger.target, state).inc()
         level = logging.INFO if state in ("delivered", "pending") else logging.WARNING
@@ -301,6 +305,14 @@ class Retrainer:
             state,
             attempt.detail[:200],
         )
+
+    def _audit(self, key: str) -> None:
+        if self.audit is not None:
+            from mlwatch.store.outbox import trigger_view
+
+            found = self.store.trigger(key)
+            if found is not None:
+                self.audit(trigger_view(found))
 
     def _next(self, row: dict[str, Any], attempt: Attempt, now_us: int) -> tuple[str, int | None]:
         """The trigger's state after ``attempt``, and when to try again."""

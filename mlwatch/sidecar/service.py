@@ -126,8 +126,13 @@ class Sidecar:
         if any(m.retrain for m in config.models):
             from mlwatch.alerting.retrain import Retrainer, targets_of
 
+            audit = None
+            if config.elasticsearch_url:
+                from mlwatch.alerting.audit import ElasticAudit
+
+                audit = ElasticAudit(config)
             self.retrainer = Retrainer(
-                config, self.store, self.registry, targets=targets_of(config)
+                config, self.store, self.registry, targets=targets_of(config), audit=audit
             )
         self.scheduler: Any = None
         if config.scheduler and any(m.monitoring for m in config.models):

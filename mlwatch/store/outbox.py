@@ -141,6 +141,26 @@ class Outbox(Database):
                 ),
             )
 
+    def trigger(self, key: str) -> dict[str, Any] | None:
+        """One trigger with its attempts."""
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM triggers WHERE key = ?", (key,))
+        found = row.fetchone()
+        if found is None:
+            return None
+        trig = _trigger(found)
+        trig["attempts"] = self._attempts(key)
+        return trig
+
+    def _attempts(self, key: str) -> list[dict[str, Any]]:
+        return [
+            dict(zip(("n", "at_us", "outcome", "status", "detail"), a, strict=True))
+            for a in self._conn().execute(
+                "SELECT n, at_us, outcome, status, detail FROM trigger_attempts "
+                "WHERE key = ? ORDER BY n",
+                (key,),
+            )
+        ]
+
     def triggers(self, model: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """A model's triggers, newest first, each with its attempts."""
         rows = self._conn().execute(
@@ -149,14 +169,7 @@ class Outbox(Database):
         )
         out = [_trigger(r) for r in rows]
         for trig in out:
-            trig["attempts"] = [
-                dict(zip(("n", "at_us", "outcome", "status", "detail"), a, strict=True))
-                for a in self._conn().execute(
-                    "SELECT n, at_us, outcome, status, detail FROM trigger_attempts "
-                    "WHERE key = ? ORDER BY n",
-                    (trig["key"],),
-                )
-            ]
+            trig["attempts"] = self._attempts(trig["key"])
         return out
 
     def has_triggers(self) -> bool:

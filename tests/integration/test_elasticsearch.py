@@ -438,3 +438,59 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
         client.close()
     finally:
         side.stop()
+
+
+def test_retraining_triggers_are_audited_in_elasticsearch(es: Cluster, tmp_path: Path) -> None:
+    """Each trigger is a document (its _id the idempotency key) written again after each
+    attempt: the audit is searchable beside the events."""
+    from tests.alerting.providers import FakeWebhookReceiver, new_whsec
+    from tests.alerting.test_alertmanager import alert, notification
+
+    ns, secret = namespace(), new_whsec()
+    (tmp_path / "hook.secret").write_text(secret)
+    with FakeWebhookReceiver(secret=secret) as receiver:
+        receiver.fail_next(1, 503)
+        config = {
+            "models": [
+                {
+                    "name": "churn",
+                    "retrain": {"target": "hook", "on": [{"alert": "MlwatchDatasetDrift"}]},
+                }
+            ],
+            "targets": [
+                {
+                    "name": "hook",
+                    "kind": "webhook",
+                    "url": receiver.url,
+                    "secret_file": str(tmp_path / "hook.secret"),
+                }
+            ],
+            "retrain_backoff_s": 0.2,
+        }
+        (tmp_path / "m.yaml").write_text(json.dumps(config))
+        sc = sidecar(tmp_path, es.url, ns, MLWATCH_CONFIG=str(tmp_path / "m.yaml")).start()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", sc.port, timeout=10)
+            conn.request(
+                "POST",
+                "/v1/alerts/alertmanager",
+                json.dumps(notification(alert())),
+                {"content-type": "application/json"},
+            )
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            assert answer.status == 200
+            [key] = wait_until(lambda: receiver.effect_keys(), what="delivered")
+            index = f"mlwatch-triggers-{ns}"
+
+            def audited() -> dict[str, Any] | None:
+                request(es.url, "POST", f"/{index}/_refresh")
+                doc = request(es.url, "GET", f"/{index}/_doc/{key}")["_source"]
+                return doc if doc["state"] == "delivered" else None
+
+            doc = wait_until(audited, what="the delivered trigger in Elasticsearch")
+            assert [a["status"] for a in doc["attempts"]] == [503, 204]
+            assert doc["body"]["evidence"]["alert"] == "MlwatchDatasetDrift"
+        finally:
+            sc.stop()
