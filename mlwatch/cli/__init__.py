@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from mlwatch.errors import ConfigError, MlwatchError
 
-COMMANDS = ("sidecar", "scheduler", "status", "events", "retrain", "drift", "demo")
+COMMANDS = ("sidecar", "scheduler", "status", "events", "retrain", "drift", "alerts", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

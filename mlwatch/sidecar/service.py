@@ -368,7 +368,7 @@ class Sidecar:
                 task=spec.task if spec else self._tasks.get(model, "classification"),
                 score_field=spec.score_field if spec else None,
                 classes=spec.classes if spec else None,
-                tolerance=getattr(spec.alerts, "quality_tolerance", None) if spec else None,
+                tolerance=spec.alerts.quality_tolerance if spec and spec.alerts else None,
             )
             if right or wrong:
                 self.metrics.models.observe_outcomes(model, version, right, wrong)
