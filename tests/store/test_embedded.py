@@ -123,7 +123,7 @@ def test_feature_columns_of_a_window(tmp_path: Path) -> None:
     assert store.feature_columns("m", ["x"])["x"] == [1.5, None, 4]
 
 
-def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     store = EmbeddedStore(tmp_path / "s.db")
@@ -132,12 +132,15 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "s.db") as conn:
         conn.execute("DROP TABLE profiles")
         conn.execute("DROP TABLE results")
+        for table in ("triggers", "trigger_attempts", "causes"):  # version 3's
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     upgraded = EmbeddedStore(tmp_path / "s.db")
     assert upgraded.count_events("m") == 1
     upgraded.put_result("m", "1", "drift", 0, 1, {})
+    assert upgraded.has_triggers() and upgraded.triggers("m") == []
     with sqlite3.connect(tmp_path / "s.db") as conn:
-        assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("3",)
 
 
 def test_results_are_replaced_per_window_and_purged_with_slices(tmp_path: Path) -> None:
