@@ -8,6 +8,7 @@ fields Alertmanager may add later are ignored, so an upgrade does not break the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +53,12 @@ class Notice:
     def model(self) -> str | None:
         return self.labels.get("model")
 
+    @property
+    def instance(self) -> str:
+        """Which alert of its name this is (one per feature, per KPI, per window pair):
+        Alertmanager's fingerprint of the labels, else the labels themselves."""
+        return self.fingerprint or json.dumps(self.labels, sort_keys=True)
+
 
 class Policies(Protocol):
     """What the receiver needs of the retrainer."""
@@ -59,10 +66,17 @@ class Policies(Protocol):
     def wants(self, model: str, cause: str) -> bool: ...
 
     def request(
-        self, model: str, cause: str, reason: str, evidence: dict[str, Any], *, version: str | None
+        self,
+        model: str,
+        cause: str,
+        reason: str,
+        evidence: dict[str, Any],
+        *,
+        version: str | None,
+        instance: str,
     ) -> dict[str, Any]: ...
 
-    def clear(self, model: str, cause: str) -> None: ...
+    def clear(self, model: str, cause: str, *, instance: str | None = None) -> None: ...
 
 
 def _typed(
@@ -137,8 +151,8 @@ def receive(notices: list[Notice], policies: Policies) -> dict[str, int]:
         model, cause = notice.model, f"alert:{notice.name}"
         if not model or not policies.wants(model, cause):
             counts["ignored"] += 1
-        elif notice.status == "resolved":
-            policies.clear(model, cause)
+        elif notice.status == "resolved":  # this instance only: others may still fire
+            policies.clear(model, cause, instance=notice.instance)
             counts["resolved"] += 1
         else:
             reason = notice.annotations.get("summary") or f"alert {notice.name} is firing"
@@ -151,7 +165,12 @@ def receive(notices: list[Notice], policies: Policies) -> dict[str, int]:
                 "generator_url": notice.generator_url,
             }
             done = policies.request(
-                model, cause, reason, evidence, version=notice.labels.get("version")
+                model,
+                cause,
+                reason,
+                evidence,
+                version=notice.labels.get("version"),
+                instance=notice.instance,
             )
             counts["suppressed" if "suppressed" in done else "triggered"] += 1
     return counts

@@ -25,6 +25,14 @@ from mlwatch.settings.retrain import Condition
 Breach = tuple[str, dict[str, Any]]
 
 
+class Unknown:
+    """Too little data to say whether a condition holds (fewer KPI windows than it needs,
+    or one below its sample size): the cause is neither requested nor cleared."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
 def _drifted(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in report.get("features", []) if f.get("drifted")]
 
@@ -51,19 +59,21 @@ def drift(condition: Condition, report: dict[str, Any]) -> Breach | None:
     return f"feature drift: {', '.join(f['name'] for f in hit)}", evidence
 
 
-def kpi(condition: Condition, windows: list[tuple[int, int, dict[str, Any]]]) -> Breach | None:
+def kpi(
+    condition: Condition, windows: list[tuple[int, int, dict[str, Any]]]
+) -> Breach | Unknown | None:
     """The newest ``condition.windows`` KPI reports (oldest first, each ``(start_us,
     end_us, report dict)``) all beyond the bound, each with at least ``min_samples``."""
     name = condition.kpi or ""
     recent = windows[-condition.windows :]
     if len(recent) < condition.windows:
-        return None
+        return Unknown(f"{len(recent)} of {condition.windows} windows")
     values = []
     for start, end, report in recent:
         entry = report.get("kpis", {}).get(name) or {}
         value, n = entry.get("value"), int(entry.get("n") or 0)
         if value is None or n < condition.min_samples:
-            return None
+            return Unknown(f"{n} labelled predictions, fewer than {condition.min_samples}")
         beyond = (
             value < condition.below
             if condition.below is not None

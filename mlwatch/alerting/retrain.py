@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from mlwatch.alerting import conditions
-from mlwatch.alerting.policy import DAY_US, backoff_s, decide
+from mlwatch.alerting.policy import backoff_s, decide
 from mlwatch.alerting.trigger import Attempt, Outcome, Target, Trigger
 from mlwatch.errors import ConfigError, RetrainError, did_you_mean
 from mlwatch.ids import event_id
@@ -117,41 +117,49 @@ class Retrainer:
         evidence: dict[str, Any],
         *,
         version: str | None = None,
+        instance: str = "",
         manual: bool = False,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Trigger retraining of ``model`` for ``cause`` unless its policy says not now
-        (a manual request skips the cooldown and the daily bound). Returns ``{"key": ...}``
-        of the trigger recorded, or ``{"suppressed": why}``."""
+        (a manual request skips the cooldown and the daily bound). ``instance`` is what
+        holds the cause (an alert's fingerprint, a version): the cause clears when none
+        does. ``key`` (a manual request's idempotency key) makes a repeated request the
+        same trigger. Returns ``{"key", "state"}`` or ``{"suppressed": why}``."""
         spec = self.spec(model)
         policy = spec.retrain
         assert policy is not None
         now = self._now_us()
+
+        def check(state: dict[str, Any] | None, recent: int) -> str | None:
+            if manual:
+                return None
+            return decide(
+                state,
+                now_us=now,
+                cooldown_us=int(policy.cooldown_s * 1_000_000),
+                recent=recent,
+                max_per_day=policy.max_per_day,
+            )
+
+        def build() -> tuple[str, dict[str, Any], str]:
+            trigger = self._trigger(spec, cause, reason, evidence, version, now, key)
+            return trigger.key, asdict(trigger), "dry_run" if trigger.dry_run else "pending"
+
         with self._lock:
-            why, current = None, self.store.cause(model, cause)
-            if not manual:
-                why = decide(
-                    current,
-                    now_us=now,
-                    cooldown_us=int(policy.cooldown_s * 1_000_000),
-                    recent=self.store.count_triggers(model, now - DAY_US),
-                    max_per_day=policy.max_per_day,
-                )
-            if why is not None:
-                if current is None or not current["active"]:  # a storm writes nothing more
-                    self.store.set_cause(model, cause, active=True, now_us=now)
-                self.results.labels(policy.target, "suppressed").inc()
-                log.info("retrain %s (%s) suppressed: %s", model, cause, why)
-                return {"suppressed": why}
-            trigger = self._trigger(spec, cause, reason, evidence, version, now)
-            state = "dry_run" if trigger.dry_run else "pending"
-            self.store.add_trigger(trigger.key, asdict(trigger), state=state, now_us=now)
-            self.store.set_cause(model, cause, active=True, now_us=now, outcome="triggered")
-        self._audit(trigger.key)
-        if trigger.dry_run:
+            made, why = self.store.request_trigger(model, cause, instance, now, check, build)
+        if made is None:
+            self.results.labels(policy.target, "suppressed").inc()
+            log.info("retrain %s (%s) suppressed: %s", model, cause, why)
+            return {"suppressed": why}
+        self._audit(made)
+        found = self.store.trigger(made)
+        state = found["state"] if found else "pending"
+        if state == "dry_run":
             self.results.labels(policy.target, "dry_run").inc()
-        log.info("retrain %s (%s): trigger %s, %s", model, cause, trigger.key, reason)
+        log.info("retrain %s (%s): trigger %s, %s", model, cause, made, reason)
         self._wake.set()
-        return {"key": trigger.key, "state": state}
+        return {"key": made, "state": state}
 
     def wants(self, model: str, cause: str) -> bool:
         """Whether ``model``'s retrain policy names ``cause``."""
@@ -190,21 +198,23 @@ class Retrainer:
         model: str,
         version: str,
         cause: str,
-        breach: conditions.Breach | None,
+        breach: conditions.Breach | conditions.Unknown | None,
         window: tuple[int, int],
     ) -> None:
+        if isinstance(breach, conditions.Unknown):  # too little data: neither way
+            return
         if breach is None:
-            self.clear(model, cause)
+            self.clear(model, cause, instance=version)
             return
         reason, evidence = breach
         evidence = evidence | {"window": [format_us(window[0]), format_us(window[1])]}
-        self.request(model, cause, reason, evidence, version=version)
+        self.request(model, cause, reason, evidence, version=version, instance=version)
 
-    def clear(self, model: str, cause: str) -> None:
-        """The condition behind ``cause`` is gone: it may trigger again when it returns."""
-        state = self.store.cause(model, cause)
-        if state is not None and state["active"]:
-            self.store.set_cause(model, cause, active=False, now_us=self._now_us())
+    def clear(self, model: str, cause: str, *, instance: str | None = None) -> None:
+        """``instance`` (an alert's fingerprint, a version; None: all) no longer holds
+        ``cause``; once none does, the cause may trigger again when it returns."""
+        with self._lock:
+            self.store.clear_cause(model, cause, instance, self._now_us())
 
     def _trigger(
         self,
@@ -214,6 +224,7 @@ class Retrainer:
         evidence: dict[str, Any],
         version: str | None,
         now_us: int,
+        key: str | None = None,
     ) -> Trigger:
         assert spec.retrain is not None
         regs = self.store.registrations(spec.name)
@@ -222,7 +233,7 @@ class Retrainer:
             "/"
         )
         return Trigger(
-            key=event_id(now_us * 1000),
+            key=key or event_id(now_us * 1000),
             model=spec.name,
             version=version or (current["version"] if current else spec.version or "unknown"),
             reason=reason,

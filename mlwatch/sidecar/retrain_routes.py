@@ -28,7 +28,9 @@ class _NoPolicies:
     def request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # pragma: no cover
         raise AssertionError("never called: nothing is wanted")
 
-    def clear(self, model: str, cause: str) -> None:  # pragma: no cover
+    def clear(
+        self, model: str, cause: str, *, instance: str | None = None
+    ) -> None:  # pragma: no cover
         raise AssertionError("never called: nothing is wanted")
 
 

@@ -7,6 +7,7 @@ is sent, so it survives ``kill -9``; the sender reads the due ones back after a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlwatch.store.database import Database
@@ -16,6 +17,7 @@ from mlwatch.times import format_us
 #: States of a trigger: ``pending`` (to send), ``delivered``, ``rejected`` (a 4xx),
 #: ``failed`` (given up at its deadline), ``dry_run`` (recorded, never sent).
 STATES = ("pending", "delivered", "rejected", "failed", "dry_run")
+DAY_US = 86_400_000_000
 _COLUMNS = (
     "key, model, cause, target, state, body, created_us, updated_us, next_us, attempts, "
     "detail, reference"
@@ -26,42 +28,55 @@ class Outbox(Database):
     """The ``triggers``, ``trigger_attempts`` and ``causes`` tables."""
 
     def cause(self, model: str, cause: str) -> dict[str, Any] | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT active, changed_us, last_trigger_us, suppressed FROM causes "
-                "WHERE model = ? AND cause = ?",
-                (model, cause),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        return dict(
-            zip(("active", "changed_us", "last_trigger_us", "suppressed"), row, strict=True)
-        )
+        """A cause's state: ``active``, ``changed_us``, ``last_trigger_us`` and the
+        ``instances`` still holding it (alert fingerprints, versions)."""
+        return _cause(self._conn(), model, cause)
 
-    def set_cause(
-        self, model: str, cause: str, *, active: bool, now_us: int, outcome: str | None = None
-    ) -> None:
-        """Mark a cause active or cleared; ``outcome`` "triggered" records the trigger's time."""
+    def request_trigger(
+        self,
+        model: str,
+        cause: str,
+        instance: str,
+        now_us: int,
+        decide: Callable[[dict[str, Any] | None, int], str | None],
+        build: Callable[[], tuple[str, dict[str, Any], str]],
+    ) -> tuple[str | None, str | None]:
+        """In one write transaction, so that two processes on one store decide one at a
+        time: the cause's state and the model's triggers of the last day are read,
+        ``decide(state, recent)`` says why not (or None), and either the trigger
+        ``build()`` makes (key, body, state) is recorded with the cause active, or only
+        ``instance`` is added to the active cause. Returns (key, None) or (None, why)."""
         with self._write() as conn:
+            state = _cause(conn, model, cause)
+            recent = conn.execute(
+                "SELECT COUNT(*) FROM triggers WHERE model = ? AND created_us >= ?",
+                (model, now_us - DAY_US),
+            ).fetchone()[0]
+            why = decide(state, int(recent))
+            instances = sorted({*(state["instances"] if state else []), instance})
+            key = None
+            if why is None:
+                key, body, trigger_state = build()
+                _insert_trigger(conn, key, body, trigger_state, now_us)
+            elif state is not None and state["active"] and instance in state["instances"]:
+                return None, why  # nothing changed: a storm writes nothing more
+            _put_cause(conn, model, cause, instances, now_us, triggered=key is not None)
+            return key, why
+
+    def clear_cause(self, model: str, cause: str, instance: str | None, now_us: int) -> bool:
+        """``instance`` no longer holds the cause (None: none does); the cause clears when
+        no instance is left. Returns whether it cleared."""
+        with self._write() as conn:
+            state = _cause(conn, model, cause)
+            if state is None or not state["active"]:
+                return False
+            left = [] if instance is None else [i for i in state["instances"] if i != instance]
             conn.execute(
-                "INSERT INTO causes (model, cause, active, changed_us, last_trigger_us, "
-                "suppressed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, cause) DO UPDATE SET "
-                "changed_us = CASE WHEN causes.active = excluded.active THEN causes.changed_us "
-                "ELSE excluded.changed_us END, active = excluded.active, "
-                "last_trigger_us = COALESCE(excluded.last_trigger_us, causes.last_trigger_us), "
-                "suppressed = causes.suppressed + excluded.suppressed",
-                (
-                    model,
-                    cause,
-                    int(active),
-                    now_us,
-                    now_us if outcome == "triggered" else None,
-                    int(outcome == "suppressed"),
-                ),
+                "UPDATE causes SET active = ?, instances = ?, changed_us = CASE WHEN ? THEN ? "
+                "ELSE changed_us END WHERE model = ? AND cause = ?",
+                (int(bool(left)), dumps(left), not left, now_us, model, cause),
             )
+            return not left
 
     def count_triggers(self, model: str, since_us: int) -> int:
         """Triggers of ``model`` created since ``since_us`` (every state: a dry run counts)."""
@@ -74,24 +89,6 @@ class Outbox(Database):
             .fetchone()
         )
         return int(row[0])
-
-    def add_trigger(self, key: str, body: dict[str, Any], *, state: str, now_us: int) -> None:
-        """Record a trigger durably (idempotent: a key already there is left as it is)."""
-        with self._write() as conn:
-            conn.execute(
-                f"INSERT OR IGNORE INTO triggers ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, NULL)",
-                (
-                    key,
-                    body["model"],
-                    body["cause"],
-                    body["target"],
-                    state,
-                    dumps(body),
-                    now_us,
-                    now_us,
-                ),
-            )
 
     def due_triggers(self, now_us: int, limit: int = 50) -> list[dict[str, Any]]:
         """Pending triggers whose next attempt is due, oldest first."""
@@ -203,3 +200,40 @@ def trigger_view(trigger: dict[str, Any]) -> dict[str, Any]:
         for a in trigger["attempts"]
     ]
     return out
+
+
+def _cause(conn: Any, model: str, cause: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT active, changed_us, last_trigger_us, instances FROM causes "
+        "WHERE model = ? AND cause = ?",
+        (model, cause),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("active", "changed_us", "last_trigger_us", "instances")
+    out = dict(zip(keys, row, strict=True))
+    out["instances"] = loads(out["instances"])
+    return out
+
+
+def _put_cause(
+    conn: Any, model: str, cause: str, instances: list[str], now_us: int, *, triggered: bool
+) -> None:
+    """The cause active with ``instances``; ``triggered`` records the trigger's time."""
+    conn.execute(
+        "INSERT INTO causes (model, cause, active, changed_us, last_trigger_us, instances) "
+        "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (model, cause) DO UPDATE SET "
+        "changed_us = CASE WHEN causes.active THEN causes.changed_us ELSE excluded.changed_us "
+        "END, active = 1, last_trigger_us = COALESCE(excluded.last_trigger_us, "
+        "causes.last_trigger_us), instances = excluded.instances",
+        (model, cause, now_us, now_us if triggered else None, dumps(instances)),
+    )
+
+
+def _insert_trigger(conn: Any, key: str, body: dict[str, Any], state: str, now_us: int) -> None:
+    """A trigger recorded (idempotent: a key already there is left as it is)."""
+    conn.execute(
+        f"INSERT OR IGNORE INTO triggers ({_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, NULL)",
+        (key, body["model"], body["cause"], body["target"], state, dumps(body), now_us, now_us),
+    )

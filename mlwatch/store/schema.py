@@ -12,7 +12,8 @@ Schema version 3 (table ``meta`` holds it; older files gain the new tables):
   recomputed window (late labels) replaces its row.
 - ``triggers`` (version 3): retraining triggers, the outbox they are sent from, and
   ``trigger_attempts`` for each attempt; ``causes``: per model and cause, whether the
-  condition is active and when it last triggered (cooldown, hysteresis, storm guard).
+  condition is active (and which of its instances: alerts by fingerprint, versions) and
+  when it last triggered (cooldown, hysteresis, storm guard).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ CREATE TABLE IF NOT EXISTS causes (
     active INTEGER NOT NULL,
     changed_us INTEGER NOT NULL,
     last_trigger_us INTEGER,
-    suppressed INTEGER NOT NULL DEFAULT 0,
+    instances TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (model, cause)
 );
 """
@@ -165,3 +166,11 @@ def create(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
+        _add_cause_instances(conn)
+
+
+def _add_cause_instances(conn: sqlite3.Connection) -> None:
+    """Early version-3 files have ``causes`` without ``instances``: add the column."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(causes)")}
+    if "instances" not in columns:
+        conn.execute("ALTER TABLE causes ADD COLUMN instances TEXT NOT NULL DEFAULT '[]'")

@@ -44,19 +44,28 @@ class Policies:
     def __init__(self, wanted: set[tuple[str, str]]) -> None:
         self.wanted = wanted
         self.requests: list[tuple[str, str, str, dict[str, Any], str | None]] = []
-        self.cleared: list[tuple[str, str]] = []
+        self.cleared: list[tuple[str, str, str | None]] = []
+        self.instances: list[str] = []
 
     def wants(self, model: str, cause: str) -> bool:
         return (model, cause) in self.wanted
 
     def request(
-        self, model: str, cause: str, reason: str, evidence: dict[str, Any], *, version: str | None
+        self,
+        model: str,
+        cause: str,
+        reason: str,
+        evidence: dict[str, Any],
+        *,
+        version: str | None,
+        instance: str,
     ) -> dict[str, Any]:
         self.requests.append((model, cause, reason, evidence, version))
+        self.instances.append(instance)
         return {"key": "k"} if len(self.requests) == 1 else {"suppressed": "cooldown"}
 
-    def clear(self, model: str, cause: str) -> None:
-        self.cleared.append((model, cause))
+    def clear(self, model: str, cause: str, *, instance: str | None = None) -> None:
+        self.cleared.append((model, cause, instance))
 
 
 def test_firing_alerts_request_resolved_ones_clear_others_are_ignored() -> None:
@@ -77,7 +86,8 @@ def test_firing_alerts_request_resolved_ones_clear_others_are_ignored() -> None:
     assert (model, cause, version) == ("churn", "alert:MlwatchDatasetDrift", "3")
     assert reason == "dataset drift share 0.4 on churn 3"
     assert evidence["fingerprint"] == "c0ffee" and evidence["labels"]["model"] == "churn"
-    assert policies.cleared == [("churn", "alert:MlwatchDatasetDrift")]
+    assert policies.cleared == [("churn", "alert:MlwatchDatasetDrift", "c0ffee")]
+    assert policies.instances == ["c0ffee", "c0ffee"]  # the alert's fingerprint
 
 
 @pytest.mark.parametrize(

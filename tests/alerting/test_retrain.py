@@ -249,3 +249,76 @@ def test_a_policy_naming_an_unknown_target_or_kpi_is_a_config_error(store: Embed
         ConfigError, match=r"on\[0\]\.kpi: unknown KPI 'acurracy'; did you mean 'accuracy'"
     ):
         Retrainer(config(on=bad), store, CollectorRegistry(), targets={"ci": ScriptedTarget()})
+
+
+def test_a_cause_clears_only_when_every_instance_has(store: EmbeddedStore) -> None:
+    """One alert name, one instance per feature: feature a resolving while b still fires
+    re-arms nothing."""
+    r, _ = retrainer(store, ScriptedTarget(), Clock())
+    cause = "alert:MlwatchFeatureDrift"
+    assert "key" in r.request("churn", cause, "a", {}, instance="fp-a")
+    assert "suppressed" in r.request("churn", cause, "b", {}, instance="fp-b")
+    r.clear("churn", cause, instance="fp-a")
+    assert "suppressed" in r.request("churn", cause, "b", {}, instance="fp-b")  # b never stopped
+    r.clear("churn", cause, instance="fp-b")
+    assert store.cause("churn", cause)["active"] == 0  # type: ignore[index]
+    assert "key" in r.request("churn", cause, "a again", {}, instance="fp-a")
+
+
+def test_one_version_drifting_and_another_not_is_one_trigger(store: EmbeddedStore) -> None:
+    clock = Clock()
+    r, _ = retrainer(store, ScriptedTarget(), clock)
+    high = {"drift_share": 0.5, "features": [{"name": "x", "drifted": True, "score": 0.4}]}
+    calm = {"drift_share": 0.0, "features": []}
+    for _ in range(15):  # a run a minute, two versions served
+        r.check_drift("churn", "1", high, (0, 1))
+        r.check_drift("churn", "2", calm, (0, 1))
+        clock.now += 60
+    assert len(store.triggers("churn")) == 1
+
+
+def test_too_few_samples_neither_triggers_nor_clears(store: EmbeddedStore) -> None:
+    r, _ = retrainer(store, ScriptedTarget(), Clock())
+
+    def window(value: float, n: int) -> tuple[int, int, dict[str, Any]]:
+        return (0, 1, {"kpis": {"accuracy": {"value": value, "n": n}}})
+
+    r.check_kpis("churn", "1", [window(0.7, 100), window(0.7, 100)])
+    assert store.cause("churn", "kpi:accuracy")["active"] == 1  # type: ignore[index]
+    r.check_kpis("churn", "1", [window(0.7, 100), window(0.9, 5)])  # unknown: still active
+    assert store.cause("churn", "kpi:accuracy")["active"] == 1  # type: ignore[index]
+    r.check_kpis("churn", "1", [window(0.9, 100), window(0.9, 100)])
+    assert store.cause("churn", "kpi:accuracy")["active"] == 0  # type: ignore[index]
+
+
+def test_two_processes_on_one_store_decide_one_at_a_time(tmp_path: Path) -> None:
+    """Two retrainers (as a sidecar and a standalone scheduler would have), each with its
+    own lock and connection, racing on one cause: one trigger."""
+    import threading
+
+    a = EmbeddedStore(tmp_path / "store.db")
+    b = EmbeddedStore(tmp_path / "store.db")
+    clock = Clock()
+    first, _ = retrainer(a, ScriptedTarget(), clock)
+    second, _ = retrainer(b, ScriptedTarget(), clock)
+    barrier = threading.Barrier(8)
+
+    def fire_from(r: Retrainer) -> None:
+        barrier.wait()
+        for _ in range(20):
+            r.request("churn", "drift_share", "drift", {}, instance="1")
+
+    threads = [threading.Thread(target=fire_from, args=(r,)) for r in (first, second) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(a.triggers("churn")) == 1
+
+
+def test_a_manual_request_with_a_key_is_one_trigger(store: EmbeddedStore) -> None:
+    r, _ = retrainer(store, ScriptedTarget(), Clock())
+    key = "01a24582-b073-7c48-9a31-aedb4e5c0306"
+    first = r.request("churn", "manual", "x", {}, manual=True, key=key)
+    again = r.request("churn", "manual", "x", {}, manual=True, key=key)
+    assert first["key"] == again["key"] == key and len(store.triggers("churn")) == 1

@@ -162,3 +162,20 @@ def test_results_are_replaced_per_window_and_purged_with_slices(tmp_path: Path) 
     assert store.profiles("m", "*", "reference") == [(0, 0, "{}")]  # references stay
     assert [p[0] for p in store.profiles("m", "1", "slice")] == [now - 60_000_000]
     assert store.latest_results("m")["kpi"]["1"]["accuracy"] == 0.9
+
+
+def test_an_early_version_3_causes_table_gains_its_instances_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    EmbeddedStore(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("DROP TABLE causes")
+        conn.execute(
+            "CREATE TABLE causes (model TEXT NOT NULL, cause TEXT NOT NULL, active INTEGER "
+            "NOT NULL, changed_us INTEGER NOT NULL, last_trigger_us INTEGER, suppressed "
+            "INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (model, cause))"
+        )
+        conn.execute("INSERT INTO causes VALUES ('m', 'drift', 1, 5, 5, 0)")
+    store = EmbeddedStore(tmp_path / "s.db")
+    assert store.clear_cause("m", "drift", None, 10) is True
+    assert store.clear_cause("m", "drift", None, 11) is False
