@@ -28,6 +28,7 @@ from mlwatch.alerting.trigger import Attempt, Outcome, Target, Trigger
 from mlwatch.errors import ConfigError, RetrainError, did_you_mean
 from mlwatch.ids import event_id
 from mlwatch.settings import Config, ModelSpec
+from mlwatch.settings.targets import MAX_TIMEOUT_S
 from mlwatch.store import EmbeddedStore
 from mlwatch.times import format_us
 
@@ -253,19 +254,25 @@ class Retrainer:
             self._thread = threading.Thread(target=self._run, name="mlwatch-retrain", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop sending (an attempt under way finishes); returns whether the sender ended
+        within ``timeout``."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            due: int | None = None
             try:
                 self.send_due()
+                due = self.store.next_due_us() if not self._stop.is_set() else None
             except Exception as exc:  # the store is busy or broken: try again shortly
                 log.warning("retrain: sending triggers failed: %s", exc)
-            due = self.store.next_due_us() if not self._stop.is_set() else None
+                due = self._now_us() + 5_000_000
             wait = 60.0 if due is None else max(0.0, due / 1e6 - self.clock())
             self._wake.wait(min(wait, 60.0))
             self._wake.clear()
@@ -287,7 +294,7 @@ class Retrainer:
             attempt = Attempt(Outcome.REJECTED, None, f"no target named {trigger.target!r}")
         else:
             try:
-                attempt = target.send(trigger, timeout_s=30.0)
+                attempt = target.send(trigger, timeout_s=MAX_TIMEOUT_S)  # the target's own governs
             except Exception as exc:  # the contract says never; a bug costs one attempt
                 attempt = Attempt(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
         now = self._now_us()

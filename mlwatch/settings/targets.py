@@ -52,6 +52,7 @@ GITHUB_INPUTS = (
 #: The most bytes a Standard Webhooks secret has (the spec: 24 to 64).
 WEBHOOK_SECRET_BYTES = (24, 64)
 DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 300.0
 #: The CloudEvents ``source`` when the target names none.
 DEFAULT_SOURCE = "/mlwatch"
 
@@ -335,8 +336,10 @@ class _Parser:
     def _timeout(self) -> float:
         raw = self.item.get("timeout_s", DEFAULT_TIMEOUT_S)
         ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-        if not ok or not math.isfinite(raw) or not 0 < raw <= 300:
-            raise self.fail("timeout_s", f"expected seconds above 0 and at most 300, got {raw!r}")
+        if not ok or not math.isfinite(raw) or not 0 < raw <= MAX_TIMEOUT_S:
+            raise self.fail(
+                "timeout_s", f"expected seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {raw!r}"
+            )
         return float(raw)
 
     def _ca_file(self) -> str | None:

@@ -178,7 +178,7 @@ class Sidecar:
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.retrainer is not None:
-            self.retrainer.stop(max(0.0, deadline - time.monotonic()) / 2)
+            self.retrainer.stop(0.0)  # no new attempt; one under way is let finish below
         for source in self.inputs:
             source.stop()
         for consumer in self.consumers:
@@ -188,6 +188,9 @@ class Sidecar:
         for thread in threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        retrainer_done = self.retrainer is None or self.retrainer.stop(
+            max(0.0, deadline - time.monotonic())
+        )
         # a sink (a SQLite connection) closed while its thread still uses it can crash the
         # process: leave a busy one open, shut the others down, the store last (the
         # profile sink writes to it when it shuts down)
@@ -206,7 +209,7 @@ class Sidecar:
                     type(exc).__name__,
                     exc,
                 )
-        if any(t.is_alive() for t in threads):  # every worker may use the store
+        if not retrainer_done or any(t.is_alive() for t in threads):  # all use the store
             log.warning("sidecar stop: the store is still in use; leaving it open")
         else:
             self.store.close()

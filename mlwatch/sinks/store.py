@@ -32,14 +32,23 @@ class StoreSink:
         for reg in batch.registrations:
             self.store.register_model(reg)
         events, feedback = batch.event_rows_json(), batch.feedback_rows_json()
+        counting = self.on_joined is not None and (events != "[]" or feedback != "[]")
+        before = self._joined(events, feedback) if counting else None
         self.store.insert_event_rows(events)
         self.store.insert_feedback_rows(feedback)
-        if self.on_joined is not None and (events != "[]" or feedback != "[]"):
+        if counting and before is not None and self.on_joined is not None:
             try:
-                self.on_joined(self.store.joined_by_rows(events, feedback))
+                self.on_joined(self.store.joined_by_rows(events, feedback, before=before))
             except Exception as exc:  # a count, never a reason to redeliver the batch
                 log.warning("counting labelled predictions failed: %s", exc)
         return ExportResult.SUCCESS
+
+    def _joined(self, events: str, feedback: str) -> set[tuple[str, str]] | None:
+        try:
+            return self.store.joined_keys(events, feedback)
+        except Exception as exc:  # a count, never a reason to redeliver the batch
+            log.warning("counting labelled predictions failed: %s", exc)
+            return None
 
     def force_flush(self, timeout: float = 10.0) -> bool:
         return True  # every export is a committed transaction

@@ -11,6 +11,17 @@ from mlwatch.store.database import Database, window_clause
 from mlwatch.store.rows import EVENT_COLUMNS, loads, row_event
 
 
+# The events and feedback of a batch's (model, request_id) pairs that have both.
+_JOINED = (
+    "WITH k(model, request_id) AS ("
+    "SELECT json_extract(value, '$[3]'), json_extract(value, '$[5]') FROM json_each(?) "
+    "UNION SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) "
+    "SELECT {what} FROM k "
+    "JOIN events e ON e.model = k.model AND e.request_id = k.request_id "
+    "JOIN feedback f ON f.model = k.model AND f.request_id = k.request_id"
+)
+
+
 class WindowReads(Database):
     """Window queries over the ``events`` and ``feedback`` tables."""
 
@@ -63,21 +74,22 @@ class WindowReads(Database):
             )
 
     def joined_by_rows(
-        self, event_rows_json: str, feedback_rows_json: str
+        self,
+        event_rows_json: str,
+        feedback_rows_json: str,
+        *,
+        before: set[tuple[str, str]] | None = None,
     ) -> list[tuple[str, str, dict[str, Any], Any]]:
         """The predictions a batch of rows joined to their ground truth: ``(model, version,
         event, label)`` for each (model, request_id) of the batch's events and feedback that
-        now has both, read in one query on the rows as they were spooled."""
-        sql = (
-            "WITH k(model, request_id) AS ("
-            "SELECT json_extract(value, '$[3]'), json_extract(value, '$[5]') FROM json_each(?) "
-            "UNION SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
-            "FROM json_each(?)) "
-            "SELECT e.model, e.version, e.status, e.prediction, f.label FROM k "
-            "JOIN events e ON e.model = k.model AND e.request_id = k.request_id "
-            "JOIN feedback f ON f.model = k.model AND f.request_id = k.request_id"
+        now has both and was not in ``before`` (what :meth:`joined_keys` said before the
+        batch was inserted), read in one query on the rows as they were spooled."""
+        rows = self._conn().execute(
+            _JOINED.format(
+                what="e.model, e.request_id, e.version, e.status, e.prediction, f.label"
+            ),
+            (event_rows_json, feedback_rows_json),
         )
-        rows = self._conn().execute(sql, (event_rows_json, feedback_rows_json))
         return [
             (
                 model,
@@ -85,8 +97,16 @@ class WindowReads(Database):
                 {"status": status, "prediction": loads(pred), "ts_us": 0},
                 loads(label),
             )
-            for model, version, status, pred, label in rows
+            for model, request_id, version, status, pred, label in rows
+            if before is None or (model, request_id) not in before
         ]
+
+    def joined_keys(self, event_rows_json: str, feedback_rows_json: str) -> set[tuple[str, str]]:
+        """The (model, request_id) pairs of a batch's rows that already have both a
+        prediction and its ground truth: a redelivered batch or a second label is no new
+        labelled prediction."""
+        sql = _JOINED.format(what="e.model, e.request_id")
+        return set(self._conn().execute(sql, (event_rows_json, feedback_rows_json)))
 
     def span(self, model: str) -> tuple[int, int | None, int | None]:
         """How many events of ``model`` the store holds, and the times (µs) of the first

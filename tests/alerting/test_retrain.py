@@ -6,6 +6,7 @@ results as causes — on a real store with an injected clock."""
 from __future__ import annotations
 
 from dataclasses import replace
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mlwatch.alerting.retrain import Retrainer
-from mlwatch.alerting.trigger import Attempt, Outcome
+from mlwatch.alerting.trigger import Attempt, Outcome, Trigger
 from mlwatch.errors import ConfigError, RetrainError
 from mlwatch.settings import Config, ModelSpec
 from mlwatch.settings.retrain import Condition, RetrainSpec
@@ -322,3 +323,32 @@ def test_a_manual_request_with_a_key_is_one_trigger(store: EmbeddedStore) -> Non
     first = r.request("churn", "manual", "x", {}, manual=True, key=key)
     again = r.request("churn", "manual", "x", {}, manual=True, key=key)
     assert first["key"] == again["key"] == key and len(store.triggers("churn")) == 1
+
+
+class SlowTarget(ScriptedTarget):
+    """Holds each attempt until released, and remembers the budget it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.budgets: list[float] = []
+
+    def send(self, trigger: Trigger, *, timeout_s: float) -> Attempt:
+        self.budgets.append(timeout_s)
+        self.entered.set()
+        self.release.wait(10)
+        return super().send(trigger, timeout_s=timeout_s)
+
+
+def test_stopping_lets_an_attempt_under_way_finish_and_record(store: EmbeddedStore) -> None:
+    target = SlowTarget()
+    r = Retrainer(config(), store, CollectorRegistry(), targets={"ci": target})
+    r.start()
+    fire(r)
+    assert target.entered.wait(10)
+    assert r.stop(0.05) is False  # still inside the attempt: the store must stay open
+    target.release.set()
+    assert r.stop(10) is True
+    [trig] = store.triggers("churn")
+    assert trig["state"] == "delivered"
+    assert target.budgets == [300.0]  # the target's own timeout_s governs, up to 300 s

@@ -46,3 +46,15 @@ def test_feedback_before_its_event_counts_when_the_event_arrives(sidecar_config:
         post(client, "/v1/events", [event(1)])  # prediction 1: right
         wait_until(lambda: labelled(client, "correct") == 1)
         assert labelled(client, "wrong") == 0
+
+
+def test_a_second_label_for_a_prediction_is_not_a_second_count(sidecar_config: object) -> None:
+    app = create_app(sidecar_config(), registry=CollectorRegistry())  # type: ignore[operator]
+    with TestClient(app) as client:
+        post(client, "/v1/events", [event(1)])
+        post(client, "/v1/feedback", [{"model": "iris", "request_id": "r1", "label": 1}])
+        wait_until(lambda: labelled(client, "correct") == 1)
+        post(client, "/v1/feedback", [{"model": "iris", "request_id": "r1", "label": 1}])
+        post(client, "/v1/events", [event(2)])  # a marker behind the second label
+        wait_until(lambda: client.get("/v1/models/iris/status").json()["events_stored"] == 2)
+        assert labelled(client, "correct") + labelled(client, "wrong") == 1
