@@ -45,7 +45,8 @@ def period_s(monitoring: Monitoring) -> float:
 
 def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Options) -> list[Rule]:
     """A failed run in the last two periods (warning), and no success for ``periods``
-    periods (ticket): the drift and KPI gauges then show an old window."""
+    periods (ticket; also when the job never succeeded since the scheduler started): the
+    drift and KPI gauges then show an old window, or none."""
     period = period_s(monitoring)
     window = duration(max(2 * period, 600.0))
     stale = periods * period
@@ -77,5 +78,19 @@ def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Opti
             "{{ $value | humanizeDuration }} ago, more than "
             f"{periods:g} periods of its schedule ({duration(stale)}); the drift and KPI "
             "metrics of the model are that old.",
+        ),
+        alert(  # the same alert for a job that has run but never succeeded
+            "MlwatchJobStale",
+            f"sum by (exported_job) (mlwatch_job_runs_total{{{jobs}}}) unless on "
+            f"(exported_job) mlwatch_job_last_success_timestamp_seconds{{{jobs}}}",
+            options=options,
+            severity="ticket",
+            for_s=stale,
+            labels={"model": model},
+            summary="mlwatch job {{ $labels.exported_job }} has never succeeded",
+            description="The mlwatch job {{ $labels.exported_job }} has run "
+            '{{ $value | printf "%.0f" }} time(s) and never succeeded, for more than '
+            f"{periods:g} periods of its schedule ({duration(stale)}); the drift and KPI "
+            "metrics of the model are missing.",
         ),
     ]
