@@ -73,7 +73,7 @@ def render_files(
     files = {f"{RULES_DIR}/{g.file}": rule_file(g, options) for g in groups}
     files[ALERTMANAGER_FILE] = header(
         options,
-        'Alertmanager: retrain="true" alerts to the sidecar\'s receiver, the rest to '
+        'Alertmanager: retrain="true" alerts to the sidecar\'s receiver, every alert to '
         "on-call (a placeholder: add your receivers).",
     ) + dump(alertmanager)
     return files

@@ -4,7 +4,8 @@ Alerts labelled ``retrain="true"`` (drift and model quality, see docs/alerting.m
 routed to the receiver ``mlwatch-retrain``, a webhook on the sidecar's
 ``POST /v1/alerts/alertmanager`` with the sidecar's bearer token read from a file, and with
 ``send_resolved`` so the sidecar knows when a cause has cleared (its hysteresis needs it).
-Everything else goes to ``on-call``, a placeholder for the team's own receivers.
+Every alert (retrain alerts too) goes to ``on-call``, a placeholder for the team's own
+receivers.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def alertmanager_config(config: Config, options: Options) -> dict[str, Any]:
                     "group_wait": "30s",
                     "group_interval": "5m",
                     "repeat_interval": "1h",
-                }
+                    "continue": True,  # and to on-call: people see what retraining is for
+                },
+                {"receiver": DEFAULT_RECEIVER},
             ],
         },
         "receivers": [

@@ -106,8 +106,9 @@ def test_alertmanager_routes_retrain_alerts_to_the_sidecar() -> None:
     config: dict[str, Any] = yaml.safe_load((ALERTS / "alertmanager.yml").read_text())
     route = config["route"]
     assert route["receiver"] == "on-call"
-    [retrain] = route["routes"]
+    retrain, everyone = route["routes"]
     assert retrain["matchers"] == ['retrain="true"'] and retrain["receiver"] == "mlwatch-retrain"
+    assert retrain["continue"] is True and everyone == {"receiver": "on-call"}
     receivers = {r["name"]: r for r in config["receivers"]}
     assert receivers["on-call"] == {"name": "on-call"}  # the placeholder
     [hook] = receivers["mlwatch-retrain"]["webhook_configs"]

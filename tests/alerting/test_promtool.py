@@ -89,3 +89,18 @@ def test_a_route_to_no_receiver_fails_check_config(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("receiver: mlwatch-retrain", "receiver: nobody"))
     proc = run(command(out, "amtool", "alertmanager.yml"))
     assert proc.returncode == 1 and '"nobody"' in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [(["retrain=true", "model=churn"], "mlwatch-retrain,on-call"), (["alertname=X"], "on-call")],
+)
+def test_amtool_routes_retrain_alerts_to_the_sidecar_and_on_call(
+    labels: list[str], receivers: str
+) -> None:
+    amtool = shutil.which("amtool")
+    assert amtool is not None
+    config = str(REPO / "alerts" / "alertmanager.yml")
+    proc = run([amtool, "config", "routes", "test", f"--config.file={config}", *labels])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == receivers
