@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from mlwatch.errors import IngestError
 
-MAX_ALERTS = 1_000  # per notification; Alertmanager's max_alerts is usually far lower
+MAX_ALERTS = 10_000  # per notification (Alertmanager sends all of a group unless max_alerts)
 _ROOT: dict[str, type] = {"version": str, "status": str, "receiver": str, "alerts": list}
 _ROOT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "groupKey": str,

@@ -26,8 +26,10 @@ SECRET_FILE = "webhook.secret"
 def new_secret(root: Path) -> Path:
     """A ``whsec_`` secret in a file only its owner reads (the target reads it from there)."""
     path = root / SECRET_FILE
-    path.write_text("whsec_" + base64.b64encode(os.urandom(32)).decode() + "\n")
-    path.chmod(0o600)
+    path.unlink(missing_ok=True)  # created anew, so never readable by others for a moment
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("whsec_" + base64.b64encode(os.urandom(32)).decode() + "\n")
     return path
 
 

@@ -40,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(page, indent=2) if args.format == "json" else render(page))
             return 0
         if not isinstance(source, SidecarSource):
-            raise ConfigError(
-                "--url",
-                "a retraining request goes through the running sidecar that sends it: "
-                "pass --url or set sidecar_url (MLWATCH_SIDECAR_URL)",
-            )
+            raise ConfigError("--url", _THROUGH_SIDECAR)
         done = source.retrain(args.model, args.reason, args.version)
     if args.format == "json":
         print(json.dumps(done))

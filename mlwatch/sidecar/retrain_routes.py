@@ -3,10 +3,11 @@ and the audit of a model's triggers (the work is in :mod:`mlwatch.alerting`)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +18,18 @@ from mlwatch.sidecar import openapi
 from mlwatch.sidecar.requests import ModelName, check_model, read_body
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.outbox import trigger_view
+
+#: A manual request's ``Idempotency-Key``: the same key for one model is one trigger.
+KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+_KEYS = uuid.UUID("6d6c7761-7463-4800-8000-6b6579730000")  # the namespace of the keys
+
+
+def trigger_key(model: str, idempotency_key: str | None) -> str | None:
+    """The trigger key a manual request's ``Idempotency-Key`` stands for: a UUID of the
+    model and the key, so that one key sent for two models is two triggers."""
+    if idempotency_key is None:
+        return None
+    return str(uuid.uuid5(_KEYS, f"{model}\n{idempotency_key}"))
 
 
 class _NoPolicies:
@@ -85,7 +98,13 @@ def retrain_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
         ),
         summary="Request retraining now (a manual trigger: no cooldown, no daily bound)",
     )
-    async def retrain(model: ModelName, request: Request) -> JSONResponse:
+    async def retrain(
+        model: ModelName,
+        request: Request,
+        idempotency_key: Annotated[
+            str | None, Header(alias="Idempotency-Key", pattern=KEY_PATTERN)
+        ] = None,
+    ) -> JSONResponse:
         reason, version = _retrain_request(await _json(request, sidecar))
         check_model(model)
         if sidecar.retrainer is None:
@@ -99,6 +118,7 @@ def retrain_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
                 {"requested_by": "POST /v1/models/{model}/retrain"},
                 version=version,
                 manual=True,
+                key=trigger_key(model, idempotency_key),
             )
         except RetrainError as exc:
             raise IngestError(409, str(exc)) from None

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlwatch import wire
 from mlwatch.store.catalog import RECENT_EVENTS
+from mlwatch.store.outbox import STATES as TRIGGER_STATES
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/"
@@ -337,7 +338,7 @@ def alerting() -> dict[str, Schema]:
         "Triggered": {
             "type": "object",
             "required": ["key", "state"],
-            "properties": {"key": {"type": "string"}, "state": {"enum": ["pending", "dry_run"]}},
+            "properties": {"key": {"type": "string"}, "state": {"enum": list(TRIGGER_STATES)}},
         },
         "TriggerList": {
             "type": "object",

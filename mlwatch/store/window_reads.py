@@ -10,7 +10,6 @@ from typing import Any
 from mlwatch.store.database import Database, window_clause
 from mlwatch.store.rows import EVENT_COLUMNS, loads, row_event
 
-
 # The events and feedback of a batch's (model, request_id) pairs that have both.
 _JOINED = (
     "WITH k(model, request_id) AS ("

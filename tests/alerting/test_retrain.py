@@ -5,8 +5,8 @@ results as causes — on a real store with an injected clock."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -65,6 +65,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert re.search(r"trigger\s+\S+: dataset drift share 0\.\d+ >= 0\.05", out), out
     assert "delivered after 1 attempt(s), signed webhook" in out
     assert "pipeline         run started for breast-cancer" in out
+    secret = (tmp_path / "demo" / "webhook.secret").stat()
+    assert secret.st_mode & 0o777 == 0o600  # only its owner reads the signing secret
     the_advice_still_works(tmp_path / "demo", out)
 
 

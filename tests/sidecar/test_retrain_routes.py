@@ -82,5 +82,23 @@ def test_a_manual_request(client: TestClient, target: ScriptedTarget) -> None:
     assert r.status_code == 409 and "has no retrain section" in r.json()["detail"]
 
 
+def test_a_manual_request_with_an_idempotency_key_is_one_trigger(
+    client: TestClient, target: ScriptedTarget
+) -> None:
+    headers = {"Idempotency-Key": "ci-run-4242"}
+    first = client.post("/v1/models/churn/retrain", json={"reason": "x"}, headers=headers)
+    again = client.post("/v1/models/churn/retrain", json={"reason": "x"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["key"] == again.json()["key"]
+    other = client.post("/v1/models/churn/retrain", json={"reason": "x"})
+    assert other.json()["key"] != first.json()["key"]
+    wait_until(lambda: len(target.sent) == 2)
+    assert client.get("/v1/models/churn/triggers").json()["count"] == 2
+    bad = client.post(
+        "/v1/models/churn/retrain", json={"reason": "x"}, headers={"Idempotency-Key": "a b"}
+    )
+    assert bad.status_code == 422 and "Idempotency-Key" in bad.text
+
+
 def test_triggers_of_an_unknown_model_are_404(client: TestClient) -> None:
     assert client.get("/v1/models/nope/triggers").status_code == 404
