@@ -151,3 +151,9 @@ class RetrainError(MlwatchError):
 
 class InputError(MlwatchError):
     """An input file cannot be read as a table (missing, empty, malformed)."""
+
+
+class TrackingError(MlwatchError):
+    """MLflow cannot give what was asked: a malformed model URI, a missing model version,
+    alias, run or artifact, or a tracking server that does not answer. The message names
+    the URI."""
