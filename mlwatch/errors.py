@@ -15,7 +15,8 @@
     ├── DeliveryError                     a sink could not deliver a batch yet (retried)
     ├── JobError                          a drift or KPI job cannot run
     ├── RetrainError                      a retraining request cannot be made
-    └── InputError                        an input file cannot be read as a table
+    ├── InputError                        an input file cannot be read as a table
+    └── TrackingError                     MLflow cannot give a model URI, run or artifact
 
 Two tiers: configuration and programmer errors raise at construction and name the
 parameter; nothing on the telemetry path raises into serving code — there problems are

@@ -34,6 +34,7 @@ LAYERS = [
             "mlwatch.settings",
             "mlwatch.redact",
             "mlwatch.forward",
+            "mlwatch.tracking",
         ),
     ),
     ("stats", ("mlwatch.stats",)),
