@@ -181,7 +181,7 @@ def test_server_down_never_slows_the_caller_and_nothing_queued_is_lost(
         for i in range(1, 1001):
             publisher.drift("churn", "1", window(i), report)
         elapsed = time.perf_counter() - started
-        assert elapsed < 0.05, f"1000 calls took {elapsed * 1000:.1f} ms"
+        assert elapsed < 0.5, f"1000 calls took {elapsed * 1000:.1f} ms"
         wait_until(lambda: publisher.failures > 0, timeout=30, what="a failed call")
         accepted = 1000 * per_window - publisher.dropped
         assert publisher.dropped > 0 and 0 < accepted <= 4000

@@ -165,13 +165,13 @@ def test_server_away_and_back(tmp_path: Path) -> None:
         server.stop()
         started = time.monotonic()
         assert resolver.current("models:/churn/1") is None
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.5  # MLflow retries for seconds
         wait_until(lambda: resolver.failures >= 2, timeout=20)
         for _ in range(3):
             started = time.monotonic()
             assert resolver.current("models:/churn/1") is None
             assert resolver.current("models:/churn@champion") is not None  # the last answer
-            assert time.monotonic() - started < 0.05
+            assert time.monotonic() - started < 0.5
         assert "did not answer" in str(resolver.last_error("models:/churn/1"))
         server.proc = None
         server.start()
