@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -40,13 +39,13 @@ from typing import Any, NamedTuple
 
 from mlwatch.errors import ConfigError
 from mlwatch.tracking.metrics_of import drift_metrics, kpi_metrics
+from mlwatch.tracking.uris import mask
 
 log = logging.getLogger("mlwatch.tracking")
 
 MAX_BATCH = 1000  # MLflow's MAX_METRICS_PER_BATCH
 REMEMBERED_WINDOWS = 100_000  # windows whose logged values are remembered, newest kept
 _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"}
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 RunKey = tuple[str, str, str | None]  # model, version, source (training) run
 
@@ -59,11 +58,6 @@ class Entry(NamedTuple):
     value: float
     timestamp_ms: int
     step: int
-
-
-def _mask(text: str) -> str:
-    """``text`` with the ``user:password@`` of any URL hidden (tracking URIs carry them)."""
-    return _CREDENTIALS.sub("***@", text)
 
 
 def _bound_http_time(timeout_s: float) -> None:
@@ -129,7 +123,7 @@ class Publisher:
         self.dropped = 0
         self.failures = 0
         self.last_error: str | None = None
-        self._where = _mask(tracking_uri or "MLflow's default tracking URI")
+        self._where = mask(tracking_uri or "MLflow's default tracking URI")
         self._cond = threading.Condition()
         self._queue: deque[Entry] = deque()
         self._queued: OrderedDict[tuple[Any, ...], int] = OrderedDict()
@@ -334,7 +328,7 @@ class Publisher:
         """Count and keep the batch for a retry; MLflow refusing it twice (a bad value, a
         run deleted meanwhile, even after a new run was made) drops it instead."""
         self.failures += 1
-        self.last_error = _mask(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
+        self.last_error = mask(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
         self._tries += 1
         self._last_call = time.monotonic() + self._backoff() * (random.random() * 0.2 - 0.1)
         if self._tries == 1:
