@@ -316,6 +316,42 @@ class Config:
         "handshake. Never logged.",
         secret=True,
     )
+    # --- MLflow ---
+    mlflow_tracking_uri: str | None = _setting(
+        None,
+        "MLflow tracking server (http(s)://host:5000, or a file:/sqlite: store) that model "
+        "URIs (models:/name@alias, runs:/id/model) are resolved against and that monitoring "
+        "results are written to. Unset: MLflow's own default (MLFLOW_TRACKING_URI).",
+    )
+    mlflow_refresh_s: float = _setting(
+        60.0,
+        "How often an alias (models:/name@alias) is resolved again, so that a moved alias "
+        "gives the new version; also the longest wait between retries while MLflow is down.",
+        lo=1.0,
+        hi=86_400.0,
+    )
+    mlflow_timeout_s: float = _setting(
+        10.0, "Longest one MLflow lookup or write is waited for.", lo=0.1, hi=600.0
+    )
+    mlflow_wait_s: float = _setting(
+        2.0,
+        "Client: how long the background worker waits, once, for MLflow to name the "
+        "version of a model URI before it ships events labelled with the provisional "
+        "version ('@alias'); never the serving thread.",
+        lo=0.0,
+        hi=600.0,
+    )
+    mlflow_publish: bool = _setting(
+        True,
+        "Write each window's drift and KPI results to MLflow, as metrics of a monitoring "
+        "run per model version, for models named by an MLflow URI (or when "
+        "mlflow_tracking_uri is set).",
+    )
+    mlflow_experiment: str = _setting(
+        "mlwatch-monitoring",
+        "Experiment of the monitoring runs when the model's training run is not known "
+        "(otherwise the training run's experiment).",
+    )
     # --- models (file only) ---
     models: tuple[ModelSpec, ...] = field(
         default=(),
@@ -361,7 +397,7 @@ class Config:
             value = getattr(self, f.name)
             if f.metadata.get("secret") and value:
                 value = "***"
-            elif f.name.endswith("_url") and isinstance(value, str):
+            elif f.name.endswith(("_url", "_uri")) and isinstance(value, str):
                 value = _USERINFO.sub(r"\1***@", value)
             out[f.name] = value
         return out

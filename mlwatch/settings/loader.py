@@ -28,10 +28,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlwatch.errors import ConfigError, did_you_mean
+from mlwatch.errors import ConfigError, TrackingError, did_you_mean
 from mlwatch.settings.config import Config, env_name, settings_fields
 from mlwatch.settings.models import parse_models
 from mlwatch.settings.targets import parse_targets
+from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri
 
 
 def _to_bool(raw: Any) -> bool:
@@ -249,6 +250,11 @@ def load_config(
     config = Config(source=source, **values)
     if config.window_source == "elasticsearch" and not config.elasticsearch_url:
         raise ConfigError("window_source", "'elasticsearch' needs elasticsearch_url", source=source)
+    if is_mlflow_uri(config.version):
+        try:
+            parse_model_uri(str(config.version))
+        except TrackingError as exc:
+            raise ConfigError("version", str(exc), source=source) from None
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         missing = "tls_key_file" if config.tls_cert_file else "tls_cert_file"
         raise ConfigError(missing, "set tls_cert_file and tls_key_file together", source=source)

@@ -7,7 +7,7 @@ import itertools
 import math
 from typing import Any
 
-from mlwatch.errors import ConfigError, did_you_mean
+from mlwatch.errors import ConfigError, TrackingError, did_you_mean
 from mlwatch.settings.alerts import parse_alerts
 from mlwatch.settings.monitoring import MONITORING_KEYS, parse_monitoring
 from mlwatch.settings.retrain import parse_retrain
@@ -18,6 +18,7 @@ from mlwatch.settings.specs import (
     FeatureSpec,
     ModelSpec,
 )
+from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri
 from mlwatch.wire import NAME_RE
 
 MODEL_KEYS = frozenset(
@@ -72,7 +73,7 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
         raise ConfigError(
             f"{at}.task", f"must be one of {', '.join(TASKS)}, got {task!r}", source=source
         )
-    version = item.get("version")
+    version, mlflow = _version(item.get("version"), f"{at}.version", source)
     features = _parse_features(item.get("features", []), f"{at}.features", source)
     for key in ("prediction_field", "label_field", "score_field"):
         if item.get(key) is not None and not isinstance(item[key], str):
@@ -81,7 +82,8 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
     monitored = any(k in item for k in MONITORING_KEYS)
     return ModelSpec(
         name=name,
-        version=None if version is None else str(version),
+        version=version,
+        mlflow=mlflow,
         task=task,
         features=features,
         prediction_field=item.get("prediction_field"),
@@ -95,6 +97,20 @@ def _parse_model(item: Any, at: str, source: str, seen: set[str]) -> ModelSpec:
         ),
         monitoring=parse_monitoring(item, at, source) if monitored else None,
     )
+
+
+def _version(raw: Any, at: str, source: str) -> tuple[str | None, str | None]:
+    """(version, MLflow model URI): a ``models:/`` or ``runs:/`` URI leaves the version to
+    MLflow, which names it when the URI is resolved."""
+    if raw is None:
+        return None, None
+    if not is_mlflow_uri(raw):
+        return str(raw), None
+    try:
+        parse_model_uri(raw)
+    except TrackingError as exc:
+        raise ConfigError(at, str(exc), source=source) from None
+    return None, str(raw)
 
 
 def _value_buckets(item: dict[str, Any], at: str, source: str) -> tuple[float, ...] | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mlwatch.errors import ConfigError, ValidationError, did_you_mean
+from mlwatch.errors import ConfigError, TrackingError, ValidationError, did_you_mean
 from mlwatch.settings.durations import parse_duration
 from mlwatch.settings.specs import Monitoring
 from mlwatch.times import datetime_us, format_us, parse_ts
+from mlwatch.tracking.uris import parse_model_uri
 
 DRIFT_KEYS = frozenset({"method", "alpha", "correction", "min_effect", "drift_share"})
 KPI_KEYS = frozenset({"min_samples", "lookback"})
@@ -44,12 +45,30 @@ def _reference(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:
                 _rfc3339(ref["until"], f"{at}.reference.until", source),
             )
         }
+    if isinstance(ref, dict) and set(ref) == {"mlflow", "artifact"}:
+        return {"reference_mlflow": _mlflow_reference(ref, f"{at}.reference", source)}
     raise ConfigError(
         f"{at}.reference",
-        "a monitored model needs a reference: a CSV/Parquet "
-        "path or {since: <RFC 3339>, until: <RFC 3339>}",
+        "a monitored model needs a reference: a CSV/Parquet path, "
+        "{since: <RFC 3339>, until: <RFC 3339>} or {mlflow: <model URI>, artifact: <path>}",
         source=source,
     )
+
+
+def _mlflow_reference(ref: dict[str, Any], at: str, source: str) -> tuple[str, str]:
+    """(model URI, artifact path): a CSV or Parquet file logged with the model's run."""
+    uri, artifact = ref["mlflow"], ref["artifact"]
+    try:
+        parse_model_uri(uri)
+    except TrackingError as exc:
+        raise ConfigError(f"{at}.mlflow", str(exc), source=source) from None
+    if not isinstance(artifact, str) or not artifact.strip("/") or ".." in artifact.split("/"):
+        raise ConfigError(
+            f"{at}.artifact",
+            f"expected the path of a CSV or Parquet artifact of the run, got {artifact!r}",
+            source=source,
+        )
+    return str(uri), artifact.strip("/")
 
 
 def _timing(item: dict[str, Any], at: str, source: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Monitoring:
 
     reference: str | None = None  # a CSV or Parquet file of reference inputs
     reference_window: tuple[str, str] | None = None  # or [since, until] of served traffic
+    reference_mlflow: tuple[str, str] | None = None  # or (model URI, artifact path) in MLflow
     every_s: float | None = 300.0  # interval trigger...
     cron: str | None = None  # ...or a crontab expression (then every_s is None)
     window_s: float = 3600.0
@@ -54,6 +55,7 @@ class ModelSpec:
 
     name: str
     version: str | None = None
+    mlflow: str | None = None  # an MLflow model URI that names the version (models:/, runs:/)
     task: str = "classification"
     features: tuple[FeatureSpec, ...] = ()
     prediction_field: str | None = None  # dotted path in the return value; None = the value itself
