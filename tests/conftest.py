@@ -1,5 +1,6 @@
 """Fixtures: sidecars in this process (an ASGI test client, a real HTTP server, the
-forward input). Plain helpers are in tests/helpers.py."""
+forward input), and one real MLflow tracking server per session. Plain helpers are in
+tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from mlwatch.settings import load_config
 from tests.helpers import free_port, wait_until
+from tests.integration.mlflow_server import MlflowServer
 
 
 @pytest.fixture
@@ -83,3 +85,14 @@ def live_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., A
     for server, thread in servers:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real MLflow tracking server (tests/integration/mlflow_server.py) for the
+    session; tests that stop a server start their own."""
+    server = MlflowServer(Path(tmp_path_factory.mktemp("mlflow"))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
