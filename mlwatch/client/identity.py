@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlwatch.client.features import printable
+from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri, provisional_version
 from mlwatch.wire import MAX_NAME, NAME_RE
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class Identity:
     run_id: str | None = None
     labels: dict[str, str] | None = None
     prediction_field: str | None = None  # from the model spec, when @monitor has no prediction=
+    mlflow: str | None = None  # the MLflow model URI that names the version, if any
+    params: dict[str, Any] | None = field(default=None, compare=False)  # MLflow's, once resolved
 
     @property
     def key(self) -> tuple[str, str]:
@@ -120,16 +123,22 @@ def default_model_name(func_name: str) -> str:
 
 
 def resolve(site: Site, config: Config, code_version: str) -> Identity:
-    """Monitor arguments first, then the settings, then defaults."""
+    """Monitor arguments first, then the settings, then defaults. A version that is an
+    MLflow model URI gives its provisional version ('@champion') until MLflow answers
+    (:mod:`mlwatch.client.mlflow_names`)."""
     model = site.model or config.model or default_model_name(site.name)
     if not NAME_RE.fullmatch(model):  # config.model is checked by configure(); env is not
         model = default_model_name(model)
-    version = printable(str(site.version or config.version or ""), MAX_NAME) or "unknown"
-    run_id = site.run_id or config.run_id
     spec = config.model_spec(model)
+    raw = site.version or config.version or (spec.mlflow if spec else None)
+    uri = str(raw) if is_mlflow_uri(raw) else None
+    shown = provisional_version(parse_model_uri(uri)) if uri else str(raw or "")
+    version = printable(shown, MAX_NAME) or "unknown"
+    run_id = site.run_id or config.run_id
     return Identity(
         model=model,
         version=version,
+        mlflow=uri,
         code_version=code_version,
         run_id=(printable(str(run_id), MAX_NAME) or None) if run_id else None,
         labels=site.labels,
@@ -164,11 +173,12 @@ def registration(
     ident: Identity, task: str | None, params: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The POST /v1/models record for a model version (``wire.validate_registration``)."""
+    known = ident.params or ({"mlflow": {"uri": ident.mlflow}} if ident.mlflow else {})
     reg: dict[str, Any] = {
         "model": ident.model,
         "version": ident.version,
         "code_version": ident.code_version,
-        "params": params or {},
+        "params": {**known, **(params or {})},
     }
     if ident.run_id:
         reg["run_id"] = ident.run_id

@@ -13,7 +13,8 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mlwatch.errors import ConfigError
+from mlwatch.errors import ConfigError, TrackingError
+from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri
 from mlwatch.wire import LABEL_KEY_RE, MAX_LABELS, MAX_NAME, NAME_RE
 
 #: The index of a keyword-only parameter: never positional.
@@ -91,6 +92,11 @@ def check(
             "version",
             f"expected a string of 1 to {MAX_NAME} printable characters, got {version!r:.60}",
         )
+    if is_mlflow_uri(version):
+        try:
+            parse_model_uri(str(version))
+        except TrackingError as exc:
+            raise ConfigError("version", str(exc)) from None
     if run_id is not None and not _text(run_id, 0):
         raise ConfigError(
             "run_id",

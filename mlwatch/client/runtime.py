@@ -30,6 +30,7 @@ from mlwatch.client.identity import (
     resolve_code_version,
 )
 from mlwatch.client.local import LocalExporter
+from mlwatch.client.mlflow_names import MlflowNames
 from mlwatch.client.shipper import Shipper
 from mlwatch.client.site import Site
 from mlwatch.errors import ConfigError
@@ -76,6 +77,7 @@ class Runtime:
         self.sample_rate = config.sample_rate
         self._idents: dict[Site, Identity] = {}
         self._code_version: str | None = None
+        self.mlflow = MlflowNames(config)
         self.shipper: Shipper | None = None
         if config.enabled and (config.sidecar_url or "").strip().lower() != "off":
             self.shipper = Shipper(
@@ -96,7 +98,8 @@ class Runtime:
         return self._code_version
 
     def identity_of(self, site: Site) -> Identity:
-        """The site's identity, resolved once; never raises (see ``fallback_identity``)."""
+        """The site's identity, resolved once (a version named by MLflow follows MLflow's
+        answers); never raises (see ``fallback_identity``). Called from the worker only."""
         ident = self._idents.get(site)
         if ident is None:
             try:
@@ -113,7 +116,7 @@ class Runtime:
                     ident.version,
                 )
             self._idents[site] = ident
-        return ident
+        return self.mlflow.resolved(site, ident) if ident.mlflow else ident
 
     def registration_of(self, site: Site) -> dict[str, Any]:
         ident = self.identity_of(site)
@@ -125,7 +128,9 @@ class Runtime:
 
     def shutdown(self, timeout: float) -> bool:
         self.sink = None
-        return True if self.shipper is None else self.shipper.shutdown(timeout)
+        done = True if self.shipper is None else self.shipper.shutdown(timeout)
+        self.mlflow.close(0.1)  # a lookup under way is a daemon thread: not waited for
+        return done
 
 
 _current: Runtime | None = None

@@ -140,6 +140,11 @@ class Sidecar:
 
             self.scheduler = Scheduler(config, self.store, self.registry)
             self.scheduler.jobs.retrainer = self.retrainer
+        self.mlflow: Any = None
+        if any(m.mlflow for m in config.models):
+            from mlwatch.sidecar.mlflow_identity import MlflowIdentities
+
+            self.mlflow = MlflowIdentities(config, lambda regs: self.accept(MODELS, regs))
         self._maintenance = threading.Thread(
             target=self._maintain, name="mlwatch-maintenance", daemon=True
         )
@@ -166,6 +171,8 @@ class Sidecar:
         self._maintenance.start()
         for source in self.inputs:
             source.start()
+        if self.mlflow is not None:
+            self.mlflow.start()
         if self.scheduler is not None:
             self.scheduler.start()
         if self.retrainer is not None:
@@ -175,6 +182,8 @@ class Sidecar:
         """Stop consumers (what they have not committed is replayed at the next start)."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        if self.mlflow is not None:
+            self.mlflow.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.retrainer is not None:
@@ -215,8 +224,9 @@ class Sidecar:
             self.store.close()
 
     def _maintain(self) -> None:
-        """Retention every hour; and while the spool's disk fails, a try every second to go
-        on, so that readiness comes back even when no request comes to try it."""
+        """Retention every hour; and every second, while the spool's disk fails, a try to go
+        on (so that readiness comes back even when no request comes to try it), and the
+        MLflow registrations the spool could not take yet."""
         purge_at = time.monotonic()
         while True:
             if time.monotonic() >= purge_at:
@@ -224,6 +234,8 @@ class Sidecar:
                 purge_at = time.monotonic() + PURGE_EVERY_S
             if self.spool.last_error is not None:
                 self.spool.recover()
+            if self.mlflow is not None:
+                self.mlflow.flush()  # registrations the spool could not take yet
             if self._stop.wait(SPOOL_CHECK_S):
                 return
 
@@ -285,6 +297,8 @@ class Sidecar:
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
+        if kind == EVENTS and self.mlflow is not None:
+            self.mlflow.stamp(records)
         payload = encode(kind, records)
         if len(payload) > self._max_record_bytes:  # would never fit, however empty the spool
             raise IngestError(

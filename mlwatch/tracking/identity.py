@@ -85,8 +85,12 @@ def client(tracking_uri: str | None) -> Any:
     set for it when the user has not set it."""
     if tracking_uri and tracking_uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    from mlflow.tracking import MlflowClient
-
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise TrackingError(
+            "MLflow model URIs need the MLflow client: pip install 'mlwatch[mlflow]'"
+        ) from None
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
