@@ -1,6 +1,7 @@
 """``mlwatch demo``: the whole path on one machine, in about a minute.
 
-Trains a small classifier, starts a sidecar on the embedded store, serves predictions
+Trains a small classifier, logs it to a local MLflow store and serves it by its alias
+(:mod:`.demo_mlflow`), starts a sidecar on the embedded store, serves predictions
 through ``@mlwatch.monitor`` with a drift injected half-way and a few failing requests
 (:mod:`.demo_traffic`), sends delayed ground truth, then runs the drift and KPI jobs on the
 stored windows before and after the shift and prints what was recorded, what the jobs
@@ -22,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mlwatch.cli import demo_pipeline
+from mlwatch.cli import demo_mlflow, demo_pipeline
 from mlwatch.cli.demo_traffic import LABELLED_SHARE, MODEL, VERSION, Traffic
 from mlwatch.errors import MlwatchError
 
@@ -115,18 +116,22 @@ def _prepare(data_dir: str) -> Path:
     return root
 
 
-def _write_config(root: Path, names: list[str], pipeline_url: str) -> None:
-    """The demo model's spec: features, the reference file, the jobs' options, and the
-    retraining policy with its target (the demo's stand-in pipeline)."""
+def _write_config(
+    root: Path, names: list[str], pipeline_url: str, logged: demo_mlflow.Logged
+) -> None:
+    """The demo model's spec: its MLflow alias, features, the reference file logged with its
+    training run, the jobs' options, and the retraining policy with its target (the demo's
+    stand-in pipeline)."""
     target, policy = demo_pipeline.target_and_policy(root, pipeline_url, drift_share=0.05)
     spec = {
+        "mlflow_tracking_uri": logged.tracking_uri,
         "models": [
             {
                 "name": MODEL,
-                "version": VERSION,
+                "version": logged.uri,
                 "task": "classification",
                 "features": names,
-                "reference": str(root / "reference.csv"),
+                "reference": {"mlflow": logged.uri, "artifact": demo_mlflow.REFERENCE_ARTIFACT},
                 "schedule": "1m",
                 # the last hour: `mlwatch scheduler --once` right after the demo sees it all
                 "window": "1h",
@@ -146,6 +151,8 @@ def _write_config(root: Path, names: list[str], pipeline_url: str) -> None:
 
 
 def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int = 0) -> int:
+    from dataclasses import replace
+
     import mlwatch
     from mlwatch.cli import demo_traffic
 
@@ -159,16 +166,29 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         f"  trained LogisticRegression on {model.n_train} rows, {len(model.names)} features "
         f"(held-out accuracy {model.accuracy:.3f})"
     )
-    demo_traffic.write_reference(model, root / "reference.csv", requests // 2)
+    demo_traffic.write_reference(model, root / demo_mlflow.REFERENCE_ARTIFACT, requests // 2)
+    logged = demo_mlflow.log_training(root, model, MODEL, demo_traffic.PARAMS)
+    print(
+        f"  logged the training run to MLflow ({logged.tracking_uri}) and registered it as "
+        f"{MODEL} version {logged.version}, alias {demo_mlflow.ALIAS}"
+    )
     pipeline = demo_pipeline.Pipeline(demo_pipeline.new_secret(root))
-    _write_config(root, model.names, pipeline.url)
+    _write_config(root, model.names, pipeline.url, logged)
     sidecar = _start_sidecar(root, port)
     print(f"  sidecar ready on port {port} (data in {root}); it stops when the demo ends")
     try:
         mlwatch.configure(
-            sidecar_url=url, model=MODEL, version=VERSION, batch_size=200, flush_interval_ms=100
+            sidecar_url=url,
+            model=MODEL,
+            version=logged.uri,
+            mlflow_tracking_uri=logged.tracking_uri,
+            mlflow_wait_s=10.0,  # the worker's first wait for MLflow, not a request's
+            batch_size=200,
+            flush_interval_ms=100,
         )
-        traffic = demo_traffic.serve(model, requests)
+        served = replace(model, clf=demo_mlflow.load_served(logged))
+        print(f"  serving {logged.uri}, loaded back from MLflow")
+        traffic = demo_traffic.serve(served, requests)
         print(
             f"  injected drift on {', '.join(demo_traffic.DRIFTED)} from request "
             f"{traffic.drift_at}; {traffic.failures} requests failed on purpose"
@@ -177,7 +197,8 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         status = _wait_stored(url, requests, len(traffic.truth))
         _print_recorded(root, url, status, requests, traffic)
         _report_jobs(root, traffic.times, pipeline)
-        _print_where(root)
+        _print_mlflow(logged)
+        _print_where(root, logged)
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(traffic.truth)
         print(
             f"\nDone in {time.monotonic() - started:.1f} s"
@@ -230,9 +251,10 @@ def _print_recorded(
         f"p99 {_quantile(latencies, 0.99):.3f} ms"
     )
     versions = status.get("versions") or [{}]
+    params = {k: v for k, v in (versions[0].get("params") or {}).items() if k != "mlflow"}
     print(
-        f"  model version      {MODEL}:{VERSION}, code {versions[0].get('code_version')}, "
-        f"params {versions[0].get('params')}"
+        f"  model version      {MODEL}:{versions[0].get('version')} (run "
+        f"{versions[0].get('run_id')}), code {versions[0].get('code_version')}, params {params}"
     )
     print("  metrics:")
     for line in lines:
@@ -297,7 +319,18 @@ def _report_jobs(
     store.close()
 
 
-def _print_where(root: Path) -> None:
+def _print_mlflow(logged: demo_mlflow.Logged) -> None:
+    """The monitoring results the jobs wrote next to the model in MLflow."""
+    print("Monitoring results in MLflow (next to the training run)")
+    runs = demo_mlflow.monitoring_runs(logged)
+    if not runs:
+        print("  none written")
+    for experiment, name, metrics in runs:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())[:4])
+        print(f"  run '{name}' in experiment '{experiment}': {len(metrics)} metrics ({shown}, ...)")
+
+
+def _print_where(root: Path, logged: demo_mlflow.Logged) -> None:
     """What stays after the demo: its data, and the commands that serve it again (the
     demo's own sidecar has stopped, so no address of it is printed)."""
     config = root / "mlwatch.yaml"
@@ -307,6 +340,11 @@ def _print_where(root: Path) -> None:
         " profiles, results)"
     )
     print(f"  spool              {root / 'spool'}")
+    print(f"  MLflow             {logged.tracking_uri} (training run {logged.run_id})")
+    print(
+        f"    browse it        MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri "
+        f"{logged.tracking_uri}  (the full mlflow package)"
+    )
     print(f"  look at it         mlwatch status {MODEL} --data-dir {root}")
     print(f"                     mlwatch events {MODEL} --data-dir {root} --limit 5")
     print(f"  drift and KPIs     mlwatch scheduler --config {config} --once")

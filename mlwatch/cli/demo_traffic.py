@@ -16,6 +16,7 @@ VERSION = "1"
 DRIFTED = ("mean radius", "mean texture")
 LABELLED_SHARE = 0.6
 BAD_EVERY = 97  # every 97th request is malformed on purpose
+PARAMS = {"model": "LogisticRegression", "C": 1.0, "max_iter": 1000, "test_size": 0.4}
 
 
 @dataclass
@@ -50,9 +51,11 @@ def train() -> Model:
     data = load_breast_cancer()
     names = [str(n) for n in data.feature_names]
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.4, random_state=0, stratify=data.target
+        data.data, data.target, test_size=PARAMS["test_size"], random_state=0, stratify=data.target
     )
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=PARAMS["max_iter"], C=PARAMS["C"])
+    )
     clf.fit(x_train, y_train)
     return Model(clf, names, x_test, y_test, float(clf.score(x_test, y_test)), len(x_train))
 
@@ -76,7 +79,7 @@ def serve(model: Model, requests: int) -> Traffic:
 
     import mlwatch
 
-    @mlwatch.monitor(request_id="request_id", params={"C": 1.0, "model": "LogisticRegression"})
+    @mlwatch.monitor(request_id="request_id")
     def predict(features: dict[str, float], request_id: str) -> int:
         if features["mean area"] <= 0:
             raise ValueError("mean area must be positive")
