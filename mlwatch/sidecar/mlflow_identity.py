@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from mlwatch.errors import IngestError
 from mlwatch.tracking.uris import parse_model_uri, provisional_version
@@ -29,7 +32,12 @@ log = logging.getLogger("mlwatch.sidecar")
 class MlflowIdentities:
     """Resolves the configured model URIs and hands each new identity to ``register``."""
 
-    def __init__(self, config: Config, register: Callable[[list[dict[str, Any]]], Any]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        register: Callable[[list[dict[str, Any]]], Any],
+        registry: CollectorRegistry,
+    ) -> None:
         from mlwatch.tracking.resolver import Resolver
 
         self._register = register
@@ -43,6 +51,16 @@ class MlflowIdentities:
             refresh_s=config.mlflow_refresh_s,
             timeout_s=config.mlflow_timeout_s,
             on_change=self._changed,
+        )
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        """``mlwatch_mlflow_lookup_failures_total``: lookups MLflow did not answer (or
+        answered with an error); each is retried with backoff."""
+        yield CounterMetricFamily(
+            "mlwatch_mlflow_lookup_failures",
+            "MLflow model URI lookups that failed (retried with backoff).",
+            value=self.resolver.failures,
         )
 
     def start(self) -> None:

@@ -144,7 +144,9 @@ class Sidecar:
         if any(m.mlflow for m in config.models):
             from mlwatch.sidecar.mlflow_identity import MlflowIdentities
 
-            self.mlflow = MlflowIdentities(config, lambda regs: self.accept(MODELS, regs))
+            self.mlflow = MlflowIdentities(
+                config, lambda regs: self.accept(MODELS, regs), self.registry
+            )
         self._maintenance = threading.Thread(
             target=self._maintain, name="mlwatch-maintenance", daemon=True
         )

@@ -118,6 +118,9 @@ def test_serves_while_mlflow_is_down_and_registers_once_it_answers(tmp_path: Pat
             assert time.monotonic() - began < 1.0
             assert http.get("/readyz").status_code == 200
             assert wait_until(lambda: sc.mlflow.resolver.failures >= 1, 10)
+            failures = http.get("/metrics").text
+            assert "mlwatch_mlflow_lookup_failures_total " in failures
+            assert "mlwatch_mlflow_lookup_failures_total 0.0" not in failures
             assert stored_versions(sc, name) == {}
             server.start()
             assert wait_until(lambda: "1" in stored_versions(sc, name), 60)
