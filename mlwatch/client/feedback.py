@@ -15,6 +15,7 @@ from mlwatch.dotted import pick_path
 from mlwatch.errors import ValidationError
 from mlwatch.settings import Config
 from mlwatch.times import to_rfc3339
+from mlwatch.tracking.uris import is_mlflow_uri
 from mlwatch.wire import MAX_ID, validate_feedback, validate_registration
 
 
@@ -74,10 +75,17 @@ def register_model(
     code_version: str | None = None,
 ) -> None:
     """Send a model version's identity and experiment parameters (POST /v1/models) now,
-    instead of with its first events. Malformed arguments raise ValidationError."""
+    instead of with its first events. Malformed arguments, and a version that is an MLflow
+    model URI (resolved and registered by the worker), raise ValidationError."""
     rt = runtime.current()
     if rt.sink is None:
         return
+    if is_mlflow_uri(version or rt.config.version):
+        raise ValidationError(
+            "an MLflow model URI is registered by mlwatch itself, with the version MLflow "
+            "names, once the first events are shipped; pass a version string here",
+            field="version",
+        )
     reg: dict[str, Any] = {
         "model": model or rt.config.model,
         "version": version or rt.config.version or "unknown",

@@ -154,3 +154,12 @@ def test_without_mlflow_reachable_events_flow_with_the_provisional_version(
     assert memory.wait_for("events", 5, timeout=10)
     assert set(versions(memory)) == {"7"}
     assert memory.records["models"][0]["params"] == {"mlflow": {"uri": "models:/churn/7"}}
+
+
+def test_register_model_refuses_a_model_uri(memory: MemoryExporter) -> None:
+    from mlwatch.errors import ValidationError
+
+    start(memory, "http://127.0.0.1:9")
+    with pytest.raises(ValidationError) as err:
+        mlwatch.register_model("churn", "models:/churn@champion")
+    assert err.value.field == "version" and "MLflow model URI" in str(err.value)
