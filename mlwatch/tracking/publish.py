@@ -1,13 +1,12 @@
 """Monitoring results back to MLflow: each window's drift and KPIs as metrics of a
 monitoring run, so MLflow's UI shows production next to training.
 
-One monitoring run per (model, version): a child of the version's training run
-(``mlflow.parentRunId``, in that run's experiment) when it is known, else a run in the
-``experiment`` (made when missing). Its tags (``mlwatch.model``, ``mlwatch.version``,
-``mlwatch.source_run``) find it again after a restart. The run stays RUNNING: it stands
-for monitoring that goes on while the version serves, and it gains points at any time;
-marking it FINISHED after each batch would cost a call per batch and show as finished a
-run that is still written to. A metric's step is its window's end in Unix seconds, its
+One monitoring run per (model, version), found or made by :mod:`.runs`: a child of the
+version's training run when it is known, tagged ``mlwatch.model``, ``mlwatch.version``
+and ``mlwatch.source_run``. The run stays RUNNING: it stands for monitoring that goes on
+while the version serves, and it gains points at any time; marking it FINISHED after
+each batch would cost a call per batch and show as finished a run that is still written
+to. A metric's step is its window's end in Unix seconds, its
 timestamp the same instant in ms, so a window's points line up across keys and runs, and
 logging a point again (a retry after a lost answer, a window recomputed after a restart)
 adds nothing: MLflow's SQL store keeps one row per key, step, timestamp and value. A
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -39,6 +37,7 @@ from typing import Any, NamedTuple
 
 from mlwatch.errors import ConfigError
 from mlwatch.tracking.metrics_of import drift_metrics, kpi_metrics
+from mlwatch.tracking.runs import MonitoringRuns, RunKey, error_code
 from mlwatch.tracking.uris import mask
 
 log = logging.getLogger("mlwatch.tracking")
@@ -46,8 +45,6 @@ log = logging.getLogger("mlwatch.tracking")
 MAX_BATCH = 1000  # MLflow's MAX_METRICS_PER_BATCH
 REMEMBERED_WINDOWS = 100_000  # windows whose logged values are remembered, newest kept
 _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"}
-
-RunKey = tuple[str, str, str | None]  # model, version, source (training) run
 
 
 class Entry(NamedTuple):
@@ -58,33 +55,6 @@ class Entry(NamedTuple):
     value: float
     timestamp_ms: int
     step: int
-
-
-def _bound_http_time(timeout_s: float) -> None:
-    """Make each MLflow HTTP call end within about ``timeout_s``.
-
-    MLflow 3's REST client reads ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (default 7, with
-    backoff: minutes) and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (default 120 s) from the
-    environment at every request and takes no per-client setting, so they are set here,
-    only when the user has not set them: no retries (this module retries itself, without
-    holding a thread in urllib3's sleeps) and the timeout. A ``file:`` URI given to
-    mlwatch is an explicit choice of MLflow's file store, which MLflow refuses unless
-    ``MLFLOW_ALLOW_FILE_STORE`` is set.
-    """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(timeout_s))))
-
-
-def _error_code(exc: BaseException) -> str | None:
-    return getattr(exc, "error_code", None)
-
-
-def _quoted(value: str) -> str | None:
-    """``value`` as a string literal of MLflow's search syntax, None when it cannot be."""
-    for quote in ("'", '"'):
-        if quote not in value and "\\" not in value:
-            return f"{quote}{value}{quote}"
-    return None
 
 
 class Publisher:
@@ -134,9 +104,7 @@ class Publisher:
         self._dropping = False
         self._told: set[str] = set()
         # the worker's own state
-        self._client: Any = None
-        self._runs: dict[RunKey, str] = {}
-        self._experiment_id: str | None = None
+        self._runs = MonitoringRuns(tracking_uri, experiment, timeout_s, self._tell)
         self._last_call = -math.inf
         self._tries = 0  # consecutive failed calls
         self._strikes = 0  # consecutive refusals of the batch at the queue's head
@@ -300,9 +268,9 @@ class Publisher:
         try:
             from mlflow.entities import Metric
 
-            run_id = self._run_id(batch[0].run)
+            run_id = self._runs.run_id(batch[0].run)
             metrics = [Metric(e.key, e.value, e.timestamp_ms, e.step) for e in batch]
-            self._mlflow().log_batch(run_id, metrics=metrics)
+            self._runs.client().log_batch(run_id, metrics=metrics)
         except Exception as exc:
             self._failed(batch, exc)
             return
@@ -337,8 +305,8 @@ class Publisher:
                 self._where,
                 self.last_error,
             )
-        if _error_code(exc) in _PERMANENT:
-            self._runs.pop(batch[0].run, None)  # the run may be gone: find or make it again
+        if error_code(exc) in _PERMANENT:
+            self._runs.forget(batch[0].run)  # the run may be gone: find or make it again
             self._strikes += 1
             if self._strikes >= 2:
                 self._strikes = 0
@@ -350,75 +318,3 @@ class Publisher:
                     *batch[0].run[:2],
                     self.last_error,
                 )
-
-    def _mlflow(self) -> Any:
-        if self._client is None:
-            _bound_http_time(self.timeout_s)
-            if self.tracking_uri and self.tracking_uri.startswith("file:"):
-                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
-
-    def _run_id(self, run: RunKey) -> str:
-        """The monitoring run of ``run``: found by its tags, else made."""
-        if run in self._runs:
-            return self._runs[run]
-        model, version, source = run
-        tags = {"mlwatch.model": model, "mlwatch.version": version}
-        if source:
-            tags["mlwatch.source_run"] = source
-        experiment_id, parent = self._experiment_of(source)
-        run_id = self._find(experiment_id, tags)
-        if run_id is None:
-            if parent:
-                tags["mlflow.parentRunId"] = parent
-            made = self._mlflow().create_run(
-                experiment_id, tags=tags, run_name=f"mlwatch {model} {version}"
-            )
-            run_id = str(made.info.run_id)
-        self._runs[run] = run_id
-        return run_id
-
-    def _experiment_of(self, source: str | None) -> tuple[str, str | None]:
-        """The experiment of the monitoring run, and its parent run: the source run's
-        experiment when MLflow has that run, else ``experiment`` (made when missing)."""
-        client = self._mlflow()
-        if source:
-            try:
-                return str(client.get_run(source).info.experiment_id), source
-            except Exception as exc:
-                if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                self._tell(
-                    f"no run {source}", "MLflow results: no run %s at %s", source, self._where
-                )
-        if self._experiment_id is None:
-            found = client.get_experiment_by_name(self.experiment)
-            if found is None:
-                try:
-                    self._experiment_id = str(client.create_experiment(self.experiment))
-                except Exception as exc:  # made meanwhile by another process
-                    if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    found = client.get_experiment_by_name(self.experiment)
-            if found is not None:
-                self._experiment_id = str(found.experiment_id)
-        assert self._experiment_id is not None
-        return self._experiment_id, None
-
-    def _find(self, experiment_id: str, tags: Mapping[str, str]) -> str | None:
-        """The oldest active run with ``tags`` (several processes that made one each at
-        once agree on the oldest)."""
-        terms = [(k, _quoted(v)) for k, v in tags.items()]
-        runs = self._mlflow().search_runs(
-            [experiment_id],
-            filter_string=" and ".join(f"tags.`{k}` = {q}" for k, q in terms if q),
-            max_results=50,
-            order_by=["attributes.start_time ASC"],
-        )
-        for found in runs:
-            if all(found.data.tags.get(k) == v for k, v in tags.items()):
-                return str(found.info.run_id)
-        return None
