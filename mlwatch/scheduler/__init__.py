@@ -2,6 +2,7 @@
 
 - :mod:`.windows` — which window a run evaluates, and where its profile comes from;
 - :mod:`.reference` — a model's reference profile, computed once and kept;
+- :mod:`.mlflow_reference` — reference data from an MLflow run's artifacts;
 - :mod:`.jobs` — one run of a drift or KPI job: compute, store, export;
 - :mod:`.results` — the result gauges and the retirement of stale series;
 - :mod:`.runner` — the APScheduler wrapper that runs the jobs on their schedules.

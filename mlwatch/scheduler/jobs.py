@@ -63,17 +63,23 @@ class Jobs:
         """Check at startup what can be checked then: each file reference is read now
         (or its stored profile found), so a missing or unreadable file, or a listed
         feature the file does not have, is a configuration error at start instead of a
-        failing job later. The newest stored results are put on the gauges, so a
-        restarted process shows what the store holds before its first run."""
+        failing job later. An MLflow reference is fetched now too, but an MLflow that
+        does not answer (or lacks the run or file) is only a warning: it may come later.
+        The newest stored results are put on the gauges, so a restarted process shows
+        what the store holds before its first run."""
         problems = []
         for i, spec in enumerate(self.config.models):
             if spec.monitoring is None:
                 continue
-            if spec.monitoring.reference:
+            if spec.monitoring.reference or spec.monitoring.reference_mlflow:
                 try:
                     self.reference(spec)
                 except JobError as exc:
-                    problems.append((f"models[{i}].reference", str(exc)))
+                    if not self.references.mlflow.unreachable(exc):
+                        at = "reference.mlflow" if spec.monitoring.reference_mlflow else "reference"
+                        problems.append((f"models[{i}].{at}", str(exc)))
+                    else:  # MLflow may come up later: each drift run asks again
+                        log.warning("%s; the drift job will ask again at each run", exc)
             self._restore_gauges(spec.name)
         if problems:
             more = "".join(f"; {key}: {why}" for key, why in problems[1:])

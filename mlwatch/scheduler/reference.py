@@ -2,10 +2,14 @@
 its source changes.
 
 The source is a CSV or Parquet file (read by :mod:`mlwatch.store.tables`, only the
-model's listed features, ``sensitive: hash`` features hashed as served events are) or a
-window of served traffic. The profile is stored with a fingerprint of the source (file
-size and time, window, feature list); a changed source makes a new reference, a file that
-disappeared leaves the stored one in use with a warning.
+model's listed features, ``sensitive: hash`` features hashed as served events are), a
+window of served traffic, or a file among the artifacts of the run behind an MLflow model
+URI (:mod:`.mlflow_reference`: downloaded once into ``data_dir/mlflow-artifacts``, then
+read like a file). The profile is stored with a fingerprint of the source (file size and
+time, window, the MLflow run and the artifact's content, feature list); a changed source
+makes a new reference (a moved alias whose run has other data too), a file that
+disappeared or an MLflow that does not answer leaves the stored one in use with a
+warning.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlwatch.errors import InputError, JobError, ValidationError
+from mlwatch.scheduler.mlflow_reference import MlflowArtifacts
 from mlwatch.settings import Config, ModelSpec
 from mlwatch.store import EmbeddedStore
 from mlwatch.store.schema import ANY_VERSION
@@ -26,12 +31,15 @@ from mlwatch.times import parse_ts
 log = logging.getLogger("mlwatch.jobs")
 
 
-def reference_tag(spec: ModelSpec) -> str:
-    """A fingerprint of what a reference is built from: a changed file (size, time), window
-    or feature list makes a new reference."""
+def reference_tag(spec: ModelSpec, artifact: str | None = None) -> str:
+    """A fingerprint of what a reference is built from: a changed file (size, time), window,
+    MLflow artifact (``artifact``: its run, path and content) or feature list makes a new
+    reference."""
     mon = spec.monitoring
     source: dict[str, Any] = {"features": [(f.name, f.type, f.sensitive) for f in spec.features]}
-    if mon is not None and mon.reference:
+    if artifact is not None:
+        source["mlflow"] = artifact
+    elif mon is not None and mon.reference:
         try:
             st = Path(mon.reference).stat()
             source["file"] = [str(Path(mon.reference).resolve()), st.st_size, st.st_mtime_ns]
@@ -62,6 +70,7 @@ class References:
     def __init__(self, config: Config, store: EmbeddedStore) -> None:
         self.config = config
         self.store = store
+        self.mlflow = MlflowArtifacts(config, Path(store.path).parent / "mlflow-artifacts")
         self._cache: dict[tuple[str, str, str], Any] = {}
 
     def get(self, spec: ModelSpec) -> Any:
@@ -69,12 +78,19 @@ class References:
         else computed and stored."""
 
         version = spec.version or ANY_VERSION
-        tag = reference_tag(spec)
+        mon = spec.monitoring
+        ref_file: str | None = mon.reference if mon else None
+        if mon is not None and mon.reference_mlflow:
+            fetched = self.mlflow.get(spec, patient=self._has_profile(spec.name, version))
+            if fetched is None:  # MLflow did not answer (or not tried again yet)
+                return self._fallback(spec, version)
+            ref_file, tag = str(fetched[0]), reference_tag(spec, fetched[1])
+        else:
+            tag = reference_tag(spec)
         key = (spec.name, version, tag)
         if key in self._cache:
             return self._cache[key]
         stored_tag = self.store.profile_tag(spec.name, version, "reference")
-        ref_file = spec.monitoring.reference if spec.monitoring else None
         file_gone = bool(ref_file and not Path(ref_file).exists())
         if stored_tag is not None and (stored_tag == tag or file_gone):
             if stored_tag != tag:
@@ -86,7 +102,7 @@ class References:
             profile = self._stored(spec, version)
         else:
             try:
-                profile = self._compute(spec, version, tag)
+                profile = self._compute(spec, version, tag, ref_file)
             except JobError as exc:
                 if stored_tag is None:
                     raise
@@ -98,22 +114,43 @@ class References:
         self._cache[key] = profile
         return profile
 
+    def _has_profile(self, model: str, version: str) -> bool:
+        """Whether a profile is in use or stored for ``model``'s ``version``."""
+        return any(k[:2] == (model, version) for k in self._cache) or (
+            self.store.profile_tag(model, version, "reference") is not None
+        )
+
+    def _fallback(self, spec: ModelSpec, version: str) -> Any:
+        """The profile in use, or the stored one, while MLflow does not give the reference
+        (:meth:`MlflowArtifacts.get` logged why); a JobError naming the setting and the
+        URI when there is none."""
+        for (model, cached_version, _), profile in self._cache.items():
+            if (model, cached_version) == (spec.name, version):
+                return profile
+        if self.store.profile_tag(spec.name, version, "reference") is None:
+            raise self.mlflow.error(spec)
+        profile = self._stored(spec, version)
+        self._cache[(spec.name, version, "stored")] = profile
+        return profile
+
     def _stored(self, spec: ModelSpec, version: str) -> Any:
         from mlwatch.stats.profile import DatasetProfile
 
         return DatasetProfile.from_json(self.store.profiles(spec.name, version, "reference")[-1][2])
 
-    def _compute(self, spec: ModelSpec, version: str, tag: str) -> Any:
+    def _compute(self, spec: ModelSpec, version: str, tag: str, ref_file: str | None) -> Any:
         from mlwatch.stats.profile import DatasetProfile
 
         types = {f.name: f.type for f in spec.features if f.sensitive != "drop"} or None
-        data, start, end = self._data(spec, list(types) if types else None)
+        data, start, end = self._data(spec, ref_file, list(types) if types else None)
         if types:
             data = {name: data[name] for name in types if name in data}
             if missing := [name for name in types if name not in data]:
                 noun = "column" if len(missing) == 1 else "columns"
                 raise JobError(f"{spec.name}: the reference has no {noun} {', '.join(missing)}")
-        profile = DatasetProfile.from_reference(self._redacted(spec, data), types)
+        if ref_file is not None:  # a file gets the redaction served events got
+            data = self._redacted(spec, data)
+        profile = DatasetProfile.from_reference(data, types)
         self.store.put_profile(
             spec.name, version, "reference", start, end, profile.to_json(), tag=tag
         )
@@ -129,7 +166,7 @@ class References:
         """A file reference gets the redaction served events get, so a hashed feature is
         compared hash to hash (the store's events are redacted already)."""
         hashed = [f.name for f in spec.features if f.sensitive == "hash"]
-        if not hashed or not spec.monitoring or not spec.monitoring.reference:
+        if not hashed:
             return data
         from mlwatch.redact import Redactor, load_or_create_key
 
@@ -143,15 +180,17 @@ class References:
             ]
         return columns
 
-    def _data(self, spec: ModelSpec, names: list[str] | None) -> tuple[Any, int, int]:
+    def _data(
+        self, spec: ModelSpec, ref_file: str | None, names: list[str] | None
+    ) -> tuple[Any, int, int]:
         """The reference's columns and the window they cover (0, 0 for a file)."""
         from mlwatch.store.tables import read_columns
 
         mon = spec.monitoring
         assert mon is not None
-        if mon.reference:
+        if ref_file:
             try:
-                return read_columns(mon.reference, columns=names, progress=False), 0, 0
+                return read_columns(ref_file, columns=names, progress=False), 0, 0
             except InputError as exc:
                 raise JobError(f"{spec.name}: reference {exc}") from exc
         if mon.reference_window:

@@ -22,12 +22,20 @@ SHOWN = 5  # artifacts listed when the one asked for is missing
 
 
 def fetch_artifact(
-    uri: str, artifact: str, tracking_uri: str | None, cache_dir: Path, *, timeout_s: float = 60.0
+    uri: str,
+    artifact: str,
+    tracking_uri: str | None,
+    cache_dir: Path,
+    *,
+    timeout_s: float = 60.0,
+    lookup_timeout_s: float = 10.0,
 ) -> tuple[Path, str]:
     """(local path, fingerprint ``<run id>/<artifact>/<sha256[:16]>``) of ``artifact`` of
-    the run ``uri`` names; TrackingError naming both when it cannot be had."""
+    the run ``uri`` names; TrackingError naming both when it cannot be had. The lookup of
+    the run waits at most ``lookup_timeout_s`` (and ``timeout_s``), the download
+    ``timeout_s``."""
     rel = _relative(uri, artifact)
-    identity = resolve(uri, tracking_uri, timeout_s=min(timeout_s, 10.0))
+    identity = resolve(uri, tracking_uri, timeout_s=min(timeout_s, lookup_timeout_s))
     if identity.run_id is None:
         raise TrackingError(
             f"{uri}: version {identity.version} has no run to take {artifact!r} from"

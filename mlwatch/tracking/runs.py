@@ -27,8 +27,8 @@ def bound_http_time(timeout_s: float) -> None:
     MLflow 3's REST client reads ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (default 7, with
     backoff: minutes) and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (default 120 s) from the
     environment at every request and takes no per-client setting, so they are set here,
-    only when the user has not set them: no retries (the publisher retries itself, without
-    holding a thread in urllib3's sleeps) and the timeout. A ``file:`` URI given to
+    only when the user has not set them: no retries (mlwatch retries itself, without holding
+    a thread in urllib3's sleeps) and the timeout. A ``file:`` URI given to
     mlwatch is an explicit choice of MLflow's file store, which MLflow refuses unless
     ``MLFLOW_ALLOW_FILE_STORE`` is set.
     """
