@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlwatch.alerting import slo as slos
 from mlwatch.grafana import drift
@@ -112,3 +113,21 @@ def test_the_distance_thresholds_are_the_registrys(method: str) -> None:
     assert drift.DISTANCE_THRESHOLDS[method] == registry.get_method(method).default_threshold
     assert registry.get_method(method).kind == registry.DISTANCE
     assert drift.AUTO_DISTANCE_THRESHOLD == registry.AUTO_DISTANCE_THRESHOLD
+
+
+def test_elasticsearch_is_provisioned_without_credentials(tmp_path: Path) -> None:
+    raw = example()
+    raw["elasticsearch_url"] = "https://writer:s3cret@es.example:9200,https://es2.example:9200"
+    files = build(raw, tmp_path)
+    sources = yaml.safe_load(files["provisioning/datasources/mlwatch.yml"])["datasources"]
+    assert [s["type"] for s in sources] == ["prometheus", "elasticsearch"]
+    assert sources[1]["url"] == "https://es.example:9200"
+    assert "s3cret" not in files["provisioning/datasources/mlwatch.yml"]
+    assert sources[1]["jsonData"]["index"] == "logs-mlwatch.predictions-default"
+    assert "elasticsearch" not in build()["provisioning/datasources/mlwatch.yml"]
+
+
+def test_the_provider_points_at_the_dashboards_path() -> None:
+    provider = yaml.safe_load(build()["provisioning/dashboards/mlwatch.yml"])["providers"][0]
+    assert provider["type"] == "file" and provider["folder"] == "mlwatch"
+    assert provider["options"]["path"] == Options().dashboards_path
