@@ -21,6 +21,8 @@ from mlwatch.grafana.overview import overview
 from mlwatch.grafana.performance import performance
 from mlwatch.settings import Config
 
+GRID_WIDTH = 24
+
 
 @dataclass(frozen=True)
 class PanelQuery:
@@ -47,15 +49,26 @@ def build_dashboards(config: Config, options: Options) -> dict[str, models.Dashb
             raise ConfigError(
                 "models", f"two models give the dashboard uid {board.uid!r}", source=config.source
             )
-        out[name] = number_panels(board)
+        out[name] = lay_out(board)
     return out
 
 
-def number_panels(board: models.Dashboard) -> models.Dashboard:
-    """Give each panel and row the id of its place: Grafana needs them unique, and a
-    fixed order keeps them stable."""
+def lay_out(board: models.Dashboard) -> models.Dashboard:
+    """Number the panels in order (Grafana needs unique ids; a fixed order keeps them
+    stable) and place them left to right on the 24-column grid, a row title across the
+    full width, a panel that does not fit on the next line. The SDK's own placement lets
+    a full-width panel overflow a half-filled line."""
+    x = y = line = 0
     for i, panel in enumerate(board.panels or [], start=1):
         panel.id_val = i
+        pos = panel.grid_pos or models.GridPos()
+        width = GRID_WIDTH if isinstance(panel, models.RowPanel) else pos.w
+        if x + width > GRID_WIDTH or isinstance(panel, models.RowPanel):
+            x, y, line = 0, y + line, 0
+        panel.grid_pos = models.GridPos(h=pos.h, w=width, x=x, y=y)
+        x, line = x + width, max(line, pos.h)
+        if isinstance(panel, models.RowPanel):
+            x, y, line = 0, y + pos.h, 0
     return board
 
 

@@ -116,6 +116,7 @@ def single(
         .targets(list(_targets([query], instant=True)))
         .unit(unit)
         .thresholds(steps)
+        .reduce_options(styles.ReduceDataOptions().calcs(["lastNotNull"]))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.NONE)
         .height(5)

@@ -131,3 +131,20 @@ def test_the_provider_points_at_the_dashboards_path() -> None:
     provider = yaml.safe_load(build()["provisioning/dashboards/mlwatch.yml"])["providers"][0]
     assert provider["type"] == "file" and provider["folder"] == "mlwatch"
     assert provider["options"]["path"] == Options().dashboards_path
+
+
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    for name, text in build().items():
+        if not name.endswith(".json"):
+            continue
+        cells: set[tuple[int, int]] = set()
+        for panel in json.loads(text)["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            mine = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert not cells & mine, (name, panel["title"])
+            cells |= mine
