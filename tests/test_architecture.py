@@ -43,7 +43,7 @@ LAYERS = [
         "sinks, inputs, client",
         ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs", "mlwatch.client", "mlwatch"),
     ),
-    ("alerting", ("mlwatch.alerting",)),
+    ("alerting, grafana", ("mlwatch.alerting", "mlwatch.grafana")),
     ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler")),
     ("cli", ("mlwatch.cli", "mlwatch.__main__")),
 ]

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 
 from mlwatch.errors import ConfigError, MlwatchError
 
-COMMANDS = ("sidecar", "scheduler", "status", "events", "retrain", "drift", "alerts", "demo")
+COMMANDS = (
+    "sidecar",
+    "scheduler",
+    "status",
+    "events",
+    "retrain",
+    "drift",
+    "alerts",
+    "dashboards",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
