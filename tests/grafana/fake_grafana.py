@@ -20,7 +20,8 @@ Anything else is refused: an unknown path (404), a known path with another metho
 body Grafana would refuse, or a field it does not know (400, with a message saying which),
 a missing or wrong token (401), and any write with the ``viewer_token`` (403). Versions go
 up by one on each save. :meth:`FakeGrafana.hand_edit` saves a dashboard as the UI would.
-Every request is kept in :attr:`FakeGrafana.requests`, so tests can count them.
+Every request is kept in :attr:`FakeGrafana.requests`, so tests can count them. With
+``path_prefix`` it answers under a sub-path (Grafana's ``root_url`` behind a proxy).
 """
 
 from __future__ import annotations
@@ -62,8 +63,16 @@ RULE_FIELDS = {
     "updated",
     "provenance",
 }
-RULE_REQUIRED = ("folderUID", "ruleGroup", "title", "condition", "data", "noDataState")
-RULE_REQUIRED += ("execErrState", "for")
+RULE_REQUIRED = (
+    "folderUID",
+    "ruleGroup",
+    "title",
+    "condition",
+    "data",
+    "noDataState",
+    "execErrState",
+    "for",
+)
 SEARCH_PARAMS = {"type", "tag", "query", "limit", "page", "folderUIDs", "dashboardUIDs"}
 
 
@@ -101,8 +110,15 @@ def slugify(title: str) -> str:
 class FakeGrafana:
     """Start with ``with FakeGrafana(token=...) as grafana:``; ``grafana.url`` is its base URL."""
 
-    def __init__(self, token: str = "glsa_fake_token", *, viewer_token: str | None = None) -> None:
+    def __init__(
+        self,
+        token: str = "glsa_fake_token",
+        *,
+        viewer_token: str | None = None,
+        path_prefix: str = "",
+    ) -> None:
         self.token = token
+        self.path_prefix = path_prefix.rstrip("/")
         self.viewer_token = viewer_token
         self.requests: list[Request] = []
         self.folders: dict[str, dict[str, Any]] = {}
@@ -120,7 +136,7 @@ class FakeGrafana:
     def url(self) -> str:
         assert self._server is not None, "the fake Grafana is not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{host!s}:{port}{self.path_prefix}"
 
     def start(self) -> FakeGrafana:
         fake = self
@@ -136,7 +152,9 @@ class FakeGrafana:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -227,7 +245,9 @@ class FakeGrafana:
             raise Refused(403, "You'll need additional permissions to perform this action.")
 
     def _route(self, request: Request) -> tuple[int, Any]:
-        path = request.path
+        if not request.path.startswith(self.path_prefix + "/"):
+            raise Refused(404, f"not found: {request.path}")
+        path = request.path[len(self.path_prefix) :]
         routes: list[tuple[str, dict[str, Callable[..., tuple[int, Any]]]]] = [
             (r"/api/dashboards/db", {"POST": self._save_dashboard}),
             (

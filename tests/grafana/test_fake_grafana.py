@@ -127,12 +127,10 @@ def test_a_stale_version_is_refused_unless_overwrite(fake: FakeGrafana, api: Gra
 
 
 def test_the_fake_refuses_what_grafana_refuses(fake: FakeGrafana, api: GrafanaApi) -> None:
+    wrong = client(fake, token="glsa_wrong")
     with pytest.raises(GrafanaUnauthorizedError):
-        wrong = client(fake, token="glsa_wrong")
-        try:
-            wrong.folder.get_all_folders()
-        finally:
-            wrong.client.s.close()
+        wrong.folder.get_all_folders()
+    wrong.client.s.close()
     assert raw(fake, "GET", "/api/folders") == 401  # no Authorization at all
     assert raw(fake, "GET", "/api/folders", Authorization=f"Basic {TOKEN}") == 401
     assert raw(fake, "GET", "/api/folders", Authorization="Bearer glsa_viewer") == 200
