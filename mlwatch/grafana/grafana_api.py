@@ -1,5 +1,6 @@
-"""Grafana's HTTP API as the sync uses it: the service-account token, one session, and
-Grafana's refusals translated into mlwatch errors.
+"""Grafana's HTTP API as mlwatch uses it: the service-account token, one session,
+Grafana's refusals translated into mlwatch errors, and :func:`annotate`, which marks a
+retrain trigger on the dashboards.
 
 The token comes from ``MLWATCH_GRAFANA_TOKEN``, or from the file ``MLWATCH_GRAFANA_TOKEN_FILE``
 names. It is sent as ``Authorization: Bearer`` and never written anywhere: no log record
@@ -16,7 +17,7 @@ mlwatch.errors.ConfigError: MLWATCH_GRAFANA_TOKEN: no Grafana service-account to
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,28 @@ class Grafana:
 
     def _scrub(self, message: str) -> str:
         return message.replace(self._token, "<token>")
+
+
+def annotate(
+    text: str,
+    tags: Sequence[str],
+    time_ms: int,
+    dashboard_uid: str | None = None,
+    *,
+    url: str,
+    token: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """Mark ``time_ms`` (epoch milliseconds) with ``text`` and ``tags`` in Grafana: on one
+    dashboard, or for the whole organization when ``dashboard_uid`` is None. Returns the
+    annotation's id."""
+    with Grafana(url, grafana_token() if token is None else token, timeout=timeout) as grafana:
+        answer = grafana.call(
+            f"annotation {text[:40]!r}",
+            grafana.api.annotations.add_annotation,
+            dashboard_uid=dashboard_uid,
+            time_from=int(time_ms),
+            tags=list(tags),
+            text=text,
+        )
+    return int(answer["id"])

@@ -8,6 +8,9 @@ whose content in Grafana no longer matches its hash tag was edited by hand: it i
 and left alone unless ``force``. Dashboards tagged ``mlwatch`` that are no longer generated
 are deleted only with ``prune``. ``dry_run`` reads and writes nothing, and the report holds
 a unified diff per object it would write. See docs/grafana-sync.md.
+
+Retrain triggers are marked on dashboards with
+:func:`mlwatch.grafana.grafana_api.annotate`.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def sync(
     and ``DeliveryError`` when Grafana refuses or does not answer."""
     desired = _desired(dashboards_by_folder)
     report = SyncReport(dry_run=dry_run)
-    with Grafana(url, token or grafana_token(), timeout=timeout) as grafana:
+    with Grafana(url, grafana_token() if token is None else token, timeout=timeout) as grafana:
         folders = {folder.uid: folder for folder, _ in desired.values()}
         for folder in sorted(folders.values(), key=lambda f: f.uid):
             _ensure_folder(grafana, folder, report)
@@ -224,28 +227,3 @@ def _prune_dashboards(grafana: Grafana, keep: set[str], report: SyncReport, *, p
             grafana.call(f"dashboard {uid!r}", grafana.api.dashboard.delete_dashboard, uid)
             logger.info("deleted Grafana dashboard %r (no longer generated)", uid)
         report.add("dashboard", uid, "delete", str(hit.get("title", "")))
-
-
-def annotate(
-    text: str,
-    tags: Sequence[str],
-    time_ms: int,
-    dashboard_uid: str | None = None,
-    *,
-    url: str,
-    token: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> int:
-    """Mark ``time_ms`` (epoch milliseconds) with ``text`` and ``tags`` in Grafana: on one
-    dashboard, or for the whole organization when ``dashboard_uid`` is None. Returns the
-    annotation's id."""
-    with Grafana(url, token or grafana_token(), timeout=timeout) as grafana:
-        answer = grafana.call(
-            f"annotation {text[:40]!r}",
-            grafana.api.annotations.add_annotation,
-            dashboard_uid=dashboard_uid,
-            time_from=int(time_ms),
-            tags=list(tags),
-            text=text,
-        )
-    return int(answer["id"])

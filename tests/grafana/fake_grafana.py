@@ -126,7 +126,9 @@ class FakeGrafana:
         self.rules: dict[str, dict[str, Any]] = {}
         self.annotations: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        #: called with each request before it is answered (a test can act in between)
+        self.on_request: Callable[[Request], None] | None = None
+        self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -211,6 +213,8 @@ class FakeGrafana:
             )
             with self._lock:
                 self.requests.append(request)
+                if self.on_request is not None:
+                    self.on_request(request)
                 self._authorize(request)
                 status, answer = self._route(request)
         except Refused as refused:

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("grafana_client")
 
 from mlwatch.errors import ConfigError, DeliveryError
-from mlwatch.grafana.sync import Folder, annotate, sync
+from mlwatch.grafana.grafana_api import annotate
+from mlwatch.grafana.sync import Folder, sync
 from tests.grafana.fake_grafana import FakeGrafana
 from tests.helpers import free_port
 
@@ -150,6 +151,24 @@ def test_a_hand_edit_is_reported_and_kept_unless_forced(
     )
 
 
+def test_a_save_in_grafana_during_the_sync_is_not_overwritten(fake: FakeGrafana) -> None:
+    """Between mlwatch's read and its write someone saves the dashboard: Grafana answers
+    412 version-mismatch to the write, and the sync reports a hand edit."""
+    run(fake, config())
+
+    def edit_first(request: Any) -> None:
+        if (request.method, request.path) == ("POST", "/api/dashboards/db"):
+            fake.on_request = None
+            fake.hand_edit("iris-drift")
+
+    fake.on_request = edit_first
+    report = run(fake, config(threshold=0.3))
+    assert report.uids("dashboard", "hand-edited") == ["iris-drift"]
+    assert "saved in Grafana while mlwatch was syncing" in report.text()
+    iris = fake.dashboards["iris-drift"]
+    assert iris.version == 2 and iris.content["panels"][-1]["title"] == "added by hand"
+
+
 def test_a_dashboard_mlwatch_did_not_write_is_not_overwritten(fake: FakeGrafana) -> None:
     fake.folders["mlwatch-iris"] = {"id": 99, "uid": "mlwatch-iris", "title": "iris"}
     run(fake, {})  # nothing of mlwatch's yet
@@ -253,8 +272,10 @@ def test_errors_name_the_dashboard_and_grafanas_answer(fake: FakeGrafana) -> Non
         run(fake, {"a": [dashboard("x", "X")], "b": [dashboard("x", "Y")]})
     with pytest.raises(ConfigError, match="not 1-40"):
         run(fake, {"a": [dashboard("no spaces please", "X")]})
-    with pytest.raises(ConfigError, match="MLWATCH_GRAFANA_TOKEN"):
+    with pytest.raises(ConfigError, match="MLWATCH_GRAFANA_TOKEN: the Grafana token is empty"):
         sync({}, url=fake.url, token="")
+    with pytest.raises(ConfigError, match="url: not an http"):
+        sync({}, url="grafana:3000", token=TOKEN)
 
 
 def test_a_grafana_under_a_sub_path_is_reached() -> None:
