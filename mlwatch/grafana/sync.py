@@ -24,7 +24,7 @@ from typing import Any
 
 from mlwatch.errors import ConfigError
 from mlwatch.grafana.grafana_api import DEFAULT_TIMEOUT, Grafana, Refusal, grafana_token
-from mlwatch.grafana.sync_alerts import sync_alert_rules
+from mlwatch.grafana.sync_alerts import stamp_rules, sync_alert_rules
 from mlwatch.grafana.sync_report import (
     HASH_TAG_PREFIX,
     MANAGED_TAG,
@@ -109,6 +109,8 @@ def sync(
     commit message of each dashboard version written. Raises ``ConfigError`` for bad input
     and ``DeliveryError`` when Grafana refuses or does not answer."""
     desired = _desired(dashboards_by_folder)
+    if alert_rules is not None:
+        stamp_rules(alert_rules)  # bad rules are refused before anything is written
     report = SyncReport(dry_run=dry_run)
     with Grafana(url, grafana_token() if token is None else token, timeout=timeout) as grafana:
         folders = {folder.uid: folder for folder, _ in desired.values()}

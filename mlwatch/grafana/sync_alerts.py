@@ -49,7 +49,8 @@ def _recorded(rule: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def _desired(rules: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def stamp_rules(rules: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The rules by uid, stamped; ``ConfigError`` for a rule without a uid or a uid twice."""
     out: dict[str, dict[str, Any]] = {}
     for i, rule in enumerate(rules):
         uid = rule.get("uid")
@@ -72,7 +73,7 @@ def sync_alert_rules(
     """Bring Grafana's alert rules in step with ``rules`` (provisioning-API JSON, each with
     a ``uid``), adding what was done to ``report``. A rule of that uid that mlwatch did not
     write is reported as ``hand-edited`` and replaced only with ``force``."""
-    desired = _desired(rules)
+    desired = stamp_rules(rules)
     api = grafana.api.alertingprovisioning
     existing = by_uid(grafana.call("the alert rules", api.get_alertrules_all) or [])
     for uid, rule in sorted(desired.items()):

@@ -384,8 +384,10 @@ def test_a_rule_grafana_refuses_names_the_rule(fake: FakeGrafana) -> None:
     with pytest.raises(DeliveryError) as refused:
         run(fake, {"iris": []}, alert_rules=[broken])
     assert "alert rule 'bad-rule'" in str(refused.value) and "not a duration" in str(refused.value)
+    before = len(fake.requests)
     with pytest.raises(ConfigError, match="has no uid"):
-        run(fake, {}, alert_rules=[{"title": "no uid"}])
+        run(fake, {"wine": [dashboard("wine", "Wine")]}, alert_rules=[{"title": "no uid"}])
+    assert len(fake.requests) == before  # refused before any request
 
 
 def test_a_retrain_trigger_is_annotated(fake: FakeGrafana) -> None:
