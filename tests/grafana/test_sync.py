@@ -199,6 +199,19 @@ def test_removed_models_are_deleted_only_with_prune(fake: FakeGrafana) -> None:
     assert fake.dashboards.keys() == {"iris-drift", "fraud-kpi", "by-hand"}
 
 
+def test_a_hand_edited_dashboard_is_pruned_only_with_force(fake: FakeGrafana) -> None:
+    run(fake, config())
+    fake.hand_edit("wine-drift")
+    before = len(fake.requests)
+    kept = run(fake, config(wine=False), prune=True)
+    assert kept.uids("dashboard", "hand-edited") == ["wine-drift"] and not kept.ok
+    assert "prune with force deletes it" in kept.text()
+    assert writes(fake, before) == [] and "wine-drift" in fake.dashboards
+    forced = run(fake, config(wine=False), prune=True, force=True)
+    assert forced.uids("dashboard", "delete") == ["wine-drift"]
+    assert "wine-drift" not in fake.dashboards
+
+
 def test_a_dry_run_prints_diffs_and_writes_nothing(fake: FakeGrafana) -> None:
     empty = run(fake, config(), dry_run=True)
     assert fake.writes() == [] and fake.folders == {} and fake.dashboards == {}
