@@ -53,10 +53,16 @@ def _desired(
     dashboards_by_folder: Mapping[str | Folder, Sequence[Mapping[str, Any]]],
 ) -> dict[str, tuple[Folder, dict[str, Any]]]:
     out: dict[str, tuple[Folder, dict[str, Any]]] = {}
+    titles: dict[str, str] = {}
     for key, dashboards in dashboards_by_folder.items():
         folder = key if isinstance(key, Folder) else Folder.named(key)
         if not _UID.match(folder.uid):
             raise ConfigError("folder", f"uid {folder.uid!r} is not 1-40 of [a-zA-Z0-9_-]")
+        if titles.setdefault(folder.uid, folder.title) != folder.title:
+            other = titles[folder.uid]
+            raise ConfigError(
+                "folder", f"{folder.title!r} and {other!r} share the uid {folder.uid!r}"
+            )
         for dashboard in dashboards:
             uid = dashboard.get("uid")
             if not isinstance(uid, str) or not _UID.match(uid):

@@ -283,6 +283,8 @@ def test_errors_name_the_dashboard_and_grafanas_answer(fake: FakeGrafana) -> Non
         sync({}, url=f"http://127.0.0.1:{free_port()}", token=TOKEN, timeout=2)
     with pytest.raises(ConfigError, match="appears twice"):
         run(fake, {"a": [dashboard("x", "X")], "b": [dashboard("x", "Y")]})
+    with pytest.raises(ConfigError, match="share the uid 'mlwatch-iris'"):
+        run(fake, {"Iris": [dashboard("x", "X")], "iris": [dashboard("y", "Y")]})
     with pytest.raises(ConfigError, match="not 1-40"):
         run(fake, {"a": [dashboard("no spaces please", "X")]})
     with pytest.raises(ConfigError, match="MLWATCH_GRAFANA_TOKEN: the Grafana token is empty"):
