@@ -1,0 +1,1 @@
+"""Tests of the Grafana sync, against a fake Grafana that checks requests as Grafana documents them."""
