@@ -5,6 +5,7 @@
 - :mod:`.mlflow_reference` — reference data from an MLflow run's artifacts;
 - :mod:`.jobs` — one run of a drift or KPI job: compute, store, export;
 - :mod:`.results` — the result gauges and the retirement of stale series;
+- :mod:`.mlflow_results` — results written back to MLflow, and their counters;
 - :mod:`.runner` — the APScheduler wrapper that runs the jobs on their schedules.
 """
 

@@ -10,7 +10,8 @@ One run of a job, for one model:
   show the newest window with at least ``kpi_min_samples`` labelled predictions.
 
 Results go to the store (``GET /v1/models/{model}/status`` shows the newest), to the
-gauges (:mod:`.results`) and to the log.
+gauges (:mod:`.results`), to the log and, when set up, to MLflow (:mod:`.mlflow_results`,
+never waited for).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from mlwatch.alerting.retrain import Retrainer
 from mlwatch.errors import ConfigError, JobError
 from mlwatch.scheduler.explain import empty_drift, empty_kpis
+from mlwatch.scheduler.mlflow_results import MlflowResults, wanted
 from mlwatch.scheduler.reference import References
 from mlwatch.scheduler.results import ResultMetrics
 from mlwatch.scheduler.windows import kpi_windows, window_bounds, window_source
@@ -53,6 +55,8 @@ class Jobs:
         self.clock = clock
         self.references = References(config, store)
         self.windows = window_source(config, store)
+        #: Where results are written back to MLflow (None: not published).
+        self.mlflow = MlflowResults(config, store, registry) if wanted(config) else None
         #: Where results are checked against the models' retrain conditions (when set).
         self.retrainer: Retrainer | None = None
         #: Why the last run of a job (``("drift", model)``) found nothing, None when it did.
@@ -107,7 +111,10 @@ class Jobs:
         log.log(level, msg, *args)
 
     def close(self) -> None:
-        """Release the Elasticsearch client, if one was opened."""
+        """Ship the results queued for MLflow (within ``mlflow_timeout_s``) and release
+        the Elasticsearch client, if one was opened. Idempotent."""
+        if self.mlflow is not None:
+            self.mlflow.close(self.config.mlflow_timeout_s)
         self.windows.close()
 
     def monitored(self) -> list[ModelSpec]:
@@ -149,6 +156,8 @@ class Jobs:
             report["rows"] = current.rows
             self.store.put_result(model, version, "drift", start, end, report)
             self.metrics.drift(model, version, report)
+            if self.mlflow is not None:
+                self.mlflow.drift(spec, version, (start, end), report)
             drifted = [f["name"] for f in report["features"] if f["drifted"]]
             self._tell(
                 "drift",
@@ -189,6 +198,8 @@ class Jobs:
                 if report is not None and report.reason is None:
                     newest = report
                     reported.append((start, end, report.to_dict()))
+            if self.mlflow is not None:
+                self.mlflow.kpis(spec, version, reported)
             if self.retrainer is not None:
                 self.retrainer.check_kpis(model, version, reported)
             if newest is not None:

@@ -1,7 +1,7 @@
 """The jobs with MLflow, against a real MLflow server: a reference profile from a run's
 artifact (equal to the profile of the same file read locally, renewed when the alias
-moves), and an MLflow that does not answer or lacks the run or file: bounded jobs,
-named errors."""
+moves), each window's drift and KPIs read back through MLflow's client, and an MLflow
+that does not answer or lacks the run or file: bounded jobs, counted, named."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from mlwatch.errors import ConfigError, JobError
 from mlwatch.scheduler import Jobs, Scheduler, window_bounds
 from mlwatch.settings import Config, FeatureSpec, ModelSpec, Monitoring
 from mlwatch.store import EmbeddedStore
-from mlwatch.wire import format_ts, validate_event, validate_feedback
-from tests.helpers import free_port
+from mlwatch.wire import format_ts, validate_event, validate_feedback, validate_registration
+from tests.helpers import free_port, wait_until
 from tests.integration.mlflow_server import MlflowServer
 from tests.tracking.test_identity import register, train
 
@@ -252,3 +252,87 @@ def test_an_artifact_without_a_listed_feature_is_a_configuration_error(
     store = EmbeddedStore(tmp_path / "data" / "store.db")
     with pytest.raises(ConfigError, match=r"models\[0\]\.reference\.mlflow: .*has no column c"):
         Scheduler(cfg, store, CollectorRegistry())
+
+
+def history(client: Any, run_id: str, key: str) -> list[tuple[int, int, float]]:
+    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_drift_and_kpis_are_read_back_through_mlflow(
+    mlflow_server: MlflowServer, mlflow_client: Any, tmp_path: Path
+) -> None:
+    model = f"pub-{uuid.uuid4().hex[:8]}"
+    training = train(mlflow_client, tmp_path, f"train-{model}", commit="c1")
+    (tmp_path / "ref.csv").write_bytes(reference_csv(0.0, 4))
+    cfg = make_config(tmp_path, model, mlflow_server.url, reference=str(tmp_path / "ref.csv"))
+    cfg = replace(cfg, mlflow_experiment=f"monitoring-{model}")
+    store = EmbeddedStore(tmp_path / "data" / "store.db")
+    store.register_model(
+        validate_registration({"model": model, "version": "1", "run_id": training.run_id})
+    )
+    mon = cfg.models[0].monitoring
+    assert mon is not None
+    start, end = window_bounds(mon, NOW)
+    fill(store, model, start / 1e6 - HOUR, 200, 0.0)  # the window before: no drift
+    fill(store, model, start / 1e6, 200, 1.5)  # this window: x drifts
+    registry = CollectorRegistry()
+    jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
+    before = jobs.drift(model, (start - int(HOUR * 1e6), start))["1"]
+    drift = jobs.drift(model)["1"]
+    kpis = jobs.kpis(model)["1"]
+    jobs.close()
+    assert jobs.mlflow is not None and jobs.mlflow.publisher.last_error is None
+
+    (run,) = mlflow_client.search_runs(
+        [training.experiment_id], filter_string=f"tags.`mlwatch.model` = '{model}'"
+    )
+    tags = run.data.tags
+    assert (tags["mlwatch.version"], tags["mlwatch.source_run"]) == ("1", training.run_id)
+    assert tags["mlflow.parentRunId"] == training.run_id
+    run_id = run.info.run_id
+
+    def at(end_us: int, value: float) -> tuple[int, int, float]:
+        return end_us // 10**6, end_us // 1000, value
+
+    assert history(mlflow_client, run_id, "drift.share") == [
+        at(start, before["drift_share"]),
+        at(end, drift["drift_share"]),
+    ]
+    assert history(mlflow_client, run_id, "drift.x.drifted") == [at(start, 0.0), at(end, 1.0)]
+    assert history(mlflow_client, run_id, "drift.rows") == [at(start, 200.0), at(end, 200.0)]
+    assert history(mlflow_client, run_id, "kpi.accuracy") == [
+        at(start, 0.75),
+        at(end, kpis["kpis"]["accuracy"]["value"]),
+    ]
+    published = registry.get_sample_value("mlwatch_mlflow_results_published_total")
+    assert published == jobs.mlflow.publisher.published > 0
+    assert registry.get_sample_value("mlwatch_mlflow_results_dropped_total") == 0
+    assert registry.get_sample_value("mlwatch_mlflow_results_failures_total") == 0
+
+
+def test_an_unreachable_mlflow_never_holds_up_the_jobs(tmp_path: Path) -> None:
+    (tmp_path / "ref.csv").write_bytes(reference_csv(0.0, 5))
+    cfg = make_config(tmp_path, "dead", closed_port_url(), reference=str(tmp_path / "ref.csv"))
+    store = EmbeddedStore(tmp_path / "data" / "store.db")
+    mon = cfg.models[0].monitoring
+    assert mon is not None
+    start, _ = window_bounds(mon, NOW)
+    fill(store, "dead", start / 1e6, 200, 1.5)
+    registry = CollectorRegistry()
+    jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
+    started = time.perf_counter()
+    for _ in range(3):
+        assert jobs.drift("dead")["1"]["dataset_drift"]
+        assert jobs.kpis("dead")["1"]["n_labelled"] == 200
+    assert time.perf_counter() - started < 5
+
+    def sample(name: str) -> float:
+        return registry.get_sample_value(f"mlwatch_mlflow_results_{name}_total") or 0.0
+
+    wait_until(lambda: sample("failures") > 0, timeout=30, what="a failed call to MLflow")
+    started = time.perf_counter()
+    jobs.close()  # waits at most mlflow_timeout_s for MLflow, then drops what is queued
+    assert time.perf_counter() - started < 5
+    assert sample("published") == 0
+    wait_until(lambda: sample("dropped") > 0, timeout=10, what="the queued values dropped")
+    jobs.close()  # idempotent
