@@ -8,10 +8,17 @@ Every trigger and attempt is kept in the store (``GET /v1/models/{model}/trigger
 ``mlwatch_retrain_triggers_pending`` how many wait. After a crash, the worker picks up
 the pending ones where they were: the idempotency key sent with every attempt lets the
 provider (or the receiving pipeline) keep one effect.
+
+A trigger's evidence names what is being served: ``evidence["served"]`` holds the run
+id and the parameters of the version's newest registration (``POST /v1/models``, or
+what the sidecar resolved from MLflow), the parameters cut to at most
+``MAX_PARAMS_BYTES`` of JSON (:func:`bounded_params`), so that a pipeline retrains from
+the production run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -34,6 +41,33 @@ from mlwatch.times import format_us
 
 log = logging.getLogger("mlwatch.retrain")
 MAX_DETAIL = 500
+MAX_PARAMS_BYTES = 8192  # of the served version's parameters, as JSON, in a trigger
+CUT = "mlwatch.cut"  # the key that says parameters were left out
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def bounded_params(params: Mapping[str, Any], limit: int = MAX_PARAMS_BYTES) -> dict[str, Any]:
+    """``params`` whole when its JSON takes at most ``limit`` bytes; else the parameters
+    that fit (in key order) and, under ``"mlwatch.cut"``, how many were left out.
+
+    >>> bounded_params({"lr": "0.1", "depth": "6"})
+    {'lr': '0.1', 'depth': '6'}
+    >>> bounded_params({"a": "x" * 40, "b": "y", "c": "z" * 40}, limit=80)
+    {'b': 'y', 'mlwatch.cut': '2 of 3 parameters left out (over 80 bytes)'}
+    """
+    if _size(params) <= limit:
+        return dict(params)
+    marker = f"{len(params)} of {len(params)} parameters left out (over {limit} bytes)"
+    room = limit - _size({CUT: marker})  # the marker with the longest count it can have
+    out: dict[str, Any] = {}
+    for key in sorted(params, key=str):
+        if _size({**out, key: params[key]}) <= room:
+            out[key] = params[key]
+    out[CUT] = f"{len(params) - len(out)} of {len(params)} parameters left out (over {limit} bytes)"
+    return out
 
 
 class Retrainer:
@@ -233,6 +267,12 @@ class Retrainer:
         base = (self.config.public_url or f"http://{self.config.host}:{self.config.port}").rstrip(
             "/"
         )
+        if current is not None and (current.get("run_id") or current.get("params")):
+            served = {
+                "run_id": current.get("run_id") or None,
+                "params": bounded_params(current.get("params") or {}),
+            }
+            evidence = {**evidence, "served": served}
         return Trigger(
             key=key or event_id(now_us * 1000),
             model=spec.name,

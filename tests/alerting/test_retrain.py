@@ -200,8 +200,58 @@ def test_a_trigger_carries_identity_evidence_and_a_status_link(store: EmbeddedSt
         "r42",
     )
     assert payload["status_url"] == "http://127.0.0.1:8765/v1/models/churn/status"
-    assert payload["evidence"] == {"alert": "MlwatchDatasetDrift"}
+    assert payload["evidence"] == {
+        "alert": "MlwatchDatasetDrift",
+        "served": {"run_id": "r42", "params": {}},
+    }
     assert payload["created"] == "2026-09-21T14:13:20.000000Z"
+
+
+def test_a_trigger_carries_the_served_versions_run_and_parameters(
+    store: EmbeddedStore,
+) -> None:
+    from mlwatch.wire import validate_registration
+
+    params = {"lr": "0.1", "depth": "6", "mlflow": {"uri": "models:/churn@champion"}}
+    for version, run_id, p in (("7", "r7", params), ("8", "r8", {"lr": "0.5"})):
+        store.register_model(
+            validate_registration(
+                {"model": "churn", "version": version, "run_id": run_id, "params": p}
+            ),
+            now_us=int(T0 * 1e6) + int(version),
+        )
+    target = ScriptedTarget()
+    r, _ = retrainer(store, target, Clock())
+    r.check_drift("churn", "7", {"drift_share": 0.5, "features": []}, (0, 3_600_000_000))
+    r.send_due()
+    [sent] = target.sent
+    payload = sent.payload()
+    assert (payload["version"], payload["run_id"]) == ("7", "r7")  # the drifting version's
+    assert payload["evidence"]["served"] == {"run_id": "r7", "params": params}
+
+
+def test_the_served_parameters_are_bounded_with_a_marker(store: EmbeddedStore) -> None:
+    import json
+
+    from mlwatch.alerting.retrain import MAX_PARAMS_BYTES
+    from mlwatch.wire import validate_registration
+
+    params = {f"p{i:03d}": "v" * 90 for i in range(200)}  # about 20 KiB of JSON
+    store.register_model(
+        validate_registration({"model": "churn", "version": "7", "run_id": "r7", "params": params})
+    )
+    target = ScriptedTarget()
+    r, _ = retrainer(store, target, Clock())
+    fire(r)
+    r.send_due()
+    served = target.sent[0].payload()["evidence"]["served"]
+    kept = served["params"]
+    assert len(json.dumps(kept).encode()) <= MAX_PARAMS_BYTES
+    cut = kept.pop("mlwatch.cut")
+    assert 50 < len(kept) < 200
+    assert cut == f"{200 - len(kept)} of 200 parameters left out (over 8192 bytes)"
+    assert kept == {k: params[k] for k in sorted(params)[: len(kept)]}  # whole, in key order
+    assert served["run_id"] == "r7"
 
 
 def test_drift_results_trigger_and_clear(store: EmbeddedStore) -> None:
