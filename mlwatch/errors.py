@@ -16,7 +16,8 @@
     ├── JobError                          a drift or KPI job cannot run
     ├── RetrainError                      a retraining request cannot be made
     ├── InputError                        an input file cannot be read as a table
-    └── TrackingError                     MLflow cannot give a model URI, run or artifact
+    ├── TrackingError                     MLflow cannot give a model URI, run or artifact
+    └── GrafanaError                      Grafana refused a request of the sync, or did not answer
 
 Two tiers: configuration and programmer errors raise at construction and name the
 parameter; nothing on the telemetry path raises into serving code — there problems are
@@ -158,3 +159,9 @@ class TrackingError(MlwatchError):
     """MLflow cannot give what was asked: a malformed model URI, a missing model version,
     alias, run or artifact, or a tracking server that does not answer. The message names
     the URI."""
+
+
+class GrafanaError(MlwatchError):
+    """Grafana refused a request of ``mlwatch dashboards sync`` (a bad token, a missing
+    permission, a body it rejects) or did not answer. The message names the dashboard, rule
+    or folder and Grafana's answer, never the token."""

@@ -1,5 +1,6 @@
 """``mlwatch dashboards build``: Grafana dashboards and provisioning files from the
-config's model specs (docs/grafana.md)."""
+config's model specs (docs/grafana.md); ``mlwatch dashboards sync``: the same dashboards
+written to Grafana through its HTTP API (docs/grafana-sync.md)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,23 @@ from typing import Any
 from mlwatch.errors import ConfigError
 
 
+def _options_arguments(p: argparse.ArgumentParser) -> None:
+    """What build and sync share: the config, and the names of the deployment around it."""
+    p.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
+    p.add_argument(
+        "--job", default="mlwatch", help="Prometheus job that scrapes the sidecar (mlwatch)"
+    )
+    p.add_argument(
+        "--runbook-url",
+        help="where the runbooks are; panels link to it with #alertname "
+        "(default: alerts/runbooks.md)",
+    )
+
+
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("dashboards", help="build the Grafana dashboards")
+    p = sub.add_parser("dashboards", help="build the Grafana dashboards, or sync them to Grafana")
     commands = p.add_subparsers(dest="dashboards_command", required=True, metavar="ACTION")
+    _add_sync(commands)
     build = commands.add_parser(
         "build",
         help="write one JSON file per dashboard and Grafana provisioning files",
@@ -21,16 +36,8 @@ def add_parser(sub: Any) -> None:
         "dashboards per monitored model, mlwatch's health and a fleet dashboard, with "
         "the dashboard provider and datasource files Grafana provisions them from.",
     )
-    build.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
+    _options_arguments(build)
     build.add_argument("--out", default="dashboards", help="output directory (dashboards)")
-    build.add_argument(
-        "--job", default="mlwatch", help="Prometheus job that scrapes the sidecar (mlwatch)"
-    )
-    build.add_argument(
-        "--runbook-url",
-        help="where the runbooks are; panels link to it with #alertname "
-        "(default: alerts/runbooks.md)",
-    )
     build.add_argument(
         "--prometheus-url",
         default="http://prometheus:9090",
@@ -50,11 +57,34 @@ def add_parser(sub: Any) -> None:
     build.set_defaults(func=run_build)
 
 
-def run_build(args: argparse.Namespace) -> int:
+def _add_sync(commands: Any) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="make Grafana's dashboards (and alert rules) equal to a fresh build",
+        description="Upsert every generated dashboard by uid through Grafana's HTTP API, in a "
+        "folder per model, skipping unchanged ones. A dashboard edited by hand in Grafana is "
+        "reported and kept unless --force; dashboards of removed models are deleted only with "
+        "--prune. The token is the grafana_token setting (MLWATCH_GRAFANA_TOKEN or "
+        "MLWATCH_GRAFANA_TOKEN_FILE).",
+    )
+    _options_arguments(sync)
+    sync.add_argument("--url", help="Grafana's URL (default: the grafana_url setting)")
+    sync.add_argument("--force", action="store_true", help="overwrite hand edits")
+    sync.add_argument(
+        "--prune", action="store_true", help="delete mlwatch dashboards no longer generated"
+    )
+    sync.add_argument(
+        "--dry-run", action="store_true", help="print what would change, as diffs; write nothing"
+    )
+    sync.add_argument("--message", help="the version message Grafana keeps with each save")
+    sync.set_defaults(func=run_sync)
+
+
+def _load(args: argparse.Namespace, **extra: str) -> tuple[Any, Any]:
+    """(config, dashboard options) from the command line; a missing extra or config file is
+    a ConfigError that says what to do."""
     try:
-        from mlwatch.grafana.build import build_dashboards
         from mlwatch.grafana.common import Options
-        from mlwatch.grafana.render import differences, render_files, write_files
     except ImportError as exc:  # the extra is missing
         raise ConfigError(
             "dashboards", f"needs the grafana extra: pip install 'mlwatch[grafana]' ({exc})"
@@ -65,16 +95,44 @@ def run_build(args: argparse.Namespace) -> int:
     path = args.config or os.environ.get("MLWATCH_CONFIG")
     if not path:
         raise ConfigError(
-            "config", "mlwatch dashboards build needs the config file: --config or MLWATCH_CONFIG"
+            "config",
+            f"mlwatch dashboards {args.dashboards_command} needs the config file: --config or "
+            "MLWATCH_CONFIG",
         )
     config = load_config(path)
     options = Options(
         job=args.job,
         runbook_url=args.runbook_url or DEFAULT_RUNBOOK_URL,
-        prometheus_url=args.prometheus_url,
-        dashboards_path=args.dashboards_path,
         source=str(path),
+        **extra,
     )
+    return config, options
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from mlwatch.grafana.plan import sync_config
+
+    config, options = _load(args)
+    report = sync_config(
+        config,
+        options,
+        url=args.url,
+        force=args.force,
+        prune=args.prune,
+        dry_run=args.dry_run,
+        message=args.message,
+    )
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def run_build(args: argparse.Namespace) -> int:
+    config, options = _load(
+        args, prometheus_url=args.prometheus_url, dashboards_path=args.dashboards_path
+    )
+    from mlwatch.grafana.build import build_dashboards
+    from mlwatch.grafana.render import differences, render_files, write_files
+
     files = render_files(build_dashboards(config, options), config, options)
     out = Path(args.out)
     if args.check:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlwatch.errors import ConfigError, DeliveryError
+from mlwatch.errors import ConfigError, GrafanaError
 
 TOKEN_ENV = "MLWATCH_GRAFANA_TOKEN"
 TOKEN_FILE_ENV = "MLWATCH_GRAFANA_TOKEN_FILE"
@@ -77,7 +77,7 @@ class Grafana:
     """One session with a Grafana at ``url`` (``http(s)://host[:port][/sub/path]``).
 
     :meth:`call` runs one request of ``grafana-client`` and turns whatever goes wrong into a
-    :class:`~mlwatch.errors.DeliveryError` that says what was being done and Grafana's
+    :class:`~mlwatch.errors.GrafanaError` that says what was being done and Grafana's
     answer; 401 and 403 say the token was refused. Close it (or use ``with``).
     """
 
@@ -121,7 +121,7 @@ class Grafana:
     ) -> Any:
         """``request(*args, **kwargs)``, a method of ``self.api``; ``what`` names the object
         in errors ("dashboard 'x'"). Grafana's refusals with a status in ``allow`` come back
-        as a :class:`Refusal`; any other raises ``DeliveryError``."""
+        as a :class:`Refusal`; any other raises ``GrafanaError``."""
         from grafana_client.client import GrafanaException
 
         try:
@@ -133,9 +133,9 @@ class Grafana:
             raise self.error(what, refusal, exc.message) from exc
         except Exception as exc:  # the HTTP library's own errors: no answer at all
             message = f"{what}: no answer from Grafana at {self.url} ({type(exc).__name__}: {exc})"
-            raise DeliveryError(self._scrub(message)) from exc
+            raise GrafanaError(self._scrub(message)) from exc
 
-    def error(self, what: str, refusal: Refusal, detail: str = "") -> DeliveryError:
+    def error(self, what: str, refusal: Refusal, detail: str = "") -> GrafanaError:
         """The error for Grafana's ``refusal`` of the request about ``what``."""
         status = refusal.status
         if status in (401, 403):
@@ -148,7 +148,7 @@ class Grafana:
             message = f"{what}: no answer from Grafana at {self.url}: {detail}"
         else:
             message = f"{what}: Grafana at {self.url} answered {status}: {refusal.text}"
-        return DeliveryError(self._scrub(message))
+        return GrafanaError(self._scrub(message))
 
     def _scrub(self, message: str) -> str:
         return message.replace(self._token, "<token>")

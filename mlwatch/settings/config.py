@@ -352,6 +352,25 @@ class Config:
         "Experiment of the monitoring runs when the model's training run is not known "
         "(otherwise the training run's experiment).",
     )
+    # --- Grafana ---
+    grafana_url: str | None = _setting(
+        None,
+        "Grafana that `mlwatch dashboards sync` (and the sync job) keeps equal to the "
+        "generated dashboards and alert rules, e.g. https://grafana:3000.",
+    )
+    grafana_token: str | None = _setting(
+        None,
+        "Grafana service-account token of the sync (Editor for dashboards and folders; alert "
+        "rules need alerting rights). Never logged.",
+        secret=True,
+    )
+    grafana_sync_s: float = _setting(
+        0.0,
+        "Run the sync as a scheduler job this often (needs grafana_url and grafana_token); "
+        "0: only on `mlwatch dashboards sync`. The job never forces or prunes.",
+        lo=0.0,
+        hi=86_400.0,
+    )
     # --- models (file only) ---
     models: tuple[ModelSpec, ...] = field(
         default=(),

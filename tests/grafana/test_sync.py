@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("grafana_client")
 
-from mlwatch.errors import ConfigError, DeliveryError
+from mlwatch.errors import ConfigError, GrafanaError
 from mlwatch.grafana.grafana_api import annotate
 from mlwatch.grafana.sync import Folder, sync
 from tests.grafana.fake_grafana import FakeGrafana
@@ -248,11 +248,11 @@ def test_the_token_is_never_logged_nor_in_errors(
     assert any(r.levelno == logging.WARNING for r in caplog.records)
 
     monkeypatch.setenv("MLWATCH_GRAFANA_TOKEN", TOKEN + "-revoked")  # the variable wins
-    with pytest.raises(DeliveryError) as refused:
+    with pytest.raises(GrafanaError) as refused:
         sync(config(), url=fake.url)
     assert "answered 401" in str(refused.value)
     assert "token (MLWATCH_GRAFANA_TOKEN) is refused" in str(refused.value)
-    with pytest.raises(DeliveryError) as forbidden:
+    with pytest.raises(GrafanaError) as forbidden:
         sync(config(wine=False, threshold=0.1), url=fake.url, token="glsa_viewer_only", force=True)
     assert "dashboard 'iris-drift'" in str(forbidden.value) and "answered 403" in str(
         forbidden.value
@@ -273,13 +273,13 @@ def test_the_token_is_never_logged_nor_in_errors(
 def test_errors_name_the_dashboard_and_grafanas_answer(fake: FakeGrafana) -> None:
     run(fake, {"iris": [dashboard("iris-drift", "Iris drift")]})
     clash = {"iris": [dashboard("iris-drift", "Iris drift"), dashboard("iris-2", "iris DRIFT")]}
-    with pytest.raises(DeliveryError) as refused:
+    with pytest.raises(GrafanaError) as refused:
         run(fake, clash)
     assert str(refused.value) == (
         f"dashboard 'iris-2': Grafana at {fake.url}/ answered 412: "
         "A dashboard with the same name in the folder already exists (name-exists)"
     )
-    with pytest.raises(DeliveryError, match="no answer from Grafana"):
+    with pytest.raises(GrafanaError, match="no answer from Grafana"):
         sync({}, url=f"http://127.0.0.1:{free_port()}", token=TOKEN, timeout=2)
     with pytest.raises(ConfigError, match="appears twice"):
         run(fake, {"a": [dashboard("x", "X")], "b": [dashboard("x", "Y")]})
@@ -396,7 +396,7 @@ def test_removed_alert_rules_are_deleted_only_with_prune(fake: FakeGrafana) -> N
 
 def test_a_rule_grafana_refuses_names_the_rule(fake: FakeGrafana) -> None:
     broken = {**alert_rule("bad-rule", "Bad"), "for": "ten minutes"}
-    with pytest.raises(DeliveryError) as refused:
+    with pytest.raises(GrafanaError) as refused:
         run(fake, {"iris": []}, alert_rules=[broken])
     assert "alert rule 'bad-rule'" in str(refused.value) and "not a duration" in str(refused.value)
     before = len(fake.requests)
