@@ -80,7 +80,8 @@ def register_model(
     rt = runtime.current()
     if rt.sink is None:
         return
-    if is_mlflow_uri(version or rt.config.version):
+    spec = rt.config.model_spec(model or rt.config.model or "")
+    if is_mlflow_uri(version or rt.config.version or (spec.mlflow if spec else None)):
         raise ValidationError(
             "an MLflow model URI is registered by mlwatch itself, with the version MLflow "
             "names, once the first events are shipped; pass a version string here",

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mlwatch.client.features import printable
 from mlwatch.wire import MAX_NAME
+
+WAIT_SLICE_S = 0.05
 
 if TYPE_CHECKING:
     from mlwatch.client.identity import Identity
@@ -29,8 +33,9 @@ class MlflowNames:
     """MLflow's answers for the model URIs of one runtime; never raises, never blocks the
     serving thread (it is only called from the shipper's worker)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, hurry: Callable[[], bool] = lambda: False) -> None:
         self.config = config
+        self.hurry = hurry  # True: the worker has better things to do than wait for MLflow
         self._resolver: Resolver | None = None
         self._waited: set[str] = set()
         self._cache: dict[Site, tuple[Found, Identity]] = {}
@@ -65,10 +70,22 @@ class MlflowNames:
         resolver = self._resolver or self._start()
         if resolver is None:
             return None
-        if uri in self._waited:
-            return resolver.current(uri)
+        found = resolver.current(uri)
+        if found is not None or uri in self._waited:
+            return found
         self._waited.add(uri)
-        return resolver.wait(uri, self.config.mlflow_wait_s)
+        return self._first_answer(resolver, uri)
+
+    def _first_answer(self, resolver: Resolver, uri: str) -> Found | None:
+        """Wait for MLflow's first answer for ``uri``, in short slices, up to ``mlflow_wait_s``;
+        no longer once the first attempt failed (MLflow is down: the provisional version it
+        is), the queue fills or shutdown begins — events must not be dropped for a label."""
+        deadline = time.monotonic() + self.config.mlflow_wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            found = resolver.wait(uri, min(WAIT_SLICE_S, left))
+            if found is not None or resolver.last_error(uri) is not None or self.hurry():
+                return found
+        return resolver.current(uri)
 
     def _start(self) -> Resolver | None:
         with self._lock:
@@ -88,8 +105,9 @@ class MlflowNames:
         return 0 if self._resolver is None else self._resolver.failures
 
     def close(self, timeout: float = 1.0) -> None:
+        """Stop resolving; the answers so far stay, for a worker that is still finishing."""
         with self._lock:
             self._closed = True
-            resolver, self._resolver = self._resolver, None
+            resolver = self._resolver
         if resolver is not None:
             resolver.close(timeout)

@@ -89,6 +89,8 @@ class Runtime:
                 identity_of=self.identity_of,
                 registration_of=self.registration_of,
             )
+        if self.shipper is not None:
+            self.mlflow.hurry = self.shipper.hurried
         #: What the hot path records into; None means "just call the function".
         self.sink: Shipper | None = self.shipper
 

@@ -167,6 +167,11 @@ class Shipper:
         if self.thread is None:
             self.start()
 
+    def hurried(self) -> bool:
+        """Whether the worker should wait for nothing optional (MLflow's first answer): the
+        queue is past half its bound, or shutdown has begun."""
+        return self._closing or len(self.queue) + self.extra_rows > self.maxlen // 2
+
     def start(self) -> None:
         with self._lock:
             if self.thread is not None or self._closing:

@@ -34,6 +34,11 @@ from mlwatch.settings.models import parse_models
 from mlwatch.settings.targets import parse_targets
 from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri
 
+#: the schemes of MLflow's tracking stores (a bare host:port is a mistake caught here)
+TRACKING_SCHEME = re.compile(
+    r"^(https?://|file:|sqlite:|postgresql(\+\w+)?:|mysql(\+\w+)?:|mssql(\+\w+)?:|databricks)"
+)
+
 
 def _to_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
@@ -250,6 +255,13 @@ def load_config(
     config = Config(source=source, **values)
     if config.window_source == "elasticsearch" and not config.elasticsearch_url:
         raise ConfigError("window_source", "'elasticsearch' needs elasticsearch_url", source=source)
+    if config.mlflow_tracking_uri and not TRACKING_SCHEME.match(config.mlflow_tracking_uri):
+        raise ConfigError(
+            "mlflow_tracking_uri",
+            "expected a URI with a scheme, such as http://host:5000, https://..., "
+            "file:///path or databricks (the value is not shown: it may hold a password)",
+            source=source,
+        )
     if is_mlflow_uri(config.version):
         try:
             parse_model_uri(str(config.version))

@@ -23,7 +23,7 @@ from mlwatch.errors import IngestError
 from mlwatch.tracking.uris import parse_model_uri, provisional_version
 
 if TYPE_CHECKING:
-    from mlwatch.settings import Config
+    from mlwatch.settings import Config, ModelSpec
     from mlwatch.tracking.identity import Identity
 
 log = logging.getLogger("mlwatch.sidecar")
@@ -41,9 +41,17 @@ class MlflowIdentities:
         from mlwatch.tracking.resolver import Resolver
 
         self._register = register
-        self._specs = {m.mlflow: m for m in config.models if m.mlflow}
+        self._specs: dict[str, list[ModelSpec]] = {}  # one URI may name several models
+        for spec in config.models:
+            if spec.mlflow:
+                self._specs.setdefault(spec.mlflow, []).append(spec)
         # model -> (provisional version, resolved version, run id); read without a lock
         self.stamps: dict[str, tuple[str, str, str | None]] = {}
+        self._provisional = {
+            s.name: provisional_version(parse_model_uri(uri))
+            for uri, specs in self._specs.items()
+            for s in specs
+        }
         self._pending: dict[str, dict[str, Any]] = {}  # model -> registration not yet taken
         self._lock = threading.Lock()
         self.resolver = Resolver(
@@ -71,22 +79,25 @@ class MlflowIdentities:
         self.resolver.close(1.0)
 
     def _changed(self, found: Identity) -> None:
-        spec = self._specs[found.uri]
-        reg: dict[str, Any] = {
-            "model": spec.name,
-            "version": found.version,
-            "code_version": found.code_version,
-            "run_id": found.run_id,
-            "task": spec.task,
-            "params": found.registration_params(),
-        }
         provisional = provisional_version(parse_model_uri(found.uri))
-        self.stamps = {**self.stamps, spec.name: (provisional, found.version, found.run_id)}
+        regs = {
+            spec.name: {
+                "model": spec.name,
+                "version": found.version,
+                "code_version": found.code_version,
+                "run_id": found.run_id,
+                "task": spec.task,
+                "params": found.registration_params(),
+            }
+            for spec in self._specs[found.uri]
+        }
+        self.stamps = {
+            **self.stamps,
+            **{name: (provisional, found.version, found.run_id) for name in regs},
+        }
         with self._lock:
-            self._pending[spec.name] = reg
-        log.info(
-            "%s is version %s of %s (run %s)", found.uri, found.version, spec.name, found.run_id
-        )
+            self._pending.update(regs)
+        log.info("%s is version %s (run %s)", found.uri, found.version, found.run_id)
         self.flush()
 
     def flush(self) -> None:
@@ -99,9 +110,22 @@ class MlflowIdentities:
         try:
             self._register(list(pending.values()))
         except IngestError as exc:
+            if exc.status != 503:  # refused for good: trying again every second would not help
+                log.error("registering %s failed: %s", ", ".join(sorted(pending)), exc)
+                return
             log.warning("registering %s waits: %s", ", ".join(sorted(pending)), exc)
             with self._lock:  # a newer answer that came meanwhile wins
                 self._pending = {**pending, **self._pending}
+
+    def provisional(self, reg: dict[str, Any]) -> bool:
+        """Whether ``reg`` is a client's registration of a provisional version ('@champion')
+        of a model this sidecar resolves itself: its own registration supersedes it."""
+        return self._provisional.get(reg["model"]) == reg.get("version")
+
+    def version_of(self, model: str, version: str) -> str:
+        """``version``, or the version MLflow named when it is the provisional one."""
+        hit = self.stamps.get(model)
+        return hit[1] if hit is not None and version == hit[0] else version
 
     def stamp(self, events: list[dict[str, Any]]) -> None:
         """Events with the provisional version get the version (and run) MLflow named."""

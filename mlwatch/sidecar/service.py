@@ -293,14 +293,16 @@ class Sidecar:
         (HTTP bodies, the forward-protocol input). Raises ``IngestError`` for anything refused."""
         drops = drops or []
         records = body.validate_all(items, VALIDATORS[kind], self.config.max_events_per_request)
+        taken = len(records)
+        if self.mlflow is not None:  # provisional versions ('@champion') as MLflow names them
+            records = self._mlflow_versions(kind, records)
+            drops = [(m, self.mlflow.version_of(m, v), r, n) for m, v, r, n in drops]
         if not records:  # e.g. a client's last drop report at shutdown, with no events
             self._apply_drops(report_id, drops)
-            return 0
+            return taken
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
-        if kind == EVENTS and self.mlflow is not None:
-            self.mlflow.stamp(records)
         payload = encode(kind, records)
         if len(payload) > self._max_record_bytes:  # would never fit, however empty the spool
             raise IngestError(
@@ -336,7 +338,16 @@ class Sidecar:
                     self._tasks.setdefault(reg["model"], reg["task"])
                 self.metrics.models.observe_registration(reg)
         self._apply_drops(report_id, drops)
-        return len(records)
+        return taken
+
+    def _mlflow_versions(self, kind: bytes, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Events with a provisional version get the one MLflow named; a client's registration
+        of a provisional version is left out (the sidecar registers the resolved one)."""
+        if kind == EVENTS:
+            self.mlflow.stamp(records)
+        elif kind == MODELS:
+            records = [r for r in records if not self.mlflow.provisional(r)]
+        return records
 
     def _note_models(self, records: list[dict[str, Any]]) -> None:
         """Remember the models of acknowledged records, so that a status asked for right

@@ -10,6 +10,7 @@ user's environment untouched; a lookup given up on finishes in the background, a
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -170,12 +171,22 @@ def _lookup(uri: ModelURI, tracking_uri: str | None) -> Identity:
         experiment_id=str(experiment.experiment_id) if experiment is not None else None,
         experiment=str(experiment.name) if experiment is not None else None,
         params={str(k): str(v) for k, v in run.data.params.items()} if run is not None else {},
-        metrics={str(k): float(v) for k, v in run.data.metrics.items()} if run is not None else {},
+        metrics=_finite(run.data.metrics) if run is not None else {},
         code_version=tags.get("mlflow.source.git.commit"),
         source=tags.get("mlflow.source.name"),
         registered_model=uri.name,
         alias=uri.alias,
     )
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    """The run's latest metrics without NaN or infinities, which JSON (and so a
+    registration record) cannot hold.
+
+    >>> _finite({"auc": 0.9, "loss": float("nan")})
+    {'auc': 0.9}
+    """
+    return {str(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
 
 
 def _version(mlflow: Any, uri: ModelURI) -> tuple[str, str | None]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from mlwatch.errors import TrackingError
 
 EXPECTED = "expected models:/<name>/<version>, models:/<name>@<alias> or runs:/<run_id>/<path>"
+STAGES = ("none", "staging", "production", "archived")  # MLflow's deprecated stages
 _CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
 
 
@@ -67,6 +68,8 @@ def parse_model_uri(text: str) -> ModelURI:
     _check_name(text, name)
     if not version:
         raise _bad(text, "no version after the name")
+    if version.lower() in STAGES:
+        raise _bad(text, f"stages ({version!r}) are not supported: give the version an alias")
     if not version.isdigit() or not version.isascii():
         raise _bad(text, f"the version {version!r} is not an integer")
     return ModelURI(text, "version", name=name, version=str(int(version)))

@@ -163,3 +163,28 @@ def test_register_model_refuses_a_model_uri(memory: MemoryExporter) -> None:
     with pytest.raises(ValidationError) as err:
         mlwatch.register_model("churn", "models:/churn@champion")
     assert err.value.field == "version" and "MLflow model URI" in str(err.value)
+
+
+def test_a_hanging_mlflow_costs_no_event_and_no_shutdown_time(memory: MemoryExporter) -> None:
+    """MLflow accepts connections and never answers: the worker stops waiting for it once
+    the queue is half full, and shutdown does not wait for it either."""
+    import socket
+
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(64)
+        url = f"http://127.0.0.1:{hang.getsockname()[1]}"
+        start(memory, url, mlflow_wait_s=60.0, mlflow_timeout_s=60.0, queue_size=200)
+
+        @mlwatch.monitor(model="churn", version="models:/churn@champion")
+        def predict(x: float) -> int:
+            return 1
+
+        for _ in range(400):
+            predict(1.0)
+            time.sleep(0.001)
+        began = time.monotonic()
+        assert mlwatch.shutdown(10.0)
+        assert time.monotonic() - began < 5.0
+        assert len(memory.records["events"]) == 400 and not memory.dropped
+        assert set(versions(memory)) == {"@champion"}

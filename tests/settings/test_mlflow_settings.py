@@ -44,8 +44,9 @@ def test_a_plain_version_stays_a_version(tmp_path: Path) -> None:
         ("version: models:/churn/x", "models[0].version", "models:/churn/x"),
         ("version: 'models:/churn@'", "models[0].version", "alias"),
         ("version: runs:/", "models[0].version", "run id"),
+        ("version: models:/churn/Production", "models[0].version", "stages"),
         (
-            "reference: {mlflow: 'models:/churn/Production', artifact: r.csv}",
+            "reference: {mlflow: 'models:/churn/v2', artifact: r.csv}",
             "models[0].reference.mlflow",
             "not an integer",
         ),
@@ -75,3 +76,10 @@ def test_a_bad_uri_in_the_version_setting_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
         load_config(version="models:/churn@", env={})
     assert err.value.key == "version" and "models:/churn@" in str(err.value)
+
+
+def test_a_tracking_uri_without_a_scheme_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(mlflow_tracking_uri="bob:s3cret@mlflow:5000", env={})
+    assert err.value.key == "mlflow_tracking_uri" and "s3cret" not in str(err.value)
+    assert load_config(mlflow_tracking_uri="https://mlflow:5000", env={}).mlflow_tracking_uri

@@ -4,6 +4,7 @@ stamps events that carry the provisional version, and keeps serving while MLflow
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,15 +29,20 @@ def mlflow_client(url: str) -> Any:
 
 
 @contextmanager
-def sidecar(tmp_path: Path, url: str, name: str) -> Iterator[tuple[Any, Any]]:
-    """(test client, sidecar) with one model named by its MLflow alias."""
+def sidecar(tmp_path: Path, url: str, name: str, *also: str) -> Iterator[tuple[Any, Any]]:
+    """(test client, sidecar) with the model ``name`` named by its MLflow alias (and the
+    models ``also``, named by the same URI)."""
     from fastapi.testclient import TestClient
 
     from mlwatch.sidecar.app import create_app
 
     path = tmp_path / "mlwatch.yaml"
     path.write_text(
-        f"models:\n  - name: {name}\n    version: models:/{name}@champion\n    task: regression\n"
+        "models:\n"
+        + "".join(
+            f"  - name: {model}\n    version: models:/{name}@champion\n    task: regression\n"
+            for model in (name, *also)
+        )
     )
     config = load_config(
         path,
@@ -76,8 +82,9 @@ def test_registers_what_mlflow_says_and_follows_the_alias(
     register(client, name, first)
     register(client, name, second)
     client.set_registered_model_alias(name, "champion", "1")
-    with sidecar(tmp_path, mlflow_server.url, name) as (http, sc):
+    with sidecar(tmp_path, mlflow_server.url, name, f"{name}-shadow") as (http, sc):
         assert wait_until(lambda: "1" in stored_versions(sc, name), 30)
+        assert wait_until(lambda: "1" in stored_versions(sc, f"{name}-shadow"), 10)
         reg = stored_versions(sc, name)["1"]
         assert (reg["run_id"], reg["code_version"], reg["task"]) == (
             first.run_id,
@@ -90,10 +97,26 @@ def test_registers_what_mlflow_says_and_follows_the_alias(
         lines = info_lines(http, name)
         assert any('version="1"' in ln and first.run_id in ln for ln in lines), lines
 
-        answer = http.post("/v1/events", json=[event(name, "@champion"), event(name, "9")])
+        drops = [{"model": name, "version": "@champion", "reason": "queue_full", "count": 3}]
+        answer = http.post(
+            "/v1/events",
+            json=[event(name, "@champion"), event(name, "9")],
+            headers={"X-Mlwatch-Dropped": json.dumps(drops)},
+        )
         assert answer.status_code == 202
         assert wait_until(lambda: sc.store.count_events(name) == 2, 10)
         assert sorted(e["version"] for e in sc.store.events(name)) == ["1", "9"]
+        dropped = (
+            f'mlwatch_events_dropped_total{{model="{name}",reason="queue_full",version="1"}} 3.0'
+        )
+        assert dropped in http.get("/metrics").text
+        # a client's registration of the provisional version is superseded, not stored
+        provisional = {"model": name, "version": "@champion", "params": {}}
+        later = {"model": name, "version": "8", "params": {}}
+        assert http.post("/v1/models", json=[provisional, later]).status_code == 202
+        assert wait_until(lambda: "8" in stored_versions(sc, name), 10)  # stored after it
+        assert "@champion" not in stored_versions(sc, name)
+        assert not any('version="@champion"' in ln for ln in info_lines(http, name))
 
         client.set_registered_model_alias(name, "champion", "2")
         assert wait_until(lambda: "2" in stored_versions(sc, name), 30)

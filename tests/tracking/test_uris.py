@@ -51,7 +51,7 @@ def test_parse(text: str, expected: ModelURI, provisional: str) -> None:
         ("models:/churn", "no version after the name"),
         ("models:/churn/", "no version after the name"),
         ("models:/x/abc", "the version 'abc' is not an integer"),
-        ("models:/x/Production", "not an integer"),
+        ("models:/x/Production", "stages"),
         ("models:/x/1/extra", "the version '1/extra' is not an integer"),
         ("models:/x/-1", "not an integer"),
         ("models:/@champion", "the registered model name is empty"),
