@@ -28,6 +28,8 @@ from mlwatch.cli.demo_traffic import LABELLED_SHARE, MODEL, VERSION, Traffic
 from mlwatch.errors import MlwatchError
 
 MARKER = ".mlwatch-demo"
+#: the monitoring metrics the demo shows of the many it writes to MLflow
+HEADLINE = ("drift.share", "drift.dataset_drift", "kpi.accuracy", "kpi.f1_macro")
 
 
 def add_parser(sub: Any) -> None:
@@ -326,8 +328,9 @@ def _print_mlflow(logged: demo_mlflow.Logged) -> None:
     if not runs:
         print("  none written")
     for experiment, name, metrics in runs:
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())[:4])
-        print(f"  run '{name}' in experiment '{experiment}': {len(metrics)} metrics ({shown}, ...)")
+        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in HEADLINE if k in metrics)
+        print(f"  run '{name}' in experiment '{experiment}': {len(metrics)} metrics")
+        print(f"    latest         {shown}")
 
 
 def _print_where(root: Path, logged: demo_mlflow.Logged) -> None:

@@ -65,6 +65,20 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert re.search(r"trigger\s+\S+: dataset drift share 0\.\d+ >= 0\.05", out), out
     assert "delivered after 1 attempt(s), signed webhook" in out
     assert "pipeline         run started for breast-cancer" in out
+    # MLflow: the model served by its alias, results written next to its training run
+    assert "registered it as breast-cancer version 1, alias champion" in out
+    assert "serving models:/breast-cancer@champion, loaded back from MLflow" in out
+    served = re.search(r"model version\s+breast-cancer:1 \(run ([0-9a-f]{32})\)", out)
+    assert served, out
+    assert (
+        f"MLflow             file://{tmp_path / 'demo' / 'mlruns'} (training run {served.group(1)})"
+        in out
+    )
+    assert "run 'mlwatch breast-cancer 1' in experiment 'breast-cancer-training'" in out
+    latest = re.search(
+        r"latest\s+drift.share (0\.\d+), drift.dataset_drift 1\.000, kpi.accuracy", out
+    )
+    assert latest, out
     secret = (tmp_path / "demo" / "webhook.secret").stat()
     assert secret.st_mode & 0o777 == 0o600  # only its owner reads the signing secret
     the_advice_still_works(tmp_path / "demo", out)
@@ -85,6 +99,11 @@ def the_advice_still_works(root: Path, out: str) -> None:
         sc.stop()
     assert 'mlwatch_predictions_total{model="breast-cancer",status="ok",version="1"}' in metrics
     assert 'mlwatch_dataset_drift{model="breast-cancer",version="1"}' in metrics  # restored
+    # the served version with its MLflow run, from the store and the sidecar's own lookup
+    assert re.search(
+        r'mlwatch_model_info\{code_version="[^"]*",model="breast-cancer",run_id="[0-9a-f]{32}",version="1"\}',
+        metrics,
+    ), metrics
 
 
 def mlwatch(*args: str) -> str:
