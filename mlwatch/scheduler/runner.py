@@ -32,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from mlwatch.scheduler.grafana_job import GrafanaJob
 from mlwatch.scheduler.jobs import Jobs
 from mlwatch.settings import Config, Monitoring
 from mlwatch.store import EmbeddedStore
@@ -39,6 +40,7 @@ from mlwatch.times import format_us
 
 log = logging.getLogger("mlwatch.scheduler")
 
+GRAFANA_JOB = "grafana:sync"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -112,6 +114,17 @@ class Scheduler:
                 )
                 for result in ("ok", "failed", "skipped", "missed"):
                     self.runs.labels(job_id, result)
+        self.grafana: GrafanaJob | None = None
+        if config.grafana_sync_s > 0 and config.grafana_url and config.grafana_token:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            self.grafana = GrafanaJob(config, store)
+            self.scheduler.add_job(
+                self._wrap(GRAFANA_JOB, self.grafana, "sync"),
+                IntervalTrigger(seconds=config.grafana_sync_s, timezone="UTC"),
+                id=GRAFANA_JOB,
+                name=GRAFANA_JOB,
+            )
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
@@ -179,7 +192,7 @@ class Scheduler:
         """Start; every job runs once ``first_run_after_s`` after the start (the reference
         profile exists from then on), then on its schedule. ``owner`` names this process
         to another scheduler that finds the store taken (:func:`claim_store`)."""
-        if self.jobs.monitored():
+        if self.jobs.monitored() or self.grafana is not None:
             self._lock_fd = claim_store(self.jobs.store.path.parent, owner)
             self.scheduler.start()
             first = _utcnow() + timedelta(seconds=first_run_after_s)

@@ -135,7 +135,7 @@ class Sidecar:
                 config, self.store, self.registry, targets=targets_of(config), audit=audit
             )
         self.scheduler: Any = None
-        if config.scheduler and any(m.monitoring for m in config.models):
+        if config.scheduler and (any(m.monitoring for m in config.models) or config.grafana_sync_s):
             from mlwatch.scheduler import Scheduler
 
             self.scheduler = Scheduler(config, self.store, self.registry)
