@@ -3,9 +3,11 @@ parameters, latest training metrics and code version — read from MLflow.
 
 MLflow's REST client retries a request for minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
 ``MLFLOW_HTTP_REQUEST_TIMEOUT``) and has no per-call override, so each lookup runs on
-its own daemon thread and the caller stops waiting after ``timeout_s``, leaving the
-user's environment untouched; a lookup given up on finishes in the background, at most
-``MAX_PENDING`` at a time.
+its own daemon thread and the caller stops waiting after ``timeout_s``; a lookup given up
+on finishes in the background, at most ``MAX_PENDING`` at a time. Lookups do not touch
+the environment (in a model server, the user's MLflow settings stand); where the
+scheduler also writes to MLflow, :func:`mlwatch.tracking.runs.bound_http_time` has set
+those variables, unless the user did, for the whole process.
 """
 
 from __future__ import annotations
