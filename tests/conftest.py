@@ -4,6 +4,10 @@ tests/helpers.py."""
 
 from __future__ import annotations
 
+import gc
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,12 @@ from prometheus_client import CollectorRegistry
 from mlwatch.settings import load_config
 from tests.helpers import free_port, wait_until
 from tests.integration.mlflow_server import MlflowServer
+
+# MLflow's client retries a failed request 7 times over minutes, on the daemon thread
+# mlwatch gave it (mlwatch retries on its own): in tests against stopped and hanging
+# servers those threads would outlive their test and finalize its sockets in another one.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 @pytest.fixture
@@ -85,6 +95,19 @@ def live_sidecar(sidecar_config: Callable[..., Any]) -> Iterator[Callable[..., A
     for server, thread in servers:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture
+def mlflow_calls_end() -> Iterator[None]:
+    """After the test, wait for the MLflow calls it left running to end, then collect:
+    what they leaked is reported in this test, not in a later one."""
+    yield
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        t.name == "mlwatch-mlflow-call" for t in threading.enumerate()
+    ):
+        time.sleep(0.1)
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

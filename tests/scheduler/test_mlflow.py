@@ -26,7 +26,7 @@ from tests.helpers import free_port, wait_until
 from tests.integration.mlflow_server import MlflowServer
 from tests.tracking.test_identity import register, train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_calls_end")]
 
 HOUR = 3600.0
 NOW = 1_790_000_000.0 - 1_790_000_000.0 % HOUR + 600  # ten minutes into an hour

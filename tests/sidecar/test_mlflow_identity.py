@@ -21,6 +21,8 @@ from tests.helpers import wait_until
 from tests.integration.mlflow_server import MlflowServer
 from tests.tracking.test_identity import register, train
 
+pytestmark = pytest.mark.usefixtures("mlflow_calls_end")
+
 
 def mlflow_client(url: str) -> Any:
     from mlflow.tracking import MlflowClient

@@ -16,6 +16,8 @@ from mlwatch.tracking.identity import Identity, resolve
 from tests.helpers import free_port
 from tests.integration.mlflow_server import MlflowServer
 
+pytestmark = pytest.mark.usefixtures("mlflow_calls_end")
+
 
 @dataclass
 class Trained:

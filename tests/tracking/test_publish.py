@@ -19,7 +19,7 @@ from mlwatch.tracking.publish import Publisher
 from tests.helpers import wait_until
 from tests.integration.mlflow_server import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_calls_end")]
 
 HOUR_US = 3600 * 1_000_000
 T0_US = 1_700_000_000 * 1_000_000  # a whole hour

@@ -16,7 +16,7 @@ from mlwatch.tracking.reference import fetch_artifact
 from tests.integration.mlflow_server import MlflowServer
 from tests.tracking.test_identity import register, train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_calls_end")]
 
 
 def parquet(values: list[float]) -> bytes:

@@ -20,6 +20,8 @@ from tests.helpers import free_port, wait_until
 from tests.integration.mlflow_server import MlflowServer
 from tests.tracking.test_identity import register, train
 
+pytestmark = pytest.mark.usefixtures("mlflow_calls_end")
+
 
 def fake_identity(uri: str, version: str) -> Identity:
     return Identity(uri, version, f"run{version}", "1", "exp", {}, {}, None, None, "churn")
