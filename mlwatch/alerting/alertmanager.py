@@ -1,6 +1,8 @@
 """Alertmanager's webhook (payload version 4) into retraining: each alert is mapped to a
 model by its ``model`` label and to a policy by its ``alertname``; a firing alert that
 the model's ``retrain.on`` names requests a trigger, a resolved one clears its cause.
+Grafana's webhook contact point sends the same payload as version 1, its rules' names
+in ``mlwatch_alert`` (Grafana makes ``alertname`` the rule's title).
 
 The payload is checked field by field (an error names the field: ``alerts[2].labels``);
 fields Alertmanager may add later are ignored, so an upgrade does not break the receiver.
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 
 from mlwatch.errors import IngestError
 
+VERSIONS = ("4", "1")  # Alertmanager's webhook payload; Grafana's webhook contact point
 MAX_ALERTS = 10_000  # per notification (Alertmanager sends all of a group unless max_alerts)
 _ROOT: dict[str, type] = {"version": str, "status": str, "receiver": str, "alerts": list}
 _ROOT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -47,7 +50,7 @@ class Notice:
 
     @property
     def name(self) -> str:
-        return self.labels.get("alertname", "")
+        return self.labels.get("mlwatch_alert") or self.labels.get("alertname", "")
 
     @property
     def model(self) -> str | None:
@@ -116,8 +119,11 @@ def parse(payload: Any) -> list[Notice]:
         raise IngestError(422, "truncatedAlerts: expected a count")
     if payload["status"] not in ("firing", "resolved"):
         raise IngestError(422, "status: expected firing or resolved")
-    if payload["version"] != "4":
-        raise IngestError(422, f'version: expected "4", got {payload["version"][:20]!r}')
+    if payload["version"] not in VERSIONS:
+        got = payload["version"][:20]
+        raise IngestError(
+            422, f'version: expected "4" (Alertmanager) or "1" (Grafana), got {got!r}'
+        )
     alerts = payload["alerts"]
     if len(alerts) > MAX_ALERTS:
         raise IngestError(413, f"alerts: {len(alerts)} alerts, at most {MAX_ALERTS}")

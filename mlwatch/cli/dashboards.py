@@ -34,7 +34,8 @@ def add_parser(sub: Any) -> None:
         help="write one JSON file per dashboard and Grafana provisioning files",
         description="Write an overview dashboard per model, drift and performance "
         "dashboards per monitored model, mlwatch's health and a fleet dashboard, with "
-        "the dashboard provider and datasource files Grafana provisions them from.",
+        "the dashboard provider and datasource files Grafana provisions them from, and "
+        "Grafana-managed alert rules with a contact point to the sidecar.",
     )
     _options_arguments(build)
     build.add_argument("--out", default="dashboards", help="output directory (dashboards)")
@@ -60,11 +61,11 @@ def add_parser(sub: Any) -> None:
 def _add_sync(commands: Any) -> None:
     sync = commands.add_parser(
         "sync",
-        help="make Grafana's dashboards (and alert rules) equal to a fresh build",
+        help="make Grafana's dashboards and alert rules equal to a fresh build",
         description="Upsert every generated dashboard by uid through Grafana's HTTP API, in a "
-        "folder per model, skipping unchanged ones. A dashboard edited by hand in Grafana is "
-        "reported and kept unless --force; dashboards of removed models are deleted only with "
-        "--prune. The token is the grafana_token setting (MLWATCH_GRAFANA_TOKEN or "
+        "folder per model, skipping unchanged ones, then the Grafana-managed alert rules. A "
+        "dashboard or rule edited by hand in Grafana is reported and kept unless --force; "
+        "those of removed models are deleted only with --prune. The token is the grafana_token setting (MLWATCH_GRAFANA_TOKEN or "
         "MLWATCH_GRAFANA_TOKEN_FILE).",
     )
     _options_arguments(sync)

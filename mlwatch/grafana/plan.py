@@ -1,6 +1,6 @@
 """What ``mlwatch dashboards sync`` writes to Grafana: the dashboards of a build as plain
 JSON, each model's in a folder of its own (``mlwatch-<model>``), mlwatch's health and the
-fleet in the folder ``mlwatch``.
+fleet in the folder ``mlwatch``; the Grafana-managed alert rules beside them.
 
 The JSON is exactly what ``mlwatch dashboards build`` writes to files, so Grafana holds the
 same dashboards whether they were provisioned from files or synced through the API.
@@ -12,15 +12,15 @@ import json
 from typing import Any
 
 from mlwatch.errors import ConfigError
+from mlwatch.grafana.alert_rules import all_rules
 from mlwatch.grafana.build import build_dashboards
 from mlwatch.grafana.common import Options, uid
 from mlwatch.grafana.render import dashboard_json
 from mlwatch.grafana.sync import DEFAULT_MESSAGE, sync
-from mlwatch.grafana.sync_dashboards import Folder
+from mlwatch.grafana.sync_dashboards import SHARED, Folder
 from mlwatch.grafana.sync_report import SyncReport
 from mlwatch.settings import Config
 
-SHARED = Folder("mlwatch", "mlwatch")
 MODEL_KINDS = ("overview", "drift", "performance", "events")
 
 
@@ -67,4 +67,5 @@ def sync_config(
         prune=prune,
         dry_run=dry_run,
         message=message or DEFAULT_MESSAGE,
+        alert_rules=all_rules(config, options),
     )

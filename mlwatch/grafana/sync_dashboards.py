@@ -43,6 +43,10 @@ class Folder:
         return cls(f"mlwatch-{slug}"[:40].rstrip("-"), title)
 
 
+#: mlwatch's own dashboards and alert rules, and the fleet's.
+SHARED = Folder("mlwatch", "mlwatch")
+
+
 def ensure_folder(grafana: Grafana, folder: Folder, report: SyncReport) -> None:
     what = f"folder {folder.uid!r}"
     found = grafana.call(what, grafana.api.folder.get_folder, folder.uid, allow=(404,))

@@ -90,6 +90,32 @@ def test_firing_alerts_request_resolved_ones_clear_others_are_ignored() -> None:
     assert policies.instances == ["c0ffee", "c0ffee"]  # the alert's fingerprint
 
 
+def test_grafana_webhook_notifications_are_read_by_the_rule_name_mlwatch_gave() -> None:
+    """Grafana's webhook contact point (docs: "webhook notifier", payload version 1): its
+    own fields beside Alertmanager's; ``alertname`` is the rule's title, which may carry
+    the severity, so the policy is found by ``mlwatch_alert``."""
+    firing = alert(
+        alertname="MlwatchQualityBudgetBurn (page)", mlwatch_alert="MlwatchQualityBudgetBurn"
+    )
+    firing |= {
+        "silenceURL": "http://grafana:3000/alerting/silence/new",
+        "dashboardURL": "",
+        "panelURL": "",
+        "values": {"B": 0.73, "C": 1},
+        "valueString": "[ var='B' labels={model=churn} value=0.73 ]",
+    }
+    body = notification(firing, version="1") | {
+        "orgId": 1,
+        "state": "alerting",
+        "title": "[FIRING:1] MlwatchQualityBudgetBurn (page) churn 3",
+        "message": "**Firing**",
+    }
+    policies = Policies({("churn", "alert:MlwatchQualityBudgetBurn")})
+    counts = alertmanager.receive(alertmanager.parse(body), policies)
+    assert counts["triggered"] == 1
+    assert policies.requests[0][1] == "alert:MlwatchQualityBudgetBurn"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

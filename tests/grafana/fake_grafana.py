@@ -13,8 +13,10 @@ Endpoints (all under ``/api``, all behind ``Authorization: Bearer <token>``):
 - ``POST /api/annotations``.
 - ``GET`` / ``POST /api/v1/provisioning/alert-rules``, ``GET`` / ``PUT`` / ``DELETE
   /api/v1/provisioning/alert-rules/<uid>`` with the required fields of a
-  ``ProvisionedAlertRule``; rules written without ``X-Disable-Provenance`` have the
-  provenance ``api``, and that header cannot take it away again (409).
+  ``ProvisionedAlertRule``, its server-side expressions as the expression service
+  parses them, and titles unique in a folder (409); rules written without
+  ``X-Disable-Provenance`` have the provenance ``api``, and that header cannot take it
+  away again (409).
 
 Anything else is refused: an unknown path (404), a known path with another method (405), a
 body Grafana would refuse, or a field it does not know (400, with a message saying which),
@@ -41,6 +43,8 @@ UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,40}$")
 DURATION_RE = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$|^0$")
 NO_DATA_STATES = {"Alerting", "NoData", "OK", "KeepLast"}
 EXEC_ERR_STATES = {"Alerting", "Error", "OK", "KeepLast"}
+EXPRESSION_TYPES = {"math", "reduce", "resample", "classic_conditions", "threshold"}
+REDUCERS = {"last", "mean", "min", "max", "sum", "count", "median"}
 DASHBOARD_SAVE_FIELDS = {"dashboard", "folderUid", "folderId", "message", "overwrite"}
 RULE_FIELDS = {
     "uid",
@@ -101,6 +105,28 @@ class StoredDashboard:
     folder_uid: str
     version: int
     messages: list[str] = field(default_factory=list)
+
+
+def check_expression(ref: str, model: dict[str, Any]) -> None:
+    """A server-side expression as Grafana's expression service parses it: a known type,
+    and for reduce a known reducer and mode (``replaceNN`` needs a numeric
+    ``replaceWithValue``)."""
+    kind = model.get("type")
+    if kind not in EXPRESSION_TYPES:
+        raise Refused(400, f"invalid alert rule: query {ref}: unknown expression type {kind!r}")
+    if kind in ("math", "reduce", "threshold") and not isinstance(model.get("expression"), str):
+        raise Refused(400, f"invalid alert rule: query {ref}: expression must be a string")
+    if kind != "reduce":
+        return
+    if model.get("reducer") not in REDUCERS:
+        raise Refused(400, f"invalid alert rule: query {ref}: reducer {model.get('reducer')!r}")
+    settings = model.get("settings") or {}
+    mode = settings.get("mode", "")
+    if mode not in ("", "dropNN", "replaceNN"):
+        raise Refused(400, f"invalid alert rule: query {ref}: reducer mode {mode!r}")
+    value = settings.get("replaceWithValue")
+    if mode == "replaceNN" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise Refused(400, f"invalid alert rule: query {ref}: replaceWithValue must be a number")
 
 
 def slugify(title: str) -> str:
@@ -476,6 +502,14 @@ class FakeGrafana:
         self._check_rule_states(body)
         if body["folderUID"] not in self.folders:
             raise Refused(400, f"folder {body['folderUID']} does not exist")
+        for uid, other in self.rules.items():
+            same = (other["folderUID"], other["title"]) == (body["folderUID"], body["title"])
+            if same and uid != body.get("uid"):
+                raise Refused(
+                    409,
+                    "a conflicting alert rule is found: rule title under the same "
+                    "organisation and folder should be unique",
+                )
         return body
 
     @staticmethod
@@ -489,6 +523,8 @@ class FakeGrafana:
                 raise Refused(400, "invalid alert rule: each query needs refId and datasourceUid")
             if not isinstance(query.get("model"), dict):
                 raise Refused(400, f"invalid alert rule: query {query['refId']} needs a model")
+            if query["datasourceUid"] == "__expr__":
+                check_expression(query["refId"], query["model"])
         if body["condition"] not in {q["refId"] for q in data}:
             raise Refused(400, f"invalid alert rule: condition {body['condition']} is no refId")
 

@@ -47,6 +47,12 @@ def committed(uid: str) -> dict[str, object]:
     return dict(json.loads((REPO / "dashboards" / f"{uid}.json").read_text()))
 
 
+def committed_rule_uids() -> set[str]:
+    path = REPO / "dashboards" / "provisioning" / "alerting" / "mlwatch.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {rule["uid"] for group in data["groups"] for rule in group["rules"]}
+
+
 def test_the_example_config_synced_then_kept_equal(fake: FakeGrafana, tmp_path: Path) -> None:
     code, out = sync(EXAMPLE, fake)
     assert code == 0, out
@@ -57,6 +63,8 @@ def test_the_example_config_synced_then_kept_equal(fake: FakeGrafana, tmp_path: 
     assert sorted(fake.dashboards) == built  # every dashboard the build writes, no other
     stored = fake.dashboards["mlwatch-drift-churn"].content
     assert stored["panels"] == committed("mlwatch-drift-churn")["panels"]
+    assert set(fake.rules) == committed_rule_uids()  # the rules of the provisioning file
+    assert {r["folderUID"] for r in fake.rules.values()} == set(fake.folders)
 
     writes = len(fake.writes())
     code, out = sync(EXAMPLE, fake)
@@ -87,6 +95,7 @@ def test_the_example_config_synced_then_kept_equal(fake: FakeGrafana, tmp_path: 
     code, out = sync(smaller, fake, "--prune")
     assert code == 0, out
     assert not any(uid.endswith("-eta") for uid in fake.dashboards)
+    assert fake.rules and not any(r["folderUID"] == "mlwatch-eta" for r in fake.rules.values())
 
 
 def test_a_refused_token_is_one_clear_line(fake: FakeGrafana) -> None:
