@@ -4,8 +4,8 @@ and threshold, and the labelled predictions behind them.
 The KPIs come from the scheduler's KPI job (``mlwatch_model_kpi``, its interval
 ``mlwatch_model_kpi_interval{bound}``, its sample size ``mlwatch_model_kpi_samples``); the
 labels from the sidecar (``mlwatch_feedback_total``, and
-``mlwatch_labelled_predictions_total{outcome}`` once a quality SLO is set). There is no
-label-delay metric yet, so the delay is not drawn.
+``mlwatch_labelled_predictions_total{outcome}`` once a quality SLO is set) and how late
+they come (``mlwatch_label_delay_seconds{quantile}``, from the KPI job).
 """
 
 from __future__ import annotations
@@ -122,5 +122,19 @@ def labels(spec: ModelSpec, options: Options) -> list[PanelBuilder]:
             ],
             unit="reqps",
             links=[runbook(options, "MlwatchQualityBudgetBurn")],
+        ),
+        graph(
+            "Label delay",
+            "How long the labels behind the KPIs took to arrive, from the prediction to its "
+            "feedback, per version (median, 90th and 99th percentile). The KPIs describe "
+            "the past by this much; a delay that keeps growing means the labelling "
+            "pipeline is falling behind, and the KPI alerts will speak late.",
+            [
+                Query(
+                    f"max by (version, quantile) (mlwatch_label_delay_seconds{{{sel}}})",
+                    "{{version}} p{{quantile}}",
+                )
+            ],
+            unit="s",
         ),
     ]

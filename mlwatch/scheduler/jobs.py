@@ -96,7 +96,9 @@ class Jobs:
         for version, report in latest.get("drift", {}).items():
             self.metrics.drift(model, version, report)
         for version, report in latest.get("kpi", {}).items():
-            self.metrics.kpis(model, version, KPIReport.from_dict(report))
+            restored = KPIReport.from_dict(report)
+            self.metrics.kpis(model, version, restored)
+            self._label_delays(model, version, restored)
         self.metrics.retire_drift(model)
         self.metrics.retire_kpis(model)
 
@@ -204,6 +206,7 @@ class Jobs:
                 self.retrainer.check_kpis(model, version, reported)
             if newest is not None:
                 self.metrics.kpis(model, version, newest)
+                self._label_delays(model, version, newest)
                 out[version] = newest.to_dict()
                 self._tell(
                     "kpi",
@@ -226,6 +229,18 @@ class Jobs:
             self._tell("kpi", model, "", (start, end), "%s", why)
         self.metrics.retire_kpis(model)
         return out
+
+    def _label_delays(self, model: str, version: str, report: Any) -> None:
+        """The delay of the labels behind the KPIs on the gauges (those of ``report``)."""
+        from mlwatch.stats.kpi.delays import delay_quantiles
+
+        delays = self.store.label_delays_us(
+            model,
+            since_us=int(report.window_start_us),
+            until_us=int(report.window_end_us),
+            version=version,
+        )
+        self.metrics.label_delays(model, version, delay_quantiles(delays))
 
     def _window_kpis(self, spec: ModelSpec, version: str, start: int, end: int) -> Any:
         """The KPI report of one window (stored), or None when it holds no prediction."""

@@ -2,7 +2,8 @@
 
 Names as docs/contracts.md lists them (``mlwatch_feature_drift_score{feature,method}``,
 ``mlwatch_feature_drift_detected{feature}``, ``mlwatch_dataset_drift_share``,
-``mlwatch_dataset_drift``, ``mlwatch_model_kpi{kpi}`` with its interval and samples), with
+``mlwatch_dataset_drift``, ``mlwatch_model_kpi{kpi}`` with its interval and samples, and
+``mlwatch_label_delay_seconds{quantile}`` of the labels behind the KPIs), with
 ``model`` and ``version`` on each. A series a run did not write — a version no longer
 served, a method the auto rule no longer picks — is removed at the end of the model's
 run, so a stale ``1`` never keeps an alert firing.
@@ -63,6 +64,13 @@ class ResultMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.label_delay = Gauge(
+            "mlwatch_label_delay_seconds",
+            "Time from a prediction to its label, over the labelled predictions behind the "
+            "KPIs, by quantile",
+            ["model", "version", "quantile"],
+            registry=registry,
+        )
         # series set by the run in progress, by (gauge, model): the drift and KPI jobs of
         # several models run at once on the scheduler's threads, each retires only its own
         self._written: dict[tuple[int, str], set[tuple[str, ...]]] = {}
@@ -97,13 +105,18 @@ class ResultMetrics:
                     self._set(self.kpi_bound, (model, version, name, bound), getattr(kpi, bound))
         self._set(self.kpi_samples, (model, version), report.n_used)
 
+    def label_delays(self, model: str, version: str, quantiles: dict[str, float]) -> None:
+        """Set the label-delay gauges of one version (quantile → seconds)."""
+        for quantile, seconds in quantiles.items():
+            self._set(self.label_delay, (model, version, quantile), seconds)
+
     def retire_drift(self, model: str) -> None:
         self._retire(
             model, (self.drift_score, self.drift_detected, self.drift_share, self.dataset_drift)
         )
 
     def retire_kpis(self, model: str) -> None:
-        self._retire(model, (self.kpi, self.kpi_bound, self.kpi_samples))
+        self._retire(model, (self.kpi, self.kpi_bound, self.kpi_samples, self.label_delay))
 
     def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         gauge.labels(*labels).set(value)

@@ -139,6 +139,19 @@ class WindowReads(Database):
         )
         return int(self._conn().execute(sql, args).fetchone()[0])
 
+    def label_delays_us(
+        self, model: str, *, since_us: int, until_us: int, version: str
+    ) -> Iterator[int]:
+        """For each labelled prediction of a window, the time from the prediction to its
+        label (the feedback's time; a label stamped before its prediction counts 0)."""
+        where, args = window_clause("e.", model, since_us, until_us, version)
+        sql = (
+            "SELECT MAX(f.ts_us - e.ts_us, 0) FROM events e JOIN feedback f ON "
+            f"f.model = e.model AND f.request_id = e.request_id WHERE {where}"
+        )
+        for (delay,) in self._conn().execute(sql, args):
+            yield int(delay)
+
     def versions(
         self, model: str, *, since_us: int | None = None, until_us: int | None = None
     ) -> list[str]:

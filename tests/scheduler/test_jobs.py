@@ -173,6 +173,38 @@ def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> Non
     assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == pytest.approx(0.75)
 
 
+def test_the_label_delay_of_the_kpis_is_exported_by_quantile(tmp_path: Path) -> None:
+    """Labels stamped a known time after their predictions: the gauges are NumPy's
+    quantiles of those delays; a label stamped before its prediction counts 0."""
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    events = fill(store, start / 1e6, 100, shift=0.0, seed=6, prefix="d")
+    rng = np.random.default_rng(7)
+    delays = rng.exponential(300.0, len(events))  # seconds
+    delays[:60] = -5.0  # stamped before their predictions: the median is 0, not -5
+    store.insert_feedback(
+        [
+            validate_feedback(
+                {
+                    "model": "m",
+                    "request_id": e["request_id"],
+                    "label": e["prediction"],
+                    "ts": format_ts(e["ts_us"] * 1000 + int(d * 1e9)),
+                }
+            )
+            for e, d in zip(events, delays, strict=True)
+        ]
+    )
+    registry = CollectorRegistry()
+    Jobs(cfg, store, registry, clock=lambda: NOW).kpis("m")
+    expected = np.quantile(np.maximum(delays, 0.0), [0.5, 0.9, 0.99])
+    for q, want in zip(("0.5", "0.9", "0.99"), expected, strict=True):
+        got = gauge(registry, "mlwatch_label_delay_seconds", model="m", version="1", quantile=q)
+        assert got == pytest.approx(want, abs=2e-6)
+    assert expected[0] == 0.0 and expected[1] > 0
+
+
 def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
     cfg = config(tmp_path, reference=str(tmp_path / "missing.csv"))
     store = EmbeddedStore(tmp_path / "store.db")
