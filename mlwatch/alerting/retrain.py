@@ -3,7 +3,7 @@ recorded durably before it is sent, and one worker thread sends due triggers to 
 targets, retrying with backoff until they are delivered, refused or past their deadline.
 
 Every trigger and attempt is kept in the store (``GET /v1/models/{model}/triggers``);
-``mlwatch_retrain_triggers_total{target,result}`` counts how they ended (``delivered``,
+``mlwatch_retrain_triggers_total{model,target,result}`` counts how they ended (``delivered``,
 ``rejected``, ``failed``, ``dry_run``, ``suppressed``) and
 ``mlwatch_retrain_triggers_pending`` how many wait. After a crash, the worker picks up
 the pending ones where they were: the idempotency key sent with every attempt lets the
@@ -98,7 +98,7 @@ class Retrainer:
             "mlwatch_retrain_triggers",
             "Retraining triggers by how they ended (delivered, rejected, failed, dry_run, "
             "suppressed)",
-            ["target", "result"],
+            ["model", "target", "result"],
             registry=registry,
         )
         self.pending = Gauge(
@@ -184,14 +184,14 @@ class Retrainer:
         with self._lock:
             made, why = self.store.request_trigger(model, cause, instance, now, check, build)
         if made is None:
-            self.results.labels(policy.target, "suppressed").inc()
+            self.results.labels(model, policy.target, "suppressed").inc()
             log.info("retrain %s (%s) suppressed: %s", model, cause, why)
             return {"suppressed": why}
         self._audit(made)
         found = self.store.trigger(made)
         state = found["state"] if found else "pending"
         if state == "dry_run":
-            self.results.labels(policy.target, "dry_run").inc()
+            self.results.labels(model, policy.target, "dry_run").inc()
         log.info("retrain %s (%s): trigger %s, %s", model, cause, made, reason)
         self._wake.set()
         return {"key": made, "state": state}
@@ -353,7 +353,7 @@ class Retrainer:
         )
         self._audit(trigger.key)
         if state != "pending":
-            self.results.labels(trigger.target, state).inc()
+            self.results.labels(trigger.model, trigger.target, state).inc()
         level = logging.INFO if state in ("delivered", "pending") else logging.WARNING
         log.log(
             level,

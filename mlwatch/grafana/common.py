@@ -171,15 +171,16 @@ def version_annotation(model_matcher: str) -> PromAnnotation:
     )
 
 
-def retrain_annotation() -> PromAnnotation:
-    """A mark where a retraining trigger ended; the counter has no model label, so the
-    mark is every model's (the trigger's evidence names the model)."""
+def retrain_annotation(model_matcher: str) -> PromAnnotation:
+    """A mark where a retraining trigger of the dashboard's models ended (delivered,
+    rejected, failed, suppressed or a dry run)."""
     return PromAnnotation(
         "Retrain triggers",
-        "sum by (target, result) (increase(mlwatch_retrain_triggers_total[5m])) > 0",
+        f"sum by (model, target, result) "
+        f"(increase(mlwatch_retrain_triggers_total{{{model_matcher}}}[5m])) > 0",
         "purple",
-        "retrain trigger to {{target}}: {{result}}",
-        "target,result",
+        "retrain trigger of {{model}} to {{target}}: {{result}}",
+        "model,target,result",
     )
 
 
@@ -196,4 +197,4 @@ class _Built(Builder[models.AnnotationQuery]):
 def annotate(board: db.Dashboard, model_matcher: str) -> db.Dashboard:
     """Both annotations on ``board``."""
     board.annotation(_Built(version_annotation(model_matcher)))
-    return board.annotation(_Built(retrain_annotation()))
+    return board.annotation(_Built(retrain_annotation(model_matcher)))

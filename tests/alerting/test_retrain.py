@@ -76,9 +76,12 @@ def test_a_storm_for_one_cause_is_one_trigger(store: EmbeddedStore) -> None:
     assert trig["state"] == "delivered" and [a["outcome"] for a in trig["attempts"]] == [
         "delivered"
     ]
-    value = registry.get_sample_value
-    assert value("mlwatch_retrain_triggers_total", {"target": "ci", "result": "delivered"}) == 1
-    assert value("mlwatch_retrain_triggers_total", {"target": "ci", "result": "suppressed"}) == 99
+
+    def ended(result: str) -> float | None:
+        labels = {"model": "churn", "target": "ci", "result": result}
+        return registry.get_sample_value("mlwatch_retrain_triggers_total", labels)
+
+    assert ended("delivered") == 1 and ended("suppressed") == 99
 
 
 def test_a_cause_triggers_again_once_cleared_or_after_its_cooldown(
@@ -113,7 +116,7 @@ def test_a_dry_run_is_recorded_never_sent(store: EmbeddedStore) -> None:
     assert fire(r)["state"] == "dry_run"
     assert r.send_due() == 0 and target.sent == []
     assert store.triggers("churn")[0]["state"] == "dry_run"
-    labels = {"target": "ci", "result": "dry_run"}
+    labels = {"model": "churn", "target": "ci", "result": "dry_run"}
     assert registry.get_sample_value("mlwatch_retrain_triggers_total", labels) == 1
 
 
@@ -149,7 +152,7 @@ def test_a_refusal_is_not_retried_and_keeps_the_providers_words(store: EmbeddedS
     [trig] = store.triggers("churn")
     assert trig["state"] == "rejected" and trig["detail"] == "Unexpected inputs provided"
     assert r.send_due() == 0 and len(target.sent) == 1
-    labels = {"target": "ci", "result": "rejected"}
+    labels = {"model": "churn", "target": "ci", "result": "rejected"}
     assert registry.get_sample_value("mlwatch_retrain_triggers_total", labels) == 1
 
 
