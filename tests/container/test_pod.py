@@ -1,0 +1,134 @@
+"""The repository's Deployment run as a two-container pod under ``podman kube play``: a
+model server with the mlwatch decorator in one container, the sidecar image in the other,
+sharing localhost; every prediction ends up in the sidecar's store and /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.container.pod import deployment_of, playable_pod
+from tests.container.podman import TOKEN, build_image, get, podman, require_tools, token_file
+from tests.helpers import IN_CI, REPO, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+KUSTOMIZE = REPO / "sidecar" / "kubernetes"
+
+
+def kubectl() -> str:
+    run = subprocess.run(
+        ["bash", str(REPO / ".ci" / "k8s-tools.sh")], capture_output=True, text=True, timeout=3600
+    )
+    if run.returncode != 0:
+        if IN_CI:
+            pytest.fail(f".ci/k8s-tools.sh failed: {run.stderr[-2000:]}")
+        pytest.skip("kubectl could not be built (.ci/k8s-tools.sh)")
+    return str(Path(run.stdout.strip().splitlines()[-1]) / "kubectl")
+
+
+def rendered_classic(tmp: Path) -> str:
+    """base with the classic-sidecar component, through kustomize."""
+    root = tmp / "classic"
+    root.mkdir()
+    (root / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(KUSTOMIZE / "base", root)],
+                "components": [os.path.relpath(KUSTOMIZE / "components/classic-sidecar", root)],
+            }
+        )
+    )
+    run = subprocess.run(
+        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def predict(port: int, x: float) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict",
+        data=json.dumps({"x": x}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(json.loads(response.read())["prediction"])
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """(model port, sidecar port) of the running pod."""
+    require_tools()
+    image = build_image()
+    rendered = rendered_classic(tmp_path)
+    config = tmp_path / "config"
+    config.mkdir()
+    config_map = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")
+    (config / "mlwatch.yaml").write_text(config_map["data"]["mlwatch.yaml"])
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    token_file(secret)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    os.chown(spool, 10001, 10001)
+    ports = {"http": free_port(), "mlwatch": free_port()}
+    manifest = playable_pod(
+        deployment_of(rendered),
+        image,
+        {"config": config, "token": secret, "spool": spool, "tmp": tmp_path / "podtmp"},
+        ports,
+    )
+    (tmp_path / "podtmp").mkdir()
+    (tmp_path / "podtmp").chmod(0o1777)
+    model = next(c for c in manifest["spec"]["containers"] if c["name"] == "model")
+    model["command"] = ["python3", "/model/server.py"]
+    model["volumeMounts"].append({"name": "model", "mountPath": "/model", "readOnly": True})
+    manifest["spec"]["volumes"].append(
+        {"name": "model", "hostPath": {"path": str(Path(__file__).parent / "model")}}
+    )
+    path = tmp_path / "pod.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    podman("kube", "play", str(path), timeout=120)
+    try:
+        wait_until(
+            lambda: get(f"http://127.0.0.1:{ports['mlwatch']}/readyz")[0] == 200,
+            60,
+            what="sidecar in the pod ready",
+        )
+        yield ports["http"], ports["mlwatch"]
+    finally:
+        podman("kube", "down", str(path), check=False, timeout=120)
+
+
+def test_a_decorated_model_in_the_pod_is_monitored_by_the_sidecar(pod: tuple[int, int]) -> None:
+    model_port, sidecar_port = pod
+    wait_until(lambda: predict(model_port, 0.9) == 1, 30, what="model server answers")
+    answers = [predict(model_port, x / 100) for x in range(100)]
+    assert answers == [int(x / 100 > 0.5) for x in range(100)]
+
+    def stored() -> int:
+        status, body = get(f"http://127.0.0.1:{sidecar_port}/v1/models/model/status", TOKEN)
+        return int(body["events_stored"]) if status == 200 else -1
+
+    wait_until(lambda: stored() == 101, 30, what="101 predictions stored")
+    status, metrics = get(f"http://127.0.0.1:{sidecar_port}/metrics", TOKEN)
+    assert status == 200
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith('mlwatch_predictions_total{model="model"') and 'status="ok"' in ln
+    )
+    assert float(line.rsplit(" ", 1)[1]) == 101
