@@ -1,8 +1,10 @@
 """Alertmanager's webhook (payload version 4) into retraining: each alert is mapped to a
 model by its ``model`` label and to a policy by its ``alertname``; a firing alert that
 the model's ``retrain.on`` names requests a trigger, a resolved one clears its cause.
-Grafana's webhook contact point sends the same payload as version 1, its rules' names
-in ``mlwatch_alert`` (Grafana makes ``alertname`` the rule's title).
+Grafana's webhook contact point sends the same payload as version 1: there a rule's name
+is its label ``mlwatch_alert`` (Grafana makes ``alertname`` the rule's title), and
+Grafana's own ``DatasourceError`` / ``DatasourceNoData`` alerts, which carry the labels of
+the rule that could not be evaluated, are ignored: they say nothing about the model.
 
 The payload is checked field by field (an error names the field: ``alerts[2].labels``);
 fields Alertmanager may add later are ignored, so an upgrade does not break the receiver.
@@ -16,7 +18,9 @@ from typing import Any, Protocol
 
 from mlwatch.errors import IngestError
 
-VERSIONS = ("4", "1")  # Alertmanager's webhook payload; Grafana's webhook contact point
+ALERTMANAGER, GRAFANA = "4", "1"  # the webhook payload versions
+VERSIONS = (ALERTMANAGER, GRAFANA)
+GRAFANA_STATE_ALERTS = frozenset({"DatasourceError", "DatasourceNoData"})
 MAX_ALERTS = 10_000  # per notification (Alertmanager sends all of a group unless max_alerts)
 _ROOT: dict[str, type] = {"version": str, "status": str, "receiver": str, "alerts": list}
 _ROOT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -47,10 +51,7 @@ class Notice:
     starts_at: str
     fingerprint: str
     generator_url: str
-
-    @property
-    def name(self) -> str:
-        return self.labels.get("mlwatch_alert") or self.labels.get("alertname", "")
+    name: str = ""  # the alert rule's name: alertname, or Grafana's mlwatch_alert
 
     @property
     def model(self) -> str | None:
@@ -92,7 +93,9 @@ def _typed(
     for key, kind in fields.items():
         if key not in obj:
             if required:
-                raise IngestError(422, f"{where}{key}: required (Alertmanager webhook v4)")
+                raise IngestError(
+                    422, f"{where}{key}: required (an Alertmanager or Grafana webhook notification)"
+                )
             continue
         if not isinstance(obj[key], kind):
             what = {dict: "an object", list: "a list", str: "a string"}.get(kind, "a number")  # type: ignore[call-overload]
@@ -136,10 +139,17 @@ def parse(payload: Any) -> list[Notice]:
         _typed(alert, _OPTIONAL, where, required=False)
         if alert["status"] not in ("firing", "resolved"):
             raise IngestError(422, f"{where}status: expected firing or resolved")
+        labels = _strings(alert["labels"], f"{where}labels")
+        if payload["version"] == GRAFANA and labels.get("alertname") in GRAFANA_STATE_ALERTS:
+            continue
+        name = labels.get("alertname", "")
+        if payload["version"] == GRAFANA:
+            name = labels.get("mlwatch_alert") or name
         out.append(
             Notice(
+                name=name,
                 status=alert["status"],
-                labels=_strings(alert["labels"], f"{where}labels"),
+                labels=labels,
                 annotations=_strings(alert.get("annotations", {}), f"{where}annotations"),
                 starts_at=alert.get("startsAt", ""),
                 fingerprint=alert.get("fingerprint", ""),

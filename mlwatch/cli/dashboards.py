@@ -65,8 +65,8 @@ def _add_sync(commands: Any) -> None:
         description="Upsert every generated dashboard by uid through Grafana's HTTP API, in a "
         "folder per model, skipping unchanged ones, then the Grafana-managed alert rules. A "
         "dashboard or rule edited by hand in Grafana is reported and kept unless --force; "
-        "those of removed models are deleted only with --prune. The token is the grafana_token setting (MLWATCH_GRAFANA_TOKEN or "
-        "MLWATCH_GRAFANA_TOKEN_FILE).",
+        "those of removed models are deleted only with --prune. The token is the "
+        "grafana_token setting (MLWATCH_GRAFANA_TOKEN or MLWATCH_GRAFANA_TOKEN_FILE).",
     )
     _options_arguments(sync)
     sync.add_argument("--url", help="Grafana's URL (default: the grafana_url setting)")

@@ -2,29 +2,37 @@
 
 :func:`mlwatch.alerting.build.build_groups` makes the rules once; this module turns each
 alerting rule (recording rules stay in Prometheus, where the alerts' burn-rate series
-come from) into a Grafana rule: query ``A`` is the rule's PromQL, ``B`` its last value,
-``C`` the condition "A returned this series", so a Grafana rule fires exactly when the
-Prometheus rule does, for the same ``for``, with the same labels and annotations.
+come from) into a Grafana rule: query ``A`` is the rule's PromQL, ``B`` its value, ``C``
+the condition "A returned this series", so a Grafana rule fires on what the Prometheus
+rule fires on, for the same ``for``, with the same labels and annotations.
 
 Grafana sets the label ``alertname`` to the rule's title and wants titles unique in a
-folder; two rules of one name (a burn rate's page and ticket) get the severity in their
-title, and every rule carries ``mlwatch_alert`` with the name the sidecar's retraining
-policies know. See docs/grafana.md.
+folder; titles carry the KPI and the severity (a burn rate's page and ticket), and every
+rule carries ``mlwatch_alert`` with the name the sidecar's retraining policies know. The
+contact point and the notification policy are the Alertmanager routing of
+:mod:`mlwatch.alerting.routing` again. See docs/grafana.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from mlwatch.alerting.build import build_groups
-from mlwatch.alerting.routing import RECEIVER_PATH, sidecar_url
+from mlwatch.alerting.routing import (
+    DEFAULT_RECEIVER,
+    RECEIVER_PATH,
+    RETRAIN_RECEIVER,
+    alertmanager_config,
+    sidecar_url,
+)
 from mlwatch.alerting.rules import Options as AlertOptions
 from mlwatch.alerting.rules import Rule, duration
-from mlwatch.grafana.common import PROMETHEUS_UID, Options
+from mlwatch.grafana.common import PROMETHEUS_UID, SHARED, Options, model_folders
 from mlwatch.settings import Config
 
 #: The label that names the rule as Prometheus names it (``alertname`` is the title).
@@ -38,7 +46,12 @@ TOKEN_VARIABLE = "MLWATCH_TOKEN"
 EVALUATE_EVERY = "1m"
 LOOKBACK_S = 600  # the range Grafana asks Prometheus about; an instant query uses its end
 _UID_MAX = 40
-_VALUE = re.compile(r"\$value\b(?!s)")
+_VALUE = re.compile(r"\$value\b")
+_EQUALS = re.compile(r'(\w+)="([^"]*)"')
+#: The labels a title shows: they tell apart the rules of one name (per KPI, page/ticket).
+TITLE_LABELS = ("kpi", "severity")
+#: Condition C: every series of A, whatever its value.
+FIRES = "is_number($B) || is_nan($B) || is_inf($B)"
 
 
 @dataclass(frozen=True)
@@ -59,48 +72,45 @@ def alert_options(options: Options) -> AlertOptions:
 def rule_groups(config: Config, options: Options) -> list[RuleGroup]:
     """Every alerting rule of ``config`` as Grafana rules, a model's in its folder
     (``mlwatch-<model>``, as its dashboards), mlwatch's own in ``mlwatch``."""
-    from mlwatch.grafana.sync_dashboards import SHARED, Folder
-
+    folders = model_folders([spec.name for spec in config.models])
     models = {f"mlwatch-model-{spec.name}": spec.name for spec in config.models}
     out = []
     for group in build_groups(config, alert_options(options)):
         model = models.get(group.name)
-        folder = Folder.named(model) if model else SHARED
+        folder = folders[model] if model else SHARED
         alerts = [rule for rule in group.rules if rule.alert]
         rules = tuple(
-            grafana_rule(rule, group.name, folder.uid, title)
-            for rule, title in zip(alerts, titles(alerts), strict=True)
+            grafana_rule(rule, group.name, folder.uid, title, uid)
+            for rule, (title, uid) in zip(alerts, names(group.name, alerts), strict=True)
         )
         out.append(RuleGroup(group.name, folder.uid, folder.title, rules))
     return out
 
 
-def titles(rules: list[Rule]) -> list[str]:
-    """Each rule's name, and where a group has several of one name, the values of the
-    labels they differ in (``MlwatchKPIBelowThreshold (accuracy)``), then a count."""
-    by_name: dict[str, list[Rule]] = {}
-    for rule in rules:
-        by_name.setdefault(str(rule.alert), []).append(rule)
+def names(group: str, rules: list[Rule]) -> list[tuple[str, str]]:
+    """(title, uid) of each rule. The title is the name with the KPI and the severity
+    (``MlwatchKPIBelowThreshold (accuracy, ticket)``), which tell most rules of one name
+    apart; the uid a hash of the group, the name and the labels. Neither depends on the
+    other rules, so adding or removing one leaves the rest alone; rules equal in both get
+    a count, in the order the group has them."""
     out = []
+    seen: Counter[str] = Counter()
     for rule in rules:
-        name = str(rule.alert)
-        same = by_name[name]
-        keys = sorted({k for r in same for k in r.labels if r.labels.get(k) != rule.labels.get(k)})
-        parts = [rule.labels[k] for k in keys if k in rule.labels]
-        out.append(f"{name} ({', '.join(parts)})" if len(same) > 1 and parts else name)
-    total, seen = Counter(out), Counter[str]()
-    for i, title in enumerate(out):
-        seen[title] += 1
-        if total[title] > 1:
-            out[i] = f"{title} ({seen[title]})"
+        parts = [rule.labels[k] for k in TITLE_LABELS if k in rule.labels]
+        title = f"{rule.alert} ({', '.join(parts)})" if parts else str(rule.alert)
+        identity = json.dumps([group, rule.alert, sorted(rule.labels.items())])
+        seen[identity] += 1
+        if seen[identity] > 1:
+            title, identity = f"{title} #{seen[identity]}", f"{identity}#{seen[identity]}"
+        out.append((title, rule_uid(group, identity)))
     return out
 
 
-def grafana_rule(rule: Rule, group: str, folder_uid: str, title: str) -> dict[str, Any]:
+def grafana_rule(rule: Rule, group: str, folder_uid: str, title: str, uid: str) -> dict[str, Any]:
     """One rule as the alerting provisioning API takes it."""
     name = str(rule.alert)
     return {
-        "uid": rule_uid(group, title),
+        "uid": uid,
         "title": title,
         "ruleGroup": group,
         "folderUID": folder_uid,
@@ -108,7 +118,8 @@ def grafana_rule(rule: Rule, group: str, folder_uid: str, title: str) -> dict[st
         "condition": "C",
         "data": queries(rule.expr),
         "noDataState": "OK",  # no series: nothing fires, as in Prometheus
-        "execErrState": "Error",
+        # a failed evaluation keeps the state, as Prometheus does (no alert on an outage)
+        "execErrState": "KeepLast",
         "for": duration(rule.for_s),
         "labels": {**rule.labels, ALERT_LABEL: name},
         "annotations": {k: _VALUE.sub("$values.B.Value", v) for k, v in rule.annotations.items()},
@@ -117,9 +128,10 @@ def grafana_rule(rule: Rule, group: str, folder_uid: str, title: str) -> dict[st
 
 
 def queries(expr: str) -> list[dict[str, Any]]:
-    """``A`` the PromQL, ``B`` its last value (a value Prometheus would show as NaN
-    counts as 1), ``C`` true for every series ``A`` returned: Prometheus fires on every
-    series an alert expression returns, whatever its value."""
+    """``A`` the PromQL, ``B`` each series' value, ``C`` true for every series ``A``
+    returned, NaN and infinities included: Prometheus fires on every series an alert
+    expression returns, whatever its value (the ``0`` of "no traffic" too, which a
+    threshold ``> 0`` would miss)."""
     expression = {"datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0}}
     return [
         {
@@ -131,30 +143,24 @@ def queries(expr: str) -> list[dict[str, Any]]:
         {
             **expression,
             "refId": "B",
-            "model": {
-                "refId": "B",
-                "type": "reduce",
-                "expression": "A",
-                "reducer": "last",
-                "settings": {"mode": "replaceNN", "replaceWithValue": 1},
-            },
+            "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"},
         },
         {
             **expression,
             "refId": "C",
-            "model": {"refId": "C", "type": "math", "expression": "$B == $B"},
+            "model": {"refId": "C", "type": "math", "expression": FIRES},
         },
     ]
 
 
-def rule_uid(group: str, title: str) -> str:
-    """A uid that stays the same for the same rule of the same group, whatever rules are
-    added or removed around it (Grafana takes 40 characters of ``[A-Za-z0-9_-]``).
+def rule_uid(group: str, identity: str) -> str:
+    """The group's name and a hash of what makes the rule itself (Grafana takes 40
+    characters of ``[A-Za-z0-9_-]``).
 
     >>> rule_uid("mlwatch-model-churn", "MlwatchNoTraffic")
     'mlwatch-model-churn-01f822693035'
     """
-    digest = hashlib.sha256(f"{group}\0{title}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{group}\0{identity}".encode()).hexdigest()[:12]
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", group).strip("-")[: _UID_MAX - len(digest) - 1]
     return f"{base}-{digest}"
 
@@ -186,28 +192,23 @@ def contact_point(config: Config) -> dict[str, Any]:
     }
 
 
-def notification_policy() -> dict[str, Any]:
-    """The Alertmanager routing again: retrain alerts to the sidecar and on to people,
-    every alert to people (Grafana's default contact point, a placeholder as ``on-call``
-    is in alerts/alertmanager.yml). A file-provisioned policy tree replaces the
-    organisation's: a team changes the placeholder to its own contact point here."""
-    group_by = ["alertname", "model", "version"]
-    timing = {"group_wait": "30s", "group_interval": "5m"}
-    return {
-        "orgId": 1,
-        "receiver": PEOPLE,
-        "group_by": group_by,
-        **timing,
-        "repeat_interval": "4h",
-        "routes": [
-            {
-                "receiver": CONTACT_POINT,
-                "object_matchers": [["retrain", "=", "true"]],
-                "group_by": group_by,
-                **timing,
-                "repeat_interval": "1h",
-                "continue": True,  # and to people: they see what retraining is for
-            },
-            {"receiver": PEOPLE},
-        ],
-    }
+def notification_policy(config: Config, options: Options) -> dict[str, Any]:
+    """The Alertmanager routing (:func:`~mlwatch.alerting.routing.alertmanager_config`)
+    as Grafana's policy tree: its retrain route to the sidecar's contact point, the rest
+    to Grafana's default contact point (a placeholder, as ``on-call`` is there). A
+    file-provisioned tree replaces the organisation's: a team changes the placeholder."""
+    route = alertmanager_config(config, alert_options(options))["route"]
+    receivers = {RETRAIN_RECEIVER: CONTACT_POINT, DEFAULT_RECEIVER: PEOPLE}
+
+    def policy(node: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in node.items() if k not in ("matchers", "routes", "receiver")}
+        out["receiver"] = receivers[node["receiver"]]
+        matchers = [_EQUALS.fullmatch(m) for m in node.get("matchers", [])]
+        if matchers:
+            assert all(matchers), f'only label="value" matchers: {node["matchers"]}'
+            out["object_matchers"] = [[m[1], "=", m[2]] for m in matchers if m]
+        if node.get("routes"):
+            out["routes"] = [policy(child) for child in node["routes"]]
+        return out
+
+    return {"orgId": 1, **policy(route)}

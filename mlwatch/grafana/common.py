@@ -23,6 +23,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as models
 
 from mlwatch.alerting.rules import DEFAULT_RUNBOOK_URL
+from mlwatch.errors import ConfigError
 
 #: The uid of the Prometheus datasource the provisioning file creates; the datasource
 #: variable starts on it, and a team with its own Prometheus picks that one instead.
@@ -54,6 +55,45 @@ def uid(kind: str, model: str = "") -> str:
     digest = hashlib.sha256(model.encode()).hexdigest()[:8]
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", model).strip("-")[: _UID_MAX - len(kind) - 18]
     return f"mlwatch-{kind}-{slug}-{digest}"
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A Grafana folder mlwatch writes into (one per model or team)."""
+
+    uid: str
+    title: str
+
+    @classmethod
+    def named(cls, title: str) -> Folder:
+        """The folder titled ``title``, its uid ``mlwatch-<slug>``:
+
+        >>> Folder.named("Fraud team")
+        Folder(uid='mlwatch-fraud-team', title='Fraud team')
+        """
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "folder"
+        return cls(f"mlwatch-{slug}"[:40].rstrip("-"), title)
+
+
+#: mlwatch's own dashboards and alert rules, and the fleet's.
+SHARED = Folder("mlwatch", "mlwatch")
+
+
+def model_folders(models: list[str]) -> dict[str, Folder]:
+    """Each model's folder; two models whose names give one folder (``a.b`` and ``a-b``)
+    are a configuration error: their dashboards and rules would mix."""
+    out: dict[str, Folder] = {}
+    seen: dict[str, str] = {}
+    for i, model in enumerate(models):
+        folder = Folder.named(model)
+        other = seen.setdefault(folder.uid, model)
+        if other != model:
+            raise ConfigError(
+                f"models[{i}].name",
+                f"{model!r} gives the same Grafana folder as {other!r} ({folder.uid})",
+            )
+        out[model] = folder
+    return out
 
 
 def selector(**extra: str) -> str:

@@ -14,10 +14,9 @@ from typing import Any
 from mlwatch.errors import ConfigError
 from mlwatch.grafana.alert_rules import all_rules
 from mlwatch.grafana.build import build_dashboards
-from mlwatch.grafana.common import Options, uid
+from mlwatch.grafana.common import SHARED, Folder, Options, model_folders, uid
 from mlwatch.grafana.render import dashboard_json
 from mlwatch.grafana.sync import DEFAULT_MESSAGE, sync
-from mlwatch.grafana.sync_dashboards import SHARED, Folder
 from mlwatch.grafana.sync_report import SyncReport
 from mlwatch.settings import Config
 
@@ -29,11 +28,12 @@ def dashboards_by_folder(
 ) -> dict[str | Folder, list[dict[str, Any]]]:
     """Every dashboard of ``config`` as Grafana JSON, grouped by the folder it belongs in."""
     owner = {uid(kind, m.name): m.name for m in config.models for kind in MODEL_KINDS}
+    folders = model_folders([m.name for m in config.models])
     out: dict[str | Folder, list[dict[str, Any]]] = {}
     for board in build_dashboards(config, options).values():
         data = json.loads(dashboard_json(board))
         model = owner.get(data["uid"])
-        folder = Folder.named(model) if model else SHARED
+        folder = folders[model] if model else SHARED
         out.setdefault(folder, []).append(data)
     return out
 

@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlwatch.errors import ConfigError
+from mlwatch.grafana.common import Folder
 from mlwatch.grafana.grafana_api import DEFAULT_TIMEOUT, Grafana, grafana_token
 from mlwatch.grafana.sync_alerts import stamp_rules, sync_alert_rules
-from mlwatch.grafana.sync_dashboards import Folder, ensure_folder, prune_dashboards, sync_dashboard
+from mlwatch.grafana.sync_dashboards import ensure_folder, prune_dashboards, sync_dashboard
 from mlwatch.grafana.sync_report import (
     HASH_TAG_PREFIX,
     MANAGED_TAG,

@@ -6,11 +6,10 @@ find the dashboards mlwatch wrote that are no longer generated and delete them w
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from mlwatch.grafana.common import Folder
 from mlwatch.grafana.grafana_api import Grafana, Refusal
 from mlwatch.grafana.sync_report import (
     MANAGED_TAG,
@@ -23,28 +22,6 @@ from mlwatch.grafana.sync_report import (
 logger = logging.getLogger("mlwatch.grafana")
 
 _SEARCH_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class Folder:
-    """A Grafana folder mlwatch writes into (one per model or team)."""
-
-    uid: str
-    title: str
-
-    @classmethod
-    def named(cls, title: str) -> Folder:
-        """The folder titled ``title``, its uid ``mlwatch-<slug>``:
-
-        >>> Folder.named("Fraud team")
-        Folder(uid='mlwatch-fraud-team', title='Fraud team')
-        """
-        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "folder"
-        return cls(f"mlwatch-{slug}"[:40].rstrip("-"), title)
-
-
-#: mlwatch's own dashboards and alert rules, and the fleet's.
-SHARED = Folder("mlwatch", "mlwatch")
 
 
 def ensure_folder(grafana: Grafana, folder: Folder, report: SyncReport) -> None:

@@ -116,6 +116,23 @@ def test_grafana_webhook_notifications_are_read_by_the_rule_name_mlwatch_gave() 
     assert policies.requests[0][1] == "alert:MlwatchQualityBudgetBurn"
 
 
+def test_grafanas_datasource_error_alerts_are_not_the_rules_alerts() -> None:
+    """A rule Grafana cannot evaluate sends DatasourceError with the rule's labels
+    (mlwatch_alert and model included): that is no drift, nothing is requested."""
+    labels = {"rulename": "MlwatchJobStale (ticket)", "mlwatch_alert": "MlwatchJobStale"}
+    error = alert(alertname="DatasourceError", **labels)
+    policies = Policies({("churn", "alert:MlwatchJobStale")})
+    assert alertmanager.parse(notification(error, version="1")) == []
+    assert alertmanager.receive(alertmanager.parse(notification(error, version="1")), policies)
+    assert policies.requests == []
+
+
+def test_an_alertmanager_alert_is_named_by_alertname_whatever_its_labels() -> None:
+    named = alert(mlwatch_alert="MlwatchJobStale")  # a label of Prometheus's, not a name
+    [notice] = alertmanager.parse(notification(named))
+    assert notice.name == "MlwatchDatasetDrift"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

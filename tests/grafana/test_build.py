@@ -62,7 +62,7 @@ def test_a_threshold_changes_only_its_models_dashboards(tmp_path: Path) -> None:
     raw["models"][0]["alerts"]["kpis"]["accuracy"] = 0.9
     before, after = build(), build(raw, tmp_path)
     changed = sorted(name for name in before if before[name] != after[name])
-    assert changed == ["mlwatch-performance-churn.json", "provisioning/alerting/mlwatch.yml"]
+    assert changed == ["mlwatch-performance-churn.json", "provisioning/alerting/mlwatch-rules.yml"]
 
 
 def test_uids_are_stable_valid_and_distinct() -> None:

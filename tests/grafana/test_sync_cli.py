@@ -48,7 +48,7 @@ def committed(uid: str) -> dict[str, object]:
 
 
 def committed_rule_uids() -> set[str]:
-    path = REPO / "dashboards" / "provisioning" / "alerting" / "mlwatch.yml"
+    path = REPO / "dashboards" / "provisioning" / "alerting" / "mlwatch-rules.yml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return {rule["uid"] for group in data["groups"] for rule in group["rules"]}
 

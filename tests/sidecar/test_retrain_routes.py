@@ -63,7 +63,8 @@ def test_a_bad_notification_is_422_naming_the_field(client: TestClient) -> None:
     r = client.post("/v1/alerts/alertmanager", json=notification({"status": "firing"}))
     assert (
         r.status_code == 422
-        and r.json()["detail"] == "alerts[0].labels: required (Alertmanager webhook v4)"
+        and r.json()["detail"]
+        == "alerts[0].labels: required (an Alertmanager or Grafana webhook notification)"
     )
     r = client.post(
         "/v1/alerts/alertmanager", content=b"{nope", headers={"content-type": "application/json"}
