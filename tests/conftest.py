@@ -22,6 +22,8 @@ from tests.integration.mlflow_server import MlflowServer
 # MLflow's client retries a failed request 7 times over minutes, on the daemon thread
 # mlwatch gave it (mlwatch retries on its own): in tests against stopped and hanging
 # servers those threads would outlive their test and finalize its sockets in another one.
+# (So no test here waits out MLflow's own retries; the bound on such threads,
+# tracking.identity.MAX_PENDING, is not exercised by them.)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
