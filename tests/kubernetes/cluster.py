@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import yaml
 
@@ -54,7 +54,7 @@ class ToolError(RuntimeError):
     """A tool ran and failed; the message holds its output."""
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     import pytest
 
     if IN_CI:

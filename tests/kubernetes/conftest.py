@@ -19,7 +19,6 @@ def k8s_bin() -> Path:
         return tools_dir()
     except Unavailable as exc:
         skip_or_fail(str(exc))
-        raise  # unreachable: skip_or_fail raises
 
 
 @pytest.fixture(scope="session")
