@@ -2,14 +2,44 @@
 # Build the Kubernetes tools the manifest tests use, once per version, into
 # ~/.cache/mlwatch/k8s-<version>/bin: kube-apiserver and kubectl (from k8s.io/kubernetes
 # through a wrapper module: `go install` refuses its replace directives) and helm.
-# etcd comes from Debian (etcd-server). Prints the bin directory.
+# etcd comes from Debian (etcd-server). Also copies the Prometheus Operator's ServiceMonitor
+# and PodMonitor CRDs (Go module github.com/prometheus-operator/prometheus-operator,
+# Apache-2.0) into <bin>/../crds. Prints the bin directory.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+PROM_OPERATOR_VERSION="${PROM_OPERATOR_VERSION:-v0.85.0}"
 OUT="${HOME}/.cache/mlwatch/k8s-${K8S_VERSION}-helm-${HELM_VERSION}"
 BIN="${OUT}/bin"
+CRDS="${OUT}/crds"
+CRD_FILES=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_podmonitors.yaml)
+
+crds() {
+    # idempotent: the version file says which release the copies come from
+    if [ -f "${CRDS}/VERSION" ] && [ "$(cat "${CRDS}/VERSION")" = "${PROM_OPERATOR_VERSION}" ]; then
+        return 0
+    fi
+    local module="github.com/prometheus-operator/prometheus-operator@${PROM_OPERATOR_VERSION}"
+    local dir
+    dir="$(cd / && go mod download -json "${module}" | sed -n 's/^\t"Dir": "\(.*\)",\?$/\1/p')"
+    if [ -z "${dir}" ] || [ ! -d "${dir}" ]; then
+        echo "go mod download ${module} gave no directory" >&2
+        exit 1
+    fi
+    mkdir -p "${CRDS}"
+    local f
+    for f in "${CRD_FILES[@]}"; do
+        cp "${dir}/example/prometheus-operator-crd/${f}" "${CRDS}/${f}.tmp"
+        chmod 0644 "${CRDS}/${f}.tmp"
+        mv "${CRDS}/${f}.tmp" "${CRDS}/${f}"
+    done
+    cp "${dir}/LICENSE" "${CRDS}/LICENSE" && chmod 0644 "${CRDS}/LICENSE"
+    echo "${PROM_OPERATOR_VERSION}" > "${CRDS}/VERSION"
+}
+
 if [ -x "${BIN}/kube-apiserver" ] && [ -x "${BIN}/kubectl" ] && [ -x "${BIN}/helm" ]; then
+    crds
     echo "${BIN}"
     exit 0
 fi
@@ -44,4 +74,5 @@ if [ ! -x "${BIN}/helm" ]; then
     echo "building helm ${HELM_VERSION}" >&2
     GOBIN="${BIN}" go install "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}"
 fi
+crds
 echo "${BIN}"
