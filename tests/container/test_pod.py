@@ -16,21 +16,18 @@ import yaml
 
 from tests.container.pod import deployment_of, playable_pod
 from tests.container.podman import TOKEN, build_image, get, podman, require_tools, token_file
-from tests.helpers import IN_CI, REPO, free_port, wait_until
+from tests.helpers import REPO, free_port, wait_until
+from tests.kubernetes.cluster import Unavailable, skip_or_fail, tools_dir
 
 pytestmark = pytest.mark.integration
 KUSTOMIZE = REPO / "sidecar" / "kubernetes"
 
 
 def kubectl() -> str:
-    run = subprocess.run(
-        ["bash", str(REPO / ".ci" / "k8s-tools.sh")], capture_output=True, text=True, timeout=3600
-    )
-    if run.returncode != 0:
-        if IN_CI:
-            pytest.fail(f".ci/k8s-tools.sh failed: {run.stderr[-2000:]}")
-        pytest.skip("kubectl could not be built (.ci/k8s-tools.sh)")
-    return str(Path(run.stdout.strip().splitlines()[-1]) / "kubectl")
+    try:
+        return str(tools_dir() / "kubectl")
+    except Unavailable as exc:
+        skip_or_fail(str(exc))
 
 
 def rendered_classic(tmp: Path) -> str:
