@@ -37,13 +37,14 @@ fi
 
 context="$(mktemp -d)"
 trap 'rm -rf "${context}"' EXIT
-echo "building wheels of mlwatch[sidecar]" >&2
-python3 -m pip wheel --quiet --wheel-dir "${context}/wheels" "${repo}[sidecar]" >&2
+echo "building wheels of mlwatch[sidecar,elasticsearch]" >&2
+python3 -m pip wheel --quiet --wheel-dir "${context}/wheels" "${repo}[sidecar,elasticsearch]" >&2
 cp "${here}/Containerfile" "${context}/Containerfile"
-revision="$(git -C "${repo}" rev-parse HEAD 2>/dev/null || echo unknown)"
+revision="$(git -C "${repo}" describe --always --dirty --abbrev=40 2>/dev/null || echo unknown)"
 created="$(git -C "${repo}" log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
+epoch="$(git -C "${repo}" log -1 --format=%ct 2>/dev/null || echo 0)"
 echo "building ${tag}" >&2
-buildah bud --quiet --isolation chroot --layers=false \
+buildah bud --quiet --isolation chroot --layers=false --timestamp "${epoch}" \
     --build-arg "BASE=${base_image}" --build-arg "VERSION=${version}" \
     --build-arg "REVISION=${revision}" --build-arg "CREATED=${created}" \
     -f "${context}/Containerfile" -t "${tag}" "${context}" >&2

@@ -19,7 +19,7 @@ def playable_pod(
     container port names to host ports on 127.0.0.1."""
     template = copy.deepcopy(deployment["spec"]["template"])
     spec = template["spec"]
-    assert "initContainers" not in spec, "render with the classic-sidecar component"
+    assert not spec.pop("initContainers", None), "render with the classic-sidecar component"
     for container in spec["containers"]:
         container["image"] = image
         for port in container.get("ports", []):

@@ -17,7 +17,10 @@ import pytest
 from tests.helpers import IN_CI, REPO
 
 TAG = "localhost/mlwatch-sidecar:test"
-ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "sidecar" / "containers.conf")}
+ENV = {
+    **os.environ,
+    "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(REPO / "sidecar" / "containers.conf")),
+}
 TOKEN = "container-test-token-0123456789"
 
 
@@ -44,7 +47,9 @@ def podman(
 
 
 def build_image() -> str:
-    """The image of this checkout (the base is cached in ~/.cache/mlwatch)."""
+    """The image of this checkout (the base is cached in ~/.cache/mlwatch); the previous
+    test image is removed rather than left dangling."""
+    old = podman("image", "inspect", "--format", "{{.Id}}", TAG, check=False).stdout.strip()
     run = subprocess.run(
         ["bash", str(REPO / "sidecar" / "build-image.sh"), TAG],
         capture_output=True,
@@ -54,6 +59,9 @@ def build_image() -> str:
     )
     if run.returncode != 0:
         raise AssertionError(f"sidecar/build-image.sh failed:\n{run.stderr[-4000:]}")
+    new = podman("image", "inspect", "--format", "{{.Id}}", TAG).stdout.strip()
+    if old and old != new:
+        podman("rmi", old, check=False)
     return TAG
 
 

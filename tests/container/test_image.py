@@ -8,18 +8,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from tests.container.podman import (
     TOKEN,
-    build_image,
     get,
     inspect,
     podman,
     post_events,
-    require_tools,
     token_file,
 )
 from tests.helpers import event, free_port, wait_until
@@ -28,22 +27,21 @@ pytestmark = pytest.mark.integration
 STOP_BOUND_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
-    require_tools()
-    return build_image()
-
-
 class Sidecar:
     """One container of the image on the host network (127.0.0.1 only), its volume kept
     across restarts."""
 
-    def __init__(self, image: str, tmp: Path) -> None:
+    def __init__(self, image: str, tmp: Path, *env: str) -> None:
         self.name = f"mlwatch-test-{uuid.uuid4().hex[:8]}"
         self.volume = self.name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.image, self.tmp, self.env = image, tmp, env
         podman("volume", "create", self.volume)
+
+    def create(self) -> None:
+        """A new container on the volume (as Kubernetes makes one after a crash)."""
+        podman("rm", "-f", "-t", "0", self.name, check=False)
         podman(
             "create",
             "--name", self.name,
@@ -53,10 +51,11 @@ class Sidecar:
             "--cap-drop=ALL",
             "--security-opt", "no-new-privileges",
             "-v", f"{self.volume}:/var/lib/mlwatch",
-            "-v", f"{token_file(tmp)}:/run/secrets/token:ro",
+            "-v", f"{token_file(self.tmp)}:/run/secrets/token:ro",
             "-e", "MLWATCH_TOKEN_FILE=/run/secrets/token",
             "-e", f"MLWATCH_PORT={self.port}",
-            image,
+            *[arg for pair in (("-e", e) for e in self.env) for arg in pair],
+            self.image,
         )  # fmt: skip
 
     def start(self) -> float:
@@ -79,6 +78,7 @@ class Sidecar:
 def sidecar(image: str, tmp_path: Path) -> Iterator[Sidecar]:
     running = Sidecar(image, tmp_path)
     try:
+        running.create()
         yield running
     finally:
         running.remove()
@@ -92,7 +92,7 @@ def test_the_image_says_what_it_is_and_runs_as_a_fixed_user(image: str) -> None:
     labels = config["Labels"]
     for key in ("title", "version", "revision", "created", "licenses"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
-    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.version"] == version("mlwatch")
 
 
 def test_read_only_non_root_it_answers_and_writes_only_its_volume(sidecar: Sidecar) -> None:
@@ -118,6 +118,7 @@ def test_kill_9_and_a_restart_lose_no_acknowledged_event(sidecar: Sidecar) -> No
         acknowledged += post_events(sidecar.url, events)
     podman("kill", "-s", "KILL", sidecar.name)
     podman("wait", sidecar.name, timeout=30)
+    sidecar.create()  # a new container on the same volume
     sidecar.start()
     wait_until(lambda: sidecar.stored("iris") == acknowledged, 60, what="every event stored")
     assert acknowledged == 1500
@@ -134,3 +135,21 @@ def test_sigterm_stops_it_within_the_bound_and_keeps_the_events(sidecar: Sidecar
     assert state == "0", f"exit code {state} (137 would be the SIGKILL after the timeout)"
     sidecar.start()
     wait_until(lambda: sidecar.stored("iris") == 100, 30, what="100 events stored")
+
+
+def test_with_elasticsearch_configured_and_down_it_serves_and_keeps_events(
+    image: str, tmp_path: Path
+) -> None:
+    """The image has the Elasticsearch client; a node that does not answer costs no event
+    (the spool keeps them for it) and the store still takes them."""
+    down = Sidecar(image, tmp_path, "MLWATCH_ELASTICSEARCH_URL=http://127.0.0.1:9")
+    try:
+        down.create()
+        podman("start", down.name)
+        wait_until(lambda: get(down.url + "/healthz")[0] == 200, 60, what="sidecar up")
+        assert post_events(down.url, [event(i) for i in range(10)]) == 10
+        wait_until(lambda: down.stored("iris") == 10, 30, what="10 events stored")
+        status, body = get(f"{down.url}/v1/models/iris/status", TOKEN)
+        assert status == 200 and body["sinks"]["elasticsearch"]["lag_bytes"] > 0
+    finally:
+        down.remove()
