@@ -1,12 +1,12 @@
-"""Every PromQL expression of every generated dashboard panel, run against a real
-Prometheus that scraped a real sidecar after demo-like traffic.
+"""Every PromQL expression of every generated dashboard panel (and annotation), run
+against a real Prometheus that scraped a real sidecar after demo-like traffic.
 
 The config is the example's (``alerts/example.mlwatch.yaml``: models churn and eta, the
 same features, tasks, KPIs and SLOs, so the dashboards have the same panels), with
 references written here, the jobs every second over a short window, and a dry-run
 retraining target. The sidecar gets predictions (some failing), ground truth for most
-of them, a drift on one feature of each model, a client's drop report and a manual
-retraining request; the scheduler in the sidecar runs the drift and KPI jobs; Prometheus
+of them, a drift on one feature of each model, a client's drop report and two manual
+retraining requests; the scheduler in the sidecar runs the drift and KPI jobs; Prometheus
 loads the rules ``mlwatch alerts build`` makes of the same config (the dashboards query
 its recorded SLO series) and scrapes the sidecar every second.
 
@@ -31,11 +31,12 @@ from typing import Any
 
 import pytest
 import yaml
+from grafana_foundation_sdk.models import dashboard as sdk
 
 from mlwatch.alerting.build import build_files
 from mlwatch.alerting.rules import Options as RuleOptions
 from mlwatch.grafana.build import PanelQuery, build_dashboards, panel_queries
-from mlwatch.grafana.common import Options, uid
+from mlwatch.grafana.common import Options, PromAnnotation, uid
 from mlwatch.settings import Config, load_config
 from tests.alerting.providers import new_whsec
 from tests.grafana.helpers import example
@@ -76,6 +77,17 @@ class Report:
     allowed_empty: list[PanelQuery] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     needless: set[tuple[str, str]] = field(default_factory=set)  # allowed empty, has data
+
+
+def every_query(boards: dict[str, sdk.Dashboard]) -> list[PanelQuery]:
+    """The panels' queries, then the annotations' (as panel "annotation: <name>")."""
+    out = panel_queries(boards)
+    for board in boards.values():
+        for annotation in (board.annotations.list_val if board.annotations else None) or []:
+            if isinstance(annotation, PromAnnotation):
+                name = f"annotation: {annotation.name}"
+                out.append(PanelQuery(str(board.uid), name, annotation.query))
+    return out
 
 
 def models_of(config: Config) -> dict[str, str]:
@@ -198,9 +210,10 @@ def post(sc: SidecarProcess, path: str, body: Any, **headers: str) -> None:
 
 def drive_traffic(sc: SidecarProcess, prom: PrometheusProcess, rng: random.Random) -> None:
     """Predictions of both models, the second half drifted, a few failing; ground truth
-    for most; a client's drop report; a manual retraining request. The predictions come
-    in two parts with a scrape between them: the counters rise while Prometheus watches
-    (a series that first appears with its whole count has a rate of zero)."""
+    for most; a client's drop report; two manual retraining requests. The predictions and
+    the requests come in two parts with a scrape between them: the counters rise while
+    Prometheus watches (a series that first appears with its whole count has a rate of
+    zero)."""
     events: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     for i in range(N):
@@ -240,14 +253,18 @@ def drive_traffic(sc: SidecarProcess, prom: PrometheusProcess, rng: random.Rando
     report = [{"model": "churn", "version": VERSION, "reason": "queue_full", "count": 3}]
     first = 20
     post(sc, "/v1/events", events[:first], **{"X-Mlwatch-Dropped": json.dumps(report)})
+    post(sc, "/v1/models/churn/retrain", {"reason": "dashboard query test"})
     wait_until(
-        lambda: len(prom.query("sum by (model) (mlwatch_predictions_total)")) == 2,
+        lambda: (
+            len(prom.query("sum by (model) (mlwatch_predictions_total)")) == 2
+            and prom.query("mlwatch_retrain_triggers_total")
+        ),
         timeout=30,
-        what="the first predictions scraped",
+        what="the first predictions and retraining trigger scraped",
     )
     post(sc, "/v1/events", events[first:])
     post(sc, "/v1/feedback", feedback)
-    post(sc, "/v1/models/churn/retrain", {"reason": "dashboard query test"})
+    post(sc, "/v1/models/churn/retrain", {"reason": "dashboard query test, again"})
 
 
 def _label(p: float) -> str:
@@ -291,7 +308,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         sc.start()
         prom.start()
         drive_traffic(sc, prom, rng)
-        yield Stack(prom, panel_queries(build_dashboards(config, Options())), models_of(config))
+        yield Stack(prom, every_query(build_dashboards(config, Options())), models_of(config))
     finally:
         prom.stop()
         sc.stop()
@@ -324,7 +341,7 @@ def test_every_panel_query_runs_and_has_data(stack: Stack) -> None:
         )
     report = check(stack.prom, stack.queries, stack.models)
     print(
-        f"\n{report.run} panel queries run, {report.with_data} with data, "
+        f"\n{report.run} queries (panels and annotations) run, {report.with_data} with data, "
         f"{len(report.allowed_empty)} allowed empty:"
     )
     for q in report.allowed_empty:
