@@ -1,6 +1,6 @@
 """Every panel's PromQL parses: each expression becomes a recording rule of a throwaway
 rule file that the real ``promtool check rules`` reads (it parses without a server).
-Running them against a real Prometheus with data is the next step."""
+test_live_queries.py runs them against a real Prometheus with data."""
 
 from __future__ import annotations
 

@@ -31,6 +31,17 @@ def get_json_any(url: str) -> tuple[int, Any]:
             return exc.code, json.loads(exc.read() or b"null")
 
 
+def answers_ok(url: str) -> bool:
+    """Whether ``url`` answers 200; the response closed either way (a 503 while a server
+    loads holds its socket in the HTTPError)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False
+
+
 def get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:
         return str(r.read().decode())
@@ -146,7 +157,7 @@ class PrometheusProcess:
         )
         log.close()
         wait_until(
-            lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
+            lambda: answers_ok(self.url + "/-/ready"),
             timeout=30,
             what="prometheus ready",
         )
@@ -211,7 +222,7 @@ class AlertmanagerProcess:
         )
         log.close()
         wait_until(
-            lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200,
+            lambda: answers_ok(self.url + "/-/ready"),
             timeout=30,
             what="alertmanager ready",
         )
