@@ -23,6 +23,12 @@ def _options_arguments(p: argparse.ArgumentParser) -> None:
         help="where the runbooks are; panels link to it with #alertname "
         "(default: alerts/runbooks.md)",
     )
+    p.add_argument(
+        "--kibana-url",
+        default="http://kibana:5601",
+        help="Kibana's URL; the events dashboards link to its saved search of failed "
+        "predictions (http://kibana:5601)",
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -33,7 +39,8 @@ def add_parser(sub: Any) -> None:
         "build",
         help="write one JSON file per dashboard and Grafana provisioning files",
         description="Write an overview dashboard per model, drift and performance "
-        "dashboards per monitored model, mlwatch's health and a fleet dashboard, with "
+        "dashboards per monitored model, an events dashboard per model when "
+        "elasticsearch_url is set, mlwatch's health and a fleet dashboard, with "
         "the dashboard provider and datasource files Grafana provisions them from, and "
         "Grafana-managed alert rules with a contact point to the sidecar.",
     )
@@ -104,6 +111,7 @@ def _load(args: argparse.Namespace, **extra: str) -> tuple[Any, Any]:
     options = Options(
         job=args.job,
         runbook_url=args.runbook_url or DEFAULT_RUNBOOK_URL,
+        kibana_url=args.kibana_url,
         source=str(path),
         **extra,
     )

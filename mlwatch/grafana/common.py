@@ -41,6 +41,7 @@ class Options:
     job: str = "mlwatch"  # the Prometheus job that scrapes the sidecar
     runbook_url: str = DEFAULT_RUNBOOK_URL  # panels link to runbook_url#<alertname>
     prometheus_url: str = "http://prometheus:9090"  # written into the datasource file
+    kibana_url: str = "http://kibana:5601"  # the events dashboard links to its saved search
     dashboards_path: str = "/var/lib/grafana/dashboards/mlwatch"  # where Grafana reads them
     source: str = "mlwatch.yaml"  # the config's file name, for the dashboards' descriptions
 
@@ -104,9 +105,16 @@ def selector(**extra: str) -> str:
     return ",".join(parts)
 
 
-def dashboard(title: str, dash_uid: str, description: str, options: Options) -> db.Dashboard:
-    """An empty mlwatch dashboard: tags, time range, refresh, the datasource variable and
-    the link to the runbooks."""
+def dashboard(
+    title: str,
+    dash_uid: str,
+    description: str,
+    options: Options,
+    *,
+    source: db.DatasourceVariable | None = None,
+) -> db.Dashboard:
+    """An empty mlwatch dashboard: tags, time range, refresh, the datasource variable
+    (``source``, Prometheus by default) and the link to the runbooks."""
     return (
         db.Dashboard(title)
         .uid(dash_uid)
@@ -117,12 +125,7 @@ def dashboard(title: str, dash_uid: str, description: str, options: Options) -> 
         .timezone("utc")
         .tooltip(models.DashboardCursorSync.CROSSHAIR)
         .readonly()
-        .with_variable(
-            db.DatasourceVariable("datasource")
-            .label("Prometheus")
-            .type("prometheus")
-            .current(models.VariableOption(text="Prometheus", value=PROMETHEUS_UID))
-        )
+        .with_variable(source or datasource_variable("prometheus", "Prometheus", PROMETHEUS_UID))
         .link(
             db.DashboardLink("Runbooks")
             .type(models.DashboardLinkType.LINK)
@@ -138,6 +141,17 @@ def dashboard(title: str, dash_uid: str, description: str, options: Options) -> 
             .include_vars(False)
             .keep_time(True)
         )
+    )
+
+
+def datasource_variable(kind: str, label: str, start: str) -> db.DatasourceVariable:
+    """The ``datasource`` variable: the datasources of type ``kind``, starting on the
+    provisioned one (``start``); a team with its own picks that one instead."""
+    return (
+        db.DatasourceVariable("datasource")
+        .label(label)
+        .type(kind)
+        .current(models.VariableOption(text=label, value=start))
     )
 
 

@@ -9,9 +9,12 @@ well as a wrong type or a missing required key. Two adaptations, both narrow:
 - JSON has no enums: ``Json<T>`` turns each string enum into the union of its values
   (``ThresholdsMode`` becomes ``"absolute" | "percentage"``);
 - the schema leaves a datasource's query open (``DataQuery`` has only ``refId`` and a few
-  common keys) and the annotation options of a datasource out: the Prometheus query keys
-  and the Prometheus annotation keys (``titleFormat``, ``tagKeys``, ``useValueForTime``)
-  are declared here, and nothing else.
+  common keys; a panel's ``targets`` are any objects) and the annotation options of a
+  datasource out: the Prometheus query keys and the Prometheus annotation keys
+  (``titleFormat``, ``tagKeys``, ``useValueForTime``) are declared here, and nothing else.
+  The panels' queries are checked apart, each against its datasource's type: Prometheus
+  ones against that declaration, Elasticsearch ones against the schema's own
+  ``ElasticsearchDataQuery`` (its metric and bucket aggregations included).
 
 The npm packages are installed once, pinned, under
 ``~/.cache/mlwatch/grafana-schema-<schema version>`` (``npm install --prefix``).
@@ -24,6 +27,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = "11.6.16"  # the Grafana the pinned grafana-foundation-sdk builds for
 TYPESCRIPT_VERSION = "5.9.3"
@@ -31,6 +35,7 @@ HOME = Path(os.environ.get("MLWATCH_CACHE", Path.home() / ".cache" / "mlwatch"))
 
 PRELUDE = """\
 import type { AnnotationQuery, Dashboard, DataQuery } from "@grafana/schema";
+import type { ElasticsearchDataQuery } from "@grafana/schema/dist/esm/raw/composable/elasticsearch/dataquery/x/ElasticsearchDataQuery_types.gen.js";
 
 /** A Prometheus query as Grafana stores it. */
 interface PromQuery extends DataQuery {
@@ -69,6 +74,9 @@ type Json<T> = unknown extends T
 type Checked = Omit<Json<Dashboard>, "annotations"> & {
   annotations?: { list?: Array<Json<AnnotationQuery> & PromAnnotationOptions> };
 };
+
+/** The queries of the panels on one datasource type. */
+type Targets<Q> = Array<{ [K in keyof Q]: Json<Q[K]> }>;
 """
 
 
@@ -112,6 +120,16 @@ def install() -> Path:
     return home
 
 
+def targets(board: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The queries of ``board``'s panels whose datasource is of type ``kind``."""
+    return [
+        target
+        for panel in board.get("panels", [])
+        if panel.get("datasource", {}).get("type") == kind
+        for target in panel.get("targets", [])
+    ]
+
+
 def check(dashboards: dict[str, str], workdir: Path) -> str:
     """Compile every dashboard (name -> JSON text) against the schema in one ``tsc`` run;
     the compiler's messages, empty when every dashboard conforms."""
@@ -123,7 +141,15 @@ def check(dashboards: dict[str, str], workdir: Path) -> str:
     for i, (name, text) in enumerate(sorted(dashboards.items())):
         source = workdir / f"dashboard{i}.ts"
         literal = json.dumps(json.loads(text), indent=2)
-        source.write_text(f"// {name}\n{PRELUDE}\nexport const dashboard: Checked = {literal};\n")
+        board = json.loads(text)
+        checks = [f"export const dashboard: Checked = {literal};"]
+        for kind, query in (
+            ("prometheus", "PromQuery"),
+            ("elasticsearch", "ElasticsearchDataQuery"),
+        ):
+            found = json.dumps(targets(board, kind), indent=2)
+            checks.append(f"export const {kind}: Targets<{query}> = {found};")
+        source.write_text(f"// {name}\n{PRELUDE}\n" + "\n".join(checks) + "\n")
         names.append(source.name)
     tsc = subprocess.run(
         [

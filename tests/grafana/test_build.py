@@ -52,7 +52,10 @@ def test_a_new_model_adds_its_dashboards_and_changes_the_fleet(tmp_path: Path) -
     raw = example()
     raw["models"].append({"name": "fraud", "task": "classification"})
     before, after = build(), build(raw, tmp_path)
-    assert sorted(set(after) - set(before)) == ["mlwatch-overview-fraud.json"]
+    assert sorted(set(after) - set(before)) == [
+        "mlwatch-events-fraud.json",
+        "mlwatch-overview-fraud.json",
+    ]
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == ["mlwatch-fleet.json"]
 
@@ -124,7 +127,18 @@ def test_elasticsearch_is_provisioned_without_credentials(tmp_path: Path) -> Non
     assert sources[1]["url"] == "https://es.example:9200"
     assert "s3cret" not in files["provisioning/datasources/mlwatch.yml"]
     assert sources[1]["jsonData"]["index"] == "logs-mlwatch.predictions-default"
-    assert "elasticsearch" not in build()["provisioning/datasources/mlwatch.yml"]
+
+
+def test_without_elasticsearch_no_datasource_and_no_events_dashboards(tmp_path: Path) -> None:
+    raw = example()
+    del raw["elasticsearch_url"]
+    files = build(raw, tmp_path)
+    assert "elasticsearch" not in files["provisioning/datasources/mlwatch.yml"]
+    assert not [name for name in files if name.startswith("mlwatch-events-")]
+    assert sorted(name for name in build() if name.startswith("mlwatch-events-")) == [
+        "mlwatch-events-churn.json",
+        "mlwatch-events-eta.json",
+    ]
 
 
 def test_the_provider_points_at_the_dashboards_path() -> None:

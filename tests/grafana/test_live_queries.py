@@ -175,6 +175,7 @@ def live_config(tmp: Path, port: int, refs: dict[str, Path]) -> Path:
     minutes, few labels needed for the KPIs, and a dry-run retraining target."""
     raw = example()
     raw["port"] = port
+    raw.pop("elasticsearch_url", None)  # the Elasticsearch queries are tested on a real node
     for spec in raw["models"]:
         spec.update(reference=str(refs[spec["name"]]), schedule="1s", window="5m", sliding=True)
         spec["kpi"] = {**spec.get("kpi", {}), "min_samples": 50}
@@ -210,7 +211,7 @@ def post(sc: SidecarProcess, path: str, body: Any, **headers: str) -> None:
 
 def drive_traffic(sc: SidecarProcess, prom: PrometheusProcess, rng: random.Random) -> None:
     """Predictions of both models, the second half drifted, a few failing; ground truth
-    for most; a client's drop report; two manual retraining requests. The predictions and
+    for most; a client's drop report; two manual retraining requests per model. The predictions and
     the requests come in two parts with a scrape between them: the counters rise while
     Prometheus watches (a series that first appears with its whole count has a rate of
     zero)."""
@@ -253,18 +254,20 @@ def drive_traffic(sc: SidecarProcess, prom: PrometheusProcess, rng: random.Rando
     report = [{"model": "churn", "version": VERSION, "reason": "queue_full", "count": 3}]
     first = 20
     post(sc, "/v1/events", events[:first], **{"X-Mlwatch-Dropped": json.dumps(report)})
-    post(sc, "/v1/models/churn/retrain", {"reason": "dashboard query test"})
+    for model in ("churn", "eta"):
+        post(sc, f"/v1/models/{model}/retrain", {"reason": "dashboard query test"})
     wait_until(
         lambda: (
             len(prom.query("sum by (model) (mlwatch_predictions_total)")) == 2
-            and prom.query("mlwatch_retrain_triggers_total")
+            and len(prom.query("sum by (model) (mlwatch_retrain_triggers_total)")) == 2
         ),
         timeout=30,
         what="the first predictions and retraining trigger scraped",
     )
     post(sc, "/v1/events", events[first:])
     post(sc, "/v1/feedback", feedback)
-    post(sc, "/v1/models/churn/retrain", {"reason": "dashboard query test, again"})
+    for model in ("churn", "eta"):
+        post(sc, f"/v1/models/{model}/retrain", {"reason": "dashboard query test, again"})
 
 
 def _label(p: float) -> str:

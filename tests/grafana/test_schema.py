@@ -38,6 +38,23 @@ def broken(change: str) -> dict[str, str]:
     return {"broken.json": json.dumps(board)}
 
 
+def broken_events(change: str) -> dict[str, str]:
+    """The churn events dashboard with one deliberate mistake in a query."""
+    board = json.loads(dashboards()["mlwatch-events-churn.json"])
+    target = board["panels"][1]["targets"][0]
+    if change == "metric type":
+        target["metrics"][0]["type"] = "counts"
+    elif change == "bucket setting":
+        target["bucketAggs"][0]["settings"]["order"] = "descending"
+    elif change == "query key":
+        target["lucene"] = target.pop("query")
+    elif change == "prometheus query":
+        overview = json.loads(dashboards()["mlwatch-overview-churn.json"])
+        overview["panels"][1]["targets"][0]["exp"] = overview["panels"][1]["targets"][0].pop("expr")
+        return {"broken.json": json.dumps(overview)}
+    return {"broken.json": json.dumps(board)}
+
+
 def test_every_dashboard_conforms(tmp_path: Path) -> None:
     assert schema.check(dashboards(), tmp_path) == ""
 
@@ -45,4 +62,12 @@ def test_every_dashboard_conforms(tmp_path: Path) -> None:
 @pytest.mark.parametrize("change", ["gridPos", "unknown key", "enum", "query", "missing"])
 def test_a_broken_dashboard_fails(tmp_path: Path, change: str) -> None:
     messages = schema.check(broken(change), tmp_path)
+    assert "error TS" in messages, change
+
+
+@pytest.mark.parametrize(
+    "change", ["metric type", "bucket setting", "query key", "prometheus query"]
+)
+def test_a_broken_query_fails(tmp_path: Path, change: str) -> None:
+    messages = schema.check(broken_events(change), tmp_path)
     assert "error TS" in messages, change
