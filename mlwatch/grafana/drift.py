@@ -58,8 +58,8 @@ def threshold(spec: ModelSpec) -> float:
 
 
 def dataset(spec: ModelSpec, options: Options) -> list[PanelBuilder]:
-    """The drift share over time against the model's ``drift_share``, and the features
-    flagged by the newest run."""
+    """The drift share over time against the model's ``drift_share``, the features
+    flagged by the newest run, and their data quality."""
     assert spec.monitoring is not None
     share = spec.monitoring.drift_share
     if spec.alerts is not None and spec.alerts.drift_share is not None:
@@ -84,6 +84,21 @@ def dataset(spec: ModelSpec, options: Options) -> list[PanelBuilder]:
             Query(f"max by (version, feature) (mlwatch_feature_drift_detected{{{sel}}}) == 1"),
             hide=("Time", "Value"),
             links=[runbook(options, "MlwatchFeatureDrift")],
+        ),
+        graph(
+            "Data quality",
+            "Share of each feature's values in the newest drift window that were missing, "
+            "non-finite (+-inf), of the wrong type (invalid), or categories the reference "
+            "never had (unseen), for the versions chosen. A share that jumps is usually an "
+            "upstream change (a renamed field, a new category, a broken join), not a "
+            "change in the world: fix the pipeline rather than retrain on it.",
+            [
+                Query(
+                    f"max by (feature, kind) (mlwatch_feature_quality_ratio{{{sel}}})",
+                    "{{feature}} {{kind}}",
+                )
+            ],
+            unit="percentunit",
         ),
     ]
 

@@ -64,6 +64,14 @@ class ResultMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.quality = Gauge(
+            "mlwatch_feature_quality_ratio",
+            "Share of a feature's values in the last drift window that were missing, "
+            "non-finite (NaN is missing; +-inf here), invalid (wrong type) or, for a "
+            "categorical feature, categories the reference never had",
+            ["model", "version", "feature", "kind"],
+            registry=registry,
+        )
         self.label_delay = Gauge(
             "mlwatch_label_delay_seconds",
             "Time from a prediction to its label, over the labelled predictions behind the "
@@ -91,6 +99,9 @@ class ResultMetrics:
                 (model, version, feature["name"]),
                 1 if feature["drifted"] else 0,
             )
+        for feature in report["features"]:
+            for kind, share in quality_shares(feature).items():
+                self._set(self.quality, (model, version, feature["name"], kind), share)
         self._set(self.drift_share, (model, version), report["drift_share"])
         self._set(self.dataset_drift, (model, version), 1 if report["dataset_drift"] else 0)
 
@@ -112,7 +123,14 @@ class ResultMetrics:
 
     def retire_drift(self, model: str) -> None:
         self._retire(
-            model, (self.drift_score, self.drift_detected, self.drift_share, self.dataset_drift)
+            model,
+            (
+                self.drift_score,
+                self.drift_detected,
+                self.drift_share,
+                self.dataset_drift,
+                self.quality,
+            ),
         )
 
     def retire_kpis(self, model: str) -> None:
@@ -133,3 +151,25 @@ class ResultMetrics:
                     gauge.remove(*labels)
                     series.discard(labels)
                 series.update(written)
+
+
+def quality_shares(feature: dict[str, Any]) -> dict[str, float]:
+    """The data-quality shares of one feature of a drift report (``FeatureDrift.to_dict``)
+    in its current window; none for a window without values.
+
+    >>> quality_shares({"quality": {"current": {"count": 8, "missing": 2, "posinf": 1,
+    ...     "neginf": 1, "invalid": 0}}, "unseen_count": 1})
+    {'missing': 0.25, 'nonfinite': 0.25, 'invalid': 0.0, 'unseen': 0.125}
+    """
+    current = feature.get("quality", {}).get("current", {})
+    count = current.get("count", 0)
+    if not count:
+        return {}
+    out = {
+        "missing": current["missing"] / count,
+        "nonfinite": (current["posinf"] + current["neginf"]) / count,
+        "invalid": current["invalid"] / count,
+    }
+    if "unseen_count" in feature:
+        out["unseen"] = feature["unseen_count"] / count
+    return out

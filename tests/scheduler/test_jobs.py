@@ -173,6 +173,47 @@ def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> Non
     assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == pytest.approx(0.75)
 
 
+def test_the_drift_job_exports_each_features_data_quality(tmp_path: Path) -> None:
+    """A window with known missing, infinite, invalid and unseen values: the gauges are
+    those shares of the feature's values."""
+    cfg = config(tmp_path)
+    store = EmbeddedStore(tmp_path / "store.db")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    xs: list[Any] = [float(i % 7) for i in range(200)]
+    xs[:20] = [None] * 20  # 10% missing
+    xs[20:30] = ["inf"] * 10  # 5% non-finite (the wire's spelling of +inf)
+    xs[30:34] = ["text"] * 4  # 2% invalid
+    cs = ["a", "b", "c", "z"] * 50  # 25% a category the reference never had
+    store.insert_events(
+        [
+            validate_event(
+                {
+                    "model": "m",
+                    "version": "1",
+                    "latency_ms": 1.0,
+                    "ts": format_ts(int((start / 1e6 + i) * 1e9)),
+                    "features": {"x": x, "c": c},
+                    "prediction": 1,
+                }
+            )
+            for i, (x, c) in enumerate(zip(xs, cs, strict=True))
+        ]
+    )
+    registry = CollectorRegistry()
+    Jobs(cfg, store, registry, clock=lambda: NOW).drift("m")
+
+    def share(feature: str, kind: str) -> float | None:
+        labels = {"model": "m", "version": "1", "feature": feature, "kind": kind}
+        return registry.get_sample_value("mlwatch_feature_quality_ratio", labels)
+
+    assert share("x", "missing") == pytest.approx(0.10)
+    assert share("x", "nonfinite") == pytest.approx(0.05)
+    assert share("x", "invalid") == pytest.approx(0.02)
+    assert share("x", "unseen") is None  # numeric: no categories
+    assert share("c", "unseen") == pytest.approx(0.25)
+    assert share("c", "missing") == 0
+
+
 def test_the_label_delay_of_the_kpis_is_exported_by_quantile(tmp_path: Path) -> None:
     """Labels stamped a known time after their predictions: the gauges are NumPy's
     quantiles of those delays; a label stamped before its prediction counts 0."""
