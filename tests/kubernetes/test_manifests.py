@@ -19,7 +19,7 @@ from tests.kubernetes.cluster import Cluster, Tools, copy_doc, load_docs
 pytestmark = pytest.mark.integration
 ROOT = REPO / "sidecar" / "kubernetes"
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
-COMPONENTS = ["classic-sidecar", "elasticsearch", "fluent-bit", "prometheus-operator"]
+COMPONENTS = ["classic-sidecar", "elasticsearch", "fluent-bit", "prometheus-operator", "proxy-mode"]
 
 
 def with_component(tools: Tools, component: str, tmp: Path) -> str:
