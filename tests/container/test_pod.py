@@ -30,8 +30,8 @@ def kubectl() -> str:
         skip_or_fail(str(exc))
 
 
-def rendered_classic(tmp: Path) -> str:
-    """base with the classic-sidecar component, through kustomize."""
+def rendered_classic(tmp: Path, *components: str) -> str:
+    """base with ``components`` and classic-sidecar, through kustomize."""
     root = tmp / "classic"
     root.mkdir()
     (root / "kustomization.yaml").write_text(
@@ -40,7 +40,10 @@ def rendered_classic(tmp: Path) -> str:
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
                 "resources": [os.path.relpath(KUSTOMIZE / "base", root)],
-                "components": [os.path.relpath(KUSTOMIZE / "components/classic-sidecar", root)],
+                "components": [
+                    os.path.relpath(KUSTOMIZE / "components" / c, root)
+                    for c in (*components, "classic-sidecar")
+                ],
             }
         )
     )
@@ -54,23 +57,40 @@ def rendered_classic(tmp: Path) -> str:
     return run.stdout
 
 
-def predict(port: int, x: float) -> int:
+def call(port: int, path: str, body: object) -> object:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict",
-        data=json.dumps({"x": x}).encode(),
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return int(json.loads(response.read())["prediction"])
+        return json.loads(response.read())
 
 
-@pytest.fixture
-def pod(image: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """(model port, sidecar port) of the running pod."""
+#: mode -> (components, the model container's command, how a caller predicts x)
+MODES = {
+    "decorator": ((), "server.py", lambda port, x: call(port, "/predict", {"x": x})["prediction"]),
+    "proxy": (
+        ("proxy-mode",),
+        "tfserving.py",
+        lambda port, x: call(port, "/v1/models/model:predict", {"instances": [[x]]})["predictions"][
+            0
+        ],
+    ),
+}
+
+
+@pytest.fixture(params=list(MODES))
+def pod(
+    request: pytest.FixtureRequest, image: str, tmp_path: Path
+) -> Iterator[tuple[str, int, int]]:
+    """(mode, the port callers use, the sidecar's port) of the running pod."""
     if os.geteuid() != 0:
         pytest.skip("the pod's host-path spool is given to UID 10001: needs root")
-    rendered = rendered_classic(tmp_path)
+    mode = request.param
+    components, server, _ = MODES[mode]
+    rendered = rendered_classic(tmp_path, *components)
     config = tmp_path / "config"
     config.mkdir()
     config_map = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")
@@ -81,7 +101,7 @@ def pod(image: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
     spool = tmp_path / "spool"
     spool.mkdir()
     os.chown(spool, 10001, 10001)
-    ports = {"http": free_port(), "mlwatch": free_port()}
+    ports = {"http": free_port(), "proxy": free_port(), "mlwatch": free_port()}
     manifest = playable_pod(
         deployment_of(rendered),
         image,
@@ -91,7 +111,7 @@ def pod(image: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
     (tmp_path / "podtmp").mkdir()
     (tmp_path / "podtmp").chmod(0o1777)
     model = next(c for c in manifest["spec"]["containers"] if c["name"] == "model")
-    model["command"] = ["python3", "/model/server.py"]
+    model["command"] = ["python3", f"/model/{server}"]
     model["volumeMounts"].append({"name": "model", "mountPath": "/model", "readOnly": True})
     manifest["spec"]["volumes"].append(
         {"name": "model", "hostPath": {"path": str(Path(__file__).parent / "model")}}
@@ -105,13 +125,14 @@ def pod(image: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
             60,
             what="sidecar in the pod ready",
         )
-        yield ports["http"], ports["mlwatch"]
+        yield mode, ports["proxy" if mode == "proxy" else "http"], ports["mlwatch"]
     finally:
         podman("kube", "down", str(path), check=False, timeout=120)
 
 
-def test_a_decorated_model_in_the_pod_is_monitored_by_the_sidecar(pod: tuple[int, int]) -> None:
-    model_port, sidecar_port = pod
+def test_the_model_in_the_pod_is_monitored_by_the_sidecar(pod: tuple[str, int, int]) -> None:
+    mode, model_port, sidecar_port = pod
+    predict = MODES[mode][2]
     wait_until(lambda: predict(model_port, 0.9) == 1, 30, what="model server answers")
     answers = [predict(model_port, x / 100) for x in range(100)]
     assert answers == [int(x / 100 > 0.5) for x in range(100)]
