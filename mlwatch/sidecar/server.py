@@ -37,7 +37,12 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     )
     for line in settings_lines(config):
         log.info("  %s", line)
-    app = create_app(config)
+    companions = []
+    if config.proxy_to:
+        from mlwatch.proxy.listener import ProxyListener
+
+        companions.append(ProxyListener(config))
+    app = create_app(config, companions=companions)
     rejected = app.state.sidecar.metrics.rejected
     # Ingest allocates millions of short-lived, acyclic dicts (decoded JSON). With the
     # default thresholds the cyclic collector keeps re-traversing every batch in flight
@@ -92,6 +97,7 @@ GROUPS = (
     ("jobs", ("scheduler", "models")),
     ("elasticsearch", ("elasticsearch_",)),
     ("forward", ("forward_",)),
+    ("proxy", ("proxy_",)),
 )
 
 
@@ -101,12 +107,16 @@ def settings_lines(config: Config) -> list[str]:
 
     >>> settings_lines(Config(token="s3cret"))[0]
     "listener: token='***' host='127.0.0.1' port=8765 max_connections=1000 tls_cert_file=None tls_key_file=None"
-    >>> settings_lines(Config())[-2:]
-    ['elasticsearch: off', 'forward: off']
+    >>> settings_lines(Config())[-3:]
+    ['elasticsearch: off', 'forward: off', 'proxy: off']
     """
     values = config.redacted()
     values["models"] = [m.name for m in config.models]
-    off = {"elasticsearch": not config.elasticsearch_url, "forward": config.forward_port is None}
+    off = {
+        "elasticsearch": not config.elasticsearch_url,
+        "forward": config.forward_port is None,
+        "proxy": not config.proxy_to,
+    }
     lines = []
     for group, keys in GROUPS:
         if off.get(group):

@@ -1,0 +1,216 @@
+"""The forwarding half of the proxy: a plain ASGI app that passes each call to the model
+server and its answer back, streamed, through one pooled ``httpx2.AsyncClient``.
+
+Only hop-by-hop headers (RFC 9110 §7.6.1, and those ``Connection`` names) and ``Host``
+are left out; everything else, the body bytes (still compressed) included, passes as
+it came. Bodies are copied for capture only up to ``proxy_capture_max_bytes``. A model
+server that cannot be reached, or that does not answer within ``proxy_timeout_s``,
+gets the caller a 502 or a 504 as from any reverse proxy; one that fails in the middle
+of its answer gets the caller's connection closed, so a cut-off body is never taken for
+a whole one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2 as httpx
+
+from mlwatch.proxy.exchange import Exchange
+from mlwatch.proxy.metrics import ProxyMetrics
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_SKIP_REQUEST = HOP_BY_HOP | {b"host"}  # the client names the model server's host
+
+
+def end_to_end(
+    headers: list[tuple[bytes, bytes]], skip: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` without ``skip`` and without those the ``Connection`` header names.
+
+    >>> end_to_end([(b"connection", b"x-a"), (b"x-a", b"1"), (b"x-b", b"2")], HOP_BY_HOP)
+    [(b'x-b', b'2')]
+    """
+    named = {
+        token.strip().lower()
+        for key, value in headers
+        if key.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    drop = skip | named if named else skip
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+class _Tee:
+    """Keeps a copy of a body's chunks while they fit ``limit``; beyond it, nothing."""
+
+    __slots__ = ("chunks", "gone", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[bytes] | None = []
+        self.size, self.limit = 0, limit
+        self.gone = False  # the caller went away before its body was read whole
+
+    def add(self, chunk: bytes) -> None:
+        if self.chunks is not None:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                self.chunks = None
+            else:
+                self.chunks.append(chunk)
+
+    def body(self) -> bytes | None:
+        return None if self.chunks is None else b"".join(self.chunks)
+
+
+class Forwarder:
+    """The ASGI app of the proxy's listener."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        upstream: str,
+        capture_limit: int,
+        submit: Callable[[Exchange], None],
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.client = client
+        self.upstream = upstream.rstrip("/")
+        self.limit = capture_limit
+        self.submit = submit
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # lifespan is the listener's; websockets are not proxied
+            return
+        started, t0 = time.time_ns(), time.perf_counter()
+        wanted = _Tee(self.limit)
+        content = await self._request_body(receive, wanted)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        url = (
+            self.upstream
+            + raw_path.decode("latin-1")
+            + ("?" + query.decode("latin-1") if query else "")
+        )
+        headers = scope["headers"]
+        request = self.client.build_request(
+            scope["method"], url, headers=end_to_end(headers, _SKIP_REQUEST), content=content
+        )
+        ex = Exchange(scope["method"], scope["path"], headers, None, 0, None, None, started, 0.0)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            if not wanted.gone:  # a caller that went away is not the model server's failure
+                await self._failed(ex, exc, send, wanted, t0)
+            return
+        ex.request_body = wanted.body()
+        try:
+            await self._answer(response, send, ex, t0)
+        finally:
+            await response.aclose()
+        self.submit(ex)
+
+    async def _request_body(self, receive: Any, tee: _Tee) -> bytes | AsyncIterator[bytes]:
+        """The whole body when it came in one piece (most calls), else a stream of it."""
+        message = await receive()
+        first: bytes = message.get("body", b"")
+        tee.add(first)
+        if not message.get("more_body", False):
+            return first
+
+        async def rest() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            more = True
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    tee.gone = True
+                    raise httpx.ReadError("the caller went away while sending its body")
+                chunk = msg.get("body", b"")
+                more = msg.get("more_body", False)
+                tee.add(chunk)
+                if chunk:
+                    yield chunk
+
+        return rest()
+
+    async def _answer(self, response: httpx.Response, send: Any, ex: Exchange, t0: float) -> None:
+        """Stream the model server's answer back as it comes."""
+        headers = end_to_end(response.headers.raw, HOP_BY_HOP)
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        tee = _Tee(self.limit)
+        try:
+            async for chunk in response.aiter_raw():
+                tee.add(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:  # headers are gone: only closing the connection tells
+            ex.status, ex.error = 502, _error_name(exc)
+            ex.latency_ms = (time.perf_counter() - t0) * 1000.0
+            self.metrics.upstream[_reason(exc)].inc()
+            self.metrics.answered(502)
+            self.submit(ex)
+            raise
+        ex.latency_ms = (time.perf_counter() - t0) * 1000.0
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ex.status, ex.response_body = response.status_code, tee.body()
+        ex.response_encoding = response.headers.get("content-encoding")
+        self.metrics.answered(response.status_code)
+
+    async def _failed(
+        self, ex: Exchange, exc: httpx.HTTPError, send: Any, tee: _Tee, t0: float
+    ) -> None:
+        """No answer from the model server: 504 for a timeout, 502 otherwise."""
+        ex.latency_ms = (time.perf_counter() - t0) * 1000.0
+        reason = _reason(exc)
+        status = 504 if reason == "timeout" else 502
+        body = f"mlwatch proxy: the model server did not answer ({_error_name(exc)})\n".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.upstream[reason].inc()
+        self.metrics.answered(status)
+        ex.status, ex.error, ex.request_body = status, _error_name(exc), tee.body()
+        self.submit(ex)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "protocol"
+
+
+def _error_name(exc: httpx.HTTPError) -> str:
+    """The event's ``error``: where the call failed, as a type name."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "UpstreamTimeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "UpstreamUnreachable"
+    return "UpstreamProtocolError"
