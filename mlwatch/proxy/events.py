@@ -55,7 +55,7 @@ class Reader:
         rows, rid = self._features(where, ex, misses)
         ok = ex.error is None and 200 <= ex.status < 300
         preds, answer_version = None, None
-        if ok and ex.request_body is not None:  # rows unknown: no prediction to split
+        if ok and not misses:  # rows unknown: no prediction to split over them
             preds, answer_version = self._predictions(where, ex, len(rows), misses)
         version = (
             where.version or self._header(ex, "version") or answer_version or self.config.version

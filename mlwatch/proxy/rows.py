@@ -45,11 +45,11 @@ def split_rows(data: Any, shape: Any) -> list[list[Any]]:
     """A tensor's data (flat or nested) cut into its ``shape[0]`` rows, each flat."""
     n = batch_of(shape)
     flat = flatten(data)
-    if n == 0:
-        return []
-    per, rest = divmod(len(flat), n)
-    if rest or per == 0:
+    per = math.prod(shape[1:])
+    if len(flat) != n * per:
         raise CaptureError(f"{len(flat)} values do not fill a shape of {shape}")
+    if n == 0 or per == 0:
+        return []
     return [flat[i * per : (i + 1) * per] for i in range(n)]
 
 

@@ -5,13 +5,15 @@ classifier on iris behind a plain ASGI app that speaks the Open Inference Protoc
 
 - ``/v2/models/broken/infer``: 200 with a body that is not JSON;
 - ``/v2/models/failing/infer``: 500;
-- ``GET /big?n=``: a streamed answer of ``n`` bytes in 64 KiB chunks.
+- ``GET /big?n=``: a streamed answer of ``n`` bytes in 64 KiB chunks;
+- ``GET /slow?s=``: an answer after ``s`` seconds.
 
 Run it with uvicorn (:class:`ModelServer` does, in a thread, on a free port).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from typing import Any
@@ -91,6 +93,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 }
             )
         await send({"type": "http.response.body", "body": b""})
+    elif method == "GET" and path == "/slow":
+        await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2]))
+        await _send(send, 200, b"late")
     elif path == "/v2/models/iris/infer":
         await _send(send, 200, json.dumps(oip_answer(json.loads(raw))).encode())
     elif path == "/v1/models/iris:predict":
