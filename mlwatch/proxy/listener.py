@@ -63,6 +63,8 @@ class ProxyListener:
         from mlwatch.sidecar.protocol import guarded_protocol
 
         config = self.config
+        if config.log_level != "debug":  # httpx logs every request at INFO
+            logging.getLogger("httpx2").setLevel(logging.WARNING)
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         metrics = ProxyMetrics(sidecar.registry)
