@@ -99,7 +99,10 @@ class Forwarder:
             return
         started, t0 = time.time_ns(), time.perf_counter()
         wanted = _Tee(self.limit)
-        content = await self._request_body(receive, wanted)
+        try:
+            content = await self._request_body(receive, wanted)
+        except httpx.ReadError:
+            return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = (
@@ -128,6 +131,9 @@ class Forwarder:
     async def _request_body(self, receive: Any, tee: _Tee) -> bytes | AsyncIterator[bytes]:
         """The whole body when it came in one piece (most calls), else a stream of it."""
         message = await receive()
+        if message["type"] == "http.disconnect":  # gone before its body: nothing to forward
+            tee.gone = True
+            raise httpx.ReadError("the caller went away before sending its body")
         first: bytes = message.get("body", b"")
         tee.add(first)
         if not message.get("more_body", False):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -79,9 +78,14 @@ async def _serve_tls(server: Any, handshake_s: float) -> None:
     setting for it), so a peer that connects and stays silent would hold a descriptor
     that long."""
     loop = asyncio.get_running_loop()
-    loop.create_server = functools.partial(  # type: ignore[method-assign]
-        loop.create_server, ssl_handshake_timeout=handshake_s
-    )
+    create_server = loop.create_server
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:  # the proxy's plain listener shares the loop
+            kwargs.setdefault("ssl_handshake_timeout", handshake_s)
+        return await create_server(*args, **kwargs)
+
+    loop.create_server = bounded  # type: ignore[method-assign]
     await server.serve()
 
 

@@ -134,3 +134,10 @@ def test_a_request_body_in_pieces_is_streamed_to_the_model_server(
     assert answer.content == direct.content
     events = wait_until(lambda: len(px.events()) == 2 and px.events(), what="the events")
     assert sorted(e["prediction"] for e in events) == [0, 2]
+
+
+def test_head_and_bodiless_answers(proxied: Callable[..., Proxied], model_url: str) -> None:
+    px = proxied()
+    with httpx.Client(timeout=10) as c:
+        same(c.head(model_url + "/v2/health/ready"), c.head(px.url + "/v2/health/ready"))
+        same(c.head(model_url + "/nowhere"), c.head(px.url + "/nowhere"))
