@@ -25,6 +25,7 @@ from mlwatch.settings import Config
 from mlwatch.store.payloads import EVENTS
 
 log = logging.getLogger("mlwatch.proxy")
+KEEPALIVE_S = 4.0  # under the 5 s idle timeout of uvicorn and most model servers
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -52,19 +53,17 @@ class ProxyListener:
         self.host, self.port = split_listen(config.proxy_listen)
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._client: Any = None
+        self._pool: Any = None
         self.recorder: Recorder | None = None
 
     async def start(self, sidecar: Any) -> None:
         """Bind, start recording into ``sidecar`` and serve (returns once serving)."""
-        import httpx2 as httpx
+        import httpcore2 as httpcore
         import uvicorn
 
         from mlwatch.sidecar.protocol import guarded_protocol
 
         config = self.config
-        if config.log_level != "debug":  # httpx logs every request at INFO
-            logging.getLogger("httpx2").setLevel(logging.WARNING)
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         metrics = ProxyMetrics(sidecar.registry)
@@ -75,16 +74,15 @@ class ProxyListener:
             config.proxy_queue_size,
         )
         self.recorder.start()
-        limits = httpx.Limits(
+        self._pool = httpcore.AsyncConnectionPool(
             max_connections=config.proxy_max_connections,
             max_keepalive_connections=config.proxy_max_connections,
-        )
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.proxy_timeout_s), limits=limits, trust_env=False
+            keepalive_expiry=KEEPALIVE_S,
         )
         app = Forwarder(
-            self._client,
+            self._pool,
             config.proxy_to or "",
+            config.proxy_timeout_s,
             config.proxy_capture_max_bytes,
             self.recorder.submit,
             metrics,
@@ -119,8 +117,8 @@ class ProxyListener:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
                 await self._task
-        if self._client is not None:
-            await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.stop)
 
