@@ -1,8 +1,5 @@
 """The forwarding half of the proxy: a plain ASGI app that passes each call to the model
-server and its answer back, streamed, through one pool of keep-alive connections.
-
-The pool is ``httpcore2``'s, the transport under httpx: httpx's own request and response
-models cost about 0.2 ms more per call here, as much as the whole budget of the proxy.
+server and its answer back, streamed, over keep-alive connections (:mod:`.upstream`).
 
 Only hop-by-hop headers (RFC 9110 §7.6.1, and those ``Connection`` names) and ``Host``
 are left out; everything else, the body bytes (still compressed) included, passes as
@@ -19,11 +16,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpcore2 as httpcore
-
-from mlwatch.errors import CaptureError
+from mlwatch.errors import CaptureError, UpstreamError
 from mlwatch.proxy.exchange import Exchange
 from mlwatch.proxy.metrics import ProxyMetrics
+from mlwatch.proxy.upstream import Call, Upstream
 
 HOP_BY_HOP = frozenset(
     {
@@ -38,15 +34,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_SKIP_REQUEST = HOP_BY_HOP | {b"host"}  # the model server's host is named instead
-#: What the pool raises when the model server cannot be reached or breaks the protocol.
-UPSTREAM_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    OSError,
-)
+# The model server's host is named instead; Expect was answered here (the body is read).
+_SKIP_REQUEST = HOP_BY_HOP | {b"host", b"expect"}
 
 
 class _CallerGone(CaptureError):
@@ -99,32 +88,12 @@ class Forwarder:
 
     def __init__(
         self,
-        pool: httpcore.AsyncConnectionPool,
-        upstream: str,
-        timeout_s: float,
+        upstream: Upstream,
         capture_limit: int,
         submit: Callable[[Exchange], None],
         metrics: ProxyMetrics,
     ) -> None:
-        self.pool = pool
-        url = httpcore.URL(upstream)
-        self.scheme, self.host, self.port = url.scheme, url.host, url.port
-        self.prefix = url.target.rstrip(b"/")
-        default = (url.scheme, url.port) in (
-            (b"http", None),
-            (b"http", 80),
-            (b"https", None),
-            (b"https", 443),
-        )
-        self.host_header = url.host if default else url.host + b":%d" % (url.port or 0)
-        self.extensions = {
-            "timeout": {
-                "connect": timeout_s,
-                "read": timeout_s,
-                "write": timeout_s,
-                "pool": timeout_s,
-            }
-        }
+        self.upstream = upstream
         self.limit = capture_limit
         self.submit = submit
         self.metrics = metrics
@@ -139,11 +108,10 @@ class Forwarder:
         except _CallerGone:
             return
         headers = scope["headers"]
-        request = self._request(scope, headers, content)
         ex = Exchange(scope["method"], scope["path"], headers, None, 0, None, None, started, 0.0)
         try:
-            response = await self.pool.handle_async_request(request)
-        except UPSTREAM_ERRORS as exc:
+            response = await self._send(scope, headers, content)
+        except UpstreamError as exc:
             if not wanted.gone:  # a caller that went away is not the model server's failure
                 await self._failed(ex, exc, send, wanted, t0)
             return
@@ -151,28 +119,25 @@ class Forwarder:
         try:
             await self._answer(response, send, ex, t0)
         finally:
-            await response.aclose()
+            response.close()
         self.submit(ex)
 
-    def _request(
-        self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]], content: Any
-    ) -> httpcore.Request:
+    async def _send(self, scope: dict[str, Any], headers: Any, content: Any) -> Call:
         """The call as the model server gets it: the same target under the upstream's
         path, the end-to-end headers, framing for a body that came chunked."""
-        target = self.prefix + (scope.get("raw_path") or scope["path"].encode())
+        target = scope.get("raw_path") or scope["path"].encode()
         if query := scope.get("query_string"):
             target += b"?" + query
-        sent = [(b"host", self.host_header), *end_to_end(headers, _SKIP_REQUEST)]
-        if not any(k.lower() == b"content-length" for k, _ in headers):
-            if isinstance(content, bytes):
-                if content:
-                    sent.append((b"content-length", b"%d" % len(content)))
-            else:
+        sent = [(b"host", self.upstream.host_header), *end_to_end(headers, _SKIP_REQUEST)]
+        chunked = False
+        if not any(k == b"content-length" for k, _ in headers):
+            if not isinstance(content, bytes):
                 sent.append((b"transfer-encoding", b"chunked"))
-        url = httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=target)
-        return httpcore.Request(
-            scope["method"], url, headers=sent, content=content, extensions=self.extensions
-        )
+                chunked = True
+            elif content:
+                sent.append((b"content-length", b"%d" % len(content)))
+        head = b"".join(b"%s: %s\r\n" % pair for pair in sent)
+        return await self.upstream.send(scope["method"], target, head, content, chunked)
 
     async def _request_body(self, receive: Any, tee: _Tee) -> bytes | AsyncIterator[bytes]:
         """The whole body when it came in one piece (most calls), else a stream of it."""
@@ -202,21 +167,19 @@ class Forwarder:
 
         return rest()
 
-    async def _answer(
-        self, response: httpcore.Response, send: Any, ex: Exchange, t0: float
-    ) -> None:
+    async def _answer(self, response: Call, send: Any, ex: Exchange, t0: float) -> None:
         """Stream the model server's answer back as it comes."""
         headers = end_to_end(response.headers, HOP_BY_HOP)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         tee = _Tee(self.limit)
         try:
-            async for chunk in response.aiter_stream():
+            async for chunk in response.chunks():
                 tee.add(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UPSTREAM_ERRORS as exc:  # headers are gone: only closing the connection tells
+        except UpstreamError as exc:  # headers are gone: only closing the connection tells
             ex.status, ex.error = 502, _error_name(exc)
             ex.latency_ms = (time.perf_counter() - t0) * 1000.0
-            self.metrics.upstream[_reason(exc)].inc()
+            self.metrics.upstream[exc.reason].inc()
             self.metrics.answered(502)
             self.submit(ex)
             raise
@@ -228,10 +191,12 @@ class Forwarder:
         )
         self.metrics.answered(response.status)
 
-    async def _failed(self, ex: Exchange, exc: Exception, send: Any, tee: _Tee, t0: float) -> None:
+    async def _failed(
+        self, ex: Exchange, exc: UpstreamError, send: Any, tee: _Tee, t0: float
+    ) -> None:
         """No answer from the model server: 504 for a timeout, 502 otherwise."""
         ex.latency_ms = (time.perf_counter() - t0) * 1000.0
-        reason = _reason(exc)
+        reason = exc.reason
         status = 504 if reason == "timeout" else 502
         body = f"mlwatch proxy: the model server did not answer ({_error_name(exc)})\n".encode()
         await send(
@@ -251,18 +216,9 @@ class Forwarder:
         self.submit(ex)
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, httpcore.TimeoutException):
-        return "timeout"
-    if isinstance(exc, (httpcore.ConnectError, OSError)):
-        return "connect"
-    return "protocol"
-
-
-def _error_name(exc: Exception) -> str:
+def _error_name(exc: UpstreamError) -> str:
     """The event's ``error``: where the call failed, as a type name."""
     return {
         "timeout": "UpstreamTimeout",
         "connect": "UpstreamUnreachable",
-        "protocol": "UpstreamProtocolError",
-    }[_reason(exc)]
+    }.get(exc.reason, "UpstreamProtocolError")

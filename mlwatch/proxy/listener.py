@@ -21,11 +21,11 @@ from mlwatch.proxy.events import Reader
 from mlwatch.proxy.forward import Forwarder
 from mlwatch.proxy.metrics import ProxyMetrics
 from mlwatch.proxy.recorder import Recorder
+from mlwatch.proxy.upstream import Upstream
 from mlwatch.settings import Config
 from mlwatch.store.payloads import EVENTS
 
 log = logging.getLogger("mlwatch.proxy")
-KEEPALIVE_S = 4.0  # under the 5 s idle timeout of uvicorn and most model servers
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -58,7 +58,6 @@ class ProxyListener:
 
     async def start(self, sidecar: Any) -> None:
         """Bind, start recording into ``sidecar`` and serve (returns once serving)."""
-        import httpcore2 as httpcore
         import uvicorn
 
         from mlwatch.sidecar.protocol import guarded_protocol
@@ -74,15 +73,13 @@ class ProxyListener:
             config.proxy_queue_size,
         )
         self.recorder.start()
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = Upstream(
+            config.proxy_to or "",
             max_connections=config.proxy_max_connections,
-            max_keepalive_connections=config.proxy_max_connections,
-            keepalive_expiry=KEEPALIVE_S,
+            timeout_s=config.proxy_timeout_s,
         )
         app = Forwarder(
             self._pool,
-            config.proxy_to or "",
-            config.proxy_timeout_s,
             config.proxy_capture_max_bytes,
             self.recorder.submit,
             metrics,
