@@ -7,7 +7,8 @@ connections, whatever the answers take) calls the model server directly, then th
 the proxy, at each rate, in the same run; each call is timed from its write to its last
 byte. Reported per rate: p50 and p99 of both and the difference (what the proxy adds),
 non-200 answers and answers that differ from the direct one, the events the sidecar
-recorded, and the sidecar's RSS before and after.
+recorded, the sidecar's CPU per call (a figure other load on the machine barely moves), and
+its RSS before and after.
 
     python bench/proxy_overhead.py [--seconds 20] [--rates 500,2000] [--rows 1]
 """
@@ -42,6 +43,11 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return -1
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_http(url: str, what: str) -> None:
@@ -196,11 +202,12 @@ def main() -> int:
         )
         for rate in (float(r) for r in args.rates.split(",")):
             direct, want = asyncio.run(load(model, req, rate, args.seconds))
-            before = recorded(sidecar)
+            before, cpu0 = recorded(sidecar), cpu_seconds(procs[1].pid)
             proxied, got = asyncio.run(load(proxy, req, rate, args.seconds))
+            time.sleep(1.0)  # the recorder's group commit
+            cpu = cpu_seconds(procs[1].pid) - cpu0
             errors = sum(not a.startswith(b"200 ") for a in got)
             differ = sum(a != want[0] for a in got)
-            time.sleep(1.0)  # the recorder's group commit
             events = recorded(sidecar) - before
             print(f"  {rate:,.0f} requests/s ({len(proxied)} calls each way)")
             for name, lats in (("direct", direct), ("proxy", proxied)):
@@ -214,6 +221,10 @@ def main() -> int:
             )
             print(
                 f"    non-200 through the proxy: {errors}; answers unlike the direct one: {differ}; events recorded: {events:.0f}"
+            )
+            print(
+                f"    sidecar CPU: {cpu / len(proxied) * 1e6:.0f} us a call (forwarding and "
+                f"recording), {cpu / args.seconds:.2f} cores"
             )
         print(
             f"  sidecar RSS      {rss0 / 1024:.1f} MiB before the timed runs, {rss_kib(procs[1].pid) / 1024:.1f} MiB after"

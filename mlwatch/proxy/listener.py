@@ -71,6 +71,7 @@ class ProxyListener:
             lambda evs: sidecar.accept(EVENTS, evs),
             metrics,
             config.proxy_queue_size,
+            config.max_events_per_request,
         )
         self.recorder.start()
         self._pool = Upstream(

@@ -37,8 +37,10 @@ class Recorder:
         accept: Callable[[list[dict[str, Any]]], Any],
         metrics: ProxyMetrics,
         queue_size: int,
+        max_events: int = 10_000,
     ) -> None:
         self._reader = reader
+        self._max_events = max_events  # per append: the sidecar's max_events_per_request
         self._accept = accept
         self._metrics = metrics
         self._max = queue_size
@@ -87,42 +89,72 @@ class Recorder:
                 return
 
     def _record(self, batch: list[Exchange]) -> None:
-        events: list[dict[str, Any]] = []
-        calls = 0
+        """Append the batch's events in as few durable writes as ``max_events`` allows."""
+        calls: list[list[dict[str, Any]]] = []
         for ex in batch:
-            mine = self._events(ex)
-            if mine:
-                events.extend(mine)
-                calls += 1
-        if events:
-            self._append(events, calls)
+            events = self._events(ex)
+            if events:
+                calls.append(events)
+        group: list[list[dict[str, Any]]] = []
+        size = 0
+        for events in calls:
+            if group and size + len(events) > self._max_events:
+                self._append(group)
+                group, size = [], 0
+            group.append(events)
+            size += len(events)
+        if group:
+            self._append(group)
 
     def _events(self, ex: Exchange) -> list[dict[str, Any]]:
-        """One call's valid events; what is missing or refused is counted."""
+        """One call's events; what is missing or unreadable is counted."""
         failures = self._metrics.failures
         try:
             events, misses = self._reader.events(ex)
-            for line, ev in enumerate(events, 1):
-                wire.validate_event(ev, line=line)
-        except (CaptureError, ValidationError) as exc:
-            reason = exc.reason if isinstance(exc, CaptureError) else "invalid"
-            failures[reason].inc()
-            self._failures.info(reason, "proxy: %s %s not recorded: %s", ex.method, ex.path, exc)
+        except CaptureError as exc:
+            failures[exc.reason].inc()
+            self._failures.info(
+                exc.reason, "proxy: %s %s not recorded: %s", ex.method, ex.path, exc
+            )
             return []
         for reason in set(misses):
             failures[reason].inc()
         return events
 
-    def _append(self, events: list[dict[str, Any]], calls: int) -> None:
+    def _append(self, calls: list[list[dict[str, Any]]]) -> None:
+        """One durable append of the calls' events. The sidecar validates them; when one
+        breaks the wire format, the calls are checked one by one and the rest appended."""
         try:
-            self._accept(events)
+            self._accept([ev for events in calls for ev in events])
+            return
         except IngestError as exc:
-            reason = (
-                "spool_full"
-                if exc.message.startswith("spool is full")
-                else "spool_unavailable"
-                if exc.status == 503
-                else "invalid"
-            )
-            self._metrics.failures[reason].inc(calls)
-            self._failures.warning(reason, "proxy: %d calls not recorded: %s", calls, exc)
+            if exc.status != 422:
+                self._refused(exc, len(calls))
+                return
+        valid = [events for events in calls if self._valid(events)]
+        if valid:
+            try:
+                self._accept([ev for events in valid for ev in events])
+            except IngestError as exc:
+                self._refused(exc, len(valid))
+
+    def _valid(self, events: list[dict[str, Any]]) -> bool:
+        try:
+            for line, ev in enumerate(events, 1):
+                wire.validate_event(ev, line=line)
+        except ValidationError as exc:
+            self._metrics.failures["invalid"].inc()
+            self._failures.info("invalid", "proxy: a call not recorded: %s", exc)
+            return False
+        return True
+
+    def _refused(self, exc: IngestError, calls: int) -> None:
+        reason = (
+            "spool_full"
+            if exc.message.startswith("spool is full")
+            else "spool_unavailable"
+            if exc.status == 503
+            else "invalid"
+        )
+        self._metrics.failures[reason].inc(calls)
+        self._failures.warning(reason, "proxy: %d calls not recorded: %s", calls, exc)

@@ -60,3 +60,21 @@ def test_spool_refusals_and_bugs_are_counted_and_the_thread_goes_on() -> None:
         wait_until(lambda: accepted, what="recording again")
     finally:
         recorder.stop()
+
+
+def test_a_call_whose_events_break_the_wire_format_does_not_cost_the_others() -> None:
+    from mlwatch import wire
+    from mlwatch.inputs.body import validate_all
+
+    metrics = ProxyMetrics(CollectorRegistry())
+    accepted: list[dict[str, Any]] = []
+
+    def accept(events: list[dict[str, Any]]) -> None:  # as Sidecar.accept validates
+        accepted.extend(validate_all(events, wire.validate_event, 3))
+
+    reader = Reader(load_config(env={}))
+    # a model name the wire format refuses
+    bad = exchange("/v1/models/not a name:predict", {"instances": [[1.0]]}, {"predictions": [0]})
+    recorder = Recorder(reader, accept, metrics, queue_size=10, max_events=3)
+    recorder._record([CALL, bad, CALL, CALL, CALL])  # 4 good events: two appends of <= 3
+    assert len(accepted) == 4 and count(metrics, "invalid") == 1
