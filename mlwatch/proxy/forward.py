@@ -1,8 +1,7 @@
 """The forwarding half of the proxy: a plain ASGI app that passes each call to the model
 server and its answer back, streamed, over keep-alive connections (:mod:`.upstream`).
 
-Only hop-by-hop headers (RFC 9110 §7.6.1, and those ``Connection`` names) and ``Host``
-are left out; everything else, the body bytes (still compressed) included, passes as
+Only hop-by-hop headers and ``Host`` are left out (:mod:`.framing`); everything else, the body bytes (still compressed) included, passes as
 it came. Bodies are copied for capture only up to ``proxy_capture_max_bytes``. A model
 server that cannot be reached, or that does not answer within ``proxy_timeout_s``,
 gets the caller a 502 or a 504 as from any reverse proxy; one that fails in the middle
@@ -16,71 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from mlwatch.errors import CaptureError, UpstreamError
+from mlwatch.errors import UpstreamError
 from mlwatch.proxy.exchange import Exchange
+from mlwatch.proxy.framing import HOP_BY_HOP, SKIP_REQUEST, CallerGone, Tee, end_to_end
 from mlwatch.proxy.metrics import ProxyMetrics
 from mlwatch.proxy.upstream import Call, Upstream
-
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-# The model server's host is named instead; Expect was answered here (the body is read).
-_SKIP_REQUEST = HOP_BY_HOP | {b"host", b"expect"}
-
-
-class _CallerGone(CaptureError):
-    """The caller went away before its body was read: nothing to forward or record.
-    Never leaves this module."""
-
-
-def end_to_end(
-    headers: list[tuple[bytes, bytes]], skip: frozenset[bytes]
-) -> list[tuple[bytes, bytes]]:
-    """``headers`` without ``skip`` and without those the ``Connection`` header names.
-
-    >>> end_to_end([(b"connection", b"x-a"), (b"x-a", b"1"), (b"x-b", b"2")], HOP_BY_HOP)
-    [(b'x-b', b'2')]
-    """
-    named = {
-        token.strip().lower()
-        for key, value in headers
-        if key.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    drop = skip | named if named else skip
-    return [(k, v) for k, v in headers if k.lower() not in drop]
-
-
-class _Tee:
-    """Keeps a copy of a body's chunks while they fit ``limit``; beyond it, nothing."""
-
-    __slots__ = ("chunks", "gone", "limit", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.chunks: list[bytes] | None = []
-        self.size, self.limit = 0, limit
-        self.gone = False  # the caller went away before its body was read whole
-
-    def add(self, chunk: bytes) -> None:
-        if self.chunks is not None:
-            self.size += len(chunk)
-            if self.size > self.limit:
-                self.chunks = None
-            else:
-                self.chunks.append(chunk)
-
-    def body(self) -> bytes | None:
-        return None if self.chunks is None else b"".join(self.chunks)
 
 
 class Forwarder:
@@ -102,18 +41,19 @@ class Forwarder:
         if scope["type"] != "http":  # lifespan is the listener's; websockets are not proxied
             return
         started, t0 = time.time_ns(), time.perf_counter()
-        wanted = _Tee(self.limit)
+        wanted = Tee(self.limit)
         try:
             content = await self._request_body(receive, wanted)
-        except _CallerGone:
+        except CallerGone:
             return
         headers = scope["headers"]
         ex = Exchange(scope["method"], scope["path"], headers, None, 0, None, None, started, 0.0)
         try:
             response = await self._send(scope, headers, content)
+        except CallerGone:
+            return
         except UpstreamError as exc:
-            if not wanted.gone:  # a caller that went away is not the model server's failure
-                await self._failed(ex, exc, send, wanted, t0)
+            await self._failed(ex, exc, send, wanted, t0)
             return
         ex.request_body = wanted.body()
         try:
@@ -128,7 +68,7 @@ class Forwarder:
         target = scope.get("raw_path") or scope["path"].encode()
         if query := scope.get("query_string"):
             target += b"?" + query
-        sent = [(b"host", self.upstream.host_header), *end_to_end(headers, _SKIP_REQUEST)]
+        sent = [(b"host", self.upstream.host_header), *end_to_end(headers, SKIP_REQUEST)]
         chunked = False
         if not any(k == b"content-length" for k, _ in headers):
             if not isinstance(content, bytes):
@@ -139,12 +79,11 @@ class Forwarder:
         head = b"".join(b"%s: %s\r\n" % pair for pair in sent)
         return await self.upstream.send(scope["method"], target, head, content, chunked)
 
-    async def _request_body(self, receive: Any, tee: _Tee) -> bytes | AsyncIterator[bytes]:
+    async def _request_body(self, receive: Any, tee: Tee) -> bytes | AsyncIterator[bytes]:
         """The whole body when it came in one piece (most calls), else a stream of it."""
         message = await receive()
         if message["type"] == "http.disconnect":  # gone before its body: nothing to forward
-            tee.gone = True
-            raise _CallerGone("the caller went away before sending its body")
+            raise CallerGone("the caller went away before sending its body")
         first: bytes = message.get("body", b"")
         tee.add(first)
         if not message.get("more_body", False):
@@ -157,8 +96,7 @@ class Forwarder:
             while more:
                 msg = await receive()
                 if msg["type"] == "http.disconnect":
-                    tee.gone = True
-                    raise _CallerGone("the caller went away while sending its body")
+                    raise CallerGone("the caller went away while sending its body")
                 chunk = msg.get("body", b"")
                 more = msg.get("more_body", False)
                 tee.add(chunk)
@@ -171,7 +109,7 @@ class Forwarder:
         """Stream the model server's answer back as it comes."""
         headers = end_to_end(response.headers, HOP_BY_HOP)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        tee = _Tee(self.limit)
+        tee = Tee(self.limit)
         try:
             async for chunk in response.chunks():
                 tee.add(chunk)
@@ -192,7 +130,7 @@ class Forwarder:
         self.metrics.answered(response.status)
 
     async def _failed(
-        self, ex: Exchange, exc: UpstreamError, send: Any, tee: _Tee, t0: float
+        self, ex: Exchange, exc: UpstreamError, send: Any, tee: Tee, t0: float
     ) -> None:
         """No answer from the model server: 504 for a timeout, 502 otherwise."""
         ex.latency_ms = (time.perf_counter() - t0) * 1000.0

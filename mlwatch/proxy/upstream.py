@@ -101,10 +101,10 @@ class Upstream:
                 try:
                     await self._write(conn, request, body, chunked)
                     status, headers = await _wait(head_future, self.timeout_s, "answer")
-                except UpstreamError:
+                except BaseException as exc:  # a caller gone mid-body, a cancel, a failure
                     conn.transport.close()
                     retry = reused and not conn.got_bytes and isinstance(body, bytes)
-                    if attempt == 0 and retry:
+                    if attempt == 0 and retry and isinstance(exc, UpstreamError):
                         continue
                     raise
                 return Call(self, conn, status, headers)

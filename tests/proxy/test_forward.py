@@ -141,3 +141,20 @@ def test_head_and_bodiless_answers(proxied: Callable[..., Proxied], model_url: s
     with httpx.Client(timeout=10) as c:
         same(c.head(model_url + "/v2/health/ready"), c.head(px.url + "/v2/health/ready"))
         same(c.head(model_url + "/nowhere"), c.head(px.url + "/nowhere"))
+
+
+def test_a_caller_gone_mid_body_is_neither_forwarded_nor_recorded(
+    proxied: Callable[..., Proxied],
+) -> None:
+    import socket
+
+    px = proxied(proxy_max_connections=1)  # a connection left behind would block the next call
+    host, port = px.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n")
+        s.sendall(b'{"inputs": [')
+    with httpx.Client(timeout=10) as c:
+        for _ in range(3):
+            assert c.post(px.url + "/v2/models/iris/infer", json=OIP).status_code == 200
+    wait_until(lambda: len(px.events()) == 6, what="the 3 later calls' events")
+    assert px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 0
