@@ -7,8 +7,8 @@ connections, whatever the answers take) calls the model server directly, then th
 the proxy, at each rate, in the same run; each call is timed from its write to its last
 byte. Reported per rate: p50 and p99 of both and the difference (what the proxy adds),
 non-200 answers and answers that differ from the direct one, the events the sidecar
-recorded, the sidecar's CPU per call (a figure other load on the machine barely moves), and
-its RSS before and after.
+recorded, the sidecar's CPU per call over its idle use (a figure other load on the machine
+barely moves), and its RSS before and after.
 
     python bench/proxy_overhead.py [--seconds 20] [--rates 500,2000] [--rows 1]
 """
@@ -201,11 +201,13 @@ def main() -> int:
             f"per run, open loop on up to {CONNECTIONS} connections, {os.cpu_count()} CPUs"
         )
         for rate in (float(r) for r in args.rates.split(",")):
+            idle0, t_idle = cpu_seconds(procs[1].pid), time.monotonic()
             direct, want = asyncio.run(load(model, req, rate, args.seconds))
-            before, cpu0 = recorded(sidecar), cpu_seconds(procs[1].pid)
+            idle = (cpu_seconds(procs[1].pid) - idle0) / (time.monotonic() - t_idle)
+            before, cpu0, t0 = recorded(sidecar), cpu_seconds(procs[1].pid), time.monotonic()
             proxied, got = asyncio.run(load(proxy, req, rate, args.seconds))
             time.sleep(1.0)  # the recorder's group commit
-            cpu = cpu_seconds(procs[1].pid) - cpu0
+            cpu = cpu_seconds(procs[1].pid) - cpu0 - idle * (time.monotonic() - t0)
             errors = sum(not a.startswith(b"200 ") for a in got)
             differ = sum(a != want[0] for a in got)
             events = recorded(sidecar) - before
@@ -224,7 +226,8 @@ def main() -> int:
             )
             print(
                 f"    sidecar CPU: {cpu / len(proxied) * 1e6:.0f} us a call (forwarding and "
-                f"recording), {cpu / args.seconds:.2f} cores"
+                f"recording), {cpu / args.seconds:.2f} cores, over its idle "
+                f"{idle:.3f} cores (measured during the direct run)"
             )
         print(
             f"  sidecar RSS      {rss0 / 1024:.1f} MiB before the timed runs, {rss_kib(procs[1].pid) / 1024:.1f} MiB after"

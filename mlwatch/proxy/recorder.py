@@ -25,7 +25,10 @@ from mlwatch.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("mlwatch.proxy")
 BATCH_CALLS = 500  # exchanges per durable append, at most
-WAKE_S = 0.5
+# The thread looks at the queue this often, or at once when a batch is waiting: woken for
+# every call, it would take the GIL from the forwarding loop for every call, and append
+# batches of one.
+FLUSH_S = 0.05
 
 
 class Recorder:
@@ -58,7 +61,7 @@ class Recorder:
             self._metrics.failures["queue_full"].inc()
             return
         self._queue.append(ex)
-        if not self._wake.is_set():
+        if len(self._queue) >= BATCH_CALLS and not self._wake.is_set():
             self._wake.set()
 
     def start(self) -> None:
@@ -74,7 +77,7 @@ class Recorder:
     def _run(self) -> None:
         queue = self._queue
         while True:
-            self._wake.wait(WAKE_S)
+            self._wake.wait(FLUSH_S)
             self._wake.clear()
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), BATCH_CALLS))]
