@@ -10,6 +10,8 @@
     │   ├── SpoolFull                     its disk bound is reached (ingest answers 503)
     │   └── SpoolClosed                   it was closed
     ├── IngestError                       a request the sidecar refuses (an HTTP status)
+    ├── CaptureError                      a proxied call cannot be captured (counted, never raised to the caller)
+    ├── UpstreamError                     the model server behind the proxy did not answer (the caller gets 502 / 504)
     ├── ForwardError                      a forward-protocol peer answered the unexpected
     │   └── HandshakeRefused              the shared-key handshake failed
     ├── DeliveryError                     a sink could not deliver a batch yet (retried)
@@ -121,6 +123,27 @@ class IngestError(MlwatchError):
         if self.errors:
             out["errors"] = self.errors
         return out
+
+
+class CaptureError(MlwatchError):
+    """A call through the proxy cannot be turned into events (no model name, a body
+    that is not the protocol it claims). ``reason`` is the label of
+    ``mlwatch_proxy_capture_failures_total``; the caller never sees it."""
+
+    def __init__(self, message: str, *, reason: str = "unparsable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UpstreamError(MlwatchError):
+    """The model server behind the proxy cannot be reached (``reason`` ``connect``), does
+    not answer in time (``timeout``) or breaks HTTP (``protocol``). The caller gets the
+    502 or 504 a reverse proxy answers; the reason labels
+    ``mlwatch_proxy_upstream_errors_total``."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ForwardError(MlwatchError):

@@ -44,7 +44,7 @@ LAYERS = [
         ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs", "mlwatch.client", "mlwatch"),
     ),
     ("alerting, grafana", ("mlwatch.alerting", "mlwatch.grafana")),
-    ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler")),
+    ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler", "mlwatch.proxy")),
     ("cli", ("mlwatch.cli", "mlwatch.__main__")),
 ]
 CLIENT_MAY_IMPORT = (

@@ -15,6 +15,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--data-dir", help="spool and embedded store directory")
     p.add_argument("--spool-fsync", choices=("always", "interval"), help="fsync policy")
+    p.add_argument(
+        "--proxy-to",
+        metavar="URL",
+        help="also run a reverse proxy in front of this model server and record its calls",
+    )
+    p.add_argument(
+        "--proxy-listen", metavar="HOST:PORT", help="the proxy's listener (default 127.0.0.1:8080)"
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=run)
 
@@ -26,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir,
         spool_fsync=args.spool_fsync,
+        proxy_to=args.proxy_to,
+        proxy_listen=args.proxy_listen,
     )
     from mlwatch.sidecar.server import serve
 

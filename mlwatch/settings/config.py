@@ -316,6 +316,79 @@ class Config:
         "handshake. Never logged.",
         secret=True,
     )
+    # --- proxy mode (sidecar) ---
+    proxy_to: str | None = _setting(
+        None,
+        "Sidecar: base URL of a model server (http://127.0.0.1:8501). Set: the sidecar "
+        "also listens on proxy_listen as a reverse proxy in front of it and records every "
+        "inference call through it (docs/proxy.md).",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+    )
+    proxy_listen: str = _setting(
+        "127.0.0.1:8080",
+        "host:port of the proxy's own listener, apart from the sidecar's API (its "
+        "callers need no token). Localhost unless told otherwise; port 0 picks a free one.",
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$",
+    )
+    proxy_format: str = _setting(
+        "auto",
+        "How proxied calls are read: 'auto' (Open Inference Protocol v2 and TensorFlow "
+        "Serving by their paths, else 'json' when a proxy_*_path is set), 'oip', "
+        "'tfserving' or 'json'.",
+        choices=("auto", "oip", "tfserving", "json"),
+    )
+    proxy_json_route: str | None = _setting(
+        None,
+        "'json' format: a regular expression the path of a POST must match to be "
+        "recorded (re.search). Unset: every POST.",
+    )
+    proxy_features_path: str | None = _setting(
+        None,
+        "'json' format: dotted path of the features in the request body (an object, a list "
+        "of objects, or rows of values). Unset: the body itself.",
+    )
+    proxy_prediction_path: str | None = _setting(
+        None,
+        "'json' format: dotted path of the prediction(s) in the response body. Unset: the "
+        "body itself.",
+    )
+    proxy_model_header: str | None = _setting(
+        None,
+        "Request header naming the model when the path does not (else the model setting).",
+    )
+    proxy_version_header: str | None = _setting(
+        None,
+        "Request header naming the model version when the path does not (else the "
+        "answer's model_version, else the version setting).",
+    )
+    proxy_request_id_header: str = _setting(
+        "x-request-id",
+        "Request header whose value becomes the request_id (a batch's rows get ':<row>').",
+    )
+    proxy_capture_max_bytes: int = _setting(
+        1024 * 1024,
+        "Largest request or response body the proxy keeps for capture; a larger one is "
+        "still forwarded whole, and its call recorded without features and prediction.",
+        lo=0,
+        hi=1 << 30,
+    )
+    proxy_queue_size: int = _setting(
+        10_000,
+        "Calls waiting to be recorded; beyond it a call is forwarded but not recorded "
+        '(mlwatch_proxy_capture_failures_total{reason="queue_full"}).',
+        lo=1,
+        hi=10_000_000,
+    )
+    proxy_timeout_s: float = _setting(
+        60.0,
+        "Longest the proxy waits to connect to the model server, and for each read of "
+        "its answer; beyond it the caller gets 504.",
+        lo=0.01,
+        hi=3600,
+    )
+    proxy_max_connections: int = _setting(
+        100, "Most connections from the proxy to the model server at once.", lo=1, hi=10_000
+    )
     # --- MLflow ---
     mlflow_tracking_uri: str | None = _setting(
         None,

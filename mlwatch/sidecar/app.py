@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -34,16 +34,37 @@ log = logging.getLogger("mlwatch.sidecar")
 _INGEST_REFUSALS = (400, 413, 415, 422)
 
 
-def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> FastAPI:
-    """Build the sidecar app; its lifespan starts and stops the sink consumers."""
+class Companion(Protocol):
+    """A listener that lives in the sidecar's process and feeds it (the proxy)."""
+
+    async def start(self, sidecar: Sidecar) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    companions: Sequence[Companion] = (),
+) -> FastAPI:
+    """Build the sidecar app; its lifespan starts and stops the sink consumers, and the
+    ``companions`` after the sidecar starts and before it stops (what they took is in
+    the spool before it closes)."""
     sidecar = Sidecar(config, registry=registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         sidecar.start()
+        started: list[Companion] = []
         try:
+            for companion in companions:
+                await companion.start(sidecar)
+                started.append(companion)
             yield
         finally:
+            for companion in reversed(started):
+                await companion.stop()
             sidecar.stop()
 
     app = FastAPI(title="mlwatch sidecar", version=__version__, lifespan=lifespan)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +36,12 @@ def serve(config: Config, *, access_log: bool = False) -> None:
     )
     for line in settings_lines(config):
         log.info("  %s", line)
-    app = create_app(config)
+    companions = []
+    if config.proxy_to:
+        from mlwatch.proxy.listener import ProxyListener
+
+        companions.append(ProxyListener(config))
+    app = create_app(config, companions=companions)
     rejected = app.state.sidecar.metrics.rejected
     # Ingest allocates millions of short-lived, acyclic dicts (decoded JSON). With the
     # default thresholds the cyclic collector keeps re-traversing every batch in flight
@@ -74,9 +78,14 @@ async def _serve_tls(server: Any, handshake_s: float) -> None:
     setting for it), so a peer that connects and stays silent would hold a descriptor
     that long."""
     loop = asyncio.get_running_loop()
-    loop.create_server = functools.partial(  # type: ignore[method-assign]
-        loop.create_server, ssl_handshake_timeout=handshake_s
-    )
+    create_server = loop.create_server
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:  # the proxy's plain listener shares the loop
+            kwargs.setdefault("ssl_handshake_timeout", handshake_s)
+        return await create_server(*args, **kwargs)
+
+    loop.create_server = bounded  # type: ignore[method-assign]
     await server.serve()
 
 
@@ -92,6 +101,7 @@ GROUPS = (
     ("jobs", ("scheduler", "models")),
     ("elasticsearch", ("elasticsearch_",)),
     ("forward", ("forward_",)),
+    ("proxy", ("proxy_",)),
 )
 
 
@@ -101,12 +111,16 @@ def settings_lines(config: Config) -> list[str]:
 
     >>> settings_lines(Config(token="s3cret"))[0]
     "listener: token='***' host='127.0.0.1' port=8765 max_connections=1000 tls_cert_file=None tls_key_file=None"
-    >>> settings_lines(Config())[-2:]
-    ['elasticsearch: off', 'forward: off']
+    >>> settings_lines(Config())[-3:]
+    ['elasticsearch: off', 'forward: off', 'proxy: off']
     """
     values = config.redacted()
     values["models"] = [m.name for m in config.models]
-    off = {"elasticsearch": not config.elasticsearch_url, "forward": config.forward_port is None}
+    off = {
+        "elasticsearch": not config.elasticsearch_url,
+        "forward": config.forward_port is None,
+        "proxy": not config.proxy_to,
+    }
     lines = []
     for group, keys in GROUPS:
         if off.get(group):
