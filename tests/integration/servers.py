@@ -42,6 +42,30 @@ def answers_ok(url: str) -> bool:
         return False
 
 
+def probe_json(url: str) -> tuple[int, Any]:
+    """Status and JSON body of a GET whose connection is closed whatever happens: urllib
+    leaves its socket to the garbage collector when a server still starting resets the
+    connection before answering (with TLS, a ResourceWarning in whichever test runs next)."""
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(
+            parts.netloc, timeout=5, context=ssl.create_default_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.netloc, timeout=5)
+    try:
+        conn.request("GET", parts.path or "/")
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
 def get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:
         return str(r.read().decode())
@@ -91,7 +115,8 @@ class SidecarProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"sidecar exited {self.proc.returncode}: {self.log()}")
-        return bool(get_json(self.url + "/readyz")["ready"])
+        status, body = probe_json(self.url + "/readyz")
+        return status == 200 and bool(body["ready"])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
