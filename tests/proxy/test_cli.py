@@ -3,7 +3,6 @@ stop that records what the proxy forwarded, a proxy beside a TLS listener."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx2 as httpx
@@ -11,7 +10,7 @@ import pytest
 
 from mlwatch.store import EmbeddedStore
 from tests.helpers import free_port, make_certs, wait_until
-from tests.integration.servers import SidecarProcess, get_text
+from tests.integration.servers import SidecarProcess, get_json_any
 from tests.proxy.test_forward import OIP
 
 pytestmark = pytest.mark.integration
@@ -78,9 +77,11 @@ def test_a_plain_proxy_beside_a_tls_listener(
             assert (
                 c.post(f"http://127.0.0.1:{port}/v2/models/iris/infer", json=OIP).status_code == 200
             )
-        wait_until(
-            lambda: json.loads(get_text(sc.url + "/v1/models/iris/status"))["events_stored"] == 2,
-            what="2 events",
-        )
+
+        def stored() -> bool:  # a 404 until the events are in; get_json_any closes it
+            status, body = get_json_any(sc.url + "/v1/models/iris/status")
+            return status == 200 and body["events_stored"] == 2
+
+        wait_until(stored, what="2 events")
     finally:
         sc.stop()
