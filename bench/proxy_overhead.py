@@ -205,7 +205,9 @@ def main() -> int:
             direct, want = asyncio.run(load(model, req, rate, args.seconds))
             idle = (cpu_seconds(procs[1].pid) - idle0) / (time.monotonic() - t_idle)
             before, cpu0, t0 = recorded(sidecar), cpu_seconds(procs[1].pid), time.monotonic()
+            own0, model0 = time.process_time(), cpu_seconds(procs[0].pid)
             proxied, got = asyncio.run(load(proxy, req, rate, args.seconds))
+            own, model_cpu = time.process_time() - own0, cpu_seconds(procs[0].pid) - model0
             time.sleep(1.0)  # the recorder's group commit
             cpu = cpu_seconds(procs[1].pid) - cpu0 - idle * (time.monotonic() - t0)
             errors = sum(not a.startswith(b"200 ") for a in got)
@@ -228,6 +230,10 @@ def main() -> int:
                 f"    sidecar CPU: {cpu / len(proxied) * 1e6:.0f} us a call (forwarding and "
                 f"recording), {cpu / args.seconds:.2f} cores, over its idle "
                 f"{idle:.3f} cores (measured during the direct run)"
+            )
+            print(
+                f"    other CPU on the machine meanwhile: the model server {model_cpu / args.seconds:.2f} "
+                f"cores, this load generator {own / args.seconds:.2f} cores"
             )
         print(
             f"  sidecar RSS      {rss0 / 1024:.1f} MiB before the timed runs, {rss_kib(procs[1].pid) / 1024:.1f} MiB after"

@@ -49,6 +49,10 @@ class Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not hasattr(self, "head") or (self.done and not self.chunks):
+            self.reusable = False  # bytes nobody asked for: the connection is not sane
+            self.transport.close()
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -123,6 +127,11 @@ class Connection(asyncio.Protocol):
         if not self.head.done():
             self.head.set_exception(error)
         self._wake()
+
+    def body_waiter(self) -> asyncio.Future[None]:
+        """A future done when the body has more to read, or ended, or failed."""
+        self.waiter = self._loop.create_future()
+        return self.waiter
 
     def next_chunk(self) -> bytes | None:
         """A body chunk read ahead, or None when there is none yet."""

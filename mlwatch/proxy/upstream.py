@@ -61,8 +61,7 @@ class Call:
             elif conn.done:
                 return
             else:
-                conn.waiter = conn._loop.create_future()
-                await _wait(conn.waiter, timeout_s, "bytes of the answer")
+                await _wait(conn.body_waiter(), timeout_s, "bytes of the answer")
 
     def close(self) -> None:
         """Give the connection back when the answer was read whole, else close it."""
@@ -89,8 +88,13 @@ class Upstream:
         """Send a request (``head``: its header lines, CRLF-terminated; ``body``: bytes, or
         an async iterator of them, sent chunked when ``chunked``) and read the answer's
         head; raises UpstreamError."""
-        if self._slots.locked():
-            await _wait(asyncio.ensure_future(self._slots.acquire()), self.timeout_s, "connection")
+        if self._slots.locked():  # all in use: wait_for cancels the acquire at the deadline
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise UpstreamError(
+                    f"no free connection within {self.timeout_s:g}s", reason="timeout"
+                ) from None
         else:
             await self._slots.acquire()
         try:
@@ -102,6 +106,7 @@ class Upstream:
                     await self._write(conn, request, body, chunked)
                     status, headers = await _wait(head_future, self.timeout_s, "answer")
                 except BaseException as exc:  # a caller gone mid-body, a cancel, a failure
+                    head_future.cancel()  # nobody waits for this answer any more
                     conn.transport.close()
                     retry = reused and not conn.got_bytes and isinstance(body, bytes)
                     if attempt == 0 and retry and isinstance(exc, UpstreamError):

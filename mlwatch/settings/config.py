@@ -381,8 +381,9 @@ class Config:
     )
     proxy_timeout_s: float = _setting(
         60.0,
-        "Longest the proxy waits to connect to the model server, and for each read of "
-        "its answer; beyond it the caller gets 504.",
+        "Longest the proxy waits for a connection to the model server, for the head of "
+        "its answer, and for each next part of the body; beyond it the caller gets 504 "
+        "(or, once the answer has started, a closed connection).",
         lo=0.01,
         hi=3600,
     )

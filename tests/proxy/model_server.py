@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,16 +114,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class ModelServer:
     """The app under uvicorn in a thread, on a free port; ``with ModelServer() as url``."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, certs: Path | None = None) -> None:
+        """``certs``: a directory from ``tests.helpers.make_certs``, to serve HTTPS."""
         import uvicorn
 
         from tests.helpers import free_port
 
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if certs else 'http'}://127.0.0.1:{self.port}"
+        tls: dict[str, Any] = {}
+        if certs is not None:
+            tls = {"ssl_certfile": str(certs / "node.crt"), "ssl_keyfile": str(certs / "node.key")}
         self._server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **tls
             )
         )
         self._thread = threading.Thread(target=self._server.run, name="model-server", daemon=True)

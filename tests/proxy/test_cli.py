@@ -10,7 +10,7 @@ import pytest
 
 from mlwatch.store import EmbeddedStore
 from tests.helpers import free_port, make_certs, wait_until
-from tests.integration.servers import SidecarProcess, probe_json
+from tests.integration.servers import SidecarProcess, get_json_any
 from tests.proxy.test_forward import OIP
 
 pytestmark = pytest.mark.integration
@@ -77,9 +77,11 @@ def test_a_plain_proxy_beside_a_tls_listener(
             assert (
                 c.post(f"http://127.0.0.1:{port}/v2/models/iris/infer", json=OIP).status_code == 200
             )
-        wait_until(
-            lambda: probe_json(sc.url + "/v1/models/iris/status")[1].get("events_stored") == 2,
-            what="2 events",
-        )
+
+        def stored() -> bool:  # a 404 until the events are in; get_json_any closes it
+            status, body = get_json_any(sc.url + "/v1/models/iris/status")
+            return status == 200 and body["events_stored"] == 2
+
+        wait_until(stored, what="2 events")
     finally:
         sc.stop()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, make_certs, wait_until
 from tests.proxy.conftest import Proxied
+from tests.proxy.model_server import ModelServer
 
 OIP = {
     "id": "req-7",
@@ -158,3 +161,28 @@ def test_a_caller_gone_mid_body_is_neither_forwarded_nor_recorded(
             assert c.post(px.url + "/v2/models/iris/infer", json=OIP).status_code == 200
     wait_until(lambda: len(px.events()) == 6, what="the 3 later calls' events")
     assert px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 0
+
+
+def test_an_https_model_server(
+    proxied: Callable[..., Proxied], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))  # the system's CAs, for the test
+    with ModelServer(certs=certs) as url:
+        px = proxied(proxy_to=url)
+        with httpx.Client(timeout=10) as c:
+            answer = c.post(px.url + "/v2/models/iris/infer", json=OIP)
+        assert answer.status_code == 200 and answer.json()["model_name"] == "iris"
+        wait_until(lambda: len(px.events()) == 2, what="the events")
+
+
+def test_an_https_model_server_with_an_unknown_certificate_is_a_502(
+    proxied: Callable[..., Proxied], tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    with ModelServer(certs=certs) as url:
+        px = proxied(proxy_to=url)
+        with httpx.Client(timeout=10) as c:
+            assert c.post(px.url + "/v2/models/iris/infer", json=OIP).status_code == 502
