@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,44 +16,19 @@ import yaml
 from tests.container.pod import deployment_of, playable_pod
 from tests.container.podman import TOKEN, get, podman, token_file
 from tests.helpers import REPO, free_port, wait_until
-from tests.kubernetes.cluster import Unavailable, skip_or_fail, tools_dir
+from tests.kubernetes.cluster import Tools, Unavailable, base_with, skip_or_fail, tools_dir
 
 pytestmark = pytest.mark.integration
 KUSTOMIZE = REPO / "sidecar" / "kubernetes"
 
 
-def kubectl() -> str:
-    try:
-        return str(tools_dir() / "kubectl")
-    except Unavailable as exc:
-        skip_or_fail(str(exc))
-
-
 def rendered_classic(tmp: Path, *components: str) -> str:
     """base with ``components`` and classic-sidecar, through kustomize."""
-    root = tmp / "classic"
-    root.mkdir()
-    (root / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(KUSTOMIZE / "base", root)],
-                "components": [
-                    os.path.relpath(KUSTOMIZE / "components" / c, root)
-                    for c in (*components, "classic-sidecar")
-                ],
-            }
-        )
-    )
-    run = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
+    try:
+        tools = Tools(tools_dir(), tmp)
+    except Unavailable as exc:
+        skip_or_fail(str(exc))
+    return tools.kustomize(base_with(tmp / "classic", KUSTOMIZE, *components, "classic-sidecar"))
 
 
 def call(port: int, path: str, body: object) -> object:

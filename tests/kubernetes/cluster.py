@@ -84,6 +84,25 @@ def tools_dir(timeout: float = 3600.0) -> Path:
     return bin_dir
 
 
+def base_with(root: Path, manifests: Path, *components: str) -> Path:
+    """A kustomization at ``root`` (made here) of ``manifests/base`` with ``components``
+    of ``manifests/components``, in that order, as a user's overlay would add them."""
+    root.mkdir()
+    (root / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(manifests / "base", root)],
+                "components": [
+                    os.path.relpath(manifests / "components" / c, root) for c in components
+                ],
+            }
+        )
+    )
+    return root
+
+
 def load_docs(yaml_text: str) -> list[dict[str, Any]]:
     """The non-empty documents of a YAML stream."""
     return [d for d in yaml.safe_load_all(yaml_text) if d]

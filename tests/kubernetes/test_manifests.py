@@ -6,7 +6,6 @@ no Secret in Git. A broken manifest fails each check."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
-from tests.kubernetes.cluster import Cluster, Tools, copy_doc, load_docs
+from tests.kubernetes.cluster import Cluster, Tools, base_with, copy_doc, load_docs
 
 pytestmark = pytest.mark.integration
 ROOT = REPO / "sidecar" / "kubernetes"
@@ -24,19 +23,7 @@ COMPONENTS = ["classic-sidecar", "elasticsearch", "fluent-bit", "prometheus-oper
 
 def with_component(tools: Tools, component: str, tmp: Path) -> str:
     """The base with one component, as an overlay of the user's would add it."""
-    root = tmp / component
-    root.mkdir()
-    (root / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(ROOT / "base", root)],
-                "components": [os.path.relpath(ROOT / "components" / component, root)],
-            }
-        )
-    )
-    return tools.kustomize(root)
+    return tools.kustomize(base_with(tmp / component, ROOT, component))
 
 
 def rendered(tools: Tools, name: str, tmp: Path) -> str:
