@@ -7,8 +7,9 @@ connections, whatever the answers take) calls the model server directly, then th
 the proxy, at each rate, in the same run; each call is timed from its write to its last
 byte. Reported per rate: p50 and p99 of both and the difference (what the proxy adds),
 non-200 answers and answers that differ from the direct one, the events the sidecar
-recorded, the sidecar's CPU per call over its idle use (a figure other load on the machine
-barely moves), and its RSS before and after.
+recorded, the CPU per call of the proxy's worker process (forwarding) and of the sidecar
+(recording) over their idle use (figures other load on the machine barely moves), and
+their RSS before and after.
 
     python bench/proxy_overhead.py [--seconds 20] [--rates 500,2000] [--rows 1]
 """
@@ -48,6 +49,12 @@ def rss_kib(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pid(sidecar: int) -> int:
+    """The proxy's worker process: the sidecar's child."""
+    tasks = Path(f"/proc/{sidecar}/task").iterdir()
+    return int(next(pid for task in tasks for pid in (task / "children").read_text().split()))
 
 
 def wait_http(url: str, what: str) -> None:
@@ -195,21 +202,29 @@ def main() -> int:
             load(model, req, 200, 2)
         )  # warm both paths up (imports, pools, JIT-free caches)
         asyncio.run(load(proxy, req, 200, 2))
-        rss0 = rss_kib(procs[1].pid)
+        sidecar_pid = procs[1].pid
+        worker = worker_pid(sidecar_pid)
+        rss0 = rss_kib(sidecar_pid), rss_kib(worker)
+
+        def cpu() -> tuple[float, float]:
+            return cpu_seconds(worker), cpu_seconds(sidecar_pid)
+
         print(
             f"proxy overhead: OIP v2 infer, {args.rows} row(s) a request, {args.seconds:.0f} s "
             f"per run, open loop on up to {CONNECTIONS} connections, {os.cpu_count()} CPUs"
         )
         for rate in (float(r) for r in args.rates.split(",")):
-            idle0, t_idle = cpu_seconds(procs[1].pid), time.monotonic()
+            idle0, t_idle = cpu(), time.monotonic()
             direct, want = asyncio.run(load(model, req, rate, args.seconds))
-            idle = (cpu_seconds(procs[1].pid) - idle0) / (time.monotonic() - t_idle)
-            before, cpu0, t0 = recorded(sidecar), cpu_seconds(procs[1].pid), time.monotonic()
+            spent = time.monotonic() - t_idle
+            idle = [(b - a) / spent for a, b in zip(idle0, cpu(), strict=True)]
+            before, cpu0, t0 = recorded(sidecar), cpu(), time.monotonic()
             own0, model0 = time.process_time(), cpu_seconds(procs[0].pid)
             proxied, got = asyncio.run(load(proxy, req, rate, args.seconds))
             own, model_cpu = time.process_time() - own0, cpu_seconds(procs[0].pid) - model0
             time.sleep(1.0)  # the recorder's group commit
-            cpu = cpu_seconds(procs[1].pid) - cpu0 - idle * (time.monotonic() - t0)
+            took = time.monotonic() - t0
+            used = [b - a - i * took for a, b, i in zip(cpu0, cpu(), idle, strict=True)]
             errors = sum(not a.startswith(b"200 ") for a in got)
             differ = sum(a != want[0] for a in got)
             events = recorded(sidecar) - before
@@ -226,18 +241,22 @@ def main() -> int:
             print(
                 f"    non-200 through the proxy: {errors}; answers unlike the direct one: {differ}; events recorded: {events:.0f}"
             )
-            print(
-                f"    sidecar CPU: {cpu / len(proxied) * 1e6:.0f} us a call (forwarding and "
-                f"recording), {cpu / args.seconds:.2f} cores, over its idle "
-                f"{idle:.3f} cores (measured during the direct run)"
-            )
+            for name, spent_s in zip(
+                ("forwarding (worker)", "recording (sidecar)"), used, strict=True
+            ):
+                print(
+                    f"    {name:<20} CPU {spent_s / len(proxied) * 1e6:4.0f} us a call, "
+                    f"{spent_s / args.seconds:.2f} cores over idle"
+                )
             print(
                 f"    other CPU on the machine meanwhile: the model server {model_cpu / args.seconds:.2f} "
                 f"cores, this load generator {own / args.seconds:.2f} cores"
             )
-        print(
-            f"  sidecar RSS      {rss0 / 1024:.1f} MiB before the timed runs, {rss_kib(procs[1].pid) / 1024:.1f} MiB after"
-        )
+        rss1 = rss_kib(sidecar_pid), rss_kib(worker)
+        for name, a, b in zip(("sidecar", "worker"), rss0, rss1, strict=True):
+            print(
+                f"  {name:<8} RSS {a / 1024:.1f} MiB before the timed runs, {b / 1024:.1f} MiB after"
+            )
     finally:
         for proc in procs:
             proc.terminate()

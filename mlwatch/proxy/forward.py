@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mlwatch.errors import UpstreamError
+from mlwatch.proxy.channel import Counts
 from mlwatch.proxy.exchange import Exchange
 from mlwatch.proxy.framing import HOP_BY_HOP, SKIP_REQUEST, CallerGone, Tee, end_to_end
-from mlwatch.proxy.metrics import ProxyMetrics
 from mlwatch.proxy.upstream import Call, Upstream
 
 
@@ -30,12 +30,12 @@ class Forwarder:
         upstream: Upstream,
         capture_limit: int,
         submit: Callable[[Exchange], None],
-        metrics: ProxyMetrics,
+        counts: Counts,
     ) -> None:
         self.upstream = upstream
         self.limit = capture_limit
         self.submit = submit
-        self.metrics = metrics
+        self.counts = counts
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # lifespan is the listener's; websockets are not proxied
@@ -117,8 +117,8 @@ class Forwarder:
         except UpstreamError as exc:  # headers are gone: only closing the connection tells
             ex.status, ex.error = 502, _error_name(exc)
             ex.latency_ms = (time.perf_counter() - t0) * 1000.0
-            self.metrics.upstream[exc.reason].inc()
-            self.metrics.answered(502)
+            self.counts.upstream_failed(exc.reason)
+            self.counts.answered(502)
             self.submit(ex)
             raise
         ex.latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -127,7 +127,7 @@ class Forwarder:
         ex.response_encoding = next(
             (v.decode("latin-1") for k, v in headers if k.lower() == b"content-encoding"), None
         )
-        self.metrics.answered(response.status)
+        self.counts.answered(response.status)
 
     async def _failed(
         self, ex: Exchange, exc: UpstreamError, send: Any, tee: Tee, t0: float
@@ -148,8 +148,8 @@ class Forwarder:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self.metrics.upstream[reason].inc()
-        self.metrics.answered(status)
+        self.counts.upstream_failed(reason)
+        self.counts.answered(status)
         ex.status, ex.error, ex.request_body = status, _error_name(exc), tee.body()
         self.submit(ex)
 

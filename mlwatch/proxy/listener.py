@@ -1,31 +1,45 @@
-"""The proxy's own listener, next to the sidecar's API in the same process and event
-loop: started by the sidecar app's lifespan after the sidecar, stopped before it, so
-that every call it forwarded is recorded before the spool closes.
+"""The proxy as the sidecar runs it: its socket, its worker process, and the recording
+of what the worker forwarded.
 
-Its socket is bound here, before the server runs, so that a taken port is an error at
+The socket is bound here, before the server runs, so that a taken port is an error at
 startup with the address in it, and port 0 gives a free port (:attr:`ProxyListener.port`).
+The forwarding runs in a worker process (:mod:`.worker`) on that socket; a thread here
+reads the calls it forwarded from the channel (:mod:`.channel`) into the
+:class:`~.recorder.Recorder`, adds the worker's counts to the metrics, and starts the
+worker again, on the same socket, when it dies (callers meanwhile wait in the socket's
+backlog). Started by the sidecar app's lifespan after the sidecar, stopped before it:
+the worker first (calls in progress finish and are sent), then the recorder, so every
+forwarded call is recorded before the spool closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
+import os
 import re
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
+import mlwatch
 from mlwatch.errors import ConfigError
+from mlwatch.proxy import channel, worker
 from mlwatch.proxy.events import Reader
-from mlwatch.proxy.forward import Forwarder
 from mlwatch.proxy.metrics import ProxyMetrics
 from mlwatch.proxy.recorder import Recorder
-from mlwatch.proxy.upstream import Upstream
 from mlwatch.settings import Config
 from mlwatch.store.payloads import EVENTS
 
 log = logging.getLogger("mlwatch.proxy")
+READY_S = 60.0  # for a worker to import and listen
+STOP_S = 20.0  # for a worker to finish its calls (10 s) and send them, before SIGKILL
+RESTART_S = 1.0
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -51,74 +65,132 @@ class ProxyListener:
                 raise ConfigError("proxy_json_route", f"not a regular expression: {exc}") from None
         self.config = config
         self.host, self.port = split_listen(config.proxy_listen)
-        self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._pool: Any = None
         self.recorder: Recorder | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     async def start(self, sidecar: Any) -> None:
-        """Bind, start recording into ``sidecar`` and serve (returns once serving)."""
-        import uvicorn
-
-        from mlwatch.sidecar.protocol import guarded_protocol
-
+        """Bind, start recording into ``sidecar`` and the worker (returns once serving)."""
         config = self.config
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        metrics = ProxyMetrics(sidecar.registry)
+        self._sock = _bind(self.host, self.port)
+        self.port = self._sock.getsockname()[1]
+        self.metrics = ProxyMetrics(sidecar.registry)
+        self._rejected = sidecar.metrics.rejected
         self.recorder = Recorder(
             Reader(config),
             lambda evs: sidecar.accept(EVENTS, evs),
-            metrics,
+            self.metrics,
             config.proxy_queue_size,
             config.max_events_per_request,
         )
         self.recorder.start()
-        self._pool = Upstream(
-            config.proxy_to or "",
-            max_connections=config.proxy_max_connections,
-            timeout_s=config.proxy_timeout_s,
+        stream = await asyncio.to_thread(self._spawn)
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,), name="mlwatch-proxy-channel", daemon=True
         )
-        app = Forwarder(
-            self._pool,
-            config.proxy_capture_max_bytes,
-            self.recorder.submit,
-            metrics,
-        )
-        self._server = _quiet_server(
-            uvicorn.Config(
-                app,
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                server_header=False,  # the model server's own Server and Date pass through
-                date_header=False,
-                timeout_graceful_shutdown=10,
-                http=guarded_protocol(  # the sidecar's bounds on heads and connections
-                    max_header_bytes=config.max_header_bytes,
-                    request_timeout_s=config.request_timeout_s,
-                    max_connections=config.max_connections,
-                    on_refused=lambda status: sidecar.metrics.rejected.labels(str(status)).inc(),
-                ),
-            )
-        )
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()  # raises what stopped it
+        self._thread.start()
         log.info("mlwatch proxy on http://%s:%d -> %s", self.host, self.port, config.proxy_to)
 
     async def stop(self) -> None:
-        """Stop serving (calls in progress finish), then record what is queued."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await self._task
-        if self._pool is not None:
-            await self._pool.aclose()
+        """Stop the worker (calls in progress finish), then record what it sent."""
+        self._stopping.set()
+        await asyncio.to_thread(self._stop)
+
+    def _stop(self) -> None:
+        _stop_worker(self.worker)
+        if self._thread is not None:
+            self._thread.join(STOP_S)
+        _stop_worker(self.worker)  # one the thread started meanwhile
         if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.stop)
+            self.recorder.stop()
+        if self._sock is not None:
+            self._sock.close()
+
+    def _spawn(self) -> Any:
+        """Start a worker on the socket; its channel, once it says it is serving."""
+        assert self._sock is not None
+        ours, theirs = channel.pair()
+        settings = {name: getattr(self.config, name) for name in worker.SETTINGS}
+        fds = (self._sock.fileno(), theirs.fileno())
+        root = str(Path(mlwatch.__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        with theirs:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "mlwatch.proxy.worker", json.dumps(settings)]
+                + [str(fd) for fd in fds],
+                pass_fds=fds,
+                env={**os.environ, "PYTHONPATH": path},
+            )
+        ours.settimeout(READY_S)
+        stream = ours.makefile("rb")  # holds the socket open until it is closed
+        ours.close()
+        try:
+            first = next(channel.messages(stream), None)
+        except TimeoutError:
+            first = None
+        if first != ("ready",):
+            stream.close()
+            self.worker.kill()
+            code = self.worker.wait()
+            raise ConfigError(
+                "proxy_listen",
+                f"the proxy's worker stopped before serving (exit code {code}); its log says why",
+            )
+        ours.settimeout(None)  # the file reads through it: from now on, wait for batches
+        return stream
+
+    def _run(self, stream: Any) -> None:
+        """Record what the worker sends; start it again when it dies."""
+        while True:
+            with stream:
+                self._pump(stream)
+            assert self.worker is not None
+            code = self.worker.wait()
+            if self._stopping.is_set():
+                return
+            log.error("the proxy worker exited with code %s; starting it again", code)
+            self.metrics.restarts.inc()
+            while not self._stopping.wait(RESTART_S):
+                try:
+                    stream = self._spawn()
+                    break
+                except ConfigError as exc:
+                    log.error("%s", exc)
+            else:
+                return
+
+    def _pump(self, stream: Any) -> None:
+        recorder, metrics = self.recorder, self.metrics
+        assert recorder is not None
+        for message in channel.messages(stream):
+            if message[0] != "batch":
+                continue
+            _, calls, counts = message
+            for ex in calls:
+                recorder.submit(ex)
+            for code, n in counts.codes.items():
+                metrics.codes[code].inc(n)
+            for reason, n in counts.upstream.items():
+                metrics.upstream[reason].inc(n)
+            for status, n in counts.refused.items():
+                self._rejected.labels(str(status)).inc(n)
+            if counts.dropped:
+                metrics.failures["queue_full"].inc(counts.dropped)
+
+
+def _stop_worker(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL when the worker has not stopped within STOP_S."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_S)
+    except subprocess.TimeoutExpired:
+        log.error("the proxy worker did not stop within %gs; killed", STOP_S)
+        proc.kill()
+        proc.wait()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -127,26 +199,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ConfigError("proxy_listen", f"cannot listen on {host}:{port}: {exc}") from None
     sock.set_inheritable(True)
     return sock
-
-
-def _quiet_server_class() -> type:
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        """A uvicorn server that leaves signals to the sidecar's server: it stops when
-        the sidecar's lifespan stops it."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return QuietServer
-
-
-def _quiet_server(config: Any) -> Any:
-    return _quiet_server_class()(config)

@@ -42,6 +42,11 @@ class ProxyMetrics:
             ["reason"],
             registry=registry,
         )
+        self.restarts = Counter(
+            "mlwatch_proxy_worker_restarts",
+            "Times the proxy's worker process died and was started again.",
+            registry=registry,
+        )
         self.queued = Gauge(
             "mlwatch_proxy_queued_calls",
             "Proxied calls waiting to be recorded.",

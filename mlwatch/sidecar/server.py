@@ -81,7 +81,7 @@ async def _serve_tls(server: Any, handshake_s: float) -> None:
     create_server = loop.create_server
 
     async def bounded(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("ssl") is not None:  # the proxy's plain listener shares the loop
+        if kwargs.get("ssl") is not None:  # the TLS listener only
             kwargs.setdefault("ssl_handshake_timeout", handshake_s)
         return await create_server(*args, **kwargs)
 
