@@ -110,6 +110,17 @@ class WindowReads(Database):
         )
         return [str(r[0]) for r in self._conn().execute(sql, args)]
 
+    def first_event_us(self, model: str, version: str) -> int | None:
+        """When a version of a model served its first stored event (µs), None before."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT MIN(ts_us) FROM events WHERE model = ? AND version = ?", (model, version)
+            )
+            .fetchone()
+        )
+        return None if row[0] is None else int(row[0])
+
     def joined_by_rows(
         self,
         event_rows_json: str,
