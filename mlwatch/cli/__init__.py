@@ -21,6 +21,7 @@ COMMANDS = (
     "events",
     "retrain",
     "drift",
+    "compare",
     "alerts",
     "dashboards",
     "demo",

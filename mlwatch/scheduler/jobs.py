@@ -230,6 +230,25 @@ class Jobs:
         self.metrics.retire_kpis(model)
         return out
 
+    def compare(self, model: str) -> dict[str, Any]:
+        """The canary / A-B comparison of the model's ``compare`` section (see
+        :mod:`.compare_job`), on the gauges; empty with fewer than two versions."""
+        from mlwatch.scheduler.compare_job import compare_served
+
+        spec = self.spec(model)
+        result, why = compare_served(self.store, spec, now_us=int(self.clock() * 1_000_000))
+        self.empty[("compare", model)] = why
+        if result is not None:
+            self.metrics.comparison(model, result)
+            self._tell(
+                "compare", model, result["candidate"], (0, 0), "compare %s %s vs %s: %s",
+                model, result["candidate"], result["baseline"], result["verdict"],
+            )  # fmt: skip
+        elif why:
+            self._tell("compare", model, "", (0, 0), "%s", why)
+        self.metrics.retire_compare(model)
+        return result or {}
+
     def _label_delays(self, model: str, version: str, report: Any) -> None:
         """The delay of the labels behind the KPIs on the gauges (those of ``report``)."""
         from mlwatch.stats.kpi.delays import delay_quantiles

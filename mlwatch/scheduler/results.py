@@ -79,6 +79,20 @@ class ResultMetrics:
             ["model", "version", "quantile"],
             registry=registry,
         )
+        self.compare_verdict = Gauge(
+            "mlwatch_compare_verdict",
+            "Verdict of the candidate against the baseline, per KPI and overall (kpi "
+            '"overall"): -1 worse, 0 not enough data, 1 no difference, 2 better',
+            ["model", "baseline", "candidate", "kpi"],
+            registry=registry,
+        )
+        self.compare_difference = Gauge(
+            "mlwatch_compare_difference",
+            "Difference candidate - baseline of a KPI (bound estimate) and its anytime-valid "
+            "confidence sequence (bound lower or upper)",
+            ["model", "baseline", "candidate", "kpi", "bound"],
+            registry=registry,
+        )
         # series set by the run in progress, by (gauge, model): the drift and KPI jobs of
         # several models run at once on the scheduler's threads, each retires only its own
         self._written: dict[tuple[int, str], set[tuple[str, ...]]] = {}
@@ -120,6 +134,21 @@ class ResultMetrics:
         """Set the label-delay gauges of one version (quantile → seconds)."""
         for quantile, seconds in quantiles.items():
             self._set(self.label_delay, (model, version, quantile), seconds)
+
+    def comparison(self, model: str, result: dict[str, Any]) -> None:
+        """Set the compare gauges from a comparison (``Comparison.to_dict()``)."""
+        from mlwatch.stats.compare import VERDICT_CODES
+
+        pair = (model, result["baseline"], result["candidate"])
+        self._set(self.compare_verdict, (*pair, "overall"), VERDICT_CODES[result["verdict"]])
+        for kpi in result["kpis"]:
+            self._set(self.compare_verdict, (*pair, kpi["kpi"]), VERDICT_CODES[kpi["verdict"]])
+            for bound, key in (("estimate", "difference"), ("lower", "lower"), ("upper", "upper")):
+                if kpi[key] is not None:
+                    self._set(self.compare_difference, (*pair, kpi["kpi"], bound), kpi[key])
+
+    def retire_compare(self, model: str) -> None:
+        self._retire(model, (self.compare_verdict, self.compare_difference))
 
     def retire_drift(self, model: str) -> None:
         self._retire(

@@ -6,7 +6,8 @@ same data directory.
 
 Policy, stated once:
 
-- Each model gets two jobs, ``drift:<model>`` and ``kpi:<model>``, on its ``schedule``
+- Each model gets two jobs, ``drift:<model>`` and ``kpi:<model>`` (and ``compare:<model>``
+  with a ``compare`` section), on its ``schedule``
   (an interval, or a crontab expression in UTC), and a first run shortly after start.
 - **Never two runs of the same job at once** (``max_instances=1``): a run still going
   when the next one is due makes APScheduler skip the new one; the skip is counted
@@ -103,7 +104,13 @@ class Scheduler:
         for spec in self.jobs.monitored():
             mon = spec.monitoring
             assert mon is not None
-            for kind, run in (("drift", self.jobs.drift), ("kpi", self.jobs.kpis)):
+            kinds: list[tuple[str, Callable[[str], Any]]] = [
+                ("drift", self.jobs.drift),
+                ("kpi", self.jobs.kpis),
+            ]
+            if mon.compare is not None:
+                kinds.append(("compare", self.jobs.compare))
+            for kind, run in kinds:
                 job_id = f"{kind}:{spec.name}"
                 self.scheduler.add_job(
                     self._wrap(job_id, run, spec.name),
@@ -166,7 +173,7 @@ class Scheduler:
 
     def runs_of(self, model: str) -> dict[str, dict[str, Any]]:
         """The last run of each of ``model``'s jobs (none before the first run)."""
-        jobs = (f"drift:{model}", f"kpi:{model}")
+        jobs = (f"drift:{model}", f"kpi:{model}", f"compare:{model}")
         return {job: self.last_runs[job] for job in jobs if job in self.last_runs}
 
     def _on_event(self, event: Any) -> None:

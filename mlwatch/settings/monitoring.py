@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from mlwatch.errors import ConfigError, TrackingError, ValidationError, did_you_mean
+from mlwatch.settings.compare import parse_compare
 from mlwatch.settings.durations import parse_duration
 from mlwatch.settings.specs import Monitoring
 from mlwatch.times import datetime_us, format_us, parse_ts
@@ -18,7 +19,16 @@ from mlwatch.tracking.uris import parse_model_uri
 
 DRIFT_KEYS = frozenset({"method", "alpha", "correction", "min_effect", "drift_share"})
 KPI_KEYS = frozenset({"min_samples", "lookback"})
-MONITORING_KEYS = ("reference", "schedule", "window", "sliding", "settle", "drift", "kpi")
+MONITORING_KEYS = (
+    "reference",
+    "schedule",
+    "window",
+    "sliding",
+    "settle",
+    "drift",
+    "kpi",
+    "compare",
+)
 
 
 def _rfc3339(raw: Any, at: str, source: str) -> str:
@@ -165,4 +175,9 @@ def parse_monitoring(item: dict[str, Any], at: str, source: str) -> Monitoring:
     values = {**_reference(item, at, source), **_timing(item, at, source)}
     _section(item, "drift", DRIFT_KEYS, at, source)
     _section(item, "kpi", KPI_KEYS, at, source)
+    if item.get("compare") not in (None, False):
+        raw = item["compare"]
+        since = raw.get("since") if isinstance(raw, dict) else None
+        since = None if since is None else _rfc3339(since, f"{at}.compare.since", source)
+        values["compare"] = parse_compare(raw, f"{at}.compare", source, since)
     return Monitoring(**values, **_drift(item, at, source), **_kpi(item, at, source))

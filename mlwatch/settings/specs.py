@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlwatch.settings.alerts import AlertSpec
+from mlwatch.settings.compare import CompareSpec
 from mlwatch.settings.retrain import RetrainSpec
 
 TASKS = ("classification", "regression")
@@ -47,6 +48,7 @@ class Monitoring:
     drift_share: float = 0.5
     kpi_min_samples: int = 100
     kpi_lookback: int = 24  # windows recomputed each run, so late labels update them
+    compare: CompareSpec | None = None  # the canary / A-B job; None = not run
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,55 @@ class WindowReads(Database):
                 None if label is None else loads(label),
             )
 
+    def served_predictions(
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        version: str | None = None,
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """:meth:`joined_predictions` with each event's ``latency_ms``: what a comparison
+        of two versions reads (KPIs, error ratio and latency of the same events)."""
+        where, args = window_clause("e.", model, since_us, until_us, version)
+        sql = (
+            "SELECT e.ts_us, e.status, e.latency_ms, e.prediction, f.label FROM events e "
+            "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
+            f"WHERE {where}"
+        )
+        for ts_us, status, latency_ms, prediction, label in self._conn().execute(sql, args):
+            yield (
+                {
+                    "ts_us": ts_us,
+                    "status": status,
+                    "latency_ms": latency_ms,
+                    "prediction": None if prediction is None else loads(prediction),
+                },
+                None if label is None else loads(label),
+            )
+
+    def recent_versions(
+        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> list[str]:
+        """Versions of a model with events in a window, the one served last first."""
+        where, args = window_clause("", model, since_us, until_us, None)
+        sql = (
+            f"SELECT version FROM events WHERE {where} GROUP BY version "
+            "ORDER BY MAX(ts_us) DESC, version DESC"
+        )
+        return [str(r[0]) for r in self._conn().execute(sql, args)]
+
+    def first_event_us(self, model: str, version: str) -> int | None:
+        """When a version of a model served its first stored event (µs), None before."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT MIN(ts_us) FROM events WHERE model = ? AND version = ?", (model, version)
+            )
+            .fetchone()
+        )
+        return None if row[0] is None else int(row[0])
+
     def joined_by_rows(
         self,
         event_rows_json: str,
