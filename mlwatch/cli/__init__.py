@@ -21,6 +21,7 @@ COMMANDS = (
     "events",
     "retrain",
     "drift",
+    "report",
     "alerts",
     "dashboards",
     "demo",
