@@ -86,9 +86,10 @@ def kpi_thresholds(config: Config, model: str) -> dict[str, list[dict[str, Any]]
         for cond in spec.retrain.on:
             if cond.kind != "kpi" or cond.kpi is None:
                 continue
-            for direction, value in (("below", cond.below), ("above", cond.above)):
-                if value is not None:
+            bounds = {"below": cond.below, "above": cond.above}
+            for direction, bound in bounds.items():
+                if bound is not None:
                     out.setdefault(cond.kpi, []).append(
-                        {"source": "retrain", "direction": direction, "value": value}
+                        {"source": "retrain", "direction": direction, "value": bound}
                     )
     return out

@@ -3,6 +3,7 @@ shows its sections and plots, its filter filters, and 1,000 features open quickl
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,7 @@ def test_features_are_sorted_drifted_first_then_by_effect(
         assert effects == sorted(effects, reverse=True)
 
 
-def test_a_thousand_features_open_in_under_five_seconds(
-    tmp_path: Path, open_page: Any
-) -> None:
+def test_a_thousand_features_open_in_under_five_seconds(tmp_path: Path, open_page: Any) -> None:
     rng = np.random.default_rng(0)
     n, cols = 500, 1000
     ref = {f"f{i:04d}": rng.normal(size=n) for i in range(cols - 200)}
@@ -134,3 +133,38 @@ def test_a_thousand_features_open_in_under_five_seconds(
     page.fill("#feature-filter", "c09")
     assert len(visible_names(page)) == 100
     save_screenshot(page, "report-1000-features.png")
+
+
+def test_served_model_report_opens_with_its_plots(
+    tmp_path: Path, open_page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.report.test_store_report import seed
+
+    for key in [k for k in os.environ if k.startswith("MLWATCH_")]:
+        monkeypatch.delenv(key)
+    seed(tmp_path / "data")
+    out = tmp_path / "served.html"
+    code, _, err = run_cli(
+        "report",
+        "--model",
+        "churn",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-01-01T03:00:00Z",
+        "-o",
+        str(out),
+    )
+    assert code == 0, err
+    opened = open_page(out)
+    page = opened.page
+    assert opened.errors == [] and opened.requests == [out.resolve().as_uri()]
+    assert page.locator("figure.kpi svg path.line").count() >= 1
+    assert page.locator("figure.kpi svg path.band").count() >= 1
+    assert page.locator("figure.traffic svg rect.cur").count() >= 3
+    assert page.locator("#versions-table tr").count() == 3
+    assert "kpi:accuracy" in page.locator("#triggers-table").inner_text()
+    assert page.locator("details.feature").count() == 2
+    save_screenshot(page, "report-served.png")
