@@ -10,7 +10,7 @@ subprocess from files to output, in the same run):
 - Evidently's ``Report([DataDriftPreset()])`` saved as HTML, when ``--evidently-python``
   names a Python that has it (a throwaway venv; never an mlwatch dependency)::
 
-    python -m venv /tmp/evvenv && /tmp/evvenv/bin/pip install evidently pyarrow
+    python -m venv /tmp/evvenv && /tmp/evvenv/bin/pip install evidently 'pandas<3' pyarrow
     python bench/report.py --rows 1000000 --evidently-python /tmp/evvenv/bin/python
 """
 
@@ -80,7 +80,11 @@ def main() -> None:
         if args.evidently_python:
             ev_html = Path(tmp) / "evidently.html"
             cmd = [args.evidently_python, "-c", EVIDENTLY, str(ref), str(cur), str(ev_html)]
-            evidently = timed(cmd, 1)
+            try:
+                evidently = timed(cmd, 1)
+            except subprocess.CalledProcessError:
+                print("Evidently: failed (its traceback is above)")
+                return
             print(
                 f"Evidently DataDrift HTML {evidently:7.2f} s   {evidently / report:.2f}x "
                 f"mlwatch report, {ev_html.stat().st_size / 1e6:.2f} MB (one run)"
