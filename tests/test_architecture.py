@@ -43,7 +43,7 @@ LAYERS = [
         "sinks, inputs, client",
         ("mlwatch.sinks", "mlwatch.elastic", "mlwatch.inputs", "mlwatch.client", "mlwatch"),
     ),
-    ("alerting, grafana", ("mlwatch.alerting", "mlwatch.grafana")),
+    ("alerting, grafana, report", ("mlwatch.alerting", "mlwatch.grafana", "mlwatch.report")),
     ("sidecar, scheduler", ("mlwatch.sidecar", "mlwatch.scheduler", "mlwatch.proxy")),
     ("cli", ("mlwatch.cli", "mlwatch.__main__")),
 ]
@@ -52,6 +52,7 @@ CLIENT_MAY_IMPORT = (
     "mlwatch.store.database",
     "mlwatch.store.window_reads",
     "mlwatch.store.results",
+    "mlwatch.store.report_reads",
     "mlwatch.store.rows",
     "mlwatch.store.schema",
     "mlwatch.store",

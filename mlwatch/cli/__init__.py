@@ -22,6 +22,7 @@ COMMANDS = (
     "retrain",
     "drift",
     "compare",
+    "report",
     "alerts",
     "dashboards",
     "demo",

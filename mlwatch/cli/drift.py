@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +33,17 @@ from mlwatch.cli.drift_table import format_table
 from mlwatch.errors import InputError
 from mlwatch.store.tables import read_columns
 
-__all__ = ["add_parser", "drift_result", "format_table", "main", "run"]
+__all__ = [
+    "DriftPlan",
+    "add_comparison_options",
+    "add_parser",
+    "compare_planned",
+    "drift_result",
+    "format_table",
+    "main",
+    "plan_columns",
+    "run",
+]
 
 LISTED = 10  # column names shown in a message before "and N more"
 
@@ -56,8 +67,30 @@ def drift_result(
     """The comparison as plain data, the one source of both outputs: the report's JSON
     plus what only the command knows (the files, the columns left out, the notes on a
     ``--method`` that did not apply). Column problems raise InputError naming the files."""
-    from mlwatch.stats.drift import compare
+    plan = plan_columns(args, ref, cur, err=err)
+    return compare_planned(args, plan, plan.select(ref), plan.select(cur))
 
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """What to compare, decided before any statistic: the columns (in both files, or
+    ``--columns``), the types forced by ``--categorical`` / ``--numeric``, the columns in
+    one file only and the file names. ``mlwatch report`` compares by the same plan."""
+
+    columns: list[str]
+    types: dict[str, str]
+    one_sided: dict[str, list[str]]
+    files: dict[str, str]
+
+    def select(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {c: data[c] for c in self.columns}
+
+
+def plan_columns(
+    args: Any, ref: Mapping[str, Any], cur: Mapping[str, Any], *, err: TextIO | None = None
+) -> DriftPlan:
+    """The columns to compare, checked (``--strict-columns``, ``--columns``, the types);
+    the columns in one file only are reported on ``err``."""
     files = {"reference": str(args.reference), "current": str(args.current)}
     one_sided = {
         "reference_only": sorted(set(ref) - set(cur)),
@@ -69,13 +102,22 @@ def drift_result(
     for side in ("reference", "current"):
         if one_sided[f"{side}_only"]:
             (err or sys.stderr).write(
-                f"mlwatch drift: only in the {side} file, not compared: "
+                f"mlwatch {getattr(args, 'command', None) or 'drift'}: "
+                f"only in the {side} file, not compared: "
                 f"{', '.join(one_sided[f'{side}_only'])}\n"
             )
+    return DriftPlan(columns, _types(args, columns), one_sided, files)
+
+
+def compare_planned(args: Any, plan: DriftPlan, ref: Any, cur: Any) -> dict[str, Any]:
+    """The JSON of ``mlwatch drift`` for the planned columns of ``ref`` and ``cur`` (raw
+    columns, or :class:`~mlwatch.stats.drift.PreparedData` prepared with the same types)."""
+    from mlwatch.stats.drift import compare
+
     report = compare(
-        {c: ref[c] for c in columns},
-        {c: cur[c] for c in columns},
-        types=_types(args, columns) or None,
+        ref,
+        cur,
+        types=plan.types or None,
         method=args.method,
         alpha=args.alpha,
         correction=args.correction,
@@ -84,8 +126,8 @@ def drift_result(
     ).to_dict()
     for feature in report["features"]:
         feature["method_note"] = _method_note(args.method, feature)
-    report["not_compared"] = one_sided
-    report["files"] = files
+    report["not_compared"] = plan.one_sided
+    report["files"] = plan.files
     return report
 
 
@@ -173,6 +215,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("reference", help="reference data: CSV (UTF-8, maybe compressed) or Parquet")
     p.add_argument("current", help="current data: CSV (UTF-8, maybe compressed) or Parquet")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    add_comparison_options(p)
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 on dataset drift")
+    p.set_defaults(func=main)
+
+
+def add_comparison_options(p: Any) -> None:
+    """The options that decide a comparison, shared with ``mlwatch report`` so that both
+    commands compare two files the same way."""
     p.add_argument(
         "--method",
         help="force one method for every column it applies to "
@@ -199,14 +249,12 @@ def add_parser(sub: Any) -> None:
         default=0.5,
         help="share of drifted features that makes dataset drift (0.5)",
     )
-    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 on dataset drift")
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="show reading progress (default: on a terminal, for large files)",
     )
-    p.set_defaults(func=main)
 
 
 def main(args: Any) -> int:

@@ -29,13 +29,14 @@ from mlwatch.store import schema
 from mlwatch.store.catalog import Catalog
 from mlwatch.store.database import window_clause
 from mlwatch.store.outbox import Outbox
+from mlwatch.store.report_reads import ReportReads
 from mlwatch.store.results import ProfilesAndResults
 from mlwatch.store.rows import EVENT_COLUMNS, dumps, event_row, feedback_row, loads, row_event
 from mlwatch.store.totals import Totals
 from mlwatch.store.window_reads import WindowReads
 
 
-class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog, Totals, Outbox):
+class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog, Totals, Outbox, ReportReads):
     """Events, feedback, model registrations, profiles and results in one SQLite file
     (connections: :mod:`.database`; window reads: :mod:`.window_reads`; profiles and
     results: :mod:`.results`; model names and summaries: :mod:`.catalog`).
