@@ -88,7 +88,16 @@ class Shipper(asyncio.Protocol):
         self._calls.append(ex)
         if len(self._calls) >= BATCH_CALLS:
             self.flush()
-        elif self._timer is None:
+        else:
+            self._soon()
+
+    def refused(self, status: int) -> None:
+        """Count a connection the listener refused (sent with the next batch)."""
+        self.counts.refusal(status)
+        self._soon()
+
+    def _soon(self) -> None:
+        if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
 
     def send(self, message: tuple[Any, ...]) -> None:

@@ -63,6 +63,11 @@ class Call:
             else:
                 await _wait(conn.body_waiter(), timeout_s, "bytes of the answer")
 
+    def body_ready(self) -> bool:
+        """Whether some of the body, or its end, is here already."""
+        conn = self.conn
+        return bool(conn.chunks) or conn.done or conn.error is not None
+
     def close(self) -> None:
         """Give the connection back when the answer was read whole, else close it."""
         self.upstream.release(self.conn)

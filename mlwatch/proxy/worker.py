@@ -13,15 +13,20 @@ sidecar's end of the channel closes (the sidecar is gone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+
+from mlwatch.logs import setup_logging
+from mlwatch.proxy.caller import ProxyServer
+from mlwatch.proxy.channel import Shipper
+from mlwatch.proxy.forward import Forwarder
+from mlwatch.proxy.upstream import Upstream
 
 #: The settings the worker needs, by name; the sidecar passes their values.
 SETTINGS = (
@@ -34,74 +39,29 @@ SETTINGS = (
     "max_connections",
     "log_level",
 )
-DRAIN_S = 10.0  # to send what was forwarded, after the last call
-
-
-def _server_class() -> type:
-    import uvicorn
-
-    class WorkerServer(uvicorn.Server):
-        """Stops on SIGTERM only, and does not raise the signal again once stopped (the
-        worker ends by returning, after its last batch is sent)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, lambda sig, frame: self.stop())
-            yield
-
-        def stop(self) -> None:
-            self.should_exit = True
-
-    return WorkerServer
+DRAIN_S = 10.0  # for calls in progress at stop, and then to send what was forwarded
 
 
 async def serve(settings: dict[str, Any], listen: socket.socket, chan: socket.socket) -> None:
-    """Forward calls on ``listen`` until stopped, shipping each to the sidecar."""
-    import uvicorn
-
-    from mlwatch.proxy.channel import Shipper
-    from mlwatch.proxy.forward import Forwarder
-    from mlwatch.proxy.upstream import Upstream
-    from mlwatch.sidecar.protocol import guarded_protocol
-
-    server: Any = None
-
-    def sidecar_gone() -> None:
-        if server is not None:
-            server.stop()
-
+    """Forward calls on ``listen`` until SIGTERM or the sidecar is gone, shipping each
+    call to the sidecar."""
     loop = asyncio.get_running_loop()
-    _, shipper = await loop.create_unix_connection(lambda: Shipper(sidecar_gone), sock=chan)
+    stop = asyncio.Event()
+    _, shipper = await loop.create_unix_connection(lambda: Shipper(stop.set), sock=chan)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     upstream = Upstream(
         settings["proxy_to"],
         max_connections=settings["proxy_max_connections"],
         timeout_s=settings["proxy_timeout_s"],
     )
-    app = Forwarder(upstream, settings["proxy_capture_max_bytes"], shipper.submit, shipper.counts)
-    server = _server_class()(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,  # the model server's own Server and Date pass through
-            date_header=False,
-            timeout_graceful_shutdown=10,
-            http=guarded_protocol(  # the sidecar's bounds on heads and connections
-                max_header_bytes=settings["max_header_bytes"],
-                request_timeout_s=settings["request_timeout_s"],
-                max_connections=settings["max_connections"],
-                on_refused=shipper.counts.refusal,
-            ),
-        )
+    forwarder = Forwarder(
+        upstream, settings["proxy_capture_max_bytes"], shipper.submit, shipper.counts
     )
-    task = asyncio.create_task(server.serve(sockets=[listen]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    if server.started:
-        shipper.send(("ready",))
-    await task
+    server = ProxyServer(settings, forwarder, shipper.refused)
+    await server.serve(listen)
+    shipper.send(("ready",))
+    await stop.wait()
+    await server.stop(DRAIN_S)
     await upstream.aclose()
     shipper.flush()
     await shipper.drain(DRAIN_S)
@@ -117,10 +77,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: list[str]) -> int:
-    from mlwatch.logs import setup_logging
-
     settings = json.loads(argv[0])
     setup_logging(settings["log_level"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sidecar stops it: SIGTERM
     listen = socket.socket(fileno=int(argv[1]))
     chan = socket.socket(fileno=int(argv[2]))
     gc.freeze()  # as the sidecar does: the forwarding heap is short-lived and acyclic
