@@ -100,3 +100,26 @@ def test_import_is_cheap_and_inert() -> None:
     assert report["threads"] == 1
     assert report["heavy"] == []
     assert report["ms"] < 500  # generous: this only catches an accidental heavy import
+
+
+def test_the_command_line_loads_no_statistics_or_rendering_library() -> None:
+    """Every command's parser is built for any command (``mlwatch sidecar`` too): what a
+    command needs to run is imported when it runs, so that the sidecar does not carry
+    SciPy, pandas or Jinja2 in memory (some 60 MiB) for commands it never runs."""
+    code = (
+        "import json, sys\n"
+        "from mlwatch.cli import build_parser\n"
+        "build_parser()\n"
+        "print(json.dumps([m for m in ('scipy', 'pandas', 'pyarrow', 'sklearn', 'jinja2',"
+        " 'mlflow') if m in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLWATCH_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(out.stdout) == []

@@ -24,8 +24,7 @@ tightest when each group holds ``tune_n`` observations.
 from __future__ import annotations
 
 import math
-
-from scipy.stats import norm
+from statistics import NormalDist
 
 
 def mixing_variance(unit_variance: float, tune_n: float, alpha: float) -> float:
@@ -64,7 +63,7 @@ def mixture_half_width(variance: float, tau2: float, alpha: float) -> float:
 def fixed_half_width(variance: float, alpha: float) -> float:
     """Half width of the fixed-sample (Wald) interval ``z_{1 - alpha/2} sqrt(variance)``:
     valid when looked at once, at a sample size fixed in advance."""
-    return float(norm.isf(alpha / 2.0)) * math.sqrt(max(variance, 0.0))
+    return NormalDist().inv_cdf(1.0 - alpha / 2.0) * math.sqrt(max(variance, 0.0))
 
 
 def difference_interval(
