@@ -50,6 +50,8 @@ class CompareOptions:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if self.min_samples < 1 or self.tune_n < 1:
             raise ValueError("min_samples and tune_n must be positive")
+        if self.gate is not None and not list(self.gate):
+            raise ValueError("gate: expected at least one KPI (None for the default gate)")
         known = [*MEAN_KPIS, ERROR_RATIO, *LATENCY_QUANTILES]
         for kpi, margin in self.margins.items():
             if kpi not in known:

@@ -170,3 +170,12 @@ def test_a_margin_of_an_unknown_kpi_is_an_error() -> None:
     with pytest.raises(ValueError, match="margin of acuracy: no such KPI"):
         CompareOptions(margins={"acuracy": 0.01})
     CompareOptions(margins={"latency_p99": 5, "error_ratio": 0.01, "log_loss": 0.02})
+
+
+def test_an_empty_gate_is_an_error_and_the_settings_know_every_kpi() -> None:
+    from mlwatch.settings.compare import COMPARE_KPIS
+    from mlwatch.stats.compare import ERROR_RATIO, LATENCY_QUANTILES, MEAN_KPIS
+
+    with pytest.raises(ValueError, match="at least one KPI"):
+        CompareOptions(gate=[])
+    assert (*MEAN_KPIS, ERROR_RATIO, *LATENCY_QUANTILES) == COMPARE_KPIS
