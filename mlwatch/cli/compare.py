@@ -94,9 +94,18 @@ def _from_store(args: argparse.Namespace, options: CompareOptions) -> Comparison
     path = Path(args.data_dir or config.data_dir) / "store.db"
     store = ReadOnlyStore(path)
     try:
-        pair = (args.baseline, args.candidate)
-        if None in pair:
-            pair = live_pair(store, args.model, since_us=since, until_us=until) or pair
+        named = (args.baseline, args.candidate)
+        pair = (
+            live_pair(
+                store,
+                args.model,
+                baseline=named[0],
+                candidate=named[1],
+                since_us=since,
+                until_us=until,
+            )
+            or named
+        )
         served = store.versions(args.model, since_us=since, until_us=until)
         for flag, version in zip(("--baseline", "--candidate"), pair, strict=True):
             if version is None or version not in served:

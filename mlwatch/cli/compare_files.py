@@ -78,8 +78,8 @@ def _read(path: str, data: Mapping[str, Any], args: Any, task: str) -> dict[str,
     names = [c for c in (args.score_columns or "").split(",") if c]
     scores = None
     if names:
-        cols = [_column(data, c, path, "--score-columns") for c in names]
-        scores = np.column_stack([np.asarray(c, dtype=np.float64) for c in cols])[scored]
+        cols = [_floats(_column(data, c, path, "--score-columns"), path, c) for c in names]
+        scores = np.column_stack(cols)[scored]
     if task == "regression":
         y_out, pred_out = (
             _floats(y[scored], path, args.label_column),

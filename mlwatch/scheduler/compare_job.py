@@ -4,7 +4,8 @@ the comparison's start until now.
 The start is the ``compare.since`` setting, else the candidate's first event: the sample
 only grows from run to run, which is what lets the anytime-valid sequences of
 :mod:`mlwatch.stats.compare` be checked at every run. Without configured versions the two
-served most recently since the start are compared (:func:`.served.live_pair`).
+served most recently since the start are compared, and a version left out is the most
+recently served other than the one named (:func:`.served.live_pair`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ def compare_served(
     assert spec.monitoring is not None and spec.monitoring.compare is not None
     cfg = spec.monitoring.compare
     since = None if cfg.since is None else parse_ts(cfg.since, line=None)[1]
-    pair = (cfg.baseline, cfg.candidate)
-    if None in pair:
-        live = live_pair(store, spec.name, since_us=since, until_us=now_us)
-        if live is None:
-            return None, f"compare {spec.name}: fewer than two versions served"
-        pair = (cfg.baseline or live[0], cfg.candidate or live[1])
-    baseline, candidate = str(pair[0]), str(pair[1])
+    pair = live_pair(
+        store,
+        spec.name,
+        baseline=cfg.baseline,
+        candidate=cfg.candidate,
+        since_us=since,
+        until_us=now_us,
+    )
+    if pair is None:
+        return None, f"compare {spec.name}: fewer than two versions served"
+    baseline, candidate = pair
     if since is None:
         since = store.first_event_us(spec.name, candidate)
         if since is None:

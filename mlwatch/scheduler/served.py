@@ -50,9 +50,20 @@ def served_sample(
 
 
 def live_pair(
-    store: EmbeddedStore, model: str, *, since_us: int | None = None, until_us: int | None = None
+    store: EmbeddedStore,
+    model: str,
+    *,
+    baseline: str | None = None,
+    candidate: str | None = None,
+    since_us: int | None = None,
+    until_us: int | None = None,
 ) -> tuple[str, str] | None:
-    """``(baseline, candidate)``: the two versions served most recently in the window (the
-    newest is the candidate), None with fewer than two."""
+    """``(baseline, candidate)``: a version given is kept; a missing candidate is the
+    version served most recently in the window, a missing baseline the most recently
+    served other than the candidate. None when no second version is there to fill in."""
     versions = store.recent_versions(model, since_us=since_us, until_us=until_us)
-    return (versions[1], versions[0]) if len(versions) >= 2 else None
+    if candidate is None:
+        candidate = next((v for v in versions if v != baseline), None)
+    if baseline is None:
+        baseline = next((v for v in versions if v != candidate), None)
+    return None if baseline is None or candidate is None else (baseline, candidate)

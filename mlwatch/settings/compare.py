@@ -1,8 +1,8 @@
 """The ``compare`` key of a monitored model spec: the scheduler's canary / A-B job.
 
     compare:
-      baseline: v1            # default: the second most recently served version
-      candidate: v2           # default: the most recently served version
+      baseline: v1            # default: the most recently served version but the candidate
+      candidate: v2           # default: the most recently served version but the baseline
       since: 2026-11-01T00:00:00Z   # default: the candidate's first event
       alpha: 0.05
       margins: {accuracy: 0.01, latency_p99: 5}
@@ -16,6 +16,7 @@ sequences of :mod:`mlwatch.stats.compare` need.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,13 @@ from mlwatch.errors import ConfigError, did_you_mean
 COMPARE_KEYS = frozenset(
     {"baseline", "candidate", "since", "alpha", "margins", "gate", "min_samples", "tune_n"}
 )
+
+#: The KPIs a comparison has (:mod:`mlwatch.stats.compare`; kept here so that reading the
+#: settings imports no numpy, and tested equal).
+COMPARE_KPIS = (
+    "accuracy", "log_loss", "brier", "mae", "mse", "mape",
+    "error_ratio", "latency_p50", "latency_p99",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ def _number(value: Any, at: str, source: str, *, upper: float | None = None) -> 
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
+        or not math.isfinite(value)
         or value < 0
         or (upper is not None and not 0 < value < upper)
     ):
@@ -73,9 +82,25 @@ def parse_compare(raw: Any, at: str, source: str, since: Any = None) -> CompareS
     margins = raw.get("margins") or {}
     if not isinstance(margins, dict):
         raise ConfigError(f"{at}.margins", "expected a mapping of KPI to margin", source=source)
+    for kpi in margins:
+        if kpi not in COMPARE_KPIS:
+            raise ConfigError(
+                f"{at}.margins.{kpi}",
+                f"no such KPI{did_you_mean(str(kpi), COMPARE_KPIS)}; the KPIs are "
+                + ", ".join(COMPARE_KPIS),
+                source=source,
+            )
     gate = raw.get("gate")
     if gate is not None and not (isinstance(gate, list) and all(isinstance(g, str) for g in gate)):
         raise ConfigError(f"{at}.gate", "expected a list of KPI names", source=source)
+    if gate is not None and not gate:
+        raise ConfigError(f"{at}.gate", "expected at least one KPI (or no gate key)", source=source)
+    if gate and (unknown_kpis := [g for g in gate if g not in COMPARE_KPIS]):
+        raise ConfigError(
+            f"{at}.gate",
+            f"no such KPI: {', '.join(unknown_kpis)}; the KPIs are {', '.join(COMPARE_KPIS)}",
+            source=source,
+        )
     return CompareSpec(
         baseline=None if raw.get("baseline") is None else str(raw["baseline"]),
         candidate=None if raw.get("candidate") is None else str(raw["candidate"]),

@@ -182,3 +182,30 @@ def test_an_unknown_version_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
         "--data-dir", str(tmp_path),
     )  # fmt: skip
     assert code == 2 and "--candidate v3" in err and "v1, v2" in err
+
+
+def test_a_non_numeric_score_column_names_the_file_and_the_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = predictions(tmp_path / "a.parquet", 1, 0.85)
+    frame = pd.read_parquet(a).astype({"p_leave": object})
+    frame.loc[3, "p_leave"] = "high"
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    code, _, err = run(capsys, *file_args(a, tmp_path / "b.csv", "--score-columns", "p_leave"))
+    assert code == 2
+    assert "b.csv" in err and "'p_leave'" in err and "not numeric" in err
+
+
+def test_one_version_named_keeps_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_store(tmp_path, n=200)
+    store = EmbeddedStore(tmp_path / "store.db", retention_days=0)
+    event = {"model": "churn", "version": "v3", "request_id": "v3-0", "latency_ms": 5.0}
+    store.insert_events([validate_event({**event, "prediction": 1})])
+    store.close()
+    base = ["--model", "churn", "--data-dir", str(tmp_path), "--json"]
+    _, out, _ = run(capsys, *base, "--baseline", "v1")
+    assert (json.loads(out)["baseline"], json.loads(out)["candidate"]) == ("v1", "v3")
+    _, out, _ = run(capsys, *base, "--candidate", "v2")
+    assert (json.loads(out)["baseline"], json.loads(out)["candidate"]) == ("v3", "v2")
+    _, out, _ = run(capsys, *base)
+    assert (json.loads(out)["baseline"], json.loads(out)["candidate"]) == ("v2", "v3")

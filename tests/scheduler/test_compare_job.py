@@ -106,3 +106,35 @@ def test_compare_settings() -> None:
         parse_compare({"alpha": 2}, "models[0].compare", "t")
     with pytest.raises(ConfigError, match=r"compare.since"):
         parse_monitoring({"reference": "r.csv", "compare": {"since": "yesterday"}}, "m", "t")
+
+
+def test_a_named_candidate_is_not_compared_with_itself(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "store.db", retention_days=0)
+    seed(store, {"v1": 0.9, "v2": 0.9, "v3": 0.9}, n=200)  # v3 served last
+    jobs = Jobs(
+        config(tmp_path, CompareSpec(candidate="v3", baseline=None)), store, CollectorRegistry(),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    try:
+        result = jobs.compare("churn")
+        assert (result["baseline"], result["candidate"]) == ("v2", "v3")
+        jobs.config = config(tmp_path, CompareSpec(baseline="v2"))
+        result = jobs.compare("churn")
+        assert (result["baseline"], result["candidate"]) == ("v2", "v3")
+        jobs.config = config(tmp_path, CompareSpec(candidate="v2"))
+        result = jobs.compare("churn")
+        assert (result["baseline"], result["candidate"]) == ("v3", "v2")
+    finally:
+        jobs.close()
+        store.close()
+
+
+def test_unknown_kpis_in_the_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"compare.margins.acuracy: .*no such KPI"):
+        parse_compare({"margins": {"acuracy": 0.01}}, "models[0].compare", "t")
+    with pytest.raises(ConfigError, match=r"compare.gate: .*no such KPI: latency"):
+        parse_compare({"gate": ["accuracy", "latency"]}, "models[0].compare", "t")
+    with pytest.raises(ConfigError, match=r"compare.gate: .*at least one"):
+        parse_compare({"gate": []}, "models[0].compare", "t")
+    with pytest.raises(ConfigError, match=r"compare.margins.mae"):
+        parse_compare({"margins": {"mae": float("nan")}}, "models[0].compare", "t")

@@ -50,7 +50,12 @@ class CompareOptions:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if self.min_samples < 1 or self.tune_n < 1:
             raise ValueError("min_samples and tune_n must be positive")
+        if self.gate is not None and not list(self.gate):
+            raise ValueError("gate: expected at least one KPI (None for the default gate)")
+        known = [*MEAN_KPIS, ERROR_RATIO, *LATENCY_QUANTILES]
         for kpi, margin in self.margins.items():
+            if kpi not in known:
+                raise ValueError(f"margin of {kpi}: no such KPI; the KPIs are {', '.join(known)}")
             if not (isinstance(margin, (int, float)) and margin >= 0 and math.isfinite(margin)):
                 raise ValueError(f"margin of {kpi} must be a number >= 0, got {margin!r}")
 
@@ -103,9 +108,9 @@ def _difference(
 ) -> Difference:
     margin = float(opts.margins.get(kpi, 0.0))
     if kpi in LATENCY_QUANTILES:
-        xa = a.latency_ms if a.latency_ms is not None else np.zeros(0)
-        xb = b.latency_ms if b.latency_ms is not None else np.zeros(0)
-        return _quantile(kpi, xa, xb, margin, alpha, opts, gated)
+        return _quantile(
+            kpi, _finite(a.latency_ms), _finite(b.latency_ms), margin, alpha, opts, gated
+        )
     if kpi == ERROR_RATIO:
         stats_a = proportion_stats(a.n_errors, a.n_events)
         stats_b = proportion_stats(b.n_errors, b.n_events)
@@ -115,6 +120,14 @@ def _difference(
         stats_b = _mean_var(row_values(kpi, b), kpi == "accuracy")
         higher = MEAN_KPIS[kpi][1]
     return _mean_difference(kpi, higher, stats_a, stats_b, margin, alpha, opts, gated)
+
+
+def _finite(values: np.ndarray | None) -> np.ndarray:
+    """The latencies an event has (NaN, missing, would shift every order statistic)."""
+    if values is None:
+        return np.zeros(0)
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]
 
 
 def _mean_var(values: np.ndarray, indicator: bool) -> tuple[int, float, float]:

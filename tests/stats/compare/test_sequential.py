@@ -90,3 +90,35 @@ def test_no_difference_is_declared_within_a_margin() -> None:
     n, k_a, k_b = simulate(0.8, 0.8, seed=3)
     verdicts = decided(sequences(n, k_a, k_b), margin=0.05)
     assert (verdicts[:, -1] == "no difference").mean() >= 0.9
+
+
+def test_the_check_would_catch_a_sequence_too_narrow(null_run: Run) -> None:
+    """The false-verdict check has power: the same sequences 30 % narrower fail it."""
+    cs = sequences(*null_run)
+    mid, half = cs.mean(axis=-1), (cs[..., 1] - cs[..., 0]) / 2
+    narrow = np.stack([mid - 0.7 * half, mid + 0.7 * half], axis=-1)
+    false = np.isin(decided(narrow), ["better", "worse"]).any(axis=1).sum()
+    assert false > MAX_FALSE
+
+
+def test_a_canary_with_a_tenth_of_the_traffic_keeps_the_false_verdict_rate() -> None:
+    """Groups of different sizes (10 % canary) and skewed per-row values (a loss) of equal
+    means, the small group four times the variance: a variance with the group sizes mixed
+    up fails this (51 of 200)."""
+    rng = np.random.default_rng(4)
+    n_a, n_b = 180, 20  # rows per window
+    false = 0
+    for _ in range(TRIALS):
+        xa = rng.exponential(0.4, n_a * WINDOWS)
+        xb = rng.gamma(0.25, 1.6, n_b * WINDOWS)  # mean 0.4 too, four times the variance
+        for w in range(1, WINDOWS + 1):
+            a, b = xa[: n_a * w], xb[: n_b * w]
+            if len(b) < 100:  # min_samples
+                continue
+            stats_a = (len(a), float(a.mean()), float(a.var(ddof=1)))
+            stats_b = (len(b), float(b.mean()), float(b.var(ddof=1)))
+            lo, hi = difference_interval(stats_a, stats_b, alpha=ALPHA, tune_n=1000)[1]
+            if verdict(lo, hi, 0.0, higher_is_better=False) != "not enough data":
+                false += 1
+                break
+    assert false <= MAX_FALSE, f"{false} of {TRIALS} trials ended in a false verdict"

@@ -148,3 +148,34 @@ def test_gate_splits_alpha_and_rejects_unknown_kpis(pair: tuple[Sample, Sample])
 def test_encode_classes_is_joint() -> None:
     (a, b), classes = encode_classes(["x", 1, "y"], [2, "x"])
     assert classes == (1, 2, "x", "y") and a.tolist() == [2, 0, 3] and b.tolist() == [1, 2]
+
+
+def test_missing_latencies_are_left_out(pair: tuple[Sample, Sample]) -> None:
+    a, b = pair
+    assert b.latency_ms is not None
+    holes = b.latency_ms.copy()
+    holes[::10] = np.nan  # events without a latency
+    with_holes = Sample(b.task, b.y_true, b.y_pred, b.proba, b.classes, holes, b.n_events)
+    kept = Sample(b.task, b.y_true, b.y_pred, b.proba, b.classes, holes[np.isfinite(holes)])
+    got = compare_versions(a, with_holes).differences
+    want = compare_versions(a, kept).differences
+    for kpi in ("latency_p50", "latency_p99"):
+        assert got[kpi].difference is not None
+        assert got[kpi].difference == pytest.approx(want[kpi].difference)
+        assert (got[kpi].lower, got[kpi].upper) == (want[kpi].lower, want[kpi].upper)
+        assert got[kpi].n_candidate == int(np.isfinite(holes).sum())
+
+
+def test_a_margin_of_an_unknown_kpi_is_an_error() -> None:
+    with pytest.raises(ValueError, match="margin of acuracy: no such KPI"):
+        CompareOptions(margins={"acuracy": 0.01})
+    CompareOptions(margins={"latency_p99": 5, "error_ratio": 0.01, "log_loss": 0.02})
+
+
+def test_an_empty_gate_is_an_error_and_the_settings_know_every_kpi() -> None:
+    from mlwatch.settings.compare import COMPARE_KPIS
+    from mlwatch.stats.compare import ERROR_RATIO, LATENCY_QUANTILES, MEAN_KPIS
+
+    with pytest.raises(ValueError, match="at least one KPI"):
+        CompareOptions(gate=[])
+    assert (*MEAN_KPIS, ERROR_RATIO, *LATENCY_QUANTILES) == COMPARE_KPIS
