@@ -145,8 +145,14 @@ def add_parser(sub: Any) -> None:
     files.add_argument("--status-column", help="ok/error per row (default: status if present)")
     served = p.add_argument_group("served traffic (the store of a data directory)")
     served.add_argument("--model", help="the model whose versions to compare")
-    served.add_argument("--baseline", help="baseline version (default: second most recent)")
-    served.add_argument("--candidate", help="candidate version (default: most recent)")
+    served.add_argument(
+        "--baseline",
+        help="baseline version (default: the most recent one other than the candidate)",
+    )
+    served.add_argument(
+        "--candidate",
+        help="candidate version (default: the most recent one other than the baseline)",
+    )
     served.add_argument("--since", help="from: a duration back from now (24h) or RFC 3339")
     served.add_argument("--until", help="before: a duration back from now or RFC 3339")
     served.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
