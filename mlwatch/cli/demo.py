@@ -12,6 +12,7 @@ found, and where to look. Validation traffic is the drift reference (``reference
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -200,7 +201,8 @@ def run_demo(*, requests: int = 4000, data_dir: str = "mlwatch-demo", port: int 
         _print_recorded(root, url, status, requests, traffic)
         _report_jobs(root, traffic.times, pipeline)
         _print_mlflow(logged)
-        _print_where(root, logged)
+        report = _write_report(root)
+        _print_where(root, logged, report)
         ok = status["events_stored"] >= requests and status["feedback_stored"] >= len(traffic.truth)
         print(
             f"\nDone in {time.monotonic() - started:.1f} s"
@@ -333,11 +335,25 @@ def _print_mlflow(logged: demo_mlflow.Logged) -> None:
         print(f"    latest         {shown}")
 
 
-def _print_where(root: Path, logged: demo_mlflow.Logged) -> None:
-    """What stays after the demo: its data, and the commands that serve it again (the
-    demo's own sidecar has stopped, so no address of it is printed)."""
+def _write_report(root: Path) -> str:
+    """``mlwatch report --model`` on the demo's store: the page a person opens."""
+    from mlwatch.cli import build_parser, report
+
+    path = root / "report.html"
+    config, data = str(root / "mlwatch.yaml"), str(root)
+    args = build_parser().parse_args(
+        ["report", "--model", MODEL, "--config", config, "--data-dir", data, "-o", str(path)]
+    )
+    code = report.run(args, err=io.StringIO())
+    return str(path) if code == 0 and path.exists() else "not written (see mlwatch report)"
+
+
+def _print_where(root: Path, logged: demo_mlflow.Logged, report: str) -> None:
+    """What stays after the demo: its data, its HTML report, and the commands that serve
+    it again (the demo's own sidecar has stopped, so no address of it is printed)."""
     config = root / "mlwatch.yaml"
     print("\nWhere to look (the demo's sidecar has stopped; its data stays)")
+    print(f"  HTML report        {report} (open it in a browser)")
     print(
         f"  embedded store     {root / 'store.db'} (SQLite; tables events, feedback, models,"
         " profiles, results)"
@@ -349,6 +365,7 @@ def _print_where(root: Path, logged: demo_mlflow.Logged) -> None:
         f"{logged.tracking_uri}  (the full mlflow package)"
     )
     print(f"  look at it         mlwatch status {MODEL} --data-dir {root}")
+    print(f"                     mlwatch report --model {MODEL} --data-dir {root} -o report.html")
     print(f"                     mlwatch events {MODEL} --data-dir {root} --limit 5")
     print(f"  drift and KPIs     mlwatch scheduler --config {config} --once")
     print(f"  serve it again     mlwatch sidecar --config {config} --port 8765")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,6 +21,7 @@ from mlwatch.settings.alerts import ERROR_KPIS
 from mlwatch.settings.durations import parse_duration
 from mlwatch.store.catalog import unknown_model
 from mlwatch.store.readonly import ReadOnlyStore
+from mlwatch.store.schema import ANY_VERSION
 from mlwatch.times import format_us
 
 DEFAULT_SINCE = "7d"
@@ -54,7 +56,9 @@ def served_report(args: Any, err: TextIO) -> Report:
             kpi_thresholds=kpi_thresholds(config, args.model),
             **period,
         )
-        drift = latest_drift(store, args.model, **period)
+        drift = latest_drift(
+            store, args.model, profiles=stored_profiles(store, args.model), **period
+        )
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: {exc}") from None
     finally:
@@ -68,6 +72,33 @@ def served_report(args: Any, err: TextIO) -> Report:
         served=served,
         notes=notes,
     )
+
+
+def stored_profiles(store: ReadOnlyStore, model: str) -> Callable[[Mapping[str, Any]], Any]:
+    """For a stored drift result: the reference profile the scheduler stored (the result's
+    version's, else the one for any version) and the profile of the result's window, as
+    the drift job builds it (:class:`~mlwatch.scheduler.windows.StoreWindows`); None
+    without a stored reference."""
+    from mlwatch.scheduler.windows import StoreWindows
+    from mlwatch.stats.profile import DatasetProfile
+
+    def pair(row: Mapping[str, Any]) -> Any:
+        version = row["version"]
+        stored = store.profiles(model, version, "reference") or store.profiles(
+            model, ANY_VERSION, "reference"
+        )
+        if not stored:
+            return None
+        try:
+            ref = DatasetProfile.from_json(stored[-1][2])
+            window = StoreWindows(store).profile(
+                ref, model, version, row["start_us"], row["end_us"]
+            )
+        except ValueError:  # a profile of another layout: drawn without distributions
+            return None
+        return ref, window
+
+    return pair
 
 
 def kpi_thresholds(config: Config, model: str) -> dict[str, list[dict[str, Any]]]:

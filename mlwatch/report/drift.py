@@ -47,16 +47,19 @@ def drift_section(
     *,
     window: list[str] | None = None,
     version: str | None = None,
+    sampled: bool = False,
 ) -> DriftSection:
-    """The section of a drift result; with the prepared columns, with distributions."""
+    """The section of a drift result; with the prepared columns, with distributions.
+    ``sampled``: the columns are samples (a stored profile's), drawn but not measured, so
+    that no figure of the report comes from a sample."""
     features = [
-        _feature(f, (reference or {}).get(f["name"]), (current or {}).get(f["name"]))
+        _feature(f, (reference or {}).get(f["name"]), (current or {}).get(f["name"]), sampled)
         for f in result["features"]
     ]
     features.sort(key=_order)
     summary = {k: result[k] for k in SUMMARY_KEYS if k in result}
     summary["top_changed"] = [f.name for f in features[:TOP_CHANGED] if f.effect]
-    return DriftSection(summary, features, window=window, version=version)
+    return DriftSection(summary, features, window=window, version=version, sampled=sampled)
 
 
 def _order(f: FeatureSection) -> tuple[bool, float, str]:
@@ -66,7 +69,10 @@ def _order(f: FeatureSection) -> tuple[bool, float, str]:
 
 
 def _feature(
-    figures: Mapping[str, Any], ref: PreparedColumn | None, cur: PreparedColumn | None
+    figures: Mapping[str, Any],
+    ref: PreparedColumn | None,
+    cur: PreparedColumn | None,
+    sampled: bool = False,
 ) -> FeatureSection:
     hist = cats = None
     if ref is not None and cur is not None:
@@ -77,7 +83,7 @@ def _feature(
     return FeatureSection(
         name=str(figures["name"]),
         figures=dict(figures),
-        effect=_effect(figures, ref, cur),
+        effect=_effect(figures, None, None) if sampled else _effect(figures, ref, cur),
         histogram=hist,
         categories=cats,
     )

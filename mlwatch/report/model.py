@@ -72,6 +72,7 @@ class DriftSection:
     features: list[FeatureSection]
     window: list[str] | None = None  # served model: the window [start, end) compared
     version: str | None = None
+    sampled: bool = False  # distributions drawn from the stored profiles' samples
 
 
 @dataclass(frozen=True)

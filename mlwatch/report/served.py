@@ -6,11 +6,12 @@ the retrain triggers. Nothing is recomputed: the figures are those the scheduler
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from mlwatch.report.drift import drift_section
 from mlwatch.report.model import DriftSection, ServedSection
+from mlwatch.report.profiles import profile_columns
 from mlwatch.store.outbox import trigger_view
 from mlwatch.times import format_us
 
@@ -69,9 +70,17 @@ def served_section(
     )
 
 
-def latest_drift(store: _Store, model: str, *, since_us: int, until_us: int) -> DriftSection | None:
+def latest_drift(
+    store: _Store,
+    model: str,
+    *,
+    since_us: int,
+    until_us: int,
+    profiles: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> DriftSection | None:
     """The drift of the newest window in the period (of the version with the most rows
-    there), as a report section without distributions: the store keeps the result."""
+    there), as a report section; with its distributions when ``profiles`` gives the
+    reference and window profiles of that result row (``(reference, window)`` or None)."""
     rows = store.results_in(model, "drift", since_us=since_us, until_us=until_us)
     if not rows:
         return None
@@ -81,7 +90,9 @@ def latest_drift(store: _Store, model: str, *, since_us: int, until_us: int) -> 
         key=lambda r: (r["body"].get("rows", 0), r["version"]),
     )
     window = [format_us(row["start_us"]), format_us(row["end_us"])]
-    return drift_section(row["body"], window=window, version=row["version"])
+    pair = profiles(row) if profiles is not None else None
+    ref, cur = (profile_columns(pair[0]), profile_columns(pair[1])) if pair else (None, None)
+    return drift_section(row["body"], ref, cur, window=window, version=row["version"], sampled=True)
 
 
 def auto_bucket_s(span_us: int) -> int:

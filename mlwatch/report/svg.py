@@ -159,6 +159,12 @@ def _line(
         upper = " ".join(f"{x(t):.1f},{y(hi):.1f}" for t, _, hi in band)
         lower = " ".join(f"{x(t):.1f},{y(lo):.1f}" for t, lo, _ in reversed(band))
         out.append(f'<path class="band" d="M{upper} L{lower} Z"/>')
+    elif band:  # one window: its interval as a bar, a band needs two
+        at, low, high = band[0]
+        out.append(
+            f'<rect class="band" x="{x(at) - 4:.1f}" y="{y(high):.1f}" width="8" '
+            f'height="{max(y(low) - y(high), 1.0):.1f}"/>'
+        )
     if known:
         pts = [(t, v, lo, hi) for t, v, lo, hi in known if v is not None]
         d = " L".join(f"{x(t):.1f},{y(v):.1f}" for t, v, _, _ in pts)

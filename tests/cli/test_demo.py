@@ -88,6 +88,9 @@ def the_advice_still_works(root: Path, out: str) -> None:
     """The commands the demo prints work on the data it leaves."""
     config = root / "mlwatch.yaml"
     assert f"mlwatch status breast-cancer --data-dir {root}" in out
+    page = (root / "report.html").read_text()  # the HTML report, named in the output
+    assert f"HTML report        {root / 'report.html'} (open it in a browser)" in out
+    assert "breast-cancer" in page and "mean radius" in page and "<svg" in page
     status = mlwatch("status", "breast-cancer", "--data-dir", str(root), "--format", "json")
     assert json.loads(status)["events_stored"] == 1200
     once = json.loads(mlwatch("scheduler", "--config", str(config), "--once"))

@@ -242,3 +242,53 @@ def test_fail_on_drift_exits_1_and_still_writes(
     assert (tmp_path / "d.html").stat().st_size > 0
     code, _, _ = report(tmp_path, capsys, str(ref), str(ref), "--fail-on-drift", "-o", "n.html")
     assert code == 0
+
+
+def test_the_newest_window_is_drawn_from_the_stored_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the reference profile the scheduler stores, the newest drift window's features
+    are drawn: the reference from its profile's sample, the window from the events of the
+    window (as the drift job builds its profile); the figures stay the stored result's."""
+    from mlwatch.stats.profile import DatasetProfile
+
+    seed(tmp_path / "data")
+    rng = np.random.default_rng(9)
+    reference = {"x": rng.normal(5.0, 1.0, size=2000)}  # far from the served x ~ N(0, 1)
+    profile = DatasetProfile.from_reference(reference, seed=1)
+    newest = compare(reference, {"x": rng.normal(size=100)}).to_dict() | {"rows": 1000}
+    store = EmbeddedStore(tmp_path / "data" / "store.db")
+    store.put_profile("churn", "*", "reference", 0, 0, profile.to_json(), tag="t")
+    # hour 3 holds version 2's 100 events: its result is the newest, with the most rows
+    store.put_result("churn", "2", "drift", T0 + 2 * HOUR_US, T0 + 3 * HOUR_US, newest)
+    store.close()
+    code, _, err = report(
+        tmp_path,
+        capsys,
+        "--model",
+        "churn",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-01-01T03:00:00Z",
+        "-o",
+        "drawn.html",
+    )
+    assert code == 0, err
+    html = (tmp_path / "drawn.html").read_text(encoding="utf-8")
+    data = embedded(html)
+    assert data["drift"]["sampled"] is True
+    (x,) = [f for f in data["drift"]["features"] if f["name"] == "x"]
+    hist = x["histogram"]
+    assert hist is not None and hist["edges"][0] == pytest.approx(
+        profile.columns["x"].reservoir.values.min()
+    )
+    assert sum(hist["ref"]) == pytest.approx(1.0)
+    # the window's events (x ~ N(0, 1)) lie below the reference's range
+    assert hist["below"][1] > 0.9 and hist["below"][0] == 0.0
+    (stored,) = [f for f in newest["features"] if f["name"] == "x"]
+    assert x["figures"] == stored  # the numbers are the stored result's, not the sample's
+    assert x["effect"] == stored.get("effect")
+    assert "drawn from the samples the stored profiles keep" in html
