@@ -6,10 +6,14 @@ It is this small because a proxy passes bodies as bytes: nothing is decoded and 
 framework runs between the socket and the model server. It keeps the bounds of the
 sidecar's own listener (:mod:`mlwatch.sidecar.protocol`): a head longer than
 ``max_header_bytes`` gets 431, one not complete within ``request_timeout_s`` 408 (an
-idle connection is closed without a word), a connection beyond ``max_connections`` 503.
+idle connection is closed without a word), a connection beyond ``max_connections`` 503,
+and a body that stalls (no byte of it within ``request_timeout_s`` while the proxy is
+reading) 408 too, so that a caller cannot hold the model server's connections.
 Requests on one connection are answered in order (pipelined ones wait, with reading
-paused). A body of known length up to :data:`WHOLE_MAX` is read whole before the call is
-forwarded (one write to the model server); a longer or chunked one is streamed.
+paused); a request starts only once the bytes read with it parsed, so that one the
+parser rejects is never begun at the model server. A body of known length up to
+:data:`WHOLE_MAX` is read whole before the call is forwarded (one write to the model
+server); a longer or chunked one is streamed.
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ class CallerProtocol(asyncio.Protocol):
         self.gone = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._request: Request | None = None  # the one being read
+        self._reading: Request | None = None  # the one whose body is being read
         self._body: list[bytes] | BodyStream = []
         self._pending: collections.deque[Request] = collections.deque()
-        self._busy = False  # a request is being answered
-        self._in_head, self._head_bytes = True, 0
+        self._current: Request | None = None  # the one being answered
+        self._busy = self._answering = False  # answering it; its head given
+        self._continue = False  # the request being read waits for 100 Continue
+        self._bad = False  # the parser failed after the request being answered
+        self._in_head, self._head_bytes, self._progress = True, 0, False
         self._timer: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future[None] | None = None
         self.keep_alive = self.chunked = False
@@ -90,14 +97,34 @@ class CallerProtocol(asyncio.Protocol):
                     return
                 piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
                 self._head_bytes += len(piece)
-                self.parser.feed_data(piece)
+                self._feed(piece)
             if data and not self.transport.is_closing():
-                self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # answered as a plain call: Upgrade is hop-by-hop and is not forwarded
+                self._feed(data)
         except httptools.HttpParserError:
-            self.transport.write(_BAD_REQUEST)
-            self.transport.close()
+            self._broken()
+            return
+        self._next()
+        self._maybe_continue()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``. A request with ``Upgrade`` is answered as a plain call (Upgrade
+        is hop-by-hop and not forwarded): parsing goes on after its head."""
+        while data:
+            try:
+                self.parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                data = data[exc.args[0] :] if exc.args else b""
+
+    def _broken(self) -> None:
+        """Bytes the parser rejects: requests read with them are never begun; the 400 is
+        the answer after the one in progress (if its body was read whole)."""
+        self._pending.clear()
+        self.transport.pause_reading()
+        if self._busy and self._reading is not self._current:
+            self._bad = True
+        else:
+            self._cut(_BAD_REQUEST, None)
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -119,8 +146,13 @@ class CallerProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._head_bytes = False, 0
-        self._disarm()
         parser, headers = self.parser, self._headers
+        length = _length(headers)
+        chunked = length is None and any(k == b"transfer-encoding" for k, _ in headers)
+        if parser.should_upgrade() and (chunked or length):
+            # llhttp leaves the body of a request with Upgrade unread: it would be taken
+            # for the next request. A failure here is the parser's error: a 400.
+            raise ValueError("a request with Upgrade and a body")
         url = httptools.parse_url(self._url)
         path = url.path.decode("latin-1")
         http11 = parser.get_http_version() != "1.0"
@@ -131,19 +163,21 @@ class CallerProtocol(asyncio.Protocol):
             headers,
             http11,
             http11 and parser.should_keep_alive(),
+            length,
         )
-        length = next((v for k, v in headers if k == b"content-length"), None)
-        streamed = length is None and any(k == b"transfer-encoding" for k, _ in headers)
-        if streamed or (length is not None and length.isdigit() and int(length) > WHOLE_MAX):
+        self._reading, self._progress = request, False
+        if chunked or (length or 0) > WHOLE_MAX:
             self._body = BodyStream(self.transport, self.server.forwarder.limit, HIGH_WATER)
             request.body, request.streamed = self._body, self._body.tee
-            self._dispatch(request)
+            self._pending.append(request)
         else:
-            self._body, self._request = [], request
-        if http11 and any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._body = []
+        expect = any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers)
+        self._continue = http11 and expect and bool(chunked or length)
+        self._arm()  # the body's deadline
 
     def on_body(self, body: bytes) -> None:
+        self._progress = True
         if isinstance(self._body, BodyStream):
             self._body.feed(body)
         else:
@@ -151,28 +185,46 @@ class CallerProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0  # what follows is the next request's head
+        request, self._reading, self._continue = self._reading, None, False
         if isinstance(self._body, BodyStream):
             self._body.end()
-        elif self._request is not None:
-            self._request.body = b"".join(self._body)
-            self._dispatch(self._request)
-        self._request, self._body = None, []
+        elif request is not None:
+            request.body = b"".join(self._body)
+            self._pending.append(request)
+        self._body = []
+        self._disarm()
 
     # -- answering ------------------------------------------------------------
-    def _dispatch(self, request: Request) -> None:
-        if self._busy:
-            self._pending.append(request)
-            self.transport.pause_reading()
+    def _next(self) -> None:
+        """Start the next request read, unless one is being answered (then reading
+        pauses while requests wait)."""
+        if self._busy or not self._pending or self.transport.is_closing():
+            if self._pending:
+                self.transport.pause_reading()
             return
-        self._busy = True
-        self.server.start(self, request)
+        self._busy, self._answering = True, False
+        self._current = self._pending.popleft()
+        if self._pending:
+            self.transport.pause_reading()
+        self.server.start(self, self._current)
+
+    def _maybe_continue(self) -> None:
+        """``100 Continue`` for the request being read, once it is the next to answer
+        (never inside another answer)."""
+        reading = self._reading
+        if not self._continue or reading is None or self.transport.is_closing():
+            return
+        if self._current is reading or not (self._busy or self._pending):
+            self._continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]], request: Request) -> None:
         """Write an answer's head; its body (if any) follows with :meth:`write`."""
+        self._answering = True
         has_length = any(k == b"content-length" for k, _ in headers)
         bodiless = request.method == "HEAD" or status in (204, 304) or status < 200
         self.chunked = not (has_length or bodiless) and request.http11
-        self.keep_alive = request.keep_alive and not self.server.stopping
+        self.keep_alive = request.keep_alive and not self.server.stopping and not self._bad
         if not (has_length or bodiless or request.http11):
             self.keep_alive = False  # the body ends with the connection
         try:
@@ -210,17 +262,21 @@ class CallerProtocol(asyncio.Protocol):
         if self._head or self.chunked:
             self.transport.write(self._head + (b"0\r\n\r\n" if self.chunked else b""))
             self._head = b""
-        self._busy = False
-        if isinstance(self._body, BodyStream):  # answered before its body was read whole
+        self._busy, current, self._current = False, self._current, None
+        if self._bad:  # the bytes after this request did not parse
+            self.transport.write(_BAD_REQUEST)
             self.keep_alive = False
+        if self._reading is not None and self._reading is current:
+            self.keep_alive = False  # answered before its body was read whole
         if not self.keep_alive:
             self.transport.close()
-        elif self._pending:
-            self.transport.resume_reading()
-            self._dispatch(self._pending.popleft())
-        else:
-            self.transport.resume_reading()
-            self._arm()
+            return
+        self.transport.resume_reading()
+        if self._pending:
+            self._next()
+        elif self._reading is None:
+            self._arm()  # the next head's deadline
+        self._maybe_continue()
 
     def abort(self) -> None:
         """End the connection mid-answer, so a cut-off body is never taken for whole."""
@@ -229,29 +285,56 @@ class CallerProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """The proxy stops: close now when idle, else after the answer in progress."""
-        if self._busy or self._request is not None or isinstance(self._body, BodyStream):
+        if self._busy or self._reading is not None:
             self.keep_alive = False
         else:
             self.transport.close()
 
-    # -- the head's deadline ------------------------------------------------
+    # -- deadlines -------------------------------------------------------------
     def _arm(self) -> None:
         self._disarm()
-        self._timer = self.server.loop.call_later(self.server.request_timeout_s, self._head_timeout)
+        self._timer = self.server.loop.call_later(self.server.request_timeout_s, self._expired)
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _head_timeout(self) -> None:
+    def _expired(self) -> None:
         self._timer = None
-        if not self._in_head or self._busy or self.transport.is_closing():
+        if self.transport.is_closing():
             return
+        if self._reading is not None:
+            self._body_timeout()
+        elif self._in_head and not self._busy:
+            self._head_timeout()
+
+    def _head_timeout(self) -> None:
         if self._head_bytes == 0:  # idle: close quietly, as keep-alive timeouts do
             self.transport.close()
             return
         self._refuse(408, f"no complete request head within {self.server.request_timeout_s:g}s")
+
+    def _body_timeout(self) -> None:
+        """No byte of the body for ``request_timeout_s``: 408, unless the proxy itself
+        was not reading (the model server reads slowly, or the request waits its turn)."""
+        waits = self._busy and self._current is not self._reading
+        if self._progress or waits or not self.transport.is_reading():
+            self._progress = False
+            self._arm()
+            return
+        detail = f"no byte of the request body within {self.server.request_timeout_s:g}s"
+        self._cut(refusal(408, detail), 408)
+
+    def _cut(self, answer: bytes, counted: int | None) -> None:
+        """Answer the request being read with ``answer`` and close (only close when its
+        answer has begun: the caller then sees a cut-off answer)."""
+        self._disarm()
+        if not (self._busy and self._answering):
+            self.transport.write(answer)
+        self.transport.close()
+        if counted is not None:
+            self.server.refused(counted)
 
     def _refuse(self, status: int, detail: str, extra: str = "") -> None:
         self._disarm()
@@ -259,6 +342,13 @@ class CallerProtocol(asyncio.Protocol):
             self.transport.write(refusal(status, detail, extra))
             self.transport.close()
         self.server.refused(status)
+
+
+def _length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length as a number (the parser has checked there is at most one, of
+    digits, perhaps with spaces around them)."""
+    value = next((v for k, v in headers if k == b"content-length"), None)
+    return None if value is None else int(value.strip(b" \t"))
 
 
 class ProxyServer:

@@ -84,6 +84,7 @@ class Shipper(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
             self.counts.dropped += 1
+            self._soon()  # the count goes out even when no call follows
             return
         self._calls.append(ex)
         if len(self._calls) >= BATCH_CALLS:

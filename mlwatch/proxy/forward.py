@@ -85,16 +85,21 @@ class Forwarder:
 
     async def _send(self, req: Request) -> Call:
         """The call as the model server gets it: the same target under the upstream's
-        path, the end-to-end headers, framing for a body that came chunked."""
-        headers, body = req.headers, req.body
-        sent = [(b"host", self.upstream.host_header), *end_to_end(headers, SKIP_REQUEST)]
+        path, the end-to-end headers, and the body framed as the proxy read it: always
+        by a Content-Length of its own or chunked, never by the caller's framing headers
+        (a ``Connection: content-length`` would otherwise drop the length, and the model
+        server would read the body as the next request)."""
+        body, length = req.body, req.length
+        sent = [(b"host", self.upstream.host_header), *end_to_end(req.headers, SKIP_REQUEST)]
         chunked = False
-        if not any(k == b"content-length" for k, _ in headers):
-            if not isinstance(body, bytes):
-                sent.append((b"transfer-encoding", b"chunked"))
-                chunked = True
-            elif body:
+        if isinstance(body, bytes):
+            if body or length is not None:
                 sent.append((b"content-length", b"%d" % len(body)))
+        elif length is not None:
+            sent.append((b"content-length", b"%d" % length))
+        else:
+            sent.append((b"transfer-encoding", b"chunked"))
+            chunked = True
         head = b"".join(b"%s: %s\r\n" % pair for pair in sent)
         return await self.upstream.send(req.method, req.target, head, body, chunked)
 

@@ -26,7 +26,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 # The model server's host is named instead; Expect was answered here (the body is read).
-SKIP_REQUEST = HOP_BY_HOP | {b"host", b"expect"}
+# Content-Length is set anew from the body as read (:meth:`.forward.Forwarder._send`).
+SKIP_REQUEST = HOP_BY_HOP | {b"host", b"expect", b"content-length"}
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class Request:
     headers: list[tuple[bytes, bytes]]
     http11: bool
     keep_alive: bool
+    length: int | None = None  # the Content-Length, as the parser checked it
     body: bytes | AsyncIterable[bytes] = b""
     streamed: Tee | None = None  # a streamed body's copy for capture
 

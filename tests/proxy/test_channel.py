@@ -60,16 +60,19 @@ def test_calls_and_counts_arrive_in_batches_in_order() -> None:
 
 
 def test_beyond_the_unsent_bound_calls_are_dropped_and_counted() -> None:
-    shipper = channel.Shipper(lambda: None)
-    shipper.connection_made(Transport(buffered=channel.MAX_UNSENT_BYTES + 1))
-    shipper.submit(call(1))
-    assert shipper.counts.dropped == 1
-    lost: list[bool] = []
-    gone = channel.Shipper(lambda: lost.append(True))
-    gone.connection_made(Transport())
-    gone.connection_lost(None)  # the sidecar went away
-    gone.submit(call(2))
-    assert (gone.counts.dropped, lost) == (1, [True])
+    async def drop() -> None:  # the worker submits on its loop
+        shipper = channel.Shipper(lambda: None)
+        shipper.connection_made(Transport(buffered=channel.MAX_UNSENT_BYTES + 1))
+        shipper.submit(call(1))
+        assert shipper.counts.dropped == 1
+        lost: list[bool] = []
+        gone = channel.Shipper(lambda: lost.append(True))
+        gone.connection_made(Transport())
+        gone.connection_lost(None)  # the sidecar went away
+        gone.submit(call(2))
+        assert (gone.counts.dropped, lost) == (1, [True])
+
+    asyncio.run(drop())
 
 
 def test_a_message_cut_off_by_a_dying_worker_ends_the_stream() -> None:
@@ -79,3 +82,19 @@ def test_a_message_cut_off_by_a_dying_worker_ends_the_stream() -> None:
     got: list[Any] = list(channel.messages(io.BytesIO(cut)))
     assert len(got) == 1 and got[0][1][0].path == "/v2/models/m1/infer"
     assert list(channel.messages(io.BytesIO(data[:-1]))) == []
+
+
+def test_the_count_of_dropped_calls_is_sent_without_another_call() -> None:
+    """When the sidecar catches up and no call follows, the drops still reach it."""
+
+    async def ship() -> bytes:
+        transport = Transport(buffered=channel.MAX_UNSENT_BYTES + 1)
+        shipper = channel.Shipper(lambda: None)
+        shipper.connection_made(transport)
+        shipper.submit(call(1))
+        transport.buffered = 0  # the sidecar read what waited
+        await asyncio.sleep(channel.FLUSH_S * 3)
+        return bytes(transport.written)
+
+    got = list(channel.messages(io.BytesIO(asyncio.run(ship()))))
+    assert [(m[0], m[1], m[2].dropped) for m in got] == [("batch", [], 1)]

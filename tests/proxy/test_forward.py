@@ -115,8 +115,8 @@ def test_a_slow_model_server_is_a_504(proxied: Callable[..., Proxied], model_url
     with httpx.Client(timeout=10) as c:
         assert c.get(px.url + "/slow?s=2").status_code == 504
         assert c.get(px.url + "/slow?s=0").content == b"late"
-    assert px.metric('mlwatch_proxy_upstream_errors_total{reason="timeout"}') == 1
-    assert px.metric('mlwatch_proxy_requests_total{code="5xx"}') == 1
+    wait_until(lambda: px.metric('mlwatch_proxy_upstream_errors_total{reason="timeout"}') == 1)
+    wait_until(lambda: px.metric('mlwatch_proxy_requests_total{code="5xx"}') == 1)
 
 
 def test_a_request_body_in_pieces_is_streamed_to_the_model_server(

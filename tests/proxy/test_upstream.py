@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 import httpx2 as httpx
 import pytest
 
+from tests.helpers import wait_until
 from tests.proxy.conftest import Proxied
 
 Answer = Callable[[bytes], Iterable[bytes | None]]  # request -> chunks to send (None: close)
@@ -132,7 +133,7 @@ def test_a_cut_off_answer_closes_the_callers_connection(
     px = proxied(proxy_to=raw.url)
     with pytest.raises(httpx.RemoteProtocolError):
         call(px)
-    assert px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 1
+    wait_until(lambda: px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 1)
 
 
 def test_garbage_is_a_502(
@@ -141,7 +142,8 @@ def test_garbage_is_a_502(
     raw = peer(lambda req: [b"SMTP ready\r\n\r\n", None])
     px = proxied(proxy_to=raw.url)
     assert call(px).status_code == 502
-    assert px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 1
+    # the worker's counts reach the sidecar with its next batch, after the answer
+    wait_until(lambda: px.metric('mlwatch_proxy_upstream_errors_total{reason="protocol"}') == 1)
 
 
 def test_a_kept_connection_the_peer_closed_is_replaced(
@@ -170,4 +172,4 @@ def test_a_body_the_model_server_never_finishes_is_a_timeout(
     px = proxied(proxy_to=raw.url, proxy_timeout_s=0.2)
     with pytest.raises(httpx.RemoteProtocolError):
         call(px)
-    assert px.metric('mlwatch_proxy_upstream_errors_total{reason="timeout"}') == 1
+    wait_until(lambda: px.metric('mlwatch_proxy_upstream_errors_total{reason="timeout"}') == 1)
