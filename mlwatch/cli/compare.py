@@ -4,7 +4,7 @@ Two sources: two prediction files with labels (``--baseline-file A --candidate-f
 read as :mod:`.compare_files` says), or served traffic of one model from a data
 directory's store (``--model churn [--baseline v1 --candidate v2] [--since 24h]``; without
 versions, the two served most recently, the newest as candidate). The statistics are
-:func:`mlwatch.stats.compare.compare_versions`; docs/compare.md has the method.
+:func:`mlwatch.stats.canary.compare_versions`; docs/compare.md has the method.
 
 Exit codes, for CI: 0 the candidate is not worse (better, no difference, or not enough
 data yet); 1 it is worse by more than a margin on a gated KPI; 2 bad usage or input (a
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlwatch.errors import InputError, MlwatchError
-from mlwatch.stats.compare import CompareOptions, Comparison, Sample, compare_versions
+from mlwatch.stats.canary import CompareOptions, Comparison, Sample, compare_versions
 
 EXIT_NOT_WORSE, EXIT_WORSE, EXIT_BAD_INPUT = 0, 1, 2
 

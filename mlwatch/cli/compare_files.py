@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlwatch.errors import InputError
-from mlwatch.stats.compare import Sample, encode_classes
+from mlwatch.stats.canary import Sample, encode_classes
 
 
 def _column(data: Mapping[str, Any], name: str, path: str, flag: str) -> np.ndarray:

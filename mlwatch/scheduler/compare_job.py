@@ -3,7 +3,7 @@ the comparison's start until now.
 
 The start is the ``compare.since`` setting, else the candidate's first event: the sample
 only grows from run to run, which is what lets the anytime-valid sequences of
-:mod:`mlwatch.stats.compare` be checked at every run. Without configured versions the two
+:mod:`mlwatch.stats.canary` be checked at every run. Without configured versions the two
 served most recently since the start are compared, and a version left out is the most
 recently served other than the one named (:func:`.served.live_pair`).
 """
@@ -22,7 +22,7 @@ def compare_served(
     store: EmbeddedStore, spec: ModelSpec, *, now_us: int
 ) -> tuple[dict[str, Any] | None, str | None]:
     """``(Comparison.to_dict(), None)``, or ``(None, why)`` when there is nothing to compare."""
-    from mlwatch.stats.compare import CompareOptions, compare_versions
+    from mlwatch.stats.canary import CompareOptions, compare_versions
 
     assert spec.monitoring is not None and spec.monitoring.compare is not None
     cfg = spec.monitoring.compare

@@ -137,7 +137,7 @@ class ResultMetrics:
 
     def comparison(self, model: str, result: dict[str, Any]) -> None:
         """Set the compare gauges from a comparison (``Comparison.to_dict()``)."""
-        from mlwatch.stats.compare import VERDICT_CODES
+        from mlwatch.stats.canary import VERDICT_CODES
 
         pair = (model, result["baseline"], result["candidate"])
         self._set(self.compare_verdict, (*pair, "overall"), VERDICT_CODES[result["verdict"]])

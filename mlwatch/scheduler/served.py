@@ -1,4 +1,4 @@
-"""One served version as a comparison :class:`~mlwatch.stats.compare.Sample`: its events
+"""One served version as a comparison :class:`~mlwatch.stats.canary.Sample`: its events
 of a window joined to their labels, read from the store.
 
 The rows are read as the KPI job reads them (:func:`mlwatch.stats.kpi.kpi_inputs`, with
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlwatch.settings import ModelSpec
-from mlwatch.stats.compare import Sample
+from mlwatch.stats.canary import Sample
 from mlwatch.store import EmbeddedStore
 
 

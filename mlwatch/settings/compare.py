@@ -11,7 +11,7 @@
       tune_n: 1000
 
 The data is every event from ``since`` on, a sample that only grows, as the anytime-valid
-sequences of :mod:`mlwatch.stats.compare` need.
+sequences of :mod:`mlwatch.stats.canary` need.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ COMPARE_KEYS = frozenset(
     {"baseline", "candidate", "since", "alpha", "margins", "gate", "min_samples", "tune_n"}
 )
 
-#: The KPIs a comparison has (:mod:`mlwatch.stats.compare`; kept here so that reading the
+#: The KPIs a comparison has (:mod:`mlwatch.stats.canary`; kept here so that reading the
 #: settings imports no numpy, and tested equal).
 COMPARE_KPIS = (
     "accuracy", "log_loss", "brier", "mae", "mse", "mape",

@@ -1,6 +1,6 @@
 """Turning user columns into what the statistics need, and counting what is wrong with them.
 
-Inputs come from two places: tables handed to :func:`mlwatch.stats.compare` (pandas
+Inputs come from two places: tables handed to :func:`mlwatch.stats.canary` (pandas
 DataFrames, dicts of numpy arrays or lists) and batches pivoted from JSON events in the
 sidecar (lists of floats, strings and ``None``). Both go through the same functions here,
 so a value is classified the same way whether it reaches a raw comparison or a profile.

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from mlwatch.stats.compare.quantiles import quantile_difference
-from mlwatch.stats.compare.results import Comparison, Difference
-from mlwatch.stats.compare.samples import (
+from mlwatch.stats.canary.quantiles import quantile_difference
+from mlwatch.stats.canary.results import Comparison, Difference
+from mlwatch.stats.canary.samples import (
     ERROR_RATIO,
     LATENCY_QUANTILES,
     MEAN_KPIS,
@@ -28,8 +28,8 @@ from mlwatch.stats.compare.samples import (
     kpis_of,
     row_values,
 )
-from mlwatch.stats.compare.sequences import difference_interval, proportion_stats
-from mlwatch.stats.compare.verdicts import NOT_ENOUGH_DATA, overall, verdict
+from mlwatch.stats.canary.sequences import difference_interval, proportion_stats
+from mlwatch.stats.canary.verdicts import NOT_ENOUGH_DATA, overall, verdict
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from mlwatch.stats.compare.sequences import fixed_half_width, mixing_variance, mixture_half_width
+from mlwatch.stats.canary.sequences import fixed_half_width, mixing_variance, mixture_half_width
 from mlwatch.stats.kpi.kernels import FloatArray
 
 

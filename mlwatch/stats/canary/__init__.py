@@ -17,9 +17,9 @@ rate. docs/compare.md states the method and its parameters.
 ('better', 0.05)
 """
 
-from mlwatch.stats.compare.quantiles import quantile_difference, quantile_interval
-from mlwatch.stats.compare.results import Comparison, Difference
-from mlwatch.stats.compare.samples import (
+from mlwatch.stats.canary.quantiles import quantile_difference, quantile_interval
+from mlwatch.stats.canary.results import Comparison, Difference
+from mlwatch.stats.canary.samples import (
     ERROR_RATIO,
     LATENCY_QUANTILES,
     MEAN_KPIS,
@@ -28,14 +28,14 @@ from mlwatch.stats.compare.samples import (
     kpis_of,
     row_values,
 )
-from mlwatch.stats.compare.sequences import (
+from mlwatch.stats.canary.sequences import (
     difference_interval,
     fixed_half_width,
     mixing_variance,
     mixture_half_width,
     proportion_stats,
 )
-from mlwatch.stats.compare.verdicts import (
+from mlwatch.stats.canary.verdicts import (
     BETTER,
     NO_DIFFERENCE,
     NOT_ENOUGH_DATA,
@@ -45,7 +45,7 @@ from mlwatch.stats.compare.verdicts import (
     overall,
     verdict,
 )
-from mlwatch.stats.compare.versions import CompareOptions, compare_versions
+from mlwatch.stats.canary.versions import CompareOptions, compare_versions
 
 __all__ = [
     "BETTER",

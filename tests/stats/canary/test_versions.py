@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics
 
-from mlwatch.stats.compare import CompareOptions, Sample, compare_versions, encode_classes
+from mlwatch.stats.canary import CompareOptions, Sample, compare_versions, encode_classes
 
 
 def classification(seed: int, p_correct: float, n: int = 3000) -> Sample:
@@ -174,7 +174,7 @@ def test_a_margin_of_an_unknown_kpi_is_an_error() -> None:
 
 def test_an_empty_gate_is_an_error_and_the_settings_know_every_kpi() -> None:
     from mlwatch.settings.compare import COMPARE_KPIS
-    from mlwatch.stats.compare import ERROR_RATIO, LATENCY_QUANTILES, MEAN_KPIS
+    from mlwatch.stats.canary import ERROR_RATIO, LATENCY_QUANTILES, MEAN_KPIS
 
     with pytest.raises(ValueError, match="at least one KPI"):
         CompareOptions(gate=[])

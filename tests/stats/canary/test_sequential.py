@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
-from mlwatch.stats.compare import difference_interval, proportion_stats, verdict
+from mlwatch.stats.canary import difference_interval, proportion_stats, verdict
 
 TRIALS, WINDOWS, PER_WINDOW, ALPHA = 200, 50, 100, 0.05
 # Monte-Carlo slack: the count of false verdicts among 200 trials at a true rate of alpha
