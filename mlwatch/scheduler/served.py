@@ -25,12 +25,19 @@ def served_sample(
     *,
     since_us: int | None = None,
     until_us: int | None = None,
+    environment: str | None = None,
 ) -> Sample:
     """The events of ``version`` in ``[since_us, until_us)`` with their labels."""
     from mlwatch.stats.kpi import kpi_inputs
 
     rows = list(
-        store.served_predictions(spec.name, since_us=since_us, until_us=until_us, version=version)
+        store.served_predictions(
+            spec.name,
+            since_us=since_us,
+            until_us=until_us,
+            version=version,
+            environment=environment,
+        )
     )
     inputs = kpi_inputs(rows, task=spec.task, score_field=spec.score_field, classes=spec.classes)
     proba: Any = None
@@ -50,9 +57,16 @@ def served_sample(
 
 
 def live_pair(
-    store: EmbeddedStore, model: str, *, since_us: int | None = None, until_us: int | None = None
+    store: EmbeddedStore,
+    model: str,
+    *,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    environment: str | None = None,
 ) -> tuple[str, str] | None:
     """``(baseline, candidate)``: the two versions served most recently in the window (the
     newest is the candidate), None with fewer than two."""
-    versions = store.recent_versions(model, since_us=since_us, until_us=until_us)
+    versions = store.recent_versions(
+        model, since_us=since_us, until_us=until_us, environment=environment
+    )
     return (versions[1], versions[0]) if len(versions) >= 2 else None

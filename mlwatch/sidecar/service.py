@@ -62,7 +62,9 @@ class Sidecar:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._tasks: dict[str, str] = {m.name: m.task for m in config.models}
         buckets = {m.name: m.value_buckets for m in config.models if m.value_buckets}
-        self.metrics = SidecarMetrics(self.registry, self._tasks.get, buckets.get)
+        self.metrics = SidecarMetrics(
+            self.registry, self._tasks.get, buckets.get, config.environment
+        )
         if registry is None:
             ProcessCollector(registry=self.registry)
         self._stop = threading.Event()
@@ -93,7 +95,9 @@ class Sidecar:
         if any(m.monitoring for m in config.models):
             from mlwatch.sinks.profiles import ProfileSink
 
-            self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
+            self.sinks.append(
+                ProfileSink(self.store, config.profile_slice_s, environment=config.environment)
+            )
         self.spool = Spool(
             self.data_dir / "spool",
             consumers=[s.name for s in self.sinks],
@@ -300,6 +304,8 @@ class Sidecar:
         if not records:  # e.g. a client's last drop report at shutdown, with no events
             self._apply_drops(report_id, drops)
             return taken
+        if kind == EVENTS:
+            _stamp_environment(records, self.config.environment)
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
@@ -388,10 +394,10 @@ class Sidecar:
         quality objective)."""
         from mlwatch.stats.kpi.outcomes import outcomes
 
-        groups: dict[tuple[str, str], list[tuple[dict[str, Any], Any]]] = {}
+        groups: dict[tuple[str, str, str], list[tuple[dict[str, Any], Any]]] = {}
         for model, version, event, label in joined:
-            groups.setdefault((model, version), []).append((event, label))
-        for (model, version), rows in groups.items():
+            groups.setdefault((model, version, event["environment"]), []).append((event, label))
+        for (model, version, env), rows in groups.items():
             spec = self.config.model_spec(model)
             right, wrong = outcomes(
                 rows,
@@ -401,7 +407,7 @@ class Sidecar:
                 tolerance=spec.alerts.quality_tolerance if spec and spec.alerts else None,
             )
             if right or wrong:
-                self.metrics.models.observe_outcomes(model, version, right, wrong)
+                self.metrics.models.observe_outcomes((model, version, env), right, wrong)
 
     def _restore_counters(self) -> None:
         """Start the counters from what the store holds, so that a restarted sidecar's
@@ -514,6 +520,14 @@ class Sidecar:
             model, since_us=since_us, until_us=until_us, version=version, limit=limit
         )
         return {"model": model, "count": len(rows), "events": rows}
+
+
+def _stamp_environment(events: list[dict[str, Any]], environment: str) -> None:
+    """Events that name no environment were served in the sidecar's own (a client of
+    an older mlwatch, Fluent Bit, a hand-written producer)."""
+    for event in events:
+        if event["environment"] is None:
+            event["environment"] = environment
 
 
 def _summary(trigger: dict[str, Any]) -> dict[str, Any]:
