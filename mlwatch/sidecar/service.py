@@ -471,11 +471,16 @@ class Sidecar:
             return
         raise IngestError(404, unknown_model(model, self.known_models()))
 
-    def models(self) -> dict[str, Any]:
-        """Every known model with its versions, counts and last event time."""
-        return {"models": self.store.model_list(self._configured, also=self._accepted)}
+    def models(self, environment: str | None = None) -> dict[str, Any]:
+        """Every known model with its versions, counts and last event time (of one
+        environment's events, when given)."""
+        return {
+            "models": self.store.model_list(
+                self._configured, also=self._accepted, environment=environment
+            )
+        }
 
-    def status(self, model: str) -> dict[str, Any]:
+    def status(self, model: str, environment: str | None = None) -> dict[str, Any]:
         """Counts, sink lag and results of one known model (404 for an unknown one).
 
         The lag is taken before the counts: a sink commits its spool cursor only after
@@ -489,7 +494,11 @@ class Sidecar:
             for c in self.consumers
         }
         spool_bytes = self.spool.total_bytes()
-        status = self.store.model_status(model) | {"sinks": sinks, "spool_bytes": spool_bytes}
+        status = self.store.model_status(model, environment=environment) | {
+            "sinks": sinks,
+            "spool_bytes": spool_bytes,
+            "environment": environment or self.config.environment,
+        }
         spec = self.config.model_spec(model)
         status["task"] = spec.task if spec is not None else None
         for version in status["versions"]:  # a client without the spec registers no task
@@ -512,12 +521,18 @@ class Sidecar:
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
         """Stored events of one known model, newest first (404 for an unknown one)."""
         self.require_model(model)
         rows = self.store.events(
-            model, since_us=since_us, until_us=until_us, version=version, limit=limit
+            model,
+            since_us=since_us,
+            until_us=until_us,
+            version=version,
+            environment=environment,
+            limit=limit,
         )
         return {"model": model, "count": len(rows), "events": rows}
 
