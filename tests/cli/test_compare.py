@@ -182,3 +182,26 @@ def test_an_unknown_version_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
         "--data-dir", str(tmp_path),
     )  # fmt: skip
     assert code == 2 and "--candidate v3" in err and "v1, v2" in err
+
+
+def test_environment_compares_that_environments_traffic_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_store(tmp_path, n=200)  # environment "default"
+    store = EmbeddedStore(tmp_path / "store.db", retention_days=0)
+    qa = [
+        validate_event({"model": "churn", "version": "v3", "request_id": f"qa-{i}",
+                        "latency_ms": 5.0, "prediction": 1, "environment": "qa"})
+        for i in range(30)
+    ]  # fmt: skip
+    store.insert_events(qa)
+    store.close()
+    where = ("--model", "churn", "--data-dir", str(tmp_path), "--json")
+    code, out, _ = run(capsys, *where)  # every environment: v3 was served last
+    assert json.loads(out)["candidate"] == "v3"
+    code, out, _ = run(capsys, *where, "--environment", "default")
+    body = json.loads(out)
+    assert (body["baseline"], body["candidate"]) == ("v1", "v2")
+    assert body["counts"]["baseline"]["events"] == 200
+    code, _, err = run(capsys, *where, "--environment", "qa")
+    assert code == 2 and "versions served: v3" in err
