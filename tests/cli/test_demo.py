@@ -106,7 +106,7 @@ def the_advice_still_works(root: Path, out: str) -> None:
     )  # restored
     # the served version with its MLflow run, from the store and the sidecar's own lookup
     assert re.search(
-        r'mlwatch_model_info\{code_version="[^"]*",model="breast-cancer",run_id="[0-9a-f]{32}",version="1"\}',
+        r'mlwatch_model_info\{code_version="[^"]*",environment="default",model="breast-cancer",run_id="[0-9a-f]{32}",version="1"\}',
         metrics,
     ), metrics
 
