@@ -6,10 +6,11 @@ One JSON object per prediction::
      "model": "iris", "version": "3", "request_id": "req-42",
      "features": {"sepal_length": 5.1, "species_hint": "a"}, "prediction": 0,
      "latency_ms": 1.7, "status": "ok", "code_version": "9f2c1e0", "run_id": "abc",
-     "labels": {"region": "eu"}, "batch_size": 32}
+     "labels": {"region": "eu"}, "batch_size": 32, "environment": "prod"}
 
 Required: ``model`` and ``latency_ms``. Defaults when absent: ``event_id`` a new
-UUIDv7, ``ts`` the time of receipt, ``version`` ``"unknown"``, ``status`` ``"ok"``.
+UUIDv7, ``ts`` the time of receipt, ``version`` ``"unknown"``, ``status`` ``"ok"``;
+``environment`` stays None here, and the sidecar fills in its own setting's.
 ``features`` is an object of scalars (number, string, boolean or null; non-finite
 numbers are sent as null by the client) or null when the payload was sampled out.
 Unknown fields are rejected so that typos are caught at the first request.
@@ -60,6 +61,15 @@ MAX_BATCH_SIZE = 10**9  # rows of one batch prediction
 # document, so the published schema and the validator cannot disagree.
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 LABEL_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+#: An environment (``dev``, ``qa``, ``prod``): a Prometheus label value and, by default, the
+#: namespace of the Elasticsearch data streams, whose rules (lowercase, no ``-``, ``*``,
+#: ``\\``, ``/``, ``?``, ``"``, ``<``, ``>``, ``|``, space, ``,``, ``#``, ``:``) this narrows
+#: to a slug that also reads well in a URL and a dashboard's dropdown.
+ENVIRONMENT_PATTERN = "^[a-z0-9][a-z0-9_]{0,63}$"
+#: The environment of events that name none and of rows stored before there were
+#: environments (store schema version 4), and the setting's default: the data stream
+#: namespace was ``default`` before, so existing streams keep their names.
+DEFAULT_ENVIRONMENT = "default"
 #: Characters no id, name, version or label value may hold: C0 and C1 controls (NUL,
 #: newlines, escapes), line and paragraph separators, bidirectional controls and the
 #: byte-order mark. They cut stored ids short, split log lines and reverse text on screen.
@@ -76,6 +86,7 @@ TS_PATTERN = (
 )
 LABEL_KEY_RE = re.compile(LABEL_KEY_PATTERN)
 NAME_RE = re.compile(NAME_PATTERN)
+ENVIRONMENT_RE = re.compile(ENVIRONMENT_PATTERN)
 TEXT_RE = re.compile(TEXT_PATTERN)
 _REASON_RE = re.compile(r"^[a-z_]{1,32}$")
 
@@ -95,6 +106,7 @@ EVENT_FIELDS = frozenset(
         "run_id",
         "labels",
         "batch_size",
+        "environment",
     }
 )
 FEEDBACK_FIELDS = frozenset({"feedback_id", "ts", "model", "request_id", "label"})
@@ -167,6 +179,20 @@ def _text(obj: dict[str, Any], key: str, line: int | None, limit: int = MAX_ID) 
     if not plain(value):  # a NUL would cut the stored id short and collide joins
         raise ValidationError(
             f"control characters are not allowed, got {value!r:.60}", line=line, field=key
+        )
+    return value
+
+
+def _environment(obj: dict[str, Any], line: int | None) -> str | None:
+    value = obj.get("environment")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ENVIRONMENT_RE.fullmatch(value):
+        raise ValidationError(
+            "expected an environment of lowercase letters, digits and '_' (at most 64, "
+            f"starting with a letter or digit), got {show(value)}",
+            line=line,
+            field="environment",
         )
     return value
 
@@ -355,6 +381,7 @@ def validate_event(obj: Any, *, line: int | None = None) -> dict[str, Any]:
         "run_id": _text(obj, "run_id", line, MAX_NAME),
         "labels": labels,
         "batch_size": batch_size,
+        "environment": _environment(obj, line),
     }
 
 

@@ -60,7 +60,10 @@ local EVENT_FIELDS = {
     event_id = true, ts = true, model = true, version = true, request_id = true,
     features = true, prediction = true, latency_ms = true, status = true, error = true,
     code_version = true, run_id = true, labels = true, batch_size = true,
+    environment = true,
 }
+-- what the sidecar stamps on events that name no environment
+local DEFAULT_ENVIRONMENT = "default"
 local FEEDBACK_FIELDS = { feedback_id = true, ts = true, model = true, request_id = true,
                           label = true }
 local REGISTRATION_FIELDS = { model = true, version = true, code_version = true,
@@ -453,6 +456,13 @@ local function validate_event(obj, timestamp)
     ev.error = text(obj, "error", MAX_NAME)
     ev.code_version = text(obj, "code_version", MAX_NAME)
     ev.run_id = text(obj, "run_id", MAX_NAME)
+    local env = obj.environment
+    if not isnull(env) and (type(env) ~= "string" or #env > 64
+            or not string.match(env, "^[a-z0-9][a-z0-9_]*$")) then
+        fail("environment", "expected an environment of lowercase letters, digits and '_' "
+            .. "(at most 64), got " .. show(env))
+    end
+    ev.environment = not isnull(env) and env or nil
     return ev
 end
 
@@ -590,7 +600,8 @@ local function event_document(ev, tag, record)
         event = { id = id, kind = "event", dataset = PREDICTIONS,
                   outcome = ev.status == "ok" and "success" or "failure",
                   duration = round_half_even(ev.latency_ms * 1000000) },
-        service = { name = ev.model, version = ev.version },
+        service = { name = ev.model, version = ev.version,
+                    environment = ev.environment or DEFAULT_ENVIRONMENT },
         mlwatch = ml,
     }
     if ev.request_id then doc.http = { request = { id = ev.request_id } } end

@@ -28,7 +28,7 @@ class ElasticAudit:
         from mlwatch.elastic.client import make_client
 
         self.client = make_client(config)
-        self.index = index_name(config.elasticsearch_namespace)
+        self.index = index_name(config.data_stream_namespace)
 
     def __call__(self, trigger: dict[str, Any]) -> None:
         try:

@@ -87,7 +87,7 @@ def drift_alerts(model: str, alerts: AlertSpec, drift_share: float, options: Opt
     return [
         alert(
             "MlwatchFeatureDrift",
-            f"max by (model, version, feature) (mlwatch_feature_drift_detected{{{sel}}}) == 1",
+            f"max by (model, version, environment, feature) (mlwatch_feature_drift_detected{{{sel}}}) == 1",
             options=options,
             severity="warning",
             for_s=alerts.drift_for_s,
@@ -100,7 +100,7 @@ def drift_alerts(model: str, alerts: AlertSpec, drift_share: float, options: Opt
         ),
         alert(
             "MlwatchDatasetDrift",
-            f"max by (model, version) (mlwatch_dataset_drift_share{{{sel}}}) >= {number(share)}",
+            f"max by (model, version, environment) (mlwatch_dataset_drift_share{{{sel}}}) >= {number(share)}",
             options=options,
             severity="ticket",
             for_s=alerts.drift_for_s,
@@ -126,9 +126,9 @@ def kpi_alerts(model: str, alerts: AlertSpec, min_samples: int, options: Options
         out.append(
             alert(
                 "MlwatchKPIAboveThreshold" if above else "MlwatchKPIBelowThreshold",
-                f'max by (model, version, kpi) (mlwatch_model_kpi{{{sel},kpi="{kpi}"}}) '
-                f"{op} {number(threshold)}\nand on (model, version)\n"
-                f"max by (model, version) (mlwatch_model_kpi_samples{{{sel}}}) "
+                f'max by (model, version, environment, kpi) (mlwatch_model_kpi{{{sel},kpi="{kpi}"}}) '
+                f"{op} {number(threshold)}\nand on (model, version, environment)\n"
+                f"max by (model, version, environment) (mlwatch_model_kpi_samples{{{sel}}}) "
                 f">= {min_samples}",
                 options=options,
                 severity="ticket",

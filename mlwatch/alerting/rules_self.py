@@ -27,7 +27,7 @@ def self_group(config: Config, options: Options) -> Group:
             _sidecar_down(options),
             alert(
                 "MlwatchEventsDropped",
-                "sum by (model, version, reason) "
+                "sum by (model, version, environment, reason) "
                 f"(rate(mlwatch_events_dropped_total{{{job}}}[5m])) > 0",
                 options=options,
                 severity="warning",

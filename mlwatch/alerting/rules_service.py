@@ -31,7 +31,7 @@ def no_traffic(model: str, for_s: float, options: Options) -> Rule:
     another is not an outage, a model nobody calls any more is."""
     return alert(
         "MlwatchNoTraffic",
-        f'sum by (model) (rate(mlwatch_predictions_total{{model="{model}"}}[5m])) == 0',
+        f'sum by (model, environment) (rate(mlwatch_predictions_total{{model="{model}"}}[5m])) == 0',
         options=options,
         severity="ticket",
         for_s=for_s,
@@ -48,8 +48,8 @@ def error_ratio(model: str, ratio: float, for_s: float, options: Options) -> Rul
     sel = f'model="{model}"'
     return alert(
         "MlwatchHighErrorRatio",
-        f'sum by (model, version) (rate(mlwatch_predictions_total{{{sel},status="error"}}[5m]))\n'
-        f"/\nsum by (model, version) (rate(mlwatch_predictions_total{{{sel}}}[5m]))\n"
+        f'sum by (model, version, environment) (rate(mlwatch_predictions_total{{{sel},status="error"}}[5m]))\n'
+        f"/\nsum by (model, version, environment) (rate(mlwatch_predictions_total{{{sel}}}[5m]))\n"
         f"> {number(ratio)}",
         options=options,
         severity="ticket",
@@ -70,7 +70,7 @@ def latency(
     name = f"p{quantile * 100:g}"
     return alert(
         "MlwatchHighLatency",
-        f"histogram_quantile({number(quantile)}, sum by (model, version, le) "
+        f"histogram_quantile({number(quantile)}, sum by (model, version, environment, le) "
         f'(rate(mlwatch_prediction_latency_seconds_bucket{{model="{model}"}}[5m])))\n'
         f"> {number(threshold_s)}",
         options=options,

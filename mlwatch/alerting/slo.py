@@ -58,26 +58,27 @@ _WHAT = {
 }
 
 
-def error_ratio(slo: SLOSpec, model: str, window: str) -> str:
-    """The PromQL of the share of bad events of ``slo`` over ``window``, per version. A
-    model without any bad event has a ratio of 0 rather than no series."""
-    sel = f'model="{model}"'
+def error_ratio(slo: SLOSpec, model: str, window: str, match: str = "") -> str:
+    """The PromQL of the share of bad events of ``slo`` over ``window``, per version and
+    environment (``match``: more label matchers, such as a dashboard's variables). A model
+    without any bad event has a ratio of 0 rather than no series."""
+    sel = f'model="{model}"' + (f",{match}" if match else "")
     if slo.name == "latency":
         le = repr(float(slo.threshold_s or 0.0))  # as the sidecar writes the bucket bound
         good = f'mlwatch_prediction_latency_seconds_bucket{{{sel},le="{le}"}}'
         total = f"mlwatch_prediction_latency_seconds_count{{{sel}}}"
         return (
-            f"1 - (\n  sum by (model, version) (rate({good}[{window}]))\n/\n"
-            f"  sum by (model, version) (rate({total}[{window}]))\n)"
+            f"1 - (\n  sum by (model, version, environment) (rate({good}[{window}]))\n/\n"
+            f"  sum by (model, version, environment) (rate({total}[{window}]))\n)"
         )
     metric, bad = (
         ("mlwatch_predictions_total", 'status="error"')
         if slo.name == "availability"
         else ("mlwatch_labelled_predictions_total", 'outcome="wrong"')
     )
-    total = f"sum by (model, version) (rate({metric}{{{sel}}}[{window}]))"
+    total = f"sum by (model, version, environment) (rate({metric}{{{sel}}}[{window}]))"
     return (
-        f"(\n  sum by (model, version) (rate({metric}{{{sel},{bad}}}[{window}]))\nor\n"
+        f"(\n  sum by (model, version, environment) (rate({metric}{{{sel},{bad}}}[{window}]))\nor\n"
         f"  0 * {total}\n)\n/\n{total}"
     )
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlwatch.cli.lookup import add_environment
 from mlwatch.errors import InputError, MlwatchError
 from mlwatch.stats.canary import CompareOptions, Comparison, Sample, compare_versions
 
@@ -91,29 +92,21 @@ def _from_store(args: argparse.Namespace, options: CompareOptions) -> Comparison
     now = time.time_ns() // 1000
     since = None if args.since is None else point_in_time(args.since, "--since", now)
     until = None if args.until is None else point_in_time(args.until, "--until", now)
+    window: dict[str, Any] = {"since_us": since, "until_us": until, "environment": args.environment}
     path = Path(args.data_dir or config.data_dir) / "store.db"
     store = ReadOnlyStore(path)
     try:
         named = (args.baseline, args.candidate)
-        pair = (
-            live_pair(
-                store,
-                args.model,
-                baseline=named[0],
-                candidate=named[1],
-                since_us=since,
-                until_us=until,
-            )
-            or named
-        )
-        served = store.versions(args.model, since_us=since, until_us=until)
+        pair = live_pair(store, args.model, baseline=named[0], candidate=named[1], **window)
+        pair = pair or named
+        served = store.versions(args.model, **window)
         for flag, version in zip(("--baseline", "--candidate"), pair, strict=True):
             if version is None or version not in served:
                 raise InputError(
                     f"{flag} {version or '(none)'}: model {args.model!r} has no events of it in "
                     f"{path} for the window; versions served: {', '.join(served) or 'none'}"
                 )
-        a, b = (served_sample(store, spec, v, since_us=since, until_us=until) for v in pair)
+        a, b = (served_sample(store, spec, v, **window) for v in pair)
     finally:
         store.close()
     return _compare(a, b, options, (str(pair[0]), str(pair[1])))
@@ -155,6 +148,7 @@ def add_parser(sub: Any) -> None:
     )
     served.add_argument("--since", help="from: a duration back from now (24h) or RFC 3339")
     served.add_argument("--until", help="before: a duration back from now or RFC 3339")
+    add_environment(served)
     served.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
     served.add_argument("--data-dir", help="data directory (default: the data_dir setting)")
     p.add_argument("--task", choices=("classification", "regression"), help="(default: inferred)")

@@ -13,11 +13,13 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import Any, TextIO
 
 from mlwatch.cli.lookup import (
     Window,
     add_arguments,
+    add_environment,
     model_name,
     open_source,
     short_time,
@@ -42,6 +44,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--limit", type=_limit, default=20, help=f"at most 1 to {MAX_LIMIT} (20)")
     p.add_argument("--format", choices=("table", "json", "ndjson"), default="table")
     add_arguments(p)
+    add_environment(p)
     p.set_defaults(func=run)
 
 
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``mlwatch events`` command (``args`` from its argparse parser)."""
     out = out if out is not None else sys.stdout
     window = window_of(args.since, args.until, args.limit, now_us=time.time_ns() // 1000)
+    window = replace(window, environment=args.environment)
     with open_source(args) as source:
         page = source.events(args.model, window)
     if args.format == "json":

@@ -30,6 +30,7 @@ from mlwatch.store.catalog import unknown_model
 from mlwatch.store.outbox import trigger_view
 from mlwatch.store.readonly import ReadOnlyStore
 from mlwatch.times import format_us
+from mlwatch.wire import ENVIRONMENT_RE
 
 HTTP_TIMEOUT_S = 30.0  # a model list reads every model's counts: allow a large store
 MAX_ERROR_BYTES = 64 * 1024
@@ -42,13 +43,14 @@ class Window:
     since_us: int | None = None
     until_us: int | None = None
     limit: int = 20
+    environment: str | None = None  # None: every environment's
 
 
 class Source(Protocol):
     """What both commands read, as the sidecar's JSON bodies."""
 
-    def models(self) -> dict[str, Any]: ...
-    def status(self, model: str) -> dict[str, Any]: ...
+    def models(self, environment: str | None = None) -> dict[str, Any]: ...
+    def status(self, model: str, environment: str | None = None) -> dict[str, Any]: ...
     def events(self, model: str, window: Window) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
@@ -61,6 +63,24 @@ def model_name(text: str) -> str:
             "and '_.:-', at most 128)"
         )
     return text
+
+
+def environment_name(text: str) -> str:
+    """An ``--environment`` value, checked as the wire format checks it (argparse ``type``)."""
+    if not ENVIRONMENT_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not an environment: {text[:64]!r} (lowercase letters, digits and '_', at most 64)"
+        )
+    return text
+
+
+def add_environment(parser: argparse._ActionsContainer, what: str = "events") -> None:
+    """``--environment``: only one environment's events."""
+    parser.add_argument(
+        "--environment",
+        type=environment_name,
+        help=f"only the {what} of this environment (dev, qa, prod, ...); default: all",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,14 +145,18 @@ class SidecarSource:
         self._token = token
         self._opener = urllib.request.build_opener(_NoRedirect)
 
-    def models(self) -> dict[str, Any]:
-        return self._get("/v1/models")
+    def models(self, environment: str | None = None) -> dict[str, Any]:
+        return self._get("/v1/models" + _query(environment=environment))
 
-    def status(self, model: str) -> dict[str, Any]:
-        return self._get(f"/v1/models/{quote(model, safe='')}/status")
+    def status(self, model: str, environment: str | None = None) -> dict[str, Any]:
+        return self._get(
+            f"/v1/models/{quote(model, safe='')}/status" + _query(environment=environment)
+        )
 
     def events(self, model: str, window: Window) -> dict[str, Any]:
         query: dict[str, Any] = {"limit": window.limit}
+        if window.environment is not None:
+            query["environment"] = window.environment
         if window.since_us is not None:
             query["since"] = format_us(window.since_us)
         if window.until_us is not None:
@@ -188,6 +212,12 @@ class SidecarSource:
         return f"the sidecar at {self.where} answered {status}: {detail}{hint}"
 
 
+def _query(**params: str | None) -> str:
+    """``?k=v&...`` of the parameters that are set, else nothing."""
+    given = {k: v for k, v in params.items() if v is not None}
+    return f"?{urlencode(given)}" if given else ""
+
+
 def _base_url(url: str, setting: str) -> str:
     """``scheme://host[:port][/prefix]`` of a sidecar URL, refused unless http(s)."""
     parts = urlsplit(url.strip())
@@ -231,20 +261,24 @@ class StoreSource:
         self.store = ReadOnlyStore(path)
         self.configured = frozenset(configured)
 
-    def models(self) -> dict[str, Any]:
+    def models(self, environment: str | None = None) -> dict[str, Any]:
         with self._reading():
-            return {"models": self.store.model_list(self.configured)}
+            return {"models": self.store.model_list(self.configured, environment=environment)}
 
-    def status(self, model: str) -> dict[str, Any]:
+    def status(self, model: str, environment: str | None = None) -> dict[str, Any]:
         with self._reading():
             self._require(model)
-            return self.store.model_status(model)
+            return self.store.model_status(model, environment=environment)
 
     def events(self, model: str, window: Window) -> dict[str, Any]:
         with self._reading():
             self._require(model)
             rows = self.store.events(
-                model, since_us=window.since_us, until_us=window.until_us, limit=window.limit
+                model,
+                since_us=window.since_us,
+                until_us=window.until_us,
+                environment=window.environment,
+                limit=window.limit,
             )
         return {"model": model, "count": len(rows), "events": rows}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlwatch.cli.drift import add_comparison_options, compare_planned, plan_columns
-from mlwatch.cli.lookup import model_name
+from mlwatch.cli.lookup import add_environment, model_name
 from mlwatch.cli.report_store import DEFAULT_SINCE
 from mlwatch.errors import InputError, MlwatchError
 from mlwatch.report.model import Report
@@ -49,6 +49,7 @@ def add_parser(sub: Any) -> None:
     )
     served.add_argument("--until", help="up to this time (exclusive; default now)")
     served.add_argument("--bucket", help="traffic bucket, e.g. 5m or 1h (default: automatic)")
+    add_environment(served, "traffic")
     served.add_argument("--config", help="path of mlwatch.yaml (default: $MLWATCH_CONFIG)")
     served.add_argument("--data-dir", help="the store's data directory (default: data_dir)")
     p.set_defaults(func=main)
@@ -98,7 +99,9 @@ def _check_source(args: Any) -> None:
     if args.model is not None and files:
         raise InputError(f"--model {args.model} reads the store: give no files (got {files[0]})")
     if args.model is None:
-        flags = [f for f in ("since", "until", "bucket", "data_dir") if getattr(args, f)]
+        flags = [
+            f for f in ("since", "until", "bucket", "data_dir", "environment") if getattr(args, f)
+        ]
         if flags:
             raise InputError(f"--{flags[0].replace('_', '-')} needs --model (a served model)")
 

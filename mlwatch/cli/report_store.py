@@ -54,6 +54,7 @@ def served_report(args: Any, err: TextIO) -> Report:
             args.model,
             bucket_s=bucket_s,
             kpi_thresholds=kpi_thresholds(config, args.model),
+            environment=args.environment,
             **period,
         )
         drift = latest_drift(
@@ -67,7 +68,13 @@ def served_report(args: Any, err: TextIO) -> Report:
     return Report(
         title=args.title or f"Model {args.model}",
         generated=format_us(now_us),
-        source={"mode": "store", "model": args.model, "since": served.since, "until": served.until},
+        source={
+            "mode": "store",
+            "model": args.model,
+            "since": served.since,
+            "until": served.until,
+            "environment": args.environment,
+        },
         drift=drift,
         served=served,
         notes=notes,

@@ -11,7 +11,14 @@ import json
 import sys
 from typing import Any, TextIO
 
-from mlwatch.cli.lookup import add_arguments, model_name, open_source, short_time, table
+from mlwatch.cli.lookup import (
+    add_arguments,
+    add_environment,
+    model_name,
+    open_source,
+    short_time,
+    table,
+)
 
 LABEL_WIDTH = 17
 MAX_VERSIONS_SHOWN = 3
@@ -26,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?", type=model_name, help="one model")
     p.add_argument("--format", choices=("table", "json"), default="table", help="(table)")
     add_arguments(p)
+    add_environment(p)
     p.set_defaults(func=run)
 
 
@@ -33,7 +41,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``mlwatch status`` command (``args`` from its argparse parser)."""
     out = out if out is not None else sys.stdout
     with open_source(args) as source:
-        answer = source.status(args.model) if args.model else source.models()
+        answer = (
+            source.status(args.model, args.environment)
+            if args.model
+            else source.models(args.environment)
+        )
     if args.format == "json":
         out.write(json.dumps(answer, indent=2, ensure_ascii=False) + "\n")
     else:

@@ -79,6 +79,7 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         "latency_ms": lat_ns / 1e6,
         "status": "error" if err else "ok",
         "code_version": ident.code_version,
+        "environment": ident.environment,
     }
     if err:
         base["error"] = feat.printable(err, MAX_NAME) or "error"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlwatch.client.features import printable
 from mlwatch.tracking.uris import is_mlflow_uri, parse_model_uri, provisional_version
-from mlwatch.wire import MAX_NAME, NAME_RE
+from mlwatch.wire import DEFAULT_ENVIRONMENT, MAX_NAME, NAME_RE
 
 if TYPE_CHECKING:
     from mlwatch.client.site import Site
@@ -103,6 +103,7 @@ class Identity:
     code_version: str
     run_id: str | None = None
     labels: dict[str, str] | None = None
+    environment: str = DEFAULT_ENVIRONMENT  # the setting's (checked when it was loaded)
     prediction_field: str | None = None  # from the model spec, when @monitor has no prediction=
     mlflow: str | None = None  # the MLflow model URI that names the version, if any
     params: dict[str, Any] | None = field(default=None, compare=False)  # MLflow's, once resolved
@@ -142,6 +143,7 @@ def resolve(site: Site, config: Config, code_version: str) -> Identity:
         code_version=code_version,
         run_id=(printable(str(run_id), MAX_NAME) or None) if run_id else None,
         labels=site.labels,
+        environment=config.environment,
         prediction_field=spec.prediction_field if spec else None,
     )
 

@@ -11,6 +11,7 @@ where ECS has the concept, and everything mlwatch-specific under ``mlwatch.``:
 ``event.outcome``          ``success`` / ``failure`` (from ``status``)
 ``event.duration``         the latency in nanoseconds (ECS unit)
 ``service.name/version``   the model name and version
+``service.environment``    the environment the prediction was served in (``dev``, ``prod``)
 ``http.request.id``        ``request_id``, the key that joins feedback
 ``trace.id``               the ``trace_id`` label, when the caller set one
 ``error.type``             the exception type name of a failed call
@@ -34,8 +35,8 @@ Feedback documents carry ``event.id`` (the ``feedback_id``), ``http.request.id``
 >>> doc = event_document(row, Origin(host="h"))
 >>> doc["event"]["id"], doc["event"]["duration"], doc["mlwatch"]["prediction_class"]
 ('0190-e', 2500000, '1')
->>> doc["trace"], doc["mlwatch"]["features"]
-({'id': 't9'}, {'x': 1.5, 'c': 'a'})
+>>> doc["trace"], doc["mlwatch"]["features"], doc["service"]["environment"]
+({'id': 't9'}, {'x': 1.5, 'c': 'a'}, 'default')
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from typing import Any
 import orjson
 
 from mlwatch.store import EVENT_COLUMNS, FEEDBACK_COLUMNS
+from mlwatch.wire import DEFAULT_ENVIRONMENT
 
 PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER = (
     "mlwatch.predictions",
@@ -63,6 +65,7 @@ DATASETS = (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER, DROPS)
 
 _E = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 _F = {name: i for i, name in enumerate(FEEDBACK_COLUMNS)}
+_ENV = _E["environment"]
 
 
 def stream_name(dataset: str, namespace: str) -> str:
@@ -137,7 +140,12 @@ def event_document(row: list[Any] | tuple[Any, ...], origin: Origin) -> dict[str
             "outcome": "success" if ok else "failure",
             "duration": round(latency_ms * 1_000_000),
         },
-        "service": {"name": row[_E["model"]], "version": row[_E["version"]]},
+        "service": {
+            "name": row[_E["model"]],
+            "version": row[_E["version"]],
+            # a row spooled before environments is one column short
+            "environment": (row[_ENV] if len(row) > _ENV else None) or DEFAULT_ENVIRONMENT,
+        },
         "mlwatch": ml,
         **origin.fields(),
     }

@@ -78,7 +78,7 @@ class ElasticsearchSink:
         self.config = config
         self.client = client if client is not None else make_client(config)
         self.origin = origin or Origin()
-        self.namespace = config.elasticsearch_namespace
+        self.namespace = config.data_stream_namespace
         self.streams = {
             d: stream_name(d, self.namespace) for d in (PREDICTIONS, FEEDBACK, MODELS, DEAD_LETTER)
         }

@@ -100,7 +100,7 @@ PROPERTIES: dict[str, Any] = {
             "duration": {"type": "long"},
         }
     },
-    "service": {"properties": {"name": KEYWORD, "version": KEYWORD}},
+    "service": {"properties": {"name": KEYWORD, "version": KEYWORD, "environment": KEYWORD}},
     "http": {"properties": {"request": {"properties": {"id": KEYWORD}}}},
     "trace": {"properties": {"id": KEYWORD}},
     "error": {"properties": {"type": KEYWORD, "message": {"type": "text"}}},

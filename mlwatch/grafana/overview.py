@@ -165,7 +165,9 @@ def slo_status(model: str, objective: SLOSpec, options: Options) -> list[PanelBu
     """The share of good events over the 30 days against the objective, and the error
     budget left (1 is untouched, 0 spent, below 0 overspent)."""
     budget = 1.0 - objective.objective
-    ratio = slos.error_ratio(objective, model, f"{slos.PERIOD_DAYS}d")
+    ratio = slos.error_ratio(
+        objective, model, f"{slos.PERIOD_DAYS}d", match='environment=~"$environment"'
+    )
     link = [runbook(options, slos.ALERT_NAMES[objective.name])]
     name = objective.name.capitalize()
     return [

@@ -92,7 +92,7 @@ def datasource_yaml(config: Config, options: Options) -> str:
                 "url": _without_credentials(config.elasticsearch_url.split(",")[0]),
                 "editable": False,
                 "jsonData": {
-                    "index": f"logs-mlwatch.predictions-{config.elasticsearch_namespace}",
+                    "index": f"logs-mlwatch.predictions-{config.data_stream_namespace}",
                     "timeField": "@timestamp",
                 },
             }

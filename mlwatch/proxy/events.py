@@ -70,6 +70,7 @@ class Reader:
             "error": None if ok else ex.error or f"HTTP{ex.status}",
             "code_version": self.config.code_version,
             "run_id": self.config.run_id,
+            "environment": self.config.environment,
         }
         return _rows(base, rows, preds, rid), misses
 

@@ -24,7 +24,13 @@ class _Store(Protocol):
         self, model: str, kind: str, *, since_us: int | None = ..., until_us: int | None = ...
     ) -> list[dict[str, Any]]: ...
     def traffic(
-        self, model: str, bucket_us: int, *, since_us: int | None = ..., until_us: int | None = ...
+        self,
+        model: str,
+        bucket_us: int,
+        *,
+        since_us: int | None = ...,
+        until_us: int | None = ...,
+        environment: str | None = ...,
     ) -> list[dict[str, Any]]: ...
     def registrations(self, model: str) -> list[dict[str, Any]]: ...
     def triggers(self, model: str, *, limit: int = ...) -> list[dict[str, Any]]: ...
@@ -39,12 +45,15 @@ def served_section(
     until_us: int,
     bucket_s: int | None = None,
     kpi_thresholds: Mapping[str, list[dict[str, Any]]] | None = None,
+    environment: str | None = None,
 ) -> ServedSection:
     """What ``model`` did in ``[since_us, until_us)``; ``bucket_s`` the traffic bucket
-    (default: the period in about :data:`TARGET_BUCKETS` buckets, at least a minute)."""
+    (default: the period in about :data:`TARGET_BUCKETS` buckets, at least a minute). With
+    ``environment``, the traffic is that environment's; the stored KPI and drift results
+    are the scheduler's, which computes over its own environment."""
     bucket_s = bucket_s or auto_bucket_s(until_us - since_us)
     window = {"since_us": since_us, "until_us": until_us}
-    traffic = store.traffic(model, bucket_s * 1_000_000, **window)
+    traffic = store.traffic(model, bucket_s * 1_000_000, **window, environment=environment)
     for row in traffic:
         row["start"] = format_us(row["start_us"])
     kpis = [_kpi_row(r) for r in store.results_in(model, "kpi", **window)]

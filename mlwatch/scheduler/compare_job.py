@@ -19,9 +19,10 @@ from mlwatch.times import parse_ts
 
 
 def compare_served(
-    store: EmbeddedStore, spec: ModelSpec, *, now_us: int
+    store: EmbeddedStore, spec: ModelSpec, *, now_us: int, environment: str | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """``(Comparison.to_dict(), None)``, or ``(None, why)`` when there is nothing to compare."""
+    """``(Comparison.to_dict(), None)``, or ``(None, why)`` when there is nothing to compare;
+    with ``environment``, over that environment's events only."""
     from mlwatch.stats.canary import CompareOptions, compare_versions
 
     assert spec.monitoring is not None and spec.monitoring.compare is not None
@@ -34,16 +35,19 @@ def compare_served(
         candidate=cfg.candidate,
         since_us=since,
         until_us=now_us,
+        environment=environment,
     )
     if pair is None:
         return None, f"compare {spec.name}: fewer than two versions served"
     baseline, candidate = pair
     if since is None:
-        since = store.first_event_us(spec.name, candidate)
+        since = store.first_event_us(spec.name, candidate, environment=environment)
         if since is None:
             return None, f"compare {spec.name}: no event of the candidate {candidate} yet"
-    a = served_sample(store, spec, baseline, since_us=since, until_us=now_us)
-    b = served_sample(store, spec, candidate, since_us=since, until_us=now_us)
+    a, b = (
+        served_sample(store, spec, v, since_us=since, until_us=now_us, environment=environment)
+        for v in (baseline, candidate)
+    )
     options = CompareOptions(
         alpha=cfg.alpha,
         margins=dict(cfg.margins),

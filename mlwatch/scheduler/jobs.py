@@ -51,7 +51,7 @@ class Jobs:
     ) -> None:
         self.config = config
         self.store = store
-        self.metrics = ResultMetrics(registry)
+        self.metrics = ResultMetrics(registry, config.environment)
         self.clock = clock
         self.references = References(config, store)
         self.windows = window_source(config, store)
@@ -193,7 +193,12 @@ class Jobs:
         assert mon is not None
         windows = kpi_windows(mon, self.clock(), window)
         out: dict[str, Any] = {}
-        for version in self.store.versions(model, since_us=windows[0][0], until_us=windows[-1][1]):
+        for version in self.store.versions(
+            model,
+            since_us=windows[0][0],
+            until_us=windows[-1][1],
+            environment=self.config.environment,
+        ):
             newest, reported = None, []
             for start, end in windows:  # one window in memory at a time
                 report = self._window_kpis(spec, version, start, end)
@@ -236,7 +241,12 @@ class Jobs:
         from mlwatch.scheduler.compare_job import compare_served
 
         spec = self.spec(model)
-        result, why = compare_served(self.store, spec, now_us=int(self.clock() * 1_000_000))
+        result, why = compare_served(
+            self.store,
+            spec,
+            now_us=int(self.clock() * 1_000_000),
+            environment=self.config.environment,
+        )
         self.empty[("compare", model)] = why
         if result is not None:
             self.metrics.comparison(model, result)
@@ -258,6 +268,7 @@ class Jobs:
             since_us=int(report.window_start_us),
             until_us=int(report.window_end_us),
             version=version,
+            environment=self.config.environment,
         )
         self.metrics.label_delays(model, version, delay_quantiles(delays))
 
@@ -267,7 +278,13 @@ class Jobs:
 
         assert spec.monitoring is not None
         rows = list(
-            self.store.joined_predictions(spec.name, since_us=start, until_us=end, version=version)
+            self.store.joined_predictions(
+                spec.name,
+                since_us=start,
+                until_us=end,
+                version=version,
+                environment=self.config.environment,
+            )
         )
         if not rows:
             return None

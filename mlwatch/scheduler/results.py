@@ -4,7 +4,8 @@ Names as docs/contracts.md lists them (``mlwatch_feature_drift_score{feature,met
 ``mlwatch_feature_drift_detected{feature}``, ``mlwatch_dataset_drift_share``,
 ``mlwatch_dataset_drift``, ``mlwatch_model_kpi{kpi}`` with its interval and samples, and
 ``mlwatch_label_delay_seconds{quantile}`` of the labels behind the KPIs), with
-``model`` and ``version`` on each. A series a run did not write — a version no longer
+``model``, ``version`` and ``environment`` on each: the jobs compute over the events of the
+scheduler's environment only, so that is the one the gauges name. A series a run did not write — a version no longer
 served, a method the auto rule no longer picks — is removed at the end of the model's
 run, so a stale ``1`` never keeps an alert firing.
 """
@@ -17,51 +18,54 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from mlwatch.wire import DEFAULT_ENVIRONMENT
+
 
 class ResultMetrics:
     """The result gauges of one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, environment: str = DEFAULT_ENVIRONMENT) -> None:
+        self.environment = environment
         self.drift_score = Gauge(
             "mlwatch_feature_drift_score",
             "Drift score of a feature in the last window (method-specific; see mlwatch.stats)",
-            ["model", "version", "feature", "method"],
+            ["model", "environment", "version", "feature", "method"],
             registry=registry,
         )
         self.drift_detected = Gauge(
             "mlwatch_feature_drift_detected",
             "1 when the feature drifted in the last window",
-            ["model", "version", "feature"],
+            ["model", "environment", "version", "feature"],
             registry=registry,
         )
         self.drift_share = Gauge(
             "mlwatch_dataset_drift_share",
             "Share of drifted features in the last window",
-            ["model", "version"],
+            ["model", "environment", "version"],
             registry=registry,
         )
         self.dataset_drift = Gauge(
             "mlwatch_dataset_drift",
             "1 when the share of drifted features reached the model's drift_share",
-            ["model", "version"],
+            ["model", "environment", "version"],
             registry=registry,
         )
         self.kpi = Gauge(
             "mlwatch_model_kpi",
             "Model KPI of the newest window with enough labels",
-            ["model", "version", "kpi"],
+            ["model", "environment", "version", "kpi"],
             registry=registry,
         )
         self.kpi_bound = Gauge(
             "mlwatch_model_kpi_interval",
             "Confidence interval of a KPI (bound lower or upper)",
-            ["model", "version", "kpi", "bound"],
+            ["model", "environment", "version", "kpi", "bound"],
             registry=registry,
         )
         self.kpi_samples = Gauge(
             "mlwatch_model_kpi_samples",
             "Labelled predictions behind the KPIs",
-            ["model", "version"],
+            ["model", "environment", "version"],
             registry=registry,
         )
         self.quality = Gauge(
@@ -69,28 +73,28 @@ class ResultMetrics:
             "Share of a feature's values in the last drift window that were missing, "
             "non-finite (NaN is missing; +-inf here), invalid (wrong type) or, for a "
             "categorical feature, categories the reference never had",
-            ["model", "version", "feature", "kind"],
+            ["model", "environment", "version", "feature", "kind"],
             registry=registry,
         )
         self.label_delay = Gauge(
             "mlwatch_label_delay_seconds",
             "Time from a prediction to its label, over the labelled predictions behind the "
             "KPIs, by quantile",
-            ["model", "version", "quantile"],
+            ["model", "environment", "version", "quantile"],
             registry=registry,
         )
         self.compare_verdict = Gauge(
             "mlwatch_compare_verdict",
             "Verdict of the candidate against the baseline, per KPI and overall (kpi "
             '"overall"): -1 worse, 0 not enough data, 1 no difference, 2 better',
-            ["model", "baseline", "candidate", "kpi"],
+            ["model", "environment", "baseline", "candidate", "kpi"],
             registry=registry,
         )
         self.compare_difference = Gauge(
             "mlwatch_compare_difference",
             "Difference candidate - baseline of a KPI (bound estimate) and its anytime-valid "
             "confidence sequence (bound lower or upper)",
-            ["model", "baseline", "candidate", "kpi", "bound"],
+            ["model", "environment", "baseline", "candidate", "kpi", "bound"],
             registry=registry,
         )
         # series set by the run in progress, by (gauge, model): the drift and KPI jobs of
@@ -166,6 +170,7 @@ class ResultMetrics:
         self._retire(model, (self.kpi, self.kpi_bound, self.kpi_samples, self.label_delay))
 
     def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        labels = (labels[0], self.environment, *labels[1:])  # the model first, for _retire
         gauge.labels(*labels).set(value)
         with self._lock:
             self._written.setdefault((id(gauge), labels[0]), set()).add(labels)

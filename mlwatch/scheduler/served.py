@@ -25,12 +25,19 @@ def served_sample(
     *,
     since_us: int | None = None,
     until_us: int | None = None,
+    environment: str | None = None,
 ) -> Sample:
     """The events of ``version`` in ``[since_us, until_us)`` with their labels."""
     from mlwatch.stats.kpi import kpi_inputs
 
     rows = list(
-        store.served_predictions(spec.name, since_us=since_us, until_us=until_us, version=version)
+        store.served_predictions(
+            spec.name,
+            since_us=since_us,
+            until_us=until_us,
+            version=version,
+            environment=environment,
+        )
     )
     inputs = kpi_inputs(rows, task=spec.task, score_field=spec.score_field, classes=spec.classes)
     proba: Any = None
@@ -57,11 +64,15 @@ def live_pair(
     candidate: str | None = None,
     since_us: int | None = None,
     until_us: int | None = None,
+    environment: str | None = None,
 ) -> tuple[str, str] | None:
     """``(baseline, candidate)``: a version given is kept; a missing candidate is the
-    version served most recently in the window, a missing baseline the most recently
-    served other than the candidate. None when no second version is there to fill in."""
-    versions = store.recent_versions(model, since_us=since_us, until_us=until_us)
+    version served most recently in the window (of ``environment``, when given), a
+    missing baseline the most recently served other than the candidate. None when no
+    second version is there to fill in."""
+    versions = store.recent_versions(
+        model, since_us=since_us, until_us=until_us, environment=environment
+    )
     if candidate is None:
         candidate = next((v for v in versions if v != baseline), None)
     if baseline is None:

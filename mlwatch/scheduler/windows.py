@@ -70,13 +70,17 @@ class WindowSource(Protocol):
 
 
 class StoreWindows:
-    """Windows of the embedded store."""
+    """Windows of the embedded store, of one environment's events (the sidecar profiles
+    only those of its own, so the slices and the counts agree)."""
 
-    def __init__(self, store: EmbeddedStore) -> None:
+    def __init__(self, store: EmbeddedStore, environment: str | None = None) -> None:
         self.store = store
+        self.environment = environment
 
     def versions(self, model: str, start: int, end: int) -> list[str]:
-        return self.store.versions(model, since_us=start, until_us=end)
+        return self.store.versions(
+            model, since_us=start, until_us=end, environment=self.environment
+        )
 
     def profile(self, ref: Any, model: str, version: str, start: int, end: int) -> Any:
         merged = self.merged_slices(ref, model, version, start, end)
@@ -85,7 +89,12 @@ class StoreWindows:
         current = ref.new_window()
         current.update(
             self.store.feature_columns(
-                model, list(ref.types), since_us=start, until_us=end, version=version
+                model,
+                list(ref.types),
+                since_us=start,
+                until_us=end,
+                version=version,
+                environment=self.environment,
             )
         )
         return current
@@ -109,7 +118,7 @@ class StoreWindows:
         except ValueError:  # built on another reference: not usable
             return None
         expected = self.store.count_with_features(
-            model, since_us=start, until_us=end, version=version
+            model, since_us=start, until_us=end, version=version, environment=self.environment
         )
         return merged if merged.rows == expected else None
 
@@ -139,7 +148,7 @@ class ElasticWindows:
         from mlwatch.elastic import aggregations
 
         return aggregations.versions(
-            self._es(), self.config.elasticsearch_namespace, model, start, end
+            self._es(), self.config.data_stream_namespace, model, start, end
         )
 
     def profile(self, ref: Any, model: str, version: str, start: int, end: int) -> Any:
@@ -148,7 +157,7 @@ class ElasticWindows:
         return aggregations.window_profile(
             self._es(),
             ref,
-            namespace=self.config.elasticsearch_namespace,
+            namespace=self.config.data_stream_namespace,
             model=model,
             version=version,
             start_us=start,
@@ -167,4 +176,4 @@ def window_source(config: Config, store: EmbeddedStore) -> WindowSource:
     """The source ``window_source`` names."""
     if config.window_source == "elasticsearch":
         return ElasticWindows(config)
-    return StoreWindows(store)
+    return StoreWindows(store, config.environment)

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlwatch.settings.specs import ModelSpec
 from mlwatch.settings.targets import TargetSpec
+from mlwatch.wire import DEFAULT_ENVIRONMENT, ENVIRONMENT_PATTERN
 
 _USERINFO = re.compile(r"(\w+://)[^/@,\s]*@")
 
@@ -31,6 +32,7 @@ def _setting(
     choices: tuple[str, ...] | None = None,
     secret: bool = False,
     pattern: str | None = None,
+    rule: str | None = None,
 ) -> Any:
     return field(
         default=default,
@@ -41,6 +43,7 @@ def _setting(
             "choices": choices,
             "secret": secret,
             "pattern": pattern,
+            "rule": rule,  # the pattern in words, for the error message
         },
     )
 
@@ -71,6 +74,15 @@ class Config:
     )
     run_id: str | None = _setting(
         None, "Experiment run id (e.g. an MLflow run) recorded on events."
+    )
+    environment: str = _setting(
+        DEFAULT_ENVIRONMENT,
+        "The deployment's environment (dev, qa, prod, ...), part of every event's identity: "
+        "the client stamps its events with it, the sidecar those that name none; a label "
+        "on every model metric and the default Elasticsearch namespace. Lowercase letters, "
+        "digits and '_', at most 64. 'default' keeps the names data had before environments.",
+        pattern=ENVIRONMENT_PATTERN,
+        rule="lowercase letters, digits and '_' (at most 64, starting with a letter or digit)",
     )
     sample_rate: float = _setting(
         1.0,
@@ -252,11 +264,11 @@ class Config:
     elasticsearch_verify_certs: bool = _setting(
         True, "Verify Elasticsearch's TLS certificate. Turn off only for a throwaway cluster."
     )
-    elasticsearch_namespace: str = _setting(
-        "default",
+    elasticsearch_namespace: str | None = _setting(
+        None,
         "Data stream namespace: events go to logs-mlwatch.predictions-<namespace>, "
-        "feedback to logs-mlwatch.feedback-<namespace>. Lowercase letters, digits, '_' and "
-        "'.' (Elastic's rule: no '-').",
+        "feedback to logs-mlwatch.feedback-<namespace>. Unset: the environment. Lowercase "
+        "letters, digits, '_' and '.' (Elastic's rule: no '-').",
         pattern=r"^[a-z0-9][a-z0-9_.]{0,99}$",
     )
     elasticsearch_batch_size: int = _setting(
@@ -463,6 +475,18 @@ class Config:
         },
     )
     source: str | None = field(default=None, metadata={"internal": True})
+
+    @property
+    def data_stream_namespace(self) -> str:
+        """The Elasticsearch namespace: ``elasticsearch_namespace`` when set, else the
+        environment, so each environment's events land in streams of their own.
+
+        >>> Config(environment="qa").data_stream_namespace
+        'qa'
+        >>> Config(environment="qa", elasticsearch_namespace="shared").data_stream_namespace
+        'shared'
+        """
+        return self.elasticsearch_namespace or self.environment
 
     def model_spec(self, name: str) -> ModelSpec | None:
         for spec in self.models:

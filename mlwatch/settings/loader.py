@@ -91,7 +91,9 @@ def _check_bounds(f: dataclasses.Field[Any], value: Any) -> None:
     if choices and value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
     if (pattern := f.metadata.get("pattern")) and not re.fullmatch(pattern, str(value)):
-        raise ValueError(f"must match {pattern}, got {value!r}")
+        rule = f.metadata.get("rule")
+        wanted = f"be {rule}" if rule else f"match {pattern}"
+        raise ValueError(f"must {wanted}, got {value!r}")
 
 
 def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:

@@ -25,7 +25,14 @@ from mlwatch import __version__, wire
 from mlwatch.errors import IngestError, ValidationError
 from mlwatch.settings import Config
 from mlwatch.sidecar import openapi
-from mlwatch.sidecar.requests import TIME_DOC, TIME_SCHEMA, ModelName, check_model, read_body
+from mlwatch.sidecar.requests import (
+    TIME_DOC,
+    TIME_SCHEMA,
+    EnvironmentFilter,
+    ModelName,
+    check_model,
+    read_body,
+)
 from mlwatch.sidecar.retrain_routes import retrain_routes
 from mlwatch.sidecar.service import Sidecar
 from mlwatch.store.payloads import EVENTS, FEEDBACK, MODELS
@@ -206,11 +213,11 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
     @app.get(
         "/v1/models",
         dependencies=[auth],
-        openapi_extra=openapi.operation(200, "ModelList", secured=secured),
+        openapi_extra=openapi.operation(200, "ModelList", 422, secured=secured),
         summary="Every known model with its versions, counts and last event",
     )
-    async def list_models() -> dict[str, Any]:
-        return await run_in_threadpool(sidecar.models)
+    async def list_models(environment: EnvironmentFilter = None) -> dict[str, Any]:
+        return await run_in_threadpool(sidecar.models, environment)
 
     @app.get(
         "/v1/models/{model}/status",
@@ -218,8 +225,8 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
         openapi_extra=openapi.operation(200, "Status", 404, 422, secured=secured),
         summary="Counts, sink lag and versions of one model",
     )
-    async def status(model: ModelName) -> dict[str, Any]:
-        return await run_in_threadpool(sidecar.status, check_model(model))
+    async def status(model: ModelName, environment: EnvironmentFilter = None) -> dict[str, Any]:
+        return await run_in_threadpool(sidecar.status, check_model(model), environment)
 
     @app.get(
         "/v1/models/{model}/events",
@@ -236,6 +243,7 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
             str | None, Query(description=TIME_DOC + ", exclusive", json_schema_extra=TIME_SCHEMA)
         ] = None,
         version: str | None = None,
+        environment: EnvironmentFilter = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         return await run_in_threadpool(
@@ -244,6 +252,7 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
             since_us=_window_bound("since", since),
             until_us=_window_bound("until", until),
             version=version,
+            environment=environment,
             limit=limit,
         )
 

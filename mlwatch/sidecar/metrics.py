@@ -1,7 +1,8 @@
 """The sidecar's Prometheus metrics, updated once per batch.
 
-Names follow docs/contracts.md (base units, ``_total`` counters, ``model`` and ``version``
-on every model metric). The per-model series are kept in plain dicts under one
+Names follow docs/contracts.md (base units, ``_total`` counters, ``model``, ``version`` and
+``environment`` on every model metric). The environment is the event's; records that
+carry none (feedback, registrations, drop reports) count in the sidecar's own. The per-model series are kept in plain dicts under one
 lock and exposed through a custom collector, because the sidecar counts tens of
 thousands of events a second: a batch is folded into the counters with one lock
 acquisition instead of one ``observe()`` per event.
@@ -24,12 +25,16 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from mlwatch.store.totals import StoreTotals
+from mlwatch.wire import DEFAULT_ENVIRONMENT
 
 # 1 ms to 10 s, as the issue asks; seconds are the base unit.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Regression outputs without a model spec's value_buckets: symmetric, roughly logarithmic.
 VALUE_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 100.0, 1000.0)
 MAX_CLASSES = 100  # per model and version; beyond it a class is counted as "__other__"
+#: The labels of every model series, and a series' key in the counters below.
+SERIES_LABELS = ("model", "version", "environment")
+Series = tuple[str, str, str]
 
 
 class _Histogram:
@@ -64,27 +69,32 @@ class ModelMetrics(Collector):
         self,
         task_of: Callable[[str], str | None],
         buckets_of: Callable[[str], tuple[float, ...] | None] = lambda model: None,
+        environment: str = DEFAULT_ENVIRONMENT,
     ) -> None:
+        self.environment = environment  # of feedback, registrations and drop reports
         self._task_of = task_of  # model name -> "classification" | "regression" | None
         self._buckets_of = buckets_of  # model name -> its value_buckets, None: VALUE_BUCKETS
         self._lock = threading.Lock()
-        self._predictions: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._latency: dict[tuple[str, str], _Histogram] = {}
-        self._values: dict[tuple[str, str], _Histogram] = {}
-        self._classes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._info: dict[tuple[str, str, str, str], int] = {}
-        self._dropped: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._feedback: dict[str, int] = defaultdict(int)
-        self._labelled: dict[tuple[str, str, str], int] = defaultdict(int)
+        # keys start with (model, version, environment), the labels of every model metric
+        self._predictions: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self._latency: dict[Series, _Histogram] = {}
+        self._values: dict[Series, _Histogram] = {}
+        self._classes: dict[Series, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._info: dict[tuple[str, str, str, str, str], int] = {}
+        self._dropped: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self._feedback: dict[tuple[str, str], int] = defaultdict(int)
+        self._labelled: dict[tuple[str, str, str, str], int] = defaultdict(int)
 
     def observe_events(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of validated events into the metrics."""
-        by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        by_key: dict[Series, list[dict[str, Any]]] = defaultdict(list)
         for ev in events:
-            by_key[(ev["model"], ev["version"])].append(ev)
+            by_key[(ev["model"], ev["version"], ev.get("environment") or self.environment)].append(
+                ev
+            )
         with self._lock:
             for key, evs in by_key.items():
-                model, version = key
+                model, version, env = key
                 hist = self._latency.get(key)
                 if hist is None:
                     hist = self._latency[key] = _Histogram(LATENCY_BUCKETS)
@@ -93,9 +103,9 @@ class ModelMetrics(Collector):
                 classes = self._classes[key]
                 numeric: list[float] = []
                 for ev in evs:
-                    self._predictions[(model, version, ev["status"])] += 1
+                    self._predictions[(model, version, env, ev["status"])] += 1
                     self._info[
-                        (model, version, ev.get("code_version") or "", ev.get("run_id") or "")
+                        (model, version, env, ev.get("code_version") or "", ev.get("run_id") or "")
                     ] = 1
                     pred = ev.get("prediction")
                     if ev["status"] != "ok" or pred is None or isinstance(pred, (list, dict)):
@@ -121,17 +131,19 @@ class ModelMetrics(Collector):
         with self._lock:
             for key, n in totals.predictions.items():
                 self._predictions[key] += n
-            for (model, version, name), n in sorted(totals.classes.items(), key=lambda kv: -kv[1]):
+            for (model, version, env, name), n in sorted(
+                totals.classes.items(), key=lambda kv: -kv[1]
+            ):
                 if self._task_of(model) == "regression":
                     continue
-                classes = self._classes[(model, version)]
+                classes = self._classes[(model, version, env)]
                 if name not in classes and len(classes) >= MAX_CLASSES:
                     name = "__other__"
                 classes[name] += n
             for model, n in totals.feedback.items():
-                self._feedback[model] += n
-            for info in totals.info:
-                self._info[info] = 1
+                self._feedback[(model, self.environment)] += n
+            for model, version, env, code, run in totals.info:
+                self._info[(model, version, env or self.environment, code, run)] = 1
 
     def observe_registration(self, reg: dict[str, Any]) -> None:
         with self._lock:
@@ -139,6 +151,7 @@ class ModelMetrics(Collector):
                 (
                     reg["model"],
                     reg["version"],
+                    self.environment,
                     reg.get("code_version") or "",
                     reg.get("run_id") or "",
                 )
@@ -147,86 +160,105 @@ class ModelMetrics(Collector):
     def observe_feedback(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
             for rec in records:
-                self._feedback[rec["model"]] += 1
+                self._feedback[(rec["model"], self.environment)] += 1
 
-    def observe_outcomes(self, model: str, version: str, right: int, wrong: int) -> None:
-        """Labelled predictions that were right or wrong (a quality SLO burns on these)."""
+    def observe_outcomes(self, series: Series, right: int, wrong: int) -> None:
+        """Labelled predictions of one (model, version, environment) that were right or
+        wrong (a quality SLO burns on these)."""
         with self._lock:
-            self._labelled[(model, version, "correct")] += right
-            self._labelled[(model, version, "wrong")] += wrong
+            self._labelled[(*series, "correct")] += right
+            self._labelled[(*series, "wrong")] += wrong
 
     def observe_drops(self, drops: Iterable[tuple[str, str, str, int]]) -> None:
         with self._lock:
             for model, version, reason, count in drops:
-                self._dropped[(model, version, reason)] += count
+                self._dropped[(model, version, self.environment, reason)] += count
 
     def collect(self) -> Iterator[Any]:
         with self._lock:
-            predictions = CounterMetricFamily(
+            yield _counter(
                 "mlwatch_predictions",
                 "Predictions recorded, by outcome.",
-                labels=["model", "version", "status"],
+                "status",
+                self._predictions,
             )
-            for (model, version, status), n in sorted(self._predictions.items()):
-                predictions.add_metric([model, version, status], n)
-            latency = HistogramMetricFamily(
+            yield _histograms(
                 "mlwatch_prediction_latency_seconds",
                 "Latency of the monitored call.",
-                labels=["model", "version"],
+                self._latency,
             )
-            for (model, version), hist in sorted(self._latency.items()):
-                latency.add_metric([model, version], hist.family_buckets(), hist.sum)
-            values = HistogramMetricFamily(
+            yield _histograms(
                 "mlwatch_prediction_value",
                 "Predicted values of regression models.",
-                labels=["model", "version"],
+                self._values,
+                with_count=True,
             )
-            for (model, version), hist in sorted(self._values.items()):
-                buckets = hist.family_buckets()
-                values.add_metric([model, version], buckets, hist.sum)
-                # prometheus_client leaves out _count/_sum when a bucket is negative
-                # (an OpenMetrics rule); the 0.0.4 text format we serve allows them, and
-                # regression outputs need both for rates and means.
-                labels = {"model": model, "version": version}
-                values.samples.append(
-                    Sample("mlwatch_prediction_value_count", labels, buckets[-1][1])
-                )
-                values.samples.append(Sample("mlwatch_prediction_value_sum", labels, hist.sum))
-            classes = CounterMetricFamily(
+            classes = {
+                (*series, name): n
+                for series, counts in self._classes.items()
+                for name, n in counts.items()
+            }
+            yield _counter(
                 "mlwatch_predicted_class",
                 "Predicted classes of classification models.",
-                labels=["model", "version", "class"],
+                "class",
+                classes,
             )
-            for (model, version), counts in sorted(self._classes.items()):
-                for name, n in sorted(counts.items()):
-                    classes.add_metric([model, version, name], n)
             info = GaugeMetricFamily(
                 "mlwatch_model_info",
                 "Model versions seen, with code version and run id.",
-                labels=["model", "version", "code_version", "run_id"],
+                labels=[*SERIES_LABELS, "code_version", "run_id"],
             )
             for info_key, one in sorted(self._info.items()):
                 info.add_metric(list(info_key), one)
-            dropped = CounterMetricFamily(
+            yield info
+            yield _counter(
                 "mlwatch_events_dropped",
                 "Events lost before the sidecar, by reason (reported by clients).",
-                labels=["model", "version", "reason"],
+                "reason",
+                self._dropped,
             )
-            for labels3, n in sorted(self._dropped.items()):
-                dropped.add_metric(list(labels3), n)
             feedback = CounterMetricFamily(
-                "mlwatch_feedback", "Ground-truth records received.", labels=["model"]
+                "mlwatch_feedback",
+                "Ground-truth records received.",
+                labels=["model", "environment"],
             )
-            for model, n in sorted(self._feedback.items()):
-                feedback.add_metric([model], n)
-            labelled = CounterMetricFamily(
+            for key, n in sorted(self._feedback.items()):
+                feedback.add_metric(list(key), n)
+            yield feedback
+            yield _counter(
                 "mlwatch_labelled_predictions",
                 "Predictions joined to their ground truth, by outcome (correct or wrong).",
-                labels=["model", "version", "outcome"],
+                "outcome",
+                self._labelled,
             )
-            for labels3, n in sorted(self._labelled.items()):
-                labelled.add_metric(list(labels3), n)
-        yield from (predictions, latency, values, classes, info, dropped, feedback, labelled)
+
+
+def _counter(
+    name: str, doc: str, label: str, counts: dict[tuple[str, str, str, str], int]
+) -> CounterMetricFamily:
+    """A counter family of model series with one more label."""
+    family = CounterMetricFamily(name, doc, labels=[*SERIES_LABELS, label])
+    for key, n in sorted(counts.items()):
+        family.add_metric(list(key), n)
+    return family
+
+
+def _histograms(
+    name: str, doc: str, hists: dict[Series, _Histogram], *, with_count: bool = False
+) -> HistogramMetricFamily:
+    """A histogram family of model series. ``with_count``: prometheus_client leaves out
+    _count/_sum when a bucket is negative (an OpenMetrics rule); the 0.0.4 text format we
+    serve allows them, and regression outputs need both for rates and means."""
+    family = HistogramMetricFamily(name, doc, labels=list(SERIES_LABELS))
+    for series, hist in sorted(hists.items()):
+        buckets = hist.family_buckets()
+        family.add_metric(list(series), buckets, hist.sum)
+        if with_count:
+            labels = dict(zip(SERIES_LABELS, series, strict=True))
+            family.samples.append(Sample(f"{name}_count", labels, buckets[-1][1]))
+            family.samples.append(Sample(f"{name}_sum", labels, hist.sum))
+    return family
 
 
 class SidecarMetrics:
@@ -237,9 +269,10 @@ class SidecarMetrics:
         registry: CollectorRegistry,
         task_of: Callable[[str], str | None],
         buckets_of: Callable[[str], tuple[float, ...] | None] = lambda model: None,
+        environment: str = DEFAULT_ENVIRONMENT,
     ) -> None:
         self.registry = registry
-        self.models = ModelMetrics(task_of, buckets_of)
+        self.models = ModelMetrics(task_of, buckets_of, environment)
         registry.register(self.models)
         self.spool_bytes = Gauge(
             "mlwatch_spool_bytes", "Bytes of spool segments on disk.", registry=registry

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from starlette.requests import ClientDisconnect
 
 from mlwatch import wire
@@ -16,6 +16,13 @@ from mlwatch.errors import IngestError
 # messages say what was expected.
 ModelName = Annotated[
     str, Path(description="Model name.", json_schema_extra={"pattern": wire.NAME_PATTERN})
+]
+EnvironmentFilter = Annotated[
+    str | None,
+    Query(
+        description="Only this environment's events (dev, qa, prod, ...); all when absent.",
+        pattern=wire.ENVIRONMENT_PATTERN,
+    ),
 ]
 TIME_DOC = "RFC 3339, from 1970 on"  # with schemas.TIME_RANGE, what the pattern cannot say
 TIME_SCHEMA = {"pattern": wire.TS_PATTERN}

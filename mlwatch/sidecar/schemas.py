@@ -104,6 +104,11 @@ def event() -> Schema:
                 "minimum": 1,
                 "maximum": wire.MAX_BATCH_SIZE,
             },
+            "environment": {
+                "type": ["string", "null"],
+                "pattern": wire.ENVIRONMENT_PATTERN,
+                "description": "dev, qa, prod, ...; the sidecar's environment when absent.",
+            },
         },
     }
 
@@ -211,6 +216,12 @@ def answers() -> dict[str, Schema]:
                 "task": {
                     "type": ["string", "null"],
                     "description": "The configured task (null for a model without a spec).",
+                },
+                "environment": {
+                    "type": "string",
+                    "description": "The environment whose events are counted: the one "
+                    "asked for, else the sidecar's (feedback, versions and results are "
+                    "the model's, whatever the environment).",
                 },
                 "events_stored": {"type": "integer", "minimum": 0},
                 "feedback_stored": {"type": "integer", "minimum": 0},

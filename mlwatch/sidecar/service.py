@@ -62,7 +62,9 @@ class Sidecar:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._tasks: dict[str, str] = {m.name: m.task for m in config.models}
         buckets = {m.name: m.value_buckets for m in config.models if m.value_buckets}
-        self.metrics = SidecarMetrics(self.registry, self._tasks.get, buckets.get)
+        self.metrics = SidecarMetrics(
+            self.registry, self._tasks.get, buckets.get, config.environment
+        )
         if registry is None:
             ProcessCollector(registry=self.registry)
         self._stop = threading.Event()
@@ -93,7 +95,9 @@ class Sidecar:
         if any(m.monitoring for m in config.models):
             from mlwatch.sinks.profiles import ProfileSink
 
-            self.sinks.append(ProfileSink(self.store, config.profile_slice_s))
+            self.sinks.append(
+                ProfileSink(self.store, config.profile_slice_s, environment=config.environment)
+            )
         self.spool = Spool(
             self.data_dir / "spool",
             consumers=[s.name for s in self.sinks],
@@ -300,6 +304,8 @@ class Sidecar:
         if not records:  # e.g. a client's last drop report at shutdown, with no events
             self._apply_drops(report_id, drops)
             return taken
+        if kind == EVENTS:
+            _stamp_environment(records, self.config.environment)
         if kind == EVENTS and self.redactor:
             for record in records:
                 self.redactor.apply(record)
@@ -388,10 +394,10 @@ class Sidecar:
         quality objective)."""
         from mlwatch.stats.kpi.outcomes import outcomes
 
-        groups: dict[tuple[str, str], list[tuple[dict[str, Any], Any]]] = {}
+        groups: dict[tuple[str, str, str], list[tuple[dict[str, Any], Any]]] = {}
         for model, version, event, label in joined:
-            groups.setdefault((model, version), []).append((event, label))
-        for (model, version), rows in groups.items():
+            groups.setdefault((model, version, event["environment"]), []).append((event, label))
+        for (model, version, env), rows in groups.items():
             spec = self.config.model_spec(model)
             right, wrong = outcomes(
                 rows,
@@ -401,7 +407,7 @@ class Sidecar:
                 tolerance=spec.alerts.quality_tolerance if spec and spec.alerts else None,
             )
             if right or wrong:
-                self.metrics.models.observe_outcomes(model, version, right, wrong)
+                self.metrics.models.observe_outcomes((model, version, env), right, wrong)
 
     def _restore_counters(self) -> None:
         """Start the counters from what the store holds, so that a restarted sidecar's
@@ -465,11 +471,16 @@ class Sidecar:
             return
         raise IngestError(404, unknown_model(model, self.known_models()))
 
-    def models(self) -> dict[str, Any]:
-        """Every known model with its versions, counts and last event time."""
-        return {"models": self.store.model_list(self._configured, also=self._accepted)}
+    def models(self, environment: str | None = None) -> dict[str, Any]:
+        """Every known model with its versions, counts and last event time (of one
+        environment's events, when given)."""
+        return {
+            "models": self.store.model_list(
+                self._configured, also=self._accepted, environment=environment
+            )
+        }
 
-    def status(self, model: str) -> dict[str, Any]:
+    def status(self, model: str, environment: str | None = None) -> dict[str, Any]:
         """Counts, sink lag and results of one known model (404 for an unknown one).
 
         The lag is taken before the counts: a sink commits its spool cursor only after
@@ -483,7 +494,11 @@ class Sidecar:
             for c in self.consumers
         }
         spool_bytes = self.spool.total_bytes()
-        status = self.store.model_status(model) | {"sinks": sinks, "spool_bytes": spool_bytes}
+        status = self.store.model_status(model, environment=environment) | {
+            "sinks": sinks,
+            "spool_bytes": spool_bytes,
+            "environment": environment or self.config.environment,
+        }
         spec = self.config.model_spec(model)
         status["task"] = spec.task if spec is not None else None
         for version in status["versions"]:  # a client without the spec registers no task
@@ -506,14 +521,28 @@ class Sidecar:
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
         """Stored events of one known model, newest first (404 for an unknown one)."""
         self.require_model(model)
         rows = self.store.events(
-            model, since_us=since_us, until_us=until_us, version=version, limit=limit
+            model,
+            since_us=since_us,
+            until_us=until_us,
+            version=version,
+            environment=environment,
+            limit=limit,
         )
         return {"model": model, "count": len(rows), "events": rows}
+
+
+def _stamp_environment(events: list[dict[str, Any]], environment: str) -> None:
+    """Events that name no environment were served in the sidecar's own (a client of
+    an older mlwatch, Fluent Bit, a hand-written producer)."""
+    for event in events:
+        if event["environment"] is None:
+            event["environment"] = environment
 
 
 def _summary(trigger: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import orjson
 from mlwatch.sinks.base import Batch, ConsumerOptions, ExportResult
 from mlwatch.store import EVENT_COLUMNS, EmbeddedStore
 from mlwatch.store.schema import ANY_VERSION
+from mlwatch.wire import DEFAULT_ENVIRONMENT
 
 log = logging.getLogger("mlwatch.profiles")
 
@@ -39,6 +40,12 @@ _TS_US = EVENT_COLUMNS.index("ts_us")
 _MODEL = EVENT_COLUMNS.index("model")
 _VERSION = EVENT_COLUMNS.index("version")
 _FEATURES = EVENT_COLUMNS.index("features")
+_ENVIRONMENT = EVENT_COLUMNS.index("environment")
+
+
+def _environment(row: list[Any]) -> str:
+    """A spooled row's environment; a row spooled before environments has none."""
+    return row[_ENVIRONMENT] if len(row) > _ENVIRONMENT else DEFAULT_ENVIRONMENT
 
 
 class ProfileSink:
@@ -53,8 +60,10 @@ class ProfileSink:
         *,
         flush_s: float = 5.0,
         clock: Any = time.monotonic,
+        environment: str = DEFAULT_ENVIRONMENT,
     ) -> None:
         self.store = store
+        self.environment = environment  # the scheduler's: other environments' events skipped
         self.slice_us = int(slice_s * 1_000_000)
         self.flush_s = flush_s
         self.clock = clock
@@ -110,7 +119,7 @@ class ProfileSink:
         for array in batch.event_arrays:
             for row in orjson.loads(array):
                 features = row[_FEATURES]
-                if features is None:
+                if features is None or _environment(row) != self.environment:
                     continue
                 ts_us = row[_TS_US]
                 groups[(row[_MODEL], row[_VERSION], ts_us - ts_us % self.slice_us)].append(features)

@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from mlwatch.store.database import Database
+from mlwatch.store.database import Database, window_clause
 from mlwatch.times import format_us
 
 #: How many of a model's newest events a summary reads for their versions.
@@ -70,11 +70,13 @@ class Catalog(Database):
         """The store's models and the ``named`` ones (from the configuration), sorted."""
         return sorted(set(self.models()).union(named))
 
-    def model_summary(self, model: str) -> dict[str, Any]:
-        """Counts, last event time and versions of one model (zeros when it has no data)."""
+    def model_summary(self, model: str, *, environment: str | None = None) -> dict[str, Any]:
+        """Counts, last event time and versions of one model (zeros when it has no data);
+        with ``environment``, the events are that environment's."""
         conn = self._conn()
+        where, args = window_clause("", model, None, None, None, environment)
         events, last_us = conn.execute(
-            "SELECT count(*), max(ts_us) FROM events WHERE model = ?", (model,)
+            f"SELECT count(*), max(ts_us) FROM events WHERE {where}", args
         ).fetchone()
         feedback = conn.execute("SELECT count(*) FROM feedback WHERE model = ?", (model,))
         versions = conn.execute(_VERSIONS, (model, model, RECENT_EVENTS))
@@ -87,12 +89,19 @@ class Catalog(Database):
         }
 
     def model_list(
-        self, configured: Collection[str], *, also: Iterable[str] = ()
+        self,
+        configured: Collection[str],
+        *,
+        also: Iterable[str] = (),
+        environment: str | None = None,
     ) -> list[dict[str, Any]]:
         """A summary of every known model: the store's, the ``configured`` ones (marked so)
         and any ``also`` known to the caller, by name."""
         names = self.known_models([*configured, *also])
-        return [self.model_summary(name) | {"configured": name in configured} for name in names]
+        return [
+            self.model_summary(name, environment=environment) | {"configured": name in configured}
+            for name in names
+        ]
 
 
 def unknown_model(model: str, known: Sequence[str]) -> str:

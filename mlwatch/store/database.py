@@ -20,15 +20,22 @@ from mlwatch.errors import StoreError
 
 
 def window_clause(
-    prefix: str, model: str, since_us: int | None, until_us: int | None, version: str | None
+    prefix: str,
+    model: str,
+    since_us: int | None,
+    until_us: int | None,
+    version: str | None,
+    environment: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """WHERE clause and arguments of a model's window: [since, until), optionally one version."""
+    """WHERE clause and arguments of a model's window: [since, until), optionally one
+    version and one environment."""
     clauses: list[str] = [f"{prefix}model = ?"]
     args: list[Any] = [model]
     for clause, value in (
         ("ts_us >= ?", since_us),
         ("ts_us < ?", until_us),
         ("version = ?", version),
+        ("environment = ?", environment),
     ):
         if value is not None:
             clauses.append(prefix + clause)

@@ -119,12 +119,13 @@ class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog, Totals, Outbox, Re
             return conn.total_changes - before
 
     # -- reads -------------------------------------------------------------
-    def count_events(self, model: str, *, version: str | None = None) -> int:
-        sql, args = "SELECT count(*) FROM events WHERE model = ?", [model]
-        if version is not None:
-            sql += " AND version = ?"
-            args.append(version)
-        return int(self._conn().execute(sql, args).fetchone()[0])
+    def count_events(
+        self, model: str, *, version: str | None = None, environment: str | None = None
+    ) -> int:
+        where, args = window_clause("", model, None, None, version, environment)
+        return int(
+            self._conn().execute(f"SELECT count(*) FROM events WHERE {where}", args).fetchone()[0]
+        )
 
     def count_feedback(self, model: str) -> int:
         return int(
@@ -133,12 +134,14 @@ class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog, Totals, Outbox, Re
             .fetchone()[0]
         )
 
-    def model_status(self, model: str) -> dict[str, Any]:
+    def model_status(self, model: str, *, environment: str | None = None) -> dict[str, Any]:
         """What the store says about one model: counts, registered versions and the newest
-        drift and KPI results (the sidecar's status adds its sinks' lag to it)."""
+        drift and KPI results (the sidecar's status adds its sinks' lag to it). With an
+        environment, the events counted are that environment's; feedback, registrations
+        and results carry none, so they stay the model's."""
         return {
             "model": model,
-            "events_stored": self.count_events(model),
+            "events_stored": self.count_events(model, environment=environment),
             "feedback_stored": self.count_feedback(model),
             "versions": self.registrations(model),
             **self.latest_results(model),  # "drift" and "kpi", newest per version
@@ -164,10 +167,11 @@ class EmbeddedStore(WindowReads, ProfilesAndResults, Catalog, Totals, Outbox, Re
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Stored events of one model, newest first, in the wire format."""
-        where, args = window_clause("", model, since_us, until_us, version)
+        where, args = window_clause("", model, since_us, until_us, version, environment)
         sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE {where}"
         sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
         args.append(limit)

@@ -18,6 +18,22 @@ from mlwatch.errors import StoreError
 from mlwatch.store.database import Database
 from mlwatch.store.embedded import EmbeddedStore
 from mlwatch.store.schema import READABLE_VERSIONS
+from mlwatch.wire import DEFAULT_ENVIRONMENT
+
+
+def _environment_view(conn: sqlite3.Connection) -> None:
+    """A file before schema version 4 (its sidecar not yet upgraded) has events without an
+    environment, and a read-only file cannot gain the column: a temporary view of the same
+    name, which SQLite finds before the file's table, gives its rows the default one."""
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
+        if columns and "environment" not in columns:
+            conn.execute(
+                "CREATE TEMP VIEW events AS SELECT *, "
+                f"'{DEFAULT_ENVIRONMENT}' AS environment FROM main.events"
+            )
+    except sqlite3.Error:  # not a store at all: the version check says so
+        return
 
 
 class ReadOnlyStore(EmbeddedStore):
@@ -48,6 +64,7 @@ class ReadOnlyStore(EmbeddedStore):
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot open: {exc}") from None
+            _environment_view(conn)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)

@@ -49,12 +49,13 @@ class ReportReads(Database):
         *,
         since_us: int | None = None,
         until_us: int | None = None,
+        environment: str | None = None,
     ) -> list[dict[str, Any]]:
         """Predictions, errors and latency (mean, max, in ms) per ``bucket_us`` bucket of
-        event time and per version, oldest bucket first."""
+        event time and per version, oldest bucket first (of one environment, when given)."""
         if bucket_us <= 0:
             raise ValueError(f"bucket_us must be positive, got {bucket_us}")
-        where, args = window_clause("", model, since_us, until_us, None)
+        where, args = window_clause("", model, since_us, until_us, None, environment)
         sql = (
             "SELECT (ts_us / ?) * ? AS b, version, COUNT(*), "
             "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), AVG(latency_ms), "

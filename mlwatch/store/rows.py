@@ -17,6 +17,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from mlwatch.wire import DEFAULT_ENVIRONMENT
+
 try:  # faster when present (it is, with mlwatch[sidecar]); the client works without it
     import orjson
 
@@ -58,6 +60,7 @@ EVENT_COLUMNS = (
     "run_id",
     "labels",
     "batch_size",
+    "environment",  # last: rows spooled before it (15 columns) read it as null
 )
 FEEDBACK_COLUMNS = ("model", "request_id", "feedback_id", "label", "ts", "ts_us")
 JSON_COLUMNS = ("features", "prediction", "labels")
@@ -86,6 +89,7 @@ def event_row(e: dict[str, Any]) -> tuple[Any, ...]:
         e.get("run_id"),
         None if labels is None else dumps(labels),
         e.get("batch_size"),
+        e.get("environment") or DEFAULT_ENVIRONMENT,
     )
 
 
@@ -95,8 +99,10 @@ def feedback_row(f: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def row_event(row: Sequence[Any]) -> dict[str, Any]:
-    """The inverse of :func:`event_row`: a row back to a wire-format event."""
-    item = dict(zip(EVENT_COLUMNS, row, strict=True))
+    """The inverse of :func:`event_row`: a row back to a wire-format event. A row spooled
+    before there were environments is one column short: its environment is the default."""
+    item = dict(zip(EVENT_COLUMNS, row, strict=False))
+    item["environment"] = item.get("environment") or DEFAULT_ENVIRONMENT
     for key in JSON_COLUMNS:
         if item[key] is not None:
             item[key] = loads(item[key])

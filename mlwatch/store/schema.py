@@ -1,6 +1,6 @@
 """The embedded store's SQLite schema, its version, and opening a file with it.
 
-Schema version 3 (table ``meta`` holds it; older files gain the new tables):
+Schema version 4 (table ``meta`` holds it; older files gain the new tables and columns):
 
 - ``events``: one row per prediction; ``features``, ``prediction`` and ``labels`` as JSON.
 - ``feedback``: ground truth by ``(model, request_id)``.
@@ -14,6 +14,10 @@ Schema version 3 (table ``meta`` holds it; older files gain the new tables):
   ``trigger_attempts`` for each attempt; ``causes``: per model and cause, whether the
   condition is active (and which of its instances: alerts by fingerprint, versions) and
   when it last triggered (cooldown, hysteresis, storm guard).
+- ``events.environment`` (version 4): the environment an event was served in. Rows of
+  older files read as ``default`` (:data:`~mlwatch.wire.DEFAULT_ENVIRONMENT`), the
+  environment of a deployment that never set one. Profiles and results stay without an
+  environment: they are the scheduler's, which computes over its own environment only.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pathlib import Path
 
 from mlwatch.errors import StoreError
 from mlwatch.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
+from mlwatch.wire import DEFAULT_ENVIRONMENT
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The version key of a profile shared by every version of a model (a reference).
 ANY_VERSION = "*"
-READABLE_VERSIONS = (1, 2, 3)  # 1 -> 2 -> 3 only added tables
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1 -> 2 -> 3 added tables, 4 a column of events
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,7 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
     code_version TEXT,
     run_id TEXT,
     labels TEXT,
-    batch_size INTEGER
+    batch_size INTEGER,
+    environment TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts_us);
 CREATE INDEX IF NOT EXISTS events_model_request ON events (model, request_id);
@@ -131,16 +137,24 @@ CREATE TABLE IF NOT EXISTS causes (
 """
 
 
-def _from_json_rows(columns: tuple[str, ...]) -> str:
+def _from_json_rows(columns: tuple[str, ...], defaults: dict[str, str] | None = None) -> str:
     # One statement unpacks a whole JSON array of rows inside SQLite: Python makes a
     # single call (one GIL hand-off) instead of one per row, and the parsing and
     # B-tree work run in C without the GIL. json_extract works on SQLite >= 3.9.
-    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    # A column with a default takes it where the row is short (spooled by an older
+    # mlwatch) or null, instead of failing NOT NULL (which OR IGNORE would skip silently).
+    defaults = defaults or {}
+    picks = ", ".join(
+        f"coalesce(json_extract(value, '$[{i}]'), '{defaults[c]}')"
+        if c in defaults
+        else f"json_extract(value, '$[{i}]')"
+        for i, c in enumerate(columns)
+    )
     return f"SELECT {picks} FROM json_each(?) WHERE true"
 
 
 INSERT_EVENTS = f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) " + _from_json_rows(
-    EVENT_COLUMNS
+    EVENT_COLUMNS, {"environment": DEFAULT_ENVIRONMENT}
 )
 INSERT_FEEDBACK = (
     f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) {_from_json_rows(FEEDBACK_COLUMNS)} "
@@ -167,6 +181,18 @@ def create(conn: sqlite3.Connection, path: Path) -> None:
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
         _add_cause_instances(conn)
+        _add_event_environment(conn)
+
+
+def _add_event_environment(conn: sqlite3.Connection) -> None:
+    """Files before version 4 have events without ``environment``: add it, so that their
+    rows read as the default environment (one ALTER, no rewrite of the rows)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "environment" not in columns:
+        conn.execute(
+            "ALTER TABLE events ADD COLUMN environment TEXT NOT NULL "
+            f"DEFAULT '{DEFAULT_ENVIRONMENT}'"
+        )
 
 
 def _add_cause_instances(conn: sqlite3.Connection) -> None:

@@ -18,10 +18,11 @@ _CLASS_TYPES = "('integer', 'text', 'true', 'false')"
 class StoreTotals:
     """Counts by the labels of the sidecar's metrics."""
 
-    predictions: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    classes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # keys start with (model, version, environment); a registration has no environment ("")
+    predictions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    classes: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     feedback: dict[str, int] = field(default_factory=dict)
-    info: set[tuple[str, str, str, str]] = field(default_factory=set)
+    info: set[tuple[str, str, str, str, str]] = field(default_factory=set)
     tasks: dict[str, str] = field(default_factory=dict)  # as registrations gave them
 
 
@@ -36,25 +37,26 @@ class Totals(Database):
         out = StoreTotals()
         conn = self._conn()
         rows = conn.execute(
-            "SELECT model, version, status, COALESCE(code_version, ''), COALESCE(run_id, ''), "
-            "COUNT(*) FROM events GROUP BY 1, 2, 3, 4, 5"
+            "SELECT model, version, environment, status, COALESCE(code_version, ''), "
+            "COALESCE(run_id, ''), COUNT(*) FROM events GROUP BY 1, 2, 3, 4, 5, 6"
         )
-        for model, version, status, code, run, n in rows:
-            key = (model, version, status)
+        for model, version, env, status, code, run, n in rows:
+            key = (model, version, env, status)
             out.predictions[key] = out.predictions.get(key, 0) + n
-            out.info.add((model, version, code, run))
+            out.info.add((model, version, env, code, run))
         rows = conn.execute(
-            "SELECT model, version, COALESCE(code_version, ''), COALESCE(run_id, '') FROM models"
+            "SELECT model, version, '', COALESCE(code_version, ''), COALESCE(run_id, '') "
+            "FROM models"
         )
         out.info.update(rows)
         rows = conn.execute(
-            "SELECT model, version, json_type(prediction), json_extract(prediction, '$'), "
-            f"COUNT(*) FROM events WHERE status = 'ok' AND json_type(prediction) IN {_CLASS_TYPES} "
-            "GROUP BY 1, 2, 3, 4"
+            "SELECT model, version, environment, json_type(prediction), "
+            "json_extract(prediction, '$'), COUNT(*) FROM events WHERE status = 'ok' "
+            f"AND json_type(prediction) IN {_CLASS_TYPES} GROUP BY 1, 2, 3, 4, 5"
         )
-        for model, version, kind, value, n in rows:
+        for model, version, env, kind, value, n in rows:
             name = kind if kind in ("true", "false") else str(value)  # as the sidecar names them
-            out.classes[(model, version, name)] = n
+            out.classes[(model, version, env, name)] = n
         out.feedback = dict(conn.execute("SELECT model, COUNT(*) FROM feedback GROUP BY 1"))
         out.tasks = dict(
             conn.execute(

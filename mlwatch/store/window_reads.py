@@ -31,12 +31,13 @@ class WindowReads(Database):
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """Events of a window joined to their ground truth by request_id (label or None).
 
         Windows are by prediction time; a label that arrives late still joins its event.
         """
-        where, args = window_clause("e.", model, since_us, until_us, version)
+        where, args = window_clause("e.", model, since_us, until_us, version, environment)
         sql = (
             f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, f.label FROM events e "
             "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
@@ -53,10 +54,11 @@ class WindowReads(Database):
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """What KPIs need of :meth:`joined`: ``ts_us``, ``status``, ``prediction`` and the
         label — without decoding features, so a window of millions stays cheap."""
-        where, args = window_clause("e.", model, since_us, until_us, version)
+        where, args = window_clause("e.", model, since_us, until_us, version, environment)
         sql = (
             "SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
             "feedback f ON f.model = e.model AND f.request_id = e.request_id "
@@ -79,10 +81,11 @@ class WindowReads(Database):
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """:meth:`joined_predictions` with each event's ``latency_ms``: what a comparison
         of two versions reads (KPIs, error ratio and latency of the same events)."""
-        where, args = window_clause("e.", model, since_us, until_us, version)
+        where, args = window_clause("e.", model, since_us, until_us, version, environment)
         sql = (
             "SELECT e.ts_us, e.status, e.latency_ms, e.prediction, f.label FROM events e "
             "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
@@ -100,25 +103,27 @@ class WindowReads(Database):
             )
 
     def recent_versions(
-        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        environment: str | None = None,
     ) -> list[str]:
         """Versions of a model with events in a window, the one served last first."""
-        where, args = window_clause("", model, since_us, until_us, None)
+        where, args = window_clause("", model, since_us, until_us, None, environment)
         sql = (
             f"SELECT version FROM events WHERE {where} GROUP BY version "
             "ORDER BY MAX(ts_us) DESC, version DESC"
         )
         return [str(r[0]) for r in self._conn().execute(sql, args)]
 
-    def first_event_us(self, model: str, version: str) -> int | None:
+    def first_event_us(
+        self, model: str, version: str, *, environment: str | None = None
+    ) -> int | None:
         """When a version of a model served its first stored event (µs), None before."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT MIN(ts_us) FROM events WHERE model = ? AND version = ?", (model, version)
-            )
-            .fetchone()
-        )
+        where, args = window_clause("", model, None, None, version, environment)
+        row = self._conn().execute(f"SELECT MIN(ts_us) FROM events WHERE {where}", args).fetchone()
         return None if row[0] is None else int(row[0])
 
     def joined_by_rows(
@@ -134,7 +139,8 @@ class WindowReads(Database):
         batch was inserted), read in one query on the rows as they were spooled."""
         rows = self._conn().execute(
             _JOINED.format(
-                what="e.model, e.request_id, e.version, e.status, e.prediction, f.label"
+                what="e.model, e.request_id, e.version, e.status, e.prediction, f.label, "
+                "e.environment"
             ),
             (event_rows_json, feedback_rows_json),
         )
@@ -142,10 +148,10 @@ class WindowReads(Database):
             (
                 model,
                 version,
-                {"status": status, "prediction": loads(pred), "ts_us": 0},
+                {"status": status, "prediction": loads(pred), "ts_us": 0, "environment": env},
                 loads(label),
             )
-            for model, request_id, version, status, pred, label in rows
+            for model, request_id, version, status, pred, label, env in rows
             if before is None or (model, request_id) not in before
         ]
 
@@ -169,19 +175,29 @@ class WindowReads(Database):
         return int(row[0]), row[1], row[2]
 
     def count_in(
-        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        environment: str | None = None,
     ) -> int:
         """Events of a window."""
-        where, args = window_clause("", model, since_us, until_us, None)
+        where, args = window_clause("", model, since_us, until_us, None, environment)
         return int(
             self._conn().execute(f"SELECT COUNT(*) FROM events WHERE {where}", args).fetchone()[0]
         )
 
     def count_labelled(
-        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        environment: str | None = None,
     ) -> int:
         """Events of a window that have their ground truth."""
-        where, args = window_clause("e.", model, since_us, until_us, None)
+        where, args = window_clause("e.", model, since_us, until_us, None, environment)
         sql = (
             "SELECT COUNT(*) FROM events e JOIN feedback f ON f.model = e.model "
             f"AND f.request_id = e.request_id WHERE {where}"
@@ -189,11 +205,17 @@ class WindowReads(Database):
         return int(self._conn().execute(sql, args).fetchone()[0])
 
     def label_delays_us(
-        self, model: str, *, since_us: int, until_us: int, version: str
+        self,
+        model: str,
+        *,
+        since_us: int,
+        until_us: int,
+        version: str,
+        environment: str | None = None,
     ) -> Iterator[int]:
         """For each labelled prediction of a window, the time from the prediction to its
         label (the feedback's time; a label stamped before its prediction counts 0)."""
-        where, args = window_clause("e.", model, since_us, until_us, version)
+        where, args = window_clause("e.", model, since_us, until_us, version, environment)
         sql = (
             "SELECT MAX(f.ts_us - e.ts_us, 0) FROM events e JOIN feedback f ON "
             f"f.model = e.model AND f.request_id = e.request_id WHERE {where}"
@@ -202,10 +224,15 @@ class WindowReads(Database):
             yield int(delay)
 
     def versions(
-        self, model: str, *, since_us: int | None = None, until_us: int | None = None
+        self,
+        model: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        environment: str | None = None,
     ) -> list[str]:
         """Versions of a model with events in a window."""
-        where, args = window_clause("", model, since_us, until_us, None)
+        where, args = window_clause("", model, since_us, until_us, None, environment)
         sql = f"SELECT DISTINCT version FROM events WHERE {where} ORDER BY version"
         return [str(r[0]) for r in self._conn().execute(sql, args)]
 
@@ -216,9 +243,10 @@ class WindowReads(Database):
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
     ) -> int:
         """Events of a window that carry features (what a window profile summarises)."""
-        where, args = window_clause("", model, since_us, until_us, version)
+        where, args = window_clause("", model, since_us, until_us, version, environment)
         sql = f"SELECT COUNT(*) FROM events WHERE {where} AND features IS NOT NULL"
         return int(self._conn().execute(sql, args).fetchone()[0])
 
@@ -230,11 +258,12 @@ class WindowReads(Database):
         since_us: int | None = None,
         until_us: int | None = None,
         version: str | None = None,
+        environment: str | None = None,
     ) -> dict[str, list[Any]]:
         """Feature values of a window as columns (a missing feature is None). SQLite
         extracts them in C, so a window of a million events does not build a million
         Python dicts."""
-        where, args = window_clause("", model, since_us, until_us, version)
+        where, args = window_clause("", model, since_us, until_us, version, environment)
         columns: dict[str, list[Any]] = {n: [] for n in names}
         if not names:
             return columns

@@ -76,7 +76,9 @@ def test_burn_alerts_read_the_recorded_ratios(tmp_path: Path) -> None:
 def test_the_error_ratio_of_each_objective() -> None:
     avail = slo.error_ratio(SLOSpec("availability", 0.99), "m", "1h")
     assert 'mlwatch_predictions_total{model="m",status="error"}[1h]' in avail
-    assert "or\n  0 * sum by (model, version)" in avail  # no error at all is a ratio of 0
+    assert (
+        "or\n  0 * sum by (model, version, environment)" in avail
+    )  # no error at all is a ratio of 0
     quality = slo.error_ratio(SLOSpec("quality", 0.95), "m", "5m")
     assert 'mlwatch_labelled_predictions_total{model="m",outcome="wrong"}[5m]' in quality
     latency = slo.error_ratio(SLOSpec("latency", 0.99, 1.0), "m", "30m")
@@ -119,7 +121,10 @@ def test_score_kpis_fire_below_their_threshold(tmp_path: Path, kpi: str, task: s
 
 
 def test_kpi_alerts_need_min_samples(tmp_path: Path) -> None:
-    gate = 'and on (model, version)\nmax by (model, version) (mlwatch_model_kpi_samples{model="m"}) >= '
+    gate = (
+        "and on (model, version, environment)\n"
+        'max by (model, version, environment) (mlwatch_model_kpi_samples{model="m"}) >= '
+    )
     spec = {
         "name": "m",
         **MONITORED,
@@ -182,7 +187,7 @@ def test_every_alert_carries_severity_annotations_and_model(tmp_path: Path) -> N
     for group in groups:
         for rule in group.rules:
             if rule.record:
-                assert "by (model, version)" in rule.expr
+                assert "by (model, version, environment)" in rule.expr
                 continue
             assert rule.labels["severity"] in ("page", "ticket", "warning")
             assert set(rule.annotations) == {"summary", "description", "runbook_url"}

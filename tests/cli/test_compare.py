@@ -209,3 +209,26 @@ def test_one_version_named_keeps_it(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (json.loads(out)["baseline"], json.loads(out)["candidate"]) == ("v3", "v2")
     _, out, _ = run(capsys, *base)
     assert (json.loads(out)["baseline"], json.loads(out)["candidate"]) == ("v2", "v3")
+
+
+def test_environment_compares_that_environments_traffic_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_store(tmp_path, n=200)  # environment "default"
+    store = EmbeddedStore(tmp_path / "store.db", retention_days=0)
+    qa = [
+        validate_event({"model": "churn", "version": "v3", "request_id": f"qa-{i}",
+                        "latency_ms": 5.0, "prediction": 1, "environment": "qa"})
+        for i in range(30)
+    ]  # fmt: skip
+    store.insert_events(qa)
+    store.close()
+    where = ("--model", "churn", "--data-dir", str(tmp_path), "--json")
+    code, out, _ = run(capsys, *where)  # every environment: v3 was served last
+    assert json.loads(out)["candidate"] == "v3"
+    code, out, _ = run(capsys, *where, "--environment", "default")
+    body = json.loads(out)
+    assert (body["baseline"], body["candidate"]) == ("v1", "v2")
+    assert body["counts"]["baseline"]["events"] == 200
+    code, _, err = run(capsys, *where, "--environment", "qa")
+    assert code == 2 and "versions served: v3" in err

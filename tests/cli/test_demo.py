@@ -100,11 +100,16 @@ def the_advice_still_works(root: Path, out: str) -> None:
         metrics = get_text(sc.url + "/metrics")
     finally:
         sc.stop()
-    assert 'mlwatch_predictions_total{model="breast-cancer",status="ok",version="1"}' in metrics
-    assert 'mlwatch_dataset_drift{model="breast-cancer",version="1"}' in metrics  # restored
+    assert (
+        'mlwatch_predictions_total{environment="default",model="breast-cancer",status="ok",version="1"}'
+        in metrics
+    )
+    assert (
+        'mlwatch_dataset_drift{environment="default",model="breast-cancer",version="1"}' in metrics
+    )  # restored
     # the served version with its MLflow run, from the store and the sidecar's own lookup
     assert re.search(
-        r'mlwatch_model_info\{code_version="[^"]*",model="breast-cancer",run_id="[0-9a-f]{32}",version="1"\}',
+        r'mlwatch_model_info\{code_version="[^"]*",environment="default",model="breast-cancer",run_id="[0-9a-f]{32}",version="1"\}',
         metrics,
     ), metrics
 

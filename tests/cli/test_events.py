@@ -157,3 +157,35 @@ def test_from_a_running_sidecar(
     code, _, err = run(capsys, "irsi", "--url", url)
     assert code == 2 and err.startswith("mlwatch events: unknown model 'irsi'")
     assert "Did you mean 'iris'?" in err
+
+
+def _two_environments() -> list[dict[str, Any]]:
+    return [event(i, environment="prod" if i % 2 else "qa") for i in range(5)]
+
+
+def test_environment_filters_a_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = EmbeddedStore(tmp_path / "d" / "store.db", retention_days=0)
+    store.insert_events([validate_event(e) for e in _two_environments()])
+    store.close()
+    where = ("--data-dir", str(tmp_path / "d"), "--format", "json")
+    code, out, _ = run(capsys, "iris", *where, "--environment", "prod")
+    assert code == 0 and sorted(e["request_id"] for e in json.loads(out)["events"]) == ["r1", "r3"]
+    code, out, _ = run(capsys, "iris", *where)
+    assert json.loads(out)["count"] == 5
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        run(capsys, "iris", *where, "--environment", "Prod")
+    assert usage.value.code == 2 and "not an environment: 'Prod'" in capsys.readouterr().err
+
+
+def test_environment_filters_a_running_sidecar(
+    live_sidecar: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, sidecar = live_sidecar()
+    sidecar.accept(EVENTS, _two_environments())
+    wait_until(lambda: sidecar.store.count_events("iris") == 5, what="the events stored")
+    code, out, _ = run(capsys, "iris", "--url", url, "--environment", "qa", "--format", "ndjson")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and sorted(e["request_id"] for e in rows) == ["r0", "r2", "r4"]
+    assert {e["environment"] for e in rows} == {"qa"}

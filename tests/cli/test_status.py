@@ -192,3 +192,18 @@ def test_a_redirect_is_not_followed(capsys: pytest.CaptureFixture[str]) -> None:
         server.shutdown()
         server.server_close()
     assert code == 2 and "answered 302" in err and "example.invalid" not in err
+
+
+def test_environment_filters_the_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = EmbeddedStore(tmp_path / "d" / "store.db", retention_days=0)
+    store.insert_events(
+        [validate_event(event(i, environment="prod" if i else "qa")) for i in range(4)]
+    )
+    store.close()
+    where = ("--data-dir", str(tmp_path / "d"), "--format", "json")
+    code, out, _ = run(capsys, "iris", *where, "--environment", "prod")
+    assert code == 0 and json.loads(out)["events_stored"] == 3
+    code, out, _ = run(capsys, *where, "--environment", "qa")
+    assert [m["events_stored"] for m in json.loads(out)["models"]] == [1]
+    code, out, _ = run(capsys, *where, "--environment", "dev")
+    assert [m["events_stored"] for m in json.loads(out)["models"]] == [0]

@@ -62,10 +62,25 @@ def test_sync_call_is_recorded(sink: MemoryExporter) -> None:
     assert ev["prediction"] == {"label": 1, "proba": [0.25, 0.75]}
     assert ev["status"] == "ok" and "error" not in ev and ev["latency_ms"] > 0
     assert ev["request_id"] == ev["event_id"] and len(ev["event_id"]) == 36
-    assert ev["ts"].endswith("Z")
+    assert ev["ts"].endswith("Z") and ev["environment"] == "default"
     assert sink.records["models"] == [
         {"model": "m", "version": "2", "code_version": "abc", "run_id": "run-7", "params": {}}
     ]
+
+
+def test_events_carry_the_environment_setting() -> None:
+    exporter = MemoryExporter()
+    runtime.start(Config(model="m", environment="qa", flush_interval_ms=60_000), exporter=exporter)
+    try:
+
+        @mlwatch.monitor()
+        def predict(x: float) -> float:
+            return x
+
+        predict(1.0)
+        assert [ev["environment"] for ev in events(exporter)] == ["qa"]
+    finally:
+        assert runtime.shutdown(5.0)
 
 
 def test_async_call_is_recorded_and_stays_a_coroutine_function(sink: MemoryExporter) -> None:

@@ -78,7 +78,8 @@ def export(
 def dropped_total(sc: Sidecar, model: str, version: str, reason: str) -> float:
     return (
         sc.registry.get_sample_value(
-            "mlwatch_events_dropped_total", {"model": model, "version": version, "reason": reason}
+            "mlwatch_events_dropped_total",
+            {"model": model, "environment": "default", "version": version, "reason": reason},
         )
         or 0.0
     )
@@ -117,7 +118,7 @@ def test_events_feedback_registrations_and_drop_reports_reach_the_sidecar(
     stored = {e["event_id"]: e for e in sc.store.events("iris", limit=100)}
     for original in mixed[:30]:
         got = {k: v for k, v in stored[original["event_id"]].items() if v is not None}
-        assert got == original  # ts to the microsecond, every field
+        assert got == original | {"environment": "default"}  # every field, the sidecar's env
     assert sc.store.registrations("iris")[0]["params"] == {"C": 0.5}
     assert dropped_total(sc, "iris", "2", "queue_full") == 7
     fwd = sc.inputs[0]

@@ -699,7 +699,14 @@ def test_python_fluent_logger_senders(forward_sidecar: Callable[..., Sidecar]) -
         [f"sync-{i}" for i in range(20)] + [f"async-{i}" for i in range(20)]
     )
     assert (
-        metric(sc.registry, "mlwatch_predictions_total", model="py", version="unknown", status="ok")
+        metric(
+            sc.registry,
+            "mlwatch_predictions_total",
+            model="py",
+            version="unknown",
+            environment="default",
+            status="ok",
+        )
         == 40
     )
 

@@ -119,7 +119,7 @@ def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> N
         assert len(hit) == 1 and hit[0]["_id"] == one["event_id"]
         doc = hit[0]["_source"]
         assert doc["@timestamp"] == one["ts"]
-        assert doc["service"] == {"name": "credit", "version": "3"}
+        assert doc["service"] == {"name": "credit", "version": "3", "environment": "default"}
         assert doc["mlwatch"]["features"] == one["features"]
         assert doc["mlwatch"]["code_version"] == "abc"
         assert doc["event"]["outcome"] == "success"
@@ -162,6 +162,36 @@ def test_decorator_to_sidecar_to_elasticsearch(es: Cluster, tmp_path: Path) -> N
         }
     finally:
         mlwatch.shutdown(5)
+        side.stop()
+
+
+def test_the_environment_names_the_data_streams_unless_a_namespace_is_set(
+    es: Cluster, tmp_path: Path
+) -> None:
+    env = "qa_" + namespace()
+    side = SidecarProcess(
+        tmp_path / "data", MLWATCH_ELASTICSEARCH_URL=es.url, MLWATCH_ENVIRONMENT=env
+    ).start()
+    try:
+        records = [event(0), event(1, environment="prod")]  # the second names its own
+        assert post(side.port, records) == 202
+        index = stream_name("mlwatch.predictions", env)
+        wait_until(lambda: count(es.url, index) == 2, timeout=60, what="two documents")
+        hits = request(es.url, "POST", f"/{index}/_search", {"sort": [{"event.id": "asc"}]})
+        by_request = {
+            h["_source"]["http"]["request"]["id"]: h["_source"]["service"]["environment"]
+            for h in hits["hits"]["hits"]
+        }
+        assert by_request == {"r0": env, "r1": "prod"}
+    finally:
+        side.stop()
+    pinned = "pinned" + namespace()
+    side = sidecar(tmp_path, es.url, pinned, MLWATCH_ENVIRONMENT=env).start()
+    try:
+        assert post(side.port, [event(2)]) == 202
+        index = stream_name("mlwatch.predictions", pinned)
+        wait_until(lambda: count(es.url, index) == 1, timeout=60, what="one pinned document")
+    finally:
         side.stop()
 
 

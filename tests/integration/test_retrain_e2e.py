@@ -159,7 +159,10 @@ def gauge_set(sc: SidecarProcess, name: str) -> bool:
     req = urllib.request.Request(sc.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         text = r.read().decode()
-    return f'mlwatch_feature_drift_detected{{feature="x",model="{name}",version="1"}} 1.0' in text
+    return (
+        f'mlwatch_feature_drift_detected{{environment="default",feature="x",model="{name}",version="1"}} 1.0'
+        in text
+    )
 
 
 def test_drift_to_alert_to_alertmanager_to_every_pipeline(

@@ -38,14 +38,31 @@ def test_oip_rows_land_in_the_store_and_metrics(proxied: Callable[..., Proxied])
     failed = [e for e in events if e["status"] == "error"]
     assert {(e["version"], e["error"], e["prediction"]) for e in failed} == {("7", "HTTP404", None)}
     assert all(e["latency_ms"] > 0 for e in events)
-    assert px.metric('mlwatch_predictions_total{model="iris",status="ok",version="1"}') == 3
-    assert px.metric('mlwatch_predictions_total{model="iris",status="error",version="7"}') == 3
+    assert (
+        px.metric(
+            'mlwatch_predictions_total{environment="default",model="iris",status="ok",version="1"}'
+        )
+        == 3
+    )
+    assert (
+        px.metric(
+            'mlwatch_predictions_total{environment="default",model="iris",status="error",version="7"}'
+        )
+        == 3
+    )
     for label in set(MODEL.predict(ROWS).tolist()):
         assert (
-            px.metric(f'mlwatch_predicted_class_total{{class="{label}",model="iris",version="1"}}')
+            px.metric(
+                f'mlwatch_predicted_class_total{{class="{label}",environment="default",model="iris",version="1"}}'
+            )
             >= 1
         )
-    assert px.metric('mlwatch_prediction_latency_seconds_count{model="iris",version="1"}') == 3
+    assert (
+        px.metric(
+            'mlwatch_prediction_latency_seconds_count{environment="default",model="iris",version="1"}'
+        )
+        == 3
+    )
 
 
 def test_tf_serving_instances_land_in_the_store(proxied: Callable[..., Proxied]) -> None:

@@ -106,7 +106,10 @@ def test_model_server_down_is_a_502_recorded_as_an_error(proxied: Callable[..., 
     assert events[0]["features"] == {"x_0": 6.7, "x_1": 3.0, "x_2": 5.2, "x_3": 2.3}
     assert px.metric('mlwatch_proxy_upstream_errors_total{reason="connect"}') == 1
     assert (
-        px.metric('mlwatch_predictions_total{model="iris",status="error",version="unknown"}') == 2
+        px.metric(
+            'mlwatch_predictions_total{environment="default",model="iris",status="error",version="unknown"}'
+        )
+        == 2
     )
 
 

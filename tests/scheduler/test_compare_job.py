@@ -60,7 +60,7 @@ def test_the_job_exports_the_verdict_and_differences(tmp_path: Path) -> None:
         store.close()
     assert (result["baseline"], result["candidate"]) == ("v1", "v2")  # v2 was served last
     assert result["verdict"] == "worse"
-    pair = {"model": "churn", "baseline": "v1", "candidate": "v2"}
+    pair = {"model": "churn", "environment": "default", "baseline": "v1", "candidate": "v2"}
     value = registry.get_sample_value
     assert value("mlwatch_compare_verdict", {**pair, "kpi": "overall"}) == -1
     assert value("mlwatch_compare_verdict", {**pair, "kpi": "accuracy"}) == -1

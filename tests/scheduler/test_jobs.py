@@ -96,12 +96,26 @@ def test_drift_job_detects_the_shift_and_exports_it(tmp_path: Path) -> None:
     assert by_name["x"]["drifted"] and not by_name["c"]["drifted"]
     assert report["rows"] == 2000 and report["drift_share"] == 0.5
     assert (
-        gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1", feature="x") == 1
+        gauge(
+            registry,
+            "mlwatch_feature_drift_detected",
+            environment="default",
+            model="m",
+            version="1",
+            feature="x",
+        )
+        == 1
     )
-    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") == 0.5
+    assert (
+        gauge(
+            registry, "mlwatch_dataset_drift_share", environment="default", model="m", version="1"
+        )
+        == 0.5
+    )
     score = gauge(
         registry,
         "mlwatch_feature_drift_score",
+        environment="default",
         model="m",
         version="1",
         feature="x",
@@ -132,13 +146,30 @@ def test_gauges_of_a_version_no_longer_served_are_removed(tmp_path: Path) -> Non
     registry = CollectorRegistry()
     jobs = Jobs(cfg, store, registry, clock=lambda: NOW)
     jobs.drift("m")
-    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") is not None
+    assert (
+        gauge(
+            registry, "mlwatch_dataset_drift_share", environment="default", model="m", version="1"
+        )
+        is not None
+    )
     later = NOW + HOUR  # the next window: version 1 no longer served
     jobs.clock = lambda: later
     assert jobs.drift("m") == {}
-    assert gauge(registry, "mlwatch_dataset_drift_share", model="m", version="1") is None
     assert (
-        gauge(registry, "mlwatch_feature_drift_detected", model="m", version="1", feature="x")
+        gauge(
+            registry, "mlwatch_dataset_drift_share", environment="default", model="m", version="1"
+        )
+        is None
+    )
+    assert (
+        gauge(
+            registry,
+            "mlwatch_feature_drift_detected",
+            environment="default",
+            model="m",
+            version="1",
+            feature="x",
+        )
         is None
     )
 
@@ -167,9 +198,12 @@ def test_kpi_job_updates_a_window_when_late_labels_arrive(tmp_path: Path) -> Non
     second = jobs.kpis("m")["1"]
     assert second["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)
     assert gauge(
-        registry, "mlwatch_model_kpi", model="m", version="1", kpi="accuracy"
+        registry, "mlwatch_model_kpi", environment="default", model="m", version="1", kpi="accuracy"
     ) == pytest.approx(0.75)
-    assert gauge(registry, "mlwatch_model_kpi_samples", model="m", version="1") == 200
+    assert (
+        gauge(registry, "mlwatch_model_kpi_samples", environment="default", model="m", version="1")
+        == 200
+    )
     assert store.latest_results("m")["kpi"]["1"]["kpis"]["accuracy"]["value"] == pytest.approx(0.75)
 
 
@@ -203,7 +237,13 @@ def test_the_drift_job_exports_each_features_data_quality(tmp_path: Path) -> Non
     Jobs(cfg, store, registry, clock=lambda: NOW).drift("m")
 
     def share(feature: str, kind: str) -> float | None:
-        labels = {"model": "m", "version": "1", "feature": feature, "kind": kind}
+        labels = {
+            "model": "m",
+            "environment": "default",
+            "version": "1",
+            "feature": feature,
+            "kind": kind,
+        }
         return registry.get_sample_value("mlwatch_feature_quality_ratio", labels)
 
     assert share("x", "missing") == pytest.approx(0.10)
@@ -241,7 +281,14 @@ def test_the_label_delay_of_the_kpis_is_exported_by_quantile(tmp_path: Path) -> 
     Jobs(cfg, store, registry, clock=lambda: NOW).kpis("m")
     expected = np.quantile(np.maximum(delays, 0.0), [0.5, 0.9, 0.99])
     for q, want in zip(("0.5", "0.9", "0.99"), expected, strict=True):
-        got = gauge(registry, "mlwatch_label_delay_seconds", model="m", version="1", quantile=q)
+        got = gauge(
+            registry,
+            "mlwatch_label_delay_seconds",
+            environment="default",
+            model="m",
+            version="1",
+            quantile=q,
+        )
         assert got == pytest.approx(want, abs=2e-6)
     assert expected[0] == 0.0 and expected[1] > 0
 
@@ -333,7 +380,10 @@ def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
         status = client.get("/v1/models/m/status").json()
         assert status["drift"]["1"]["dataset_drift"] is True
         metrics = client.get("/metrics").text
-        assert 'mlwatch_feature_drift_detected{feature="x",model="m",version="1"} 1.0' in metrics
+        assert (
+            'mlwatch_feature_drift_detected{environment="default",feature="x",model="m",version="1"} 1.0'
+            in metrics
+        )
         assert 'mlwatch_job_runs_total{job="drift:m",result="ok"}' in metrics
         wait_until(lambda: "kpi:m" in client.get("/v1/models/m/status").json()["jobs"])
         jobs = client.get("/v1/models/m/status").json()["jobs"]

@@ -62,7 +62,7 @@ def test_the_newest_stored_results_are_on_the_gauges_at_start(tmp_path: Path) ->
     report = before.drift("m")["1"]
     registry = CollectorRegistry()
     Jobs(cfg, store, registry).prepare()  # a restarted process, before any run
-    labels = {"model": "m", "version": "1"}
+    labels = {"model": "m", "environment": "default", "version": "1"}
     assert gauge(registry, "mlwatch_dataset_drift_share", **labels) == report["drift_share"]
     assert gauge(registry, "mlwatch_feature_drift_detected", feature="x", **labels) == 1.0
 

@@ -192,6 +192,25 @@ def test_namespace_follows_elastic_naming() -> None:
             load_config(env={}, elasticsearch_namespace=bad or " ")
 
 
+def test_environment_defaults_to_default_and_names_the_namespace() -> None:
+    cfg = load_config(env={})
+    assert (cfg.environment, cfg.elasticsearch_namespace) == ("default", None)
+    assert cfg.data_stream_namespace == "default"  # the streams data had before
+    qa = load_config(env={"MLWATCH_ENVIRONMENT": "qa"})
+    assert (qa.environment, qa.data_stream_namespace) == ("qa", "qa")
+    pinned = load_config(env={"MLWATCH_ENVIRONMENT": "qa", "MLWATCH_ELASTICSEARCH_NAMESPACE": "x"})
+    assert pinned.data_stream_namespace == "x"  # an explicit namespace still wins
+
+
+@pytest.mark.parametrize("bad", ["Prod", "prod-eu", "prod eu", "_qa", "a" * 65, "qa:1", "qa.1"])
+def test_a_bad_environment_is_refused_naming_the_setting(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"MLWATCH_ENVIRONMENT": bad})
+    message = str(caught.value)
+    assert message.startswith("environment: must be lowercase letters, digits and '_'")
+    assert "MLWATCH_ENVIRONMENT" in message and repr(bad) in message
+
+
 def test_monitoring_section(tmp_path: Path) -> None:
     conf = tmp_path / "m.yaml"
     conf.write_text(

@@ -225,7 +225,7 @@ def test_feedback_and_registration(client: TestClient) -> None:
     assert status["versions"][0]["params"] == {"C": 1.0}
     metrics = client.get("/metrics").text
     assert (
-        'mlwatch_model_info{code_version="abc123",model="iris",run_id="run-7",version="1"} 1.0'
+        'mlwatch_model_info{code_version="abc123",environment="default",model="iris",run_id="run-7",version="1"} 1.0'
         in metrics
     )
 
@@ -251,17 +251,30 @@ def test_metrics_count_predictions_classes_latency_and_drops(client: TestClient)
     drops = json.dumps([{"model": "iris", "version": "1", "reason": "queue_full", "count": 7}])
     assert post(client, evs, **{"x-mlwatch-dropped": drops}).status_code == 202
     text = client.get("/metrics").text
-    assert 'mlwatch_predictions_total{model="iris",status="ok",version="1"} 4.0' in text
-    assert 'mlwatch_predictions_total{model="iris",status="error",version="1"} 1.0' in text
-    assert 'mlwatch_predicted_class_total{class="setosa",model="iris",version="1"} 4.0' in text
     assert (
-        'mlwatch_prediction_latency_seconds_bucket{le="0.0025",model="iris",version="1"} 5.0'
+        'mlwatch_predictions_total{environment="default",model="iris",status="ok",version="1"} 4.0'
         in text
     )
     assert (
-        'mlwatch_prediction_latency_seconds_bucket{le="0.001",model="iris",version="1"} 0.0' in text
+        'mlwatch_predictions_total{environment="default",model="iris",status="error",version="1"} 1.0'
+        in text
     )
-    assert 'mlwatch_events_dropped_total{model="iris",reason="queue_full",version="1"} 7.0' in text
+    assert (
+        'mlwatch_predicted_class_total{class="setosa",environment="default",model="iris",version="1"} 4.0'
+        in text
+    )
+    assert (
+        'mlwatch_prediction_latency_seconds_bucket{environment="default",le="0.0025",model="iris",version="1"} 5.0'
+        in text
+    )
+    assert (
+        'mlwatch_prediction_latency_seconds_bucket{environment="default",le="0.001",model="iris",version="1"} 0.0'
+        in text
+    )
+    assert (
+        'mlwatch_events_dropped_total{environment="default",model="iris",reason="queue_full",version="1"} 7.0'
+        in text
+    )
     bad = post(client, [event(0)], **{"x-mlwatch-dropped": "{nope"})
     assert bad.status_code == 400 and "X-Mlwatch-Dropped" in bad.json()["detail"]
 
@@ -273,8 +286,14 @@ def test_regression_values_histogram(sidecar_config: Any) -> None:
         evs = [event(i, model="house", prediction=float(v)) for i, v in enumerate([0.5, 5, 50])]
         assert post(c, evs).status_code == 202
         text = c.get("/metrics").text
-        assert 'mlwatch_prediction_value_bucket{le="10.0",model="house",version="1"} 2.0' in text
-        assert 'mlwatch_prediction_value_count{model="house",version="1"} 3.0' in text
+        assert (
+            'mlwatch_prediction_value_bucket{environment="default",le="10.0",model="house",version="1"} 2.0'
+            in text
+        )
+        assert (
+            'mlwatch_prediction_value_count{environment="default",model="house",version="1"} 3.0'
+            in text
+        )
 
 
 def test_a_model_specs_value_buckets_shape_the_histogram(sidecar_config: Any) -> None:
@@ -287,7 +306,7 @@ def test_a_model_specs_value_buckets_shape_the_histogram(sidecar_config: Any) ->
         text = c.get("/metrics").text
         for le, n in (("25.0", 0), ("100.0", 2), ("350.0", 3), ("+Inf", 3)):
             assert (
-                f'mlwatch_prediction_value_bucket{{le="{le}",model="house",version="1"}} {n}.0'
+                f'mlwatch_prediction_value_bucket{{environment="default",le="{le}",model="house",version="1"}} {n}.0'
                 in text
             )
         assert 'le="1000.0"' not in text
@@ -412,7 +431,10 @@ def test_drop_reports_count_once_and_may_come_without_events(client: TestClient)
     assert post(client, [], **{"x-mlwatch-dropped": report("a", 3)}).status_code == 202  # resent
     assert post(client, [event(0)], **{"x-mlwatch-dropped": report("b", 2)}).status_code == 202
     text = client.get("/metrics").text
-    assert 'mlwatch_events_dropped_total{model="iris",reason="shutdown",version="1"} 5.0' in text
+    assert (
+        'mlwatch_events_dropped_total{environment="default",model="iris",reason="shutdown",version="1"} 5.0'
+        in text
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from tests.helpers import event, wait_until
 
 def labelled(client: TestClient, outcome: str) -> float:
     registry = client.app.state.sidecar.registry  # type: ignore[attr-defined]
-    labels = {"model": "iris", "version": "1", "outcome": outcome}
+    labels = {"model": "iris", "environment": "default", "version": "1", "outcome": outcome}
     return registry.get_sample_value("mlwatch_labelled_predictions_total", labels) or 0.0
 
 

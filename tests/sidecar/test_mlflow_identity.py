@@ -108,9 +108,7 @@ def test_registers_what_mlflow_says_and_follows_the_alias(
         assert answer.status_code == 202
         assert wait_until(lambda: sc.store.count_events(name) == 2, 10)
         assert sorted(e["version"] for e in sc.store.events(name)) == ["1", "9"]
-        dropped = (
-            f'mlwatch_events_dropped_total{{model="{name}",reason="queue_full",version="1"}} 3.0'
-        )
+        dropped = f'mlwatch_events_dropped_total{{environment="default",model="{name}",reason="queue_full",version="1"}} 3.0'
         assert dropped in http.get("/metrics").text
         # a client's registration of the provisional version is superseded, not stored
         provisional = {"model": name, "version": "@champion", "params": {}}

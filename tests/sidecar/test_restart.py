@@ -49,7 +49,7 @@ def test_a_restart_starts_the_counters_from_the_store(sidecar_config: Callable[.
     again.start()
     try:
         value = registry.get_sample_value
-        labels = {"model": "churn", "version": "2"}
+        labels = {"model": "churn", "environment": "default", "version": "2"}
         assert value("mlwatch_predictions_total", labels | {"status": "ok"}) == 27
         assert value("mlwatch_predictions_total", labels | {"status": "error"}) == 3
         counts = {
@@ -57,7 +57,7 @@ def test_a_restart_starts_the_counters_from_the_store(sidecar_config: Callable[.
             for c in ("stay", "leave", "true")
         }
         assert counts == {"stay": 9, "leave": 9, "true": 9}
-        assert value("mlwatch_feedback_total", {"model": "churn"}) == 7
+        assert value("mlwatch_feedback_total", {"model": "churn", "environment": "default"}) == 7
         assert value("mlwatch_model_info", labels | {"code_version": "abc", "run_id": ""}) == 1
         assert value("mlwatch_model_info", labels | {"code_version": "", "run_id": "run9"}) == 1
     finally:
@@ -80,14 +80,14 @@ def test_a_regression_models_numbers_are_not_restored_as_classes(
         assert (
             registry.get_sample_value(
                 "mlwatch_predicted_class_total",
-                {"model": "price", "version": "unknown", "class": "3"},
+                {"model": "price", "environment": "default", "version": "unknown", "class": "3"},
             )
             is None
         )
         assert (
             registry.get_sample_value(
                 "mlwatch_predictions_total",
-                {"model": "price", "version": "unknown", "status": "ok"},
+                {"model": "price", "environment": "default", "version": "unknown", "status": "ok"},
             )
             == 4
         )
@@ -124,7 +124,7 @@ def test_a_large_store_starts_from_zero_and_says_so(
     with caplog.at_level(logging.INFO, logger="mlwatch.sidecar"):
         again.start()
     try:
-        labels = {"model": "churn", "version": "2", "status": "ok"}
+        labels = {"model": "churn", "environment": "default", "version": "2", "status": "ok"}
         assert registry.get_sample_value("mlwatch_predictions_total", labels) is None
         assert "counters start at zero: the store holds 30 events" in caplog.text
     finally:
@@ -145,9 +145,14 @@ def test_records_still_in_the_spool_at_restart_are_counted(
     again = Sidecar(config, registry=registry)
     again.start()  # the store sink delivers the spool first, then the counters are read
     try:
-        labels = {"model": "m", "version": "unknown", "status": "ok"}
+        labels = {"model": "m", "environment": "default", "version": "unknown", "status": "ok"}
         assert registry.get_sample_value("mlwatch_predictions_total", labels) == 10
-        assert registry.get_sample_value("mlwatch_feedback_total", {"model": "m"}) == 3
+        assert (
+            registry.get_sample_value(
+                "mlwatch_feedback_total", {"model": "m", "environment": "default"}
+            )
+            == 3
+        )
     finally:
         again.stop()
 
@@ -166,7 +171,7 @@ def test_a_task_registered_as_regression_is_restored_as_regression(
     again = Sidecar(config, registry=registry)
     again.start()
     try:
-        labels = {"model": "p", "version": "unknown", "class": "0"}
+        labels = {"model": "p", "environment": "default", "version": "unknown", "class": "0"}
         assert registry.get_sample_value("mlwatch_predicted_class_total", labels) is None
     finally:
         again.stop()

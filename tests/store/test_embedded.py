@@ -140,7 +140,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     upgraded.put_result("m", "1", "drift", 0, 1, {})
     assert upgraded.has_triggers() and upgraded.triggers("m") == []
     with sqlite3.connect(tmp_path / "s.db") as conn:
-        assert conn.execute("SELECT value FROM meta").fetchone() == ("3",)
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("4",)
 
 
 def test_results_are_replaced_per_window_and_purged_with_slices(tmp_path: Path) -> None:
@@ -179,3 +179,86 @@ def test_an_early_version_3_causes_table_gains_its_instances_column(tmp_path: Pa
     store = EmbeddedStore(tmp_path / "s.db")
     assert store.clear_cause("m", "drift", None, 10) is True
     assert store.clear_cause("m", "drift", None, 11) is False
+
+
+#: The events table of schema version 3, as files written before environments hold it.
+_V3_EVENTS = (
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "
+    "ts TEXT NOT NULL, ts_us INTEGER NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, "
+    "request_id TEXT, status TEXT NOT NULL, error TEXT, latency_ms REAL NOT NULL, "
+    "features TEXT, prediction TEXT, code_version TEXT, run_id TEXT, labels TEXT, "
+    "batch_size INTEGER)"
+)
+
+
+def _version_3_file(path: Path) -> None:
+    """A store as version 3 wrote it, with one event."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        conn.execute(_V3_EVENTS)
+        conn.execute(
+            "INSERT INTO events (event_id, ts, ts_us, model, version, status, latency_ms) "
+            "VALUES ('old-1', '2026-01-01T00:00:00.000000Z', 1767225600000000, 'm', '1', "
+            "'ok', 1.0)"
+        )
+    conn.close()
+
+
+def test_a_version_3_store_gains_environments_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    _version_3_file(tmp_path / "s.db")
+    store = EmbeddedStore(tmp_path / "s.db")
+    try:
+        (old,) = store.events("m")
+        assert (old["event_id"], old["environment"]) == ("old-1", "default")
+        store.insert_events([ev(2, "2026-01-02T00:00:00Z", environment="qa")])
+        assert store.count_events("m") == 2
+        assert [e["event_id"] for e in store.events("m", environment="default")] == ["old-1"]
+        assert [e["event_id"] for e in store.events("m", environment="qa")] == ["id-2"]
+        assert store.count_events("m", environment="qa") == 1
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("4",)
+    conn.close()
+
+
+def test_rows_spooled_before_environments_are_stored_as_the_default(tmp_path: Path) -> None:
+    from mlwatch.store.rows import dumps, event_row
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    try:
+        row = event_row(ev(1, "2026-01-01T00:00:00Z", environment="prod"))
+        assert row[-1] == "prod"
+        assert store.insert_event_rows(dumps([row[:-1]])) == 1  # 15 columns, as spooled before
+        assert store.events("m")[0]["environment"] == "default"
+    finally:
+        store.close()
+
+
+def test_a_version_3_store_reads_as_the_default_environment_read_only(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mlwatch.store.readonly import ReadOnlyStore
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    store.insert_events([ev(1, "2026-01-01T00:00:00Z")])
+    store.close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:  # as a sidecar not yet upgraded has it
+        conn.execute("ALTER TABLE events DROP COLUMN environment")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.close()
+    seen = ReadOnlyStore(tmp_path / "s.db")
+    try:
+        assert [e["environment"] for e in seen.events("m")] == ["default"]
+        assert seen.count_events("m", environment="default") == 1
+        assert seen.count_events("m", environment="prod") == 0
+    finally:
+        seen.close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:  # and the file is unchanged
+        assert "environment" not in {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+    conn.close()

@@ -43,11 +43,13 @@ module Mlwatch
     MAX_DEPTH = 32
 
     EVENT_FIELDS = %w[event_id ts model version request_id features prediction latency_ms
-                      status error code_version run_id labels batch_size].freeze
+                      status error code_version run_id labels batch_size environment].freeze
     FEEDBACK_FIELDS = %w[feedback_id ts model request_id label].freeze
     REGISTRATION_FIELDS = %w[model version code_version run_id task params].freeze
     NAME_RE = /\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\z/.freeze
     LABEL_KEY_RE = /\A[A-Za-z_][A-Za-z0-9_]{0,63}\z/.freeze
+    ENVIRONMENT_RE = /\A[a-z0-9][a-z0-9_]{0,63}\z/.freeze
+    DEFAULT_ENVIRONMENT = 'default' # what the sidecar stamps on events that name none
     TS_RE = /\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})\z/.freeze
     # what Python's str.isprintable() refuses: controls, format, surrogates, private use,
     # unassigned, line/paragraph separators and every space but ' '
@@ -97,7 +99,8 @@ module Mlwatch
         'event' => { 'id' => id, 'kind' => 'event', 'dataset' => PREDICTIONS,
                      'outcome' => ev[:status] == 'ok' ? 'success' : 'failure',
                      'duration' => (ev[:latency_ms] * 1_000_000).round(half: :even) },
-        'service' => { 'name' => ev[:model], 'version' => ev[:version] },
+        'service' => { 'name' => ev[:model], 'version' => ev[:version],
+                       'environment' => ev[:environment] || DEFAULT_ENVIRONMENT },
         'mlwatch' => ml
       }.merge(origin)
       doc['http'] = { 'request' => { 'id' => ev[:request_id] } } unless ev[:request_id].nil?
@@ -436,7 +439,17 @@ module Mlwatch
       ev[:error] = text(obj, 'error', MAX_NAME)
       ev[:code_version] = text(obj, 'code_version', MAX_NAME)
       ev[:run_id] = text(obj, 'run_id', MAX_NAME)
+      ev[:environment] = environment(obj)
       ev
+    end
+
+    def environment(obj)
+      value = obj['environment']
+      return nil if value.nil?
+      return value if value.is_a?(String) && ENVIRONMENT_RE.match?(value)
+
+      raise Invalid.new('environment', 'expected an environment of lowercase letters, digits ' \
+                                       "and '_' (at most 64), got #{show(value)}")
     end
 
     def validate_registration(obj)
