@@ -58,7 +58,10 @@ def served_report(args: Any, err: TextIO) -> Report:
             **period,
         )
         drift = latest_drift(
-            store, args.model, profiles=stored_profiles(store, args.model), **period
+            store,
+            args.model,
+            profiles=stored_profiles(store, args.model, config.environment),
+            **period,
         )
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: {exc}") from None
@@ -81,11 +84,14 @@ def served_report(args: Any, err: TextIO) -> Report:
     )
 
 
-def stored_profiles(store: ReadOnlyStore, model: str) -> Callable[[Mapping[str, Any]], Any]:
+def stored_profiles(
+    store: ReadOnlyStore, model: str, environment: str
+) -> Callable[[Mapping[str, Any]], Any]:
     """For a stored drift result: the reference profile the scheduler stored (the result's
     version's, else the one for any version) and the profile of the result's window, as
-    the drift job builds it (:class:`~mlwatch.scheduler.windows.StoreWindows`); None
-    without a stored reference."""
+    the drift job builds it (:class:`~mlwatch.scheduler.windows.StoreWindows`: of the
+    scheduler's ``environment``, whose events the result is of); None without a stored
+    reference."""
     from mlwatch.scheduler.windows import StoreWindows
     from mlwatch.stats.profile import DatasetProfile
 
@@ -98,7 +104,7 @@ def stored_profiles(store: ReadOnlyStore, model: str) -> Callable[[Mapping[str, 
             return None
         try:
             ref = DatasetProfile.from_json(stored[-1][2])
-            window = StoreWindows(store).profile(
+            window = StoreWindows(store, environment).profile(
                 ref, model, version, row["start_us"], row["end_us"]
             )
         except ValueError:  # a profile of another layout: drawn without distributions
