@@ -185,7 +185,7 @@ def recorded(sidecar: int) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith('mlwatch_predictions_total{model="iris"')
+        if line.startswith("mlwatch_predictions_total{") and 'model="iris"' in line
     )
 
 
