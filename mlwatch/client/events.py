@@ -29,7 +29,7 @@ from mlwatch.dotted import pick_path
 from mlwatch.ids import event_ids
 from mlwatch.logs import failures
 from mlwatch.times import format_ts
-from mlwatch.wire import MAX_ID, MAX_NAME
+from mlwatch.wire import DEFAULT_ENVIRONMENT, MAX_ID, MAX_NAME
 
 NO_PAYLOAD: Any = type("NoPayload", (), {"__repr__": lambda self: "NO_PAYLOAD"})()
 
@@ -79,8 +79,9 @@ def entry_events(entry: Entry, ident: Identity) -> tuple[list[dict[str, Any]], l
         "latency_ms": lat_ns / 1e6,
         "status": "error" if err else "ok",
         "code_version": ident.code_version,
-        "environment": ident.environment,
     }
+    if ident.environment != DEFAULT_ENVIRONMENT:  # else the sidecar's (or the pipeline's)
+        base["environment"] = ident.environment
     if err:
         base["error"] = feat.printable(err, MAX_NAME) or "error"
     if ident.run_id:

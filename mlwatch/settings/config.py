@@ -78,7 +78,8 @@ class Config:
     environment: str = _setting(
         DEFAULT_ENVIRONMENT,
         "The deployment's environment (dev, qa, prod, ...), part of every event's identity: "
-        "the client stamps its events with it, the sidecar those that name none; a label "
+        "a client on another than 'default' stamps its events with it, the sidecar those "
+        "that name none; a label "
         "on every model metric and the default Elasticsearch namespace. Lowercase letters, "
         "digits and '_', at most 64. 'default' keeps the names data had before environments.",
         pattern=ENVIRONMENT_PATTERN,
