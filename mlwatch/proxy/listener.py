@@ -55,6 +55,8 @@ def split_listen(listen: str) -> tuple[str, int]:
 class ProxyListener:
     """The reverse proxy in front of ``config.proxy_to``, recording into a sidecar."""
 
+    name = "proxy"  # its part of /readyz
+
     def __init__(self, config: Config) -> None:
         if not config.proxy_to:
             raise ConfigError("proxy_to", "required for the proxy")
@@ -70,6 +72,8 @@ class ProxyListener:
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._serving = False  # a worker said it serves, and has not died since
+        self._restarts = 0
 
     async def start(self, sidecar: Any) -> None:
         """Bind, start recording into ``sidecar`` and the worker (returns once serving)."""
@@ -87,11 +91,17 @@ class ProxyListener:
         )
         self.recorder.start()
         stream = await asyncio.to_thread(self._spawn)
+        self._serving = True
         self._thread = threading.Thread(
             target=self._run, args=(stream,), name="mlwatch-proxy-channel", daemon=True
         )
         self._thread.start()
         log.info("mlwatch proxy on http://%s:%d -> %s", self.host, self.port, config.proxy_to)
+
+    def health(self) -> dict[str, Any]:
+        """Unhealthy while no worker serves (between a worker's death and its restart):
+        the pod is then not ready, and Kubernetes sends its callers elsewhere."""
+        return {"healthy": self._serving, "restarts": self._restarts}
 
     async def stop(self) -> None:
         """Stop the worker (calls in progress finish), then record what it sent."""
@@ -146,15 +156,18 @@ class ProxyListener:
         while True:
             with stream:
                 self._pump(stream)
+            self._serving = False
             assert self.worker is not None
             code = self.worker.wait()
             if self._stopping.is_set():
                 return
             log.error("the proxy worker exited with code %s; starting it again", code)
             self.metrics.restarts.inc()
+            self._restarts += 1
             while not self._stopping.wait(RESTART_S):
                 try:
                     stream = self._spawn()
+                    self._serving = True
                     break
                 except ConfigError as exc:
                     log.error("%s", exc)

@@ -42,11 +42,18 @@ _INGEST_REFUSALS = (400, 413, 415, 422)
 
 
 class Companion(Protocol):
-    """A listener that lives in the sidecar's process and feeds it (the proxy)."""
+    """A listener that the sidecar runs and that feeds it (the proxy); its health is part
+    of ``/readyz`` under its ``name``."""
+
+    name: str
 
     async def start(self, sidecar: Sidecar) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        """``{"healthy": bool, ...}``."""
+        ...
 
 
 def create_app(
@@ -81,7 +88,7 @@ def create_app(
     secured = config.token is not None
     _ingest_routes(app, sidecar, auth, secured)
     _query_routes(app, sidecar, auth, secured)
-    _ops_routes(app, sidecar, auth, secured)
+    _ops_routes(app, sidecar, auth, secured, companions)
     retrain_routes(app, sidecar, auth, secured)
     openapi.install(app, max_records=config.max_events_per_request, secured=secured)
     return app
@@ -257,7 +264,9 @@ def _query_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> N
         )
 
 
-def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> None:
+def _ops_routes(
+    app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool, companions: Sequence[Companion]
+) -> None:
     metrics_text = {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}
 
     @app.get(
@@ -282,8 +291,13 @@ def _ops_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> Non
     @app.get(
         "/readyz",
         openapi_extra=openapi.operation(200, "Readiness", secured=False, unready="Readiness"),
-        summary="Readiness: spool open and every sink healthy",
+        summary="Readiness: spool open, every sink healthy, the proxy (if any) serving",
     )
     async def readyz() -> JSONResponse:
         ok, detail = sidecar.readiness()
+        for companion in companions:
+            health = companion.health()
+            detail[companion.name] = health
+            ok = ok and bool(health["healthy"])
+        detail["ready"] = ok
         return JSONResponse(detail, status_code=200 if ok else 503)

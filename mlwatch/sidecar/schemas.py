@@ -206,6 +206,15 @@ def answers() -> dict[str, Schema]:
                 "ready": {"type": "boolean"},
                 "spool": health,
                 "sinks": {"type": "object", "additionalProperties": sink},
+                "proxy": {
+                    "type": "object",
+                    "description": "In proxy mode: whether its worker process serves.",
+                    "required": ["healthy", "restarts"],
+                    "properties": {
+                        "healthy": {"type": "boolean"},
+                        "restarts": {"type": "integer", "minimum": 0},
+                    },
+                },
             },
         },
         "Status": {

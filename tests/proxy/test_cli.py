@@ -13,7 +13,7 @@ import pytest
 
 from mlwatch.store import EmbeddedStore
 from tests.helpers import free_port, make_certs, wait_until
-from tests.integration.servers import SidecarProcess, get_json_any, get_text
+from tests.integration.servers import SidecarProcess, get_json_any, get_text, probe_json
 from tests.proxy.test_forward import OIP
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,12 @@ def test_a_killed_worker_is_started_again_on_the_same_port(tmp_path: Path, model
     try:
         assert sc.proc is not None
         first = _worker_pid(sc.proc.pid)
+        assert probe_json(sc.url + "/readyz")[1]["proxy"] == {"healthy": True, "restarts": 0}
         os.kill(first, signal.SIGKILL)
+        # not ready while no worker serves (a second at least), then ready again
+        wait_until(lambda: probe_json(sc.url + "/readyz")[0] == 503, timeout=10, interval=0.05)
+        wait_until(lambda: probe_json(sc.url + "/readyz")[0] == 200, timeout=30)
+        assert probe_json(sc.url + "/readyz")[1]["proxy"] == {"healthy": True, "restarts": 1}
         with httpx.Client(timeout=30) as c:  # waits in the socket's backlog meanwhile
             answers = [
                 c.post(f"http://127.0.0.1:{port}/v2/models/iris/infer", json=OIP).status_code
