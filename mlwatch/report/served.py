@@ -33,7 +33,14 @@ class _Store(Protocol):
         environment: str | None = ...,
     ) -> list[dict[str, Any]]: ...
     def registrations(self, model: str) -> list[dict[str, Any]]: ...
-    def triggers(self, model: str, *, limit: int = ...) -> list[dict[str, Any]]: ...
+    def triggers(
+        self,
+        model: str,
+        *,
+        limit: int = ...,
+        since_us: int | None = ...,
+        until_us: int | None = ...,
+    ) -> list[dict[str, Any]]: ...
     def has_triggers(self) -> bool: ...
 
 
@@ -60,11 +67,7 @@ def served_section(
     drift = [_drift_row(r) for r in store.results_in(model, "drift", **window)]
     triggers = []
     if store.has_triggers():
-        triggers = [
-            trigger_view(t)
-            for t in store.triggers(model, limit=MAX_TRIGGERS)
-            if since_us <= t["created_us"] < until_us
-        ]
+        triggers = [trigger_view(t) for t in store.triggers(model, limit=MAX_TRIGGERS, **window)]
     return ServedSection(
         model=model,
         since=format_us(since_us),

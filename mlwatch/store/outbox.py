@@ -158,11 +158,20 @@ class Outbox(Database):
             )
         ]
 
-    def triggers(self, model: str, *, limit: int = 100) -> list[dict[str, Any]]:
-        """A model's triggers, newest first, each with its attempts."""
+    def triggers(
+        self,
+        model: str,
+        *,
+        limit: int = 100,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """A model's triggers created in ``[since_us, until_us)`` (any time by default),
+        newest first, each with its attempts."""
         rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM triggers WHERE model = ? ORDER BY created_us DESC LIMIT ?",
-            (model, limit),
+            f"SELECT {_COLUMNS} FROM triggers WHERE model = ? AND created_us >= ? "
+            "AND created_us < ? ORDER BY created_us DESC LIMIT ?",
+            (model, since_us or 0, until_us if until_us is not None else 2**62, limit),
         )
         out = [_trigger(r) for r in rows]
         for trig in out:

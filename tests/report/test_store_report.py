@@ -292,3 +292,43 @@ def test_the_newest_window_is_drawn_from_the_stored_profiles(
     assert x["figures"] == stored  # the numbers are the stored result's, not the sample's
     assert x["effect"] == stored.get("effect")
     assert "drawn from the samples the stored profiles keep" in html
+
+
+def test_the_periods_triggers_are_found_behind_many_newer_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store is asked for the period's triggers, not for the newest ones then
+    filtered: a period followed by hundreds of triggers still shows its own."""
+    seed(tmp_path / "data")  # one trigger, at T0 + 2 h
+    store = EmbeddedStore(tmp_path / "data" / "store.db")
+    body = {"model": "churn", "cause": "drift", "target": "ci", "reason": "later"}
+    for i in range(250):  # a day later, one every minute
+        at = T0 + 24 * HOUR_US + i * 60_000_000
+        store.request_trigger(
+            "churn",
+            f"drift:{i}",
+            "1",
+            at,
+            lambda s, r: None,
+            lambda i=i: (f"l-{i}", body, "delivered"),
+        )
+    store.close()
+    code, _, err = report(
+        tmp_path,
+        capsys,
+        "--model",
+        "churn",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-01-01T03:00:00Z",
+        "-o",
+        "triggers.html",
+    )
+    assert code == 0, err
+    triggers = embedded((tmp_path / "triggers.html").read_text(encoding="utf-8"))["served"][
+        "triggers"
+    ]
+    assert [t["key"] for t in triggers] == ["t-1"]
