@@ -8,7 +8,8 @@ versions, the two served most recently, the newest as candidate). The statistics
 
 Exit codes, for CI: 0 the candidate is not worse (better, no difference, or not enough
 data yet); 1 it is worse by more than a margin on a gated KPI; 2 bad usage or input (a
-missing file or column, an unknown model or version), never 1.
+missing file or column, an unknown model or version), never 1; with ``--fail-undecided``,
+3 while there is not enough data for a verdict.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mlwatch.cli.lookup import add_environment
 from mlwatch.errors import InputError, MlwatchError
 from mlwatch.stats.canary import CompareOptions, Comparison, Sample, compare_versions
 
-EXIT_NOT_WORSE, EXIT_WORSE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_NOT_WORSE, EXIT_WORSE, EXIT_BAD_INPUT, EXIT_UNDECIDED = 0, 1, 2, 3
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -40,7 +41,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     result = _from_files(args, options) if args.baseline_file else _from_store(args, options)
     body = result.to_dict()
     out.write(json.dumps(body, indent=2) + "\n" if args.json else _table(body) + "\n")
-    return EXIT_WORSE if result.verdict == "worse" else EXIT_NOT_WORSE
+    if result.verdict == "worse":
+        return EXIT_WORSE
+    if args.fail_undecided and result.verdict == "not enough data":
+        return EXIT_UNDECIDED
+    return EXIT_NOT_WORSE
 
 
 def _table(body: dict[str, Any]) -> str:
@@ -126,7 +131,7 @@ def add_parser(sub: Any) -> None:
         description="Compare a candidate model version with a baseline: KPI, error-ratio "
         "and latency differences with anytime-valid confidence sequences, prediction drift, "
         "and a verdict (better, worse, no difference, not enough data). Exit 0: not worse; "
-        "1: worse by more than a margin; 2: bad input.",
+        "1: worse by more than a margin; 2: bad input; 3: not enough data, with --fail-undecided.",
     )
     files = p.add_argument_group("two prediction files")
     files.add_argument("--baseline-file", help="baseline predictions with labels (CSV/Parquet)")
@@ -157,6 +162,11 @@ def add_parser(sub: Any) -> None:
         "--margin", action="append", metavar="KPI=VALUE", help="margin of a KPI (repeatable; 0)"
     )
     p.add_argument("--gate", help="KPIs of the overall verdict (default: task KPIs, error_ratio)")
+    p.add_argument(
+        "--fail-undecided",
+        action="store_true",
+        help="exit 3 while the verdict is 'not enough data' (a gate that needs a decision)",
+    )
     p.add_argument("--min-samples", type=int, default=100, help="per version (100)")
     p.add_argument("--tune-n", type=int, default=1000, help="where the sequence is tightest")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -89,6 +89,21 @@ def test_an_equal_candidate_passes_and_the_json_shape(
     assert body["counts"]["baseline"] == {"events": 4000, "errors": 0, "labelled": 4000}
 
 
+def test_fail_undecided_exits_3_until_the_data_decides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = predictions(tmp_path / "a.parquet", 1, 0.85, n=60)  # under min_samples (100)
+    b = predictions(tmp_path / "b.parquet", 2, 0.85, n=60)
+    code, out, _ = run(capsys, *file_args(a, b, "--gate", "accuracy", "--json"))
+    assert (code, json.loads(out)["verdict"]) == (0, "not enough data")
+    code, _, _ = run(capsys, *file_args(a, b, "--gate", "accuracy", "--fail-undecided"))
+    assert code == 3
+    worse = predictions(tmp_path / "w.parquet", 3, 0.6)
+    full = predictions(tmp_path / "f.parquet", 4, 0.85)
+    code, _, _ = run(capsys, *file_args(full, worse, "--gate", "accuracy", "--fail-undecided"))
+    assert code == 1  # decided: worse is 1, as without the flag
+
+
 def test_a_missing_column_names_the_file_and_the_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
