@@ -102,7 +102,9 @@ def test_read_only_non_root_it_answers_and_writes_only_its_volume(sidecar: Sidec
     assert post_events(sidecar.url, [event(i) for i in range(20)]) == 20
     wait_until(lambda: sidecar.stored("iris") == 20, 30, what="20 events stored")
     status, metrics = get(sidecar.url + "/metrics", TOKEN)
-    assert status == 200 and 'mlwatch_predictions_total{model="iris"' in metrics
+    assert (
+        status == 200 and 'mlwatch_predictions_total{environment="default",model="iris"' in metrics
+    )
     whoami = podman("exec", sidecar.name, "id", "-u").stdout.strip()
     assert whoami == "10001"
     refused = podman("exec", sidecar.name, "touch", "/opt/mlwatch/x", check=False)

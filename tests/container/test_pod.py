@@ -121,6 +121,8 @@ def test_the_model_in_the_pod_is_monitored_by_the_sidecar(pod: tuple[str, int, i
     line = next(
         ln
         for ln in metrics.splitlines()
-        if ln.startswith('mlwatch_predictions_total{model="model"') and 'status="ok"' in ln
+        if ln.startswith("mlwatch_predictions_total{")
+        and 'model="model"' in ln
+        and 'status="ok"' in ln
     )
     assert float(line.rsplit(" ", 1)[1]) == 101
