@@ -744,3 +744,56 @@ def test_prediction_and_label_fields_reach_the_kpi_job_once(
     kpi = json.loads(proc.stdout)["churn"]["kpi"]["1"]
     assert kpi["unusable"] == {} and kpi["n_used"] == 200
     assert kpi["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)
+
+
+def test_slice_profiles_and_window_counts_agree_with_two_environments(tmp_path: Path) -> None:
+    """A prod sidecar that also stores dev's events: its slices profile prod's only, so
+    they agree with prod's window counts (the fast path is taken, no fallback to the raw
+    events), and the drift job's result is prod's alone."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from mlwatch.sidecar.app import create_app
+
+    cfg = dataclasses.replace(config(tmp_path, window_s=HOUR), environment="prod")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    end = start + HOUR * 1_000_000
+    rng = np.random.default_rng(4)
+
+    def batch(prefix: str, n: int, shift: float, **extra: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "request_id": f"{prefix}{i}",
+                "ts": format_ts(int((start / 1e6 + i * 2.3) * 1e9)),
+                "features": {
+                    "x": float(rng.normal(shift, 1)),
+                    "c": str(rng.choice(["a", "b", "c"])),
+                },
+                **extra,
+            }
+            for i in range(n)
+        ]
+
+    with TestClient(create_app(cfg, registry=CollectorRegistry())) as client:
+        sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
+        jobs = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
+        ref = jobs.reference(cfg.models[0])
+        for events in (batch("p", 1000, 0.0), batch("d", 600, 5.0, environment="dev")):
+            assert client.post("/v1/events", json=events).status_code == 202
+        wait_until(lambda: sidecar.store.count_events("m") == 1600, timeout=30, what="1600 events")
+        slices = lambda: sidecar.store.profiles("m", "1", "slice")  # noqa: E731
+        wait_until(
+            lambda: sum(orjson_rows(b) for _, _, b in slices()) == 1000,
+            timeout=30,
+            what="prod's 1000 rows in slice profiles",
+        )
+        merged = jobs.windows.merged_slices(ref, "m", "1", start, end)
+        assert merged is not None and merged.rows == 1000  # the fast path
+        report = jobs.drift("m")["1"]
+        assert report["rows"] == 1000
+        drifted = {f["name"] for f in report["features"] if f["drifted"]}
+        assert "x" not in drifted  # dev's shift of x is not prod's
