@@ -1,6 +1,8 @@
 """Alertmanager's webhook (payload version 4) into retraining: each alert is mapped to a
 model by its ``model`` label and to a policy by its ``alertname``; a firing alert that
 the model's ``retrain.on`` names requests a trigger, a resolved one clears its cause.
+Alerts whose ``environment`` label names another environment than the sidecar's are
+ignored.
 Grafana's webhook contact point sends the same payload as version 1: there a rule's name
 is its label ``mlwatch_alert`` (Grafana makes ``alertname`` the rule's title), and
 Grafana's own ``DatasourceError`` / ``DatasourceNoData`` alerts, which carry the labels of
@@ -159,13 +161,18 @@ def parse(payload: Any) -> list[Notice]:
     return out
 
 
-def receive(notices: list[Notice], policies: Policies) -> dict[str, int]:
+def receive(
+    notices: list[Notice], policies: Policies, *, environment: str | None = None
+) -> dict[str, int]:
     """Act on a notification: what was triggered, suppressed (cooldown, daily bound),
-    resolved, and ignored (no model label, or an alert no policy names)."""
+    resolved, and ignored (no model label, an alert no policy names, or one of another
+    ``environment`` than the receiver's: an Alertmanager shared by dev and prod must not
+    retrain prod's model on dev's drift; an alert without the label is the receiver's)."""
     counts = {"triggered": 0, "suppressed": 0, "resolved": 0, "ignored": 0}
     for notice in notices:
         model, cause = notice.model, f"alert:{notice.name}"
-        if not model or not policies.wants(model, cause):
+        elsewhere = notice.labels.get("environment", environment) != environment
+        if not model or elsewhere or not policies.wants(model, cause):
             counts["ignored"] += 1
         elif notice.status == "resolved":  # this instance only: others may still fire
             policies.clear(model, cause, instance=notice.instance)

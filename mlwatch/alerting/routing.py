@@ -33,9 +33,10 @@ def sidecar_url(config: Config) -> str:
 
 
 def alertmanager_config(config: Config, options: Options) -> dict[str, Any]:
-    """The configuration as a dict (:mod:`.render` writes it). Grouping by model and
-    version gives the sidecar one notification per cause rather than one per feature."""
-    group_by = ["alertname", "model", "version"]
+    """The configuration as a dict (:mod:`.render` writes it). Grouping by model, version
+    and environment gives the sidecar one notification per cause rather than one per
+    feature, and never one that mixes dev's alerts with prod's."""
+    group_by = ["alertname", "model", "version", "environment"]
     return {
         "route": {
             "receiver": DEFAULT_RECEIVER,

@@ -46,7 +46,8 @@ def period_s(monitoring: Monitoring) -> float:
 def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Options) -> list[Rule]:
     """A failed run in the last two periods (warning), and no success for ``periods``
     periods (ticket; also when the job never succeeded since the scheduler started): the
-    drift and KPI gauges then show an old window, or none."""
+    drift and KPI gauges then show an old window, or none. By job and environment: each
+    environment's scheduler runs jobs of the same names."""
     period = period_s(monitoring)
     window = duration(max(2 * period, 600.0))
     stale = periods * period
@@ -55,7 +56,7 @@ def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Opti
     return [
         alert(
             "MlwatchJobFailing",
-            f"sum by (exported_job) (increase(mlwatch_job_runs_total{{{jobs},"
+            f"sum by (exported_job, environment) (increase(mlwatch_job_runs_total{{{jobs},"
             f'result="failed"}}[{window}])) > 0',
             options=options,
             severity="warning",
@@ -67,7 +68,7 @@ def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Opti
         ),
         alert(
             "MlwatchJobStale",
-            "time() - max by (exported_job) "
+            "time() - max by (exported_job, environment) "
             f"(mlwatch_job_last_success_timestamp_seconds{{{jobs}}}) > {stale:g}",
             options=options,
             severity="ticket",
@@ -81,8 +82,9 @@ def job_alerts(model: str, monitoring: Monitoring, periods: float, options: Opti
         ),
         alert(  # the same alert for a job that has run but never succeeded
             "MlwatchJobStale",
-            f"sum by (exported_job) (mlwatch_job_runs_total{{{jobs}}}) unless on "
-            f"(exported_job) mlwatch_job_last_success_timestamp_seconds{{{jobs}}}",
+            f"sum by (exported_job, environment) (mlwatch_job_runs_total{{{jobs}}}) unless on "
+            f"(exported_job, environment) "
+            f"mlwatch_job_last_success_timestamp_seconds{{{jobs}}}",
             options=options,
             severity="ticket",
             for_s=stale,

@@ -34,11 +34,31 @@ from mlwatch.elastic.documents import PREDICTIONS, stream_name
 from mlwatch.stats.columns import category_key
 from mlwatch.stats.profile import CategoricalProfile, DatasetProfile, NumericProfile
 from mlwatch.times import format_ts
+from mlwatch.wire import DEFAULT_ENVIRONMENT
 
 FEATURE = "mlwatch.features."
+ENVIRONMENT = "service.environment"
 
 
-def _window_query(model: str, version: str | None, start_us: int, end_us: int) -> dict[str, Any]:
+def _environment_filter(environment: str) -> dict[str, Any]:
+    """The documents of one environment. A stream's namespace is the environment only by
+    default: a namespace that is set may be shared by several environments, and a sidecar
+    stores events that name another environment in its own stream. Documents indexed
+    before environments have none: they are the default environment's, as in the store."""
+    term = {"term": {ENVIRONMENT: environment}}
+    if environment != DEFAULT_ENVIRONMENT:
+        return term
+    unset = {"bool": {"must_not": {"exists": {"field": ENVIRONMENT}}}}
+    return {"bool": {"should": [term, unset], "minimum_should_match": 1}}
+
+
+def _window_query(
+    model: str,
+    version: str | None,
+    start_us: int,
+    end_us: int,
+    environment: str | None = None,
+) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [
         {"term": {"mlwatch.model": model}},
         {
@@ -50,6 +70,8 @@ def _window_query(model: str, version: str | None, start_us: int, end_us: int) -
     ]
     if version is not None:
         filters.append({"term": {"mlwatch.version": version}})
+    if environment is not None:
+        filters.append(_environment_filter(environment))
     return {"bool": {"filter": filters}}
 
 
@@ -79,12 +101,19 @@ def _aggs(reference: DatasetProfile) -> dict[str, Any]:
     return aggs
 
 
-def versions(client: Any, namespace: str, model: str, start_us: int, end_us: int) -> list[str]:
-    """Versions of a model with events in a window."""
+def versions(
+    client: Any,
+    namespace: str,
+    model: str,
+    start_us: int,
+    end_us: int,
+    environment: str | None = None,
+) -> list[str]:
+    """Versions of a model with events in a window (of one environment, when given)."""
     resp = client.search(
         index=stream_name(PREDICTIONS, namespace),
         size=0,
-        query=_window_query(model, None, start_us, end_us),
+        query=_window_query(model, None, start_us, end_us, environment),
         aggs={"v": {"terms": {"field": "mlwatch.version", "size": 1000}}},
     )
     return sorted(b["key"] for b in resp["aggregations"]["v"]["buckets"])
@@ -101,10 +130,12 @@ def window_profile(
     end_us: int,
     sample: int = 2000,
     seed: int | None = None,
+    environment: str | None = None,
 ) -> DatasetProfile:
-    """The profile of a window of served events, computed by Elasticsearch."""
+    """The profile of a window of served events (of one environment, when given),
+    computed by Elasticsearch."""
     index = stream_name(PREDICTIONS, namespace)
-    query = _window_query(model, version, start_us, end_us)
+    query = _window_query(model, version, start_us, end_us, environment)
     resp = client.search(
         index=index, size=0, query=query, aggs=_aggs(reference), track_total_hits=True
     )

@@ -1,9 +1,10 @@
 """What every mlwatch dashboard shares: options, stable uids, the label selector of the
 template variables, the variables themselves and the annotations.
 
-Every model metric carries ``model`` and ``version`` (docs/contracts.md); the environment
-is not a label mlwatch writes but one a scrape config may add (``labels: {environment:
-prod}``), so its variable matches everything, an absent label included, when set to All.
+Every model metric carries ``model``, ``version`` and ``environment`` (docs/contracts.md);
+mlwatch's own metrics carry no environment unless a scrape config adds one (``labels:
+{environment: prod}``), so the variable matches everything, an absent label included,
+when set to All.
 
 >>> uid("overview", "churn"), uid("overview", "fraud:v2")
 ('mlwatch-overview-churn', 'mlwatch-overview-fraud-v2-3e5109f0')

@@ -2,14 +2,15 @@
 Lucene over the predictions stream (``logs-mlwatch.predictions-<namespace>``, the index the
 provisioned datasource reads; fields as :mod:`mlwatch.elastic.documents` writes them).
 
-The events carry ``mlwatch.model`` and ``mlwatch.version`` but no scrape label, so the
-environment here is the event label ``environment`` (``labels.environment``) a client
-may set. Grafana writes a multi-value choice in Lucene as ``("a" OR "b")`` and a custom
-All value as it is, so All on the environment is a clause that also matches events
-without the label, as ``.*`` does on the Prometheus dashboards.
+The events carry ``mlwatch.model``, ``mlwatch.version`` and the environment they were
+served in (``service.environment``, as the sidecar and the Fluent Bit and Fluentd
+pipelines write it). Grafana writes a multi-value choice in Lucene as ``("a" OR "b")``
+and a custom All value as it is, so All on the environment is a clause that also matches
+events indexed before environments (without the field), as ``.*`` does on the Prometheus
+dashboards.
 
 >>> SCOPE
-'mlwatch.model:"$model" AND mlwatch.version:$version AND labels.environment:$environment'
+'mlwatch.model:"$model" AND mlwatch.version:$version AND service.environment:$environment'
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from mlwatch.grafana.common import ELASTICSEARCH_UID, datasource_variable
 
 DATASOURCE = models.DataSourceRef(type_val="elasticsearch", uid="${datasource}")
 TIME_FIELD = "@timestamp"  # the provisioned datasource's timeField
-ENVIRONMENT_ALL = "(* OR (NOT _exists_:labels.environment))"
+ENVIRONMENT = "service.environment"
+ENVIRONMENT_ALL = f"(* OR (NOT _exists_:{ENVIRONMENT}))"
 #: Every panel's documents: the dashboard's model, the versions and environments chosen.
-SCOPE = 'mlwatch.model:"$model" AND mlwatch.version:$version AND labels.environment:$environment'
+SCOPE = f'mlwatch.model:"$model" AND mlwatch.version:$version AND {ENVIRONMENT}:$environment'
 
 Metric = Builder[esm.MetricAggregation]
 Bucket = Builder[esm.BucketAggregation]
@@ -45,7 +47,7 @@ def variables(board: db.Dashboard, model: str) -> db.Dashboard:
     board.with_variable(db.ConstantVariable("model").value(model))
     board.with_variable(_terms_variable("version", "Version", "mlwatch.version", "*"))
     return board.with_variable(
-        _terms_variable("environment", "Environment", "labels.environment", ENVIRONMENT_ALL)
+        _terms_variable("environment", "Environment", ENVIRONMENT, ENVIRONMENT_ALL)
     )
 
 

@@ -130,7 +130,8 @@ def sinks(config: Config, options: Options) -> list[PanelBuilder]:
 
 def jobs(options: Options) -> list[PanelBuilder]:
     """The scheduler's runs, how long they take, and how long since each succeeded.
-    The job's name is ``exported_job`` in Prometheus (``job`` is the scrape job)."""
+    The job's name is ``exported_job`` in Prometheus (``job`` is the scrape job); each
+    environment's scheduler has its own line (its jobs have the same names)."""
     return [
         graph(
             "Job runs",
@@ -138,8 +139,9 @@ def jobs(options: Options) -> list[PanelBuilder]:
             "and KPI figures stale: the scheduler's log names the error.",
             [
                 Query(
-                    f"sum by (exported_job, result) (increase(mlwatch_job_runs_total{{{ENV}}}[1h]))",
-                    "{{exported_job}} {{result}}",
+                    "sum by (exported_job, environment, result) "
+                    f"(increase(mlwatch_job_runs_total{{{ENV}}}[1h]))",
+                    "{{exported_job}} {{environment}} {{result}}",
                 )
             ],
             unit="none",
@@ -152,9 +154,9 @@ def jobs(options: Options) -> list[PanelBuilder]:
             "job's period makes runs skipped: shorten the window or lengthen the schedule.",
             [
                 Query(
-                    "histogram_quantile(0.95, sum by (exported_job, le) "
+                    "histogram_quantile(0.95, sum by (exported_job, environment, le) "
                     f"(rate(mlwatch_job_duration_seconds_bucket{{{ENV}}}[15m])))",
-                    "{{exported_job}}",
+                    "{{exported_job}} {{environment}}",
                 )
             ],
             unit="s",
@@ -166,8 +168,9 @@ def jobs(options: Options) -> list[PanelBuilder]:
             "means stale figures: the job-stale alert fires.",
             [
                 Query(
-                    f"time() - max by (exported_job) (mlwatch_job_last_success_timestamp_seconds{{{ENV}}})",
-                    "{{exported_job}}",
+                    "time() - max by (exported_job, environment) "
+                    f"(mlwatch_job_last_success_timestamp_seconds{{{ENV}}})",
+                    "{{exported_job}} {{environment}}",
                 )
             ],
             unit="s",

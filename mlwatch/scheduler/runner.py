@@ -15,10 +15,13 @@ Policy, stated once:
 - **Misfires coalesce**: runs missed while the process was busy or asleep collapse into
   one (``coalesce=True``), which still runs if it is at most one period late
   (``misfire_grace_time``), else it is counted as ``missed``.
-- Duration (``mlwatch_job_duration_seconds{job}``), outcome
-  (``mlwatch_job_runs_total{job,result="ok"|"failed"|"skipped"|"missed"}``) and the time
-  of the last success (``mlwatch_job_last_success_timestamp_seconds{job}``) are metrics; a
-  failure is logged with its reason and the next run tries again.
+- Duration (``mlwatch_job_duration_seconds{job,environment}``), outcome
+  (``mlwatch_job_runs_total{job,environment,result="ok"|"failed"|"skipped"|"missed"}``)
+  and the time of the last success
+  (``mlwatch_job_last_success_timestamp_seconds{job,environment}``) are metrics; a
+  failure is logged with its reason and the next run tries again. ``environment`` is the
+  scheduler's (the one its jobs compute over): the dev and prod schedulers' jobs have the
+  same names, and one's stale job must not hide behind the other's fresh one.
 """
 
 from __future__ import annotations
@@ -78,10 +81,11 @@ class Scheduler:
         self._lock_fd: int | None = None
         #: The last run of each job: when, ok or failed (with the error), or why it was empty.
         self.last_runs: dict[str, dict[str, Any]] = {}
+        self.environment = config.environment
         self.duration = Histogram(
             "mlwatch_job_duration_seconds",
             "Duration of a job run",
-            ["job"],
+            ["job", "environment"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
@@ -89,13 +93,13 @@ class Scheduler:
             "mlwatch_job_runs",
             "Job runs by result (ok, failed, skipped: "
             "the previous run was still going, missed: too late to run)",
-            ["job", "result"],
+            ["job", "environment", "result"],
             registry=registry,
         )
         self.last_success = Gauge(
             "mlwatch_job_last_success_timestamp_seconds",
             "When a job last succeeded (Unix time)",
-            ["job"],
+            ["job", "environment"],
             registry=registry,
         )
         self.scheduler = BackgroundScheduler(
@@ -120,7 +124,7 @@ class Scheduler:
                     misfire_grace_time=grace_of(mon),
                 )
                 for result in ("ok", "failed", "skipped", "missed"):
-                    self.runs.labels(job_id, result)
+                    self.runs.labels(job_id, self.environment, result)
         self.grafana: GrafanaJob | None = None
         if config.grafana_sync_s > 0 and config.grafana_url and config.grafana_token:
             from apscheduler.triggers.interval import IntervalTrigger
@@ -148,14 +152,14 @@ class Scheduler:
                 run(model)
             except Exception as exc:  # the scheduler must go on; the next run retries
                 error = f"{type(exc).__name__}: {exc}"
-                self.runs.labels(job_id, "failed").inc()
+                self.runs.labels(job_id, self.environment, "failed").inc()
                 log.warning("job %s failed: %s", job_id, error)
             else:
-                self.runs.labels(job_id, "ok").inc()
-                self.last_success.labels(job_id).set(time.time())
+                self.runs.labels(job_id, self.environment, "ok").inc()
+                self.last_success.labels(job_id, self.environment).set(time.time())
             finally:
                 took = time.perf_counter() - start
-                self.duration.labels(job_id).observe(took)
+                self.duration.labels(job_id, self.environment).observe(took)
                 self.last_runs[job_id] = self._outcome(job_id, error, took)
 
         return job
@@ -180,7 +184,7 @@ class Scheduler:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
         result = "skipped" if event.code == EVENT_JOB_MAX_INSTANCES else "missed"
-        self.runs.labels(event.job_id, result).inc()
+        self.runs.labels(event.job_id, self.environment, result).inc()
         log.warning(
             "job %s %s: %s",
             event.job_id,

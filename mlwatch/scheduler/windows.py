@@ -127,7 +127,9 @@ class StoreWindows:
 
 
 class ElasticWindows:
-    """Windows of Elasticsearch, by aggregations on the reference's bins."""
+    """Windows of Elasticsearch, by aggregations on the reference's bins, of the
+    scheduler's environment only (as :class:`StoreWindows`: a shared namespace, or a
+    sidecar's stream, may hold other environments' events)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -148,7 +150,12 @@ class ElasticWindows:
         from mlwatch.elastic import aggregations
 
         return aggregations.versions(
-            self._es(), self.config.data_stream_namespace, model, start, end
+            self._es(),
+            self.config.data_stream_namespace,
+            model,
+            start,
+            end,
+            environment=self.config.environment,
         )
 
     def profile(self, ref: Any, model: str, version: str, start: int, end: int) -> Any:
@@ -162,6 +169,7 @@ class ElasticWindows:
             version=version,
             start_us=start,
             end_us=end,
+            environment=self.config.environment,
         )
 
     def close(self) -> None:

@@ -127,14 +127,22 @@ class ModelMetrics(Collector):
 
     def restore(self, totals: StoreTotals) -> None:
         """Start the counters from what the store holds (a restarted sidecar), so that
-        ``/metrics`` shows it rather than zeros. Latency and value histograms start empty."""
+        ``/metrics`` shows it rather than zeros. Latency and value histograms start empty.
+
+        Only the sidecar's own environment's: the rows of another one (stored as
+        ``default`` before the deployment set its environment, or a stray client's) would
+        be counters that never move again, and ``MlwatchNoTraffic`` (by model and
+        environment) would fire for that environment until retention purged its rows.
+        Its events still count from zero when they come."""
+        own = self.environment
         with self._lock:
             for key, n in totals.predictions.items():
-                self._predictions[key] += n
+                if key[2] == own:
+                    self._predictions[key] += n
             for (model, version, env, name), n in sorted(
                 totals.classes.items(), key=lambda kv: -kv[1]
             ):
-                if self._task_of(model) == "regression":
+                if env != own or self._task_of(model) == "regression":
                     continue
                 classes = self._classes[(model, version, env)]
                 if name not in classes and len(classes) >= MAX_CLASSES:
@@ -143,7 +151,8 @@ class ModelMetrics(Collector):
             for model, n in totals.feedback.items():
                 self._feedback[(model, self.environment)] += n
             for model, version, env, code, run in totals.info:
-                self._info[(model, version, env or self.environment, code, run)] = 1
+                if env in ("", own):  # "": a registration, the sidecar's own
+                    self._info[(model, version, own, code, run)] = 1
 
     def observe_registration(self, reg: dict[str, Any]) -> None:
         with self._lock:

@@ -86,7 +86,9 @@ def retrain_routes(app: FastAPI, sidecar: Sidecar, auth: Any, secured: bool) -> 
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         notices = alertmanager.parse(await _json(request, sidecar))
         policies = sidecar.retrainer if sidecar.retrainer is not None else _NoPolicies()
-        counts = await run_in_threadpool(alertmanager.receive, notices, policies)
+        counts = await run_in_threadpool(
+            alertmanager.receive, notices, policies, environment=sidecar.config.environment
+        )
         return JSONResponse(counts)
 
     @app.post(

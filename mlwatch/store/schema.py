@@ -166,9 +166,17 @@ INSERT_FEEDBACK = (
 
 def create(conn: sqlite3.Connection, path: Path) -> None:
     """Create the tables (idempotent) and record or upgrade the schema version; a file
-    of an unknown version is refused."""
-    with conn:
-        conn.executescript(_SCHEMA)
+    of an unknown version is refused.
+
+    One ``BEGIN IMMEDIATE`` transaction (``conn`` in autocommit mode, as the store opens
+    it): a sidecar and a scheduler opening an old file at once take turns, so the second
+    sees the columns the first added instead of adding them again (``duplicate column
+    name``), and a crash midway leaves the file as it was."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT first
+            if statement.strip():
+                conn.execute(statement)
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -182,6 +190,10 @@ def create(conn: sqlite3.Connection, path: Path) -> None:
             )
         _add_cause_instances(conn)
         _add_event_environment(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _add_event_environment(conn: sqlite3.Connection) -> None:

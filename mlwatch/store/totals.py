@@ -1,8 +1,8 @@
 """What the store holds in total, as the sidecar's counters count it: predictions by
 outcome, predicted classes, feedback, and the versions with their code and run. A
-restarted sidecar starts its counters from these, so its ``/metrics`` shows what the
-store holds instead of zeros (a counter that starts high is a new baseline to
-Prometheus, not traffic)."""
+restarted sidecar starts its counters from these (its own environment's), so its
+``/metrics`` shows what the store holds instead of zeros (a counter that starts high is a
+new baseline to Prometheus, not traffic)."""
 
 from __future__ import annotations
 

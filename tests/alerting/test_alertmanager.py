@@ -168,3 +168,25 @@ def test_more_than_ten_thousand_alerts_is_413() -> None:
     with pytest.raises(IngestError) as exc:
         alertmanager.parse(notification(*[alert()] * 10_001))
     assert exc.value.status == 413
+
+
+def test_alerts_of_another_environment_are_ignored() -> None:
+    """One Alertmanager for dev and prod, its webhook on the prod sidecar: dev's drift must
+    not retrain (nor clear the cause of) the model prod serves. An alert without the
+    label (rules built before environments) is still the receiver's."""
+    policies = Policies({("churn", "alert:MlwatchDatasetDrift")})
+    notices = alertmanager.parse(
+        notification(
+            alert(environment="dev"),
+            alert("resolved", environment="dev"),
+            alert(environment="prod"),
+            alert(),  # no environment label
+        )
+    )
+    counts = alertmanager.receive(notices, policies, environment="prod")
+    assert counts == {"triggered": 1, "suppressed": 1, "resolved": 0, "ignored": 2}
+    assert [e["labels"].get("environment") for _, _, _, e, _ in policies.requests] == [
+        "prod",
+        None,
+    ]
+    assert policies.cleared == []

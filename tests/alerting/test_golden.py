@@ -109,6 +109,17 @@ def test_alertmanager_routes_retrain_alerts_to_the_sidecar() -> None:
     retrain, everyone = route["routes"]
     assert retrain["matchers"] == ['retrain="true"'] and retrain["receiver"] == "mlwatch-retrain"
     assert retrain["continue"] is True and everyone == {"receiver": "on-call"}
+    # one notification never mixes two environments' alerts (dev's with prod's page)
+    assert (
+        route["group_by"]
+        == retrain["group_by"]
+        == [
+            "alertname",
+            "model",
+            "version",
+            "environment",
+        ]
+    )
     receivers = {r["name"]: r for r in config["receivers"]}
     assert receivers["on-call"] == {"name": "on-call"}  # the placeholder
     [hook] = receivers["mlwatch-retrain"]["webhook_configs"]

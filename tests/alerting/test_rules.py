@@ -223,7 +223,7 @@ def test_job_alerts_follow_the_schedule(tmp_path: Path) -> None:
     [stale, never] = alerts_named(rules, "MlwatchJobStale")
     assert 'exported_job=~"(drift|kpi):a\\\\.b",result="failed"}[20m]' in failing.expr
     assert stale.expr.endswith("> 1800") and stale.labels["model"] == "a.b"
-    assert "unless on (exported_job)" in never.expr and never.for_s == 1800
+    assert "unless on (exported_job, environment)" in never.expr and never.for_s == 1800
     assert period_s(Monitoring(cron="0 * * * *", every_s=None)) == 3600
     assert period_s(Monitoring(cron="0 9 * * 1-5", every_s=None)) == 3 * 86400  # Friday to Monday
     assert period_s(Monitoring(every_s=90.0)) == 90

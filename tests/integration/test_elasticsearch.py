@@ -470,6 +470,115 @@ def test_drift_windows_from_elasticsearch_aggregations_equal_the_raw_data(
         side.stop()
 
 
+def test_drift_windows_from_elasticsearch_are_the_schedulers_environment_only(
+    es: Cluster, tmp_path: Path
+) -> None:
+    """A namespace that is set may be shared (and a sidecar stores events that name another
+    environment in its own stream): the drift job reading Elasticsearch counts only its
+    environment's events, as the store's windows do; documents indexed before
+    environments (no ``service.environment``) are the default environment's."""
+    from prometheus_client import CollectorRegistry
+
+    from mlwatch.elastic import aggregations
+    from mlwatch.elastic.client import make_client
+    from mlwatch.scheduler import Jobs
+    from mlwatch.scheduler.reference import reference_tag
+    from mlwatch.settings import FeatureSpec, ModelSpec, Monitoring, load_config
+    from mlwatch.stats.profile import DatasetProfile
+    from mlwatch.store import EmbeddedStore
+    from mlwatch.wire import format_ts
+
+    ns = "shared" + namespace()
+    side = sidecar(tmp_path, es.url, ns, MLWATCH_ENVIRONMENT="prod").start()
+    t0 = 1_790_000_000
+    try:
+        events = [
+            event(
+                i,
+                model="credit",
+                version="2",
+                features={"score": float(i % 7)},
+                ts=format_ts((t0 + i) * 1_000_000_000),
+            )
+            for i in range(300)
+        ]  # prod's: the sidecar's environment
+        events += [
+            event(
+                1000 + i,
+                model="credit",
+                version="2" if i < 150 else "9",
+                features={"score": 100.0 + i},
+                environment="dev",
+                ts=format_ts((t0 + i) * 1_000_000_000),
+            )
+            for i in range(200)
+        ]
+        assert post(side.port, events) == 202
+        index = stream_name("mlwatch.predictions", ns)
+        wait_until(lambda: count(es.url, index) == 500, timeout=60, what="500 documents")
+        side.stop()
+        legacy = {
+            "@timestamp": format_ts(t0 * 1_000_000_000),
+            "mlwatch": {"model": "credit", "version": "2", "features": {"score": 1.0}},
+        }
+        request(es.url, "POST", f"/{index}/_doc?refresh=true", legacy)  # no environment
+        window = (t0 * 1_000_000, (t0 + 400) * 1_000_000)
+        config = load_config(env={}, elasticsearch_url=es.url, elasticsearch_namespace=ns)
+        client = make_client(config)
+        try:
+            assert aggregations.versions(client, ns, "credit", *window) == ["2", "9"]
+            assert aggregations.versions(client, ns, "credit", *window, environment="prod") == ["2"]
+            reference = DatasetProfile.from_reference(
+                {"score": [float(i % 7) for i in range(1000)]}, {"score": "numeric"}, seed=1
+            )
+            rows = {
+                env: aggregations.window_profile(
+                    client,
+                    reference,
+                    namespace=ns,
+                    model="credit",
+                    version="2",
+                    start_us=window[0],
+                    end_us=window[1],
+                    sample=0,
+                    environment=env,
+                ).rows
+                for env in ("prod", "dev", "default", None)
+            }
+            assert rows == {"prod": 300, "dev": 150, "default": 1, None: 451}
+        finally:
+            client.close()
+
+        store = EmbeddedStore(tmp_path / "data" / "store.db")
+        spec = ModelSpec(
+            name="credit",
+            monitoring=Monitoring(window_s=400, sliding=True),
+            features=(FeatureSpec("score"),),
+        )
+        store.put_profile(
+            "credit", "*", "reference", 0, 0, reference.to_json(), tag=reference_tag(spec)
+        )
+        reports = {}
+        for source in ("elasticsearch", "store"):
+            cfg = type(config)(
+                **{
+                    **config.__dict__,
+                    "models": (spec,),
+                    "window_source": source,
+                    "environment": "prod",
+                }
+            )
+            jobs = Jobs(cfg, store, CollectorRegistry(), clock=lambda: t0 + 400)
+            reports[source] = jobs.drift("credit")
+            jobs.close()
+        assert sorted(reports["store"]) == sorted(reports["elasticsearch"]) == ["2"]
+        assert reports["elasticsearch"]["2"]["rows"] == reports["store"]["2"]["rows"] == 300
+        assert reports["elasticsearch"]["2"]["dataset_drift"] is False
+        store.close()
+    finally:
+        side.stop()
+
+
 def test_retraining_triggers_are_audited_in_elasticsearch(es: Cluster, tmp_path: Path) -> None:
     """Each trigger is a document (its _id the idempotency key) written again after each
     attempt: the audit is searchable beside the events."""

@@ -48,11 +48,12 @@ class Stream:
 
 def events(model: str, versions: list[str], slow_ms: float, n: int) -> list[dict[str, Any]]:
     """``n`` events over the last 50 minutes: a failure in ten, a slow call in eight,
-    environments prod, staging or none, some with a trace id."""
+    environments prod, staging or none (the default), some with a trace id."""
     now = datetime.now(UTC)
     out = []
     for i in range(n):
-        labels = {"environment": ["prod", "staging"][i % 2]} if i % 3 else {}
+        environment = ["prod", "staging"][i % 2] if i % 3 else None
+        labels = {"environment": "not-this-one"} if i % 5 == 0 else {}  # a label, not it
         if i % 4 == 0:
             labels["trace_id"] = f"t{i}"
         failed = i % 10 == 0
@@ -68,6 +69,7 @@ def events(model: str, versions: list[str], slow_ms: float, n: int) -> list[dict
                     "error": ["ValueError", "TimeoutError"][i % 20 // 10] if failed else None,
                     "features": {"x": float(i)},
                     "labels": labels or None,
+                    "environment": environment,
                 }
             )
         )
@@ -168,10 +170,10 @@ def test_the_filters_select_what_they_say(stream: Stream) -> None:
     values = variable_values(stream, latest.dashboard, choose=False)
     every = run(stream, latest, values)["hits"]["hits"]
     assert {h["_source"]["event"]["outcome"] for h in every} == {"failure"}
-    assert any("environment" not in h["_source"].get("labels", {}) for h in every)
+    assert {h["_source"]["service"]["environment"] for h in every} == {"prod", "default"}
     values["environment"] = grafana_es.lucene_value(["prod"])
     prod = run(stream, latest, values)["hits"]["hits"]
-    assert prod and {h["_source"]["labels"]["environment"] for h in prod} == {"prod"}
+    assert prod and {h["_source"]["service"]["environment"] for h in prod} == {"prod"}
     slow = [q for q in stream.queries if q.panel == "Slow requests"]
     for q in slow:
         hits = run(stream, q, variable_values(stream, q.dashboard, False))["hits"]["hits"]

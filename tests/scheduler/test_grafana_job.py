@@ -76,9 +76,9 @@ def test_syncs_on_schedule_and_annotates_each_new_trigger_once(
         assert "dataset drift share 0.4" in note["text"]
         fake.hand_edit("mlwatch-overview-churn")
         edited = fake.dashboards["mlwatch-overview-churn"].version
-        runs = scheduler.runs.labels(GRAFANA_JOB, "ok")._value.get()
+        runs = scheduler.runs.labels(GRAFANA_JOB, "default", "ok")._value.get()
         assert wait_until(
-            lambda: scheduler.runs.labels(GRAFANA_JOB, "ok")._value.get() >= runs + 2, 10
+            lambda: scheduler.runs.labels(GRAFANA_JOB, "default", "ok")._value.get() >= runs + 2, 10
         )
         assert fake.dashboards["mlwatch-overview-churn"].version == edited  # never forced
         assert len(fake.annotations) == 1  # each trigger once; none from before the start

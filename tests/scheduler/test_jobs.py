@@ -302,6 +302,29 @@ def test_a_model_without_reference_is_a_clear_error(tmp_path: Path) -> None:
         Jobs(cfg, store, CollectorRegistry(), clock=lambda: NOW).drift("m")
 
 
+def test_job_metrics_name_the_schedulers_environment(tmp_path: Path) -> None:
+    """A dev and a prod scheduler run jobs of the same names: their runs and last
+    successes are told apart by environment, so that an alert on a stale dev job is not
+    silenced by prod's fresh one (alerts/tests/environments.yml)."""
+    import dataclasses
+
+    cfg = dataclasses.replace(config(tmp_path), environment="qa")
+    store = EmbeddedStore(tmp_path / "store.db")
+    registry = CollectorRegistry()
+    sched = Scheduler(cfg, store, registry, jobs=Jobs(cfg, store, registry, clock=lambda: NOW))
+    try:
+        job = next(j for j in sched.scheduler.get_jobs() if j.id == "drift:m")
+        job.func()  # one run, here
+        labels = {"job": "drift:m", "environment": "qa"}
+        assert gauge(registry, "mlwatch_job_runs_total", **labels, result="ok") == 1
+        assert gauge(registry, "mlwatch_job_runs_total", **labels, result="failed") == 0
+        assert (gauge(registry, "mlwatch_job_last_success_timestamp_seconds", **labels) or 0) > 0
+        assert gauge(registry, "mlwatch_job_duration_seconds_count", **labels) == 1
+    finally:
+        sched.shutdown()
+        store.close()
+
+
 def test_a_slow_job_is_never_run_twice_at_once(tmp_path: Path) -> None:
     """A run still going when the next is due: the next is skipped and counted. The slow
     run is held by an event, so the test waits for the counts, never for a margin."""
@@ -327,7 +350,10 @@ def test_a_slow_job_is_never_run_twice_at_once(tmp_path: Path) -> None:
             raise RuntimeError("no labels today")
 
     def runs(result: str, job: str = "drift:m") -> float:
-        return gauge(registry, "mlwatch_job_runs_total", job=job, result=result) or 0
+        return (
+            gauge(registry, "mlwatch_job_runs_total", job=job, environment="default", result=result)
+            or 0
+        )
 
     sched = Scheduler(cfg, store, registry, jobs=SlowJobs(cfg, store, registry))
     assert sorted(sched.job_ids) == ["drift:m", "kpi:m"]
@@ -342,7 +368,10 @@ def test_a_slow_job_is_never_run_twice_at_once(tmp_path: Path) -> None:
         release.set()
         sched.shutdown()
     assert max(peak) == 1
-    assert (gauge(registry, "mlwatch_job_duration_seconds_count", job="drift:m") or 0) >= 1
+    assert (
+        gauge(registry, "mlwatch_job_duration_seconds_count", job="drift:m", environment="default")
+        or 0
+    ) >= 1
 
 
 def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
@@ -384,7 +413,7 @@ def test_sidecar_runs_the_jobs_and_shows_results(tmp_path: Path) -> None:
             'mlwatch_feature_drift_detected{environment="default",feature="x",model="m",version="1"} 1.0'
             in metrics
         )
-        assert 'mlwatch_job_runs_total{job="drift:m",result="ok"}' in metrics
+        assert 'mlwatch_job_runs_total{environment="default",job="drift:m",result="ok"}' in metrics
         wait_until(lambda: "kpi:m" in client.get("/v1/models/m/status").json()["jobs"])
         jobs = client.get("/v1/models/m/status").json()["jobs"]
         assert jobs["drift:m"]["result"] == "ok" and jobs["drift:m"]["error"] is None
@@ -715,3 +744,56 @@ def test_prediction_and_label_fields_reach_the_kpi_job_once(
     kpi = json.loads(proc.stdout)["churn"]["kpi"]["1"]
     assert kpi["unusable"] == {} and kpi["n_used"] == 200
     assert kpi["kpis"]["accuracy"]["value"] == pytest.approx(150 / 200)
+
+
+def test_slice_profiles_and_window_counts_agree_with_two_environments(tmp_path: Path) -> None:
+    """A prod sidecar that also stores dev's events: its slices profile prod's only, so
+    they agree with prod's window counts (the fast path is taken, no fallback to the raw
+    events), and the drift job's result is prod's alone."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from mlwatch.sidecar.app import create_app
+
+    cfg = dataclasses.replace(config(tmp_path, window_s=HOUR), environment="prod")
+    start, _ = window_bounds(cfg.models[0].monitoring, NOW)
+    end = start + HOUR * 1_000_000
+    rng = np.random.default_rng(4)
+
+    def batch(prefix: str, n: int, shift: float, **extra: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "model": "m",
+                "version": "1",
+                "latency_ms": 1.0,
+                "request_id": f"{prefix}{i}",
+                "ts": format_ts(int((start / 1e6 + i * 2.3) * 1e9)),
+                "features": {
+                    "x": float(rng.normal(shift, 1)),
+                    "c": str(rng.choice(["a", "b", "c"])),
+                },
+                **extra,
+            }
+            for i in range(n)
+        ]
+
+    with TestClient(create_app(cfg, registry=CollectorRegistry())) as client:
+        sidecar = client.app.state.sidecar  # type: ignore[attr-defined]
+        jobs = Jobs(cfg, sidecar.store, CollectorRegistry(), clock=lambda: NOW)
+        ref = jobs.reference(cfg.models[0])
+        for events in (batch("p", 1000, 0.0), batch("d", 600, 5.0, environment="dev")):
+            assert client.post("/v1/events", json=events).status_code == 202
+        wait_until(lambda: sidecar.store.count_events("m") == 1600, timeout=30, what="1600 events")
+        slices = lambda: sidecar.store.profiles("m", "1", "slice")  # noqa: E731
+        wait_until(
+            lambda: sum(orjson_rows(b) for _, _, b in slices()) == 1000,
+            timeout=30,
+            what="prod's 1000 rows in slice profiles",
+        )
+        merged = jobs.windows.merged_slices(ref, "m", "1", start, end)
+        assert merged is not None and merged.rows == 1000  # the fast path
+        report = jobs.drift("m")["1"]
+        assert report["rows"] == 1000
+        drifted = {f["name"] for f in report["features"] if f["drifted"]}
+        assert "x" not in drifted  # dev's shift of x is not prod's

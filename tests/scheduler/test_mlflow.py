@@ -212,7 +212,8 @@ def test_without_a_stored_profile_each_run_fails_naming_the_setting_and_uri(
         assert outcome["result"] == "failed"
         assert f"JobError: nowhere: models[0].reference.mlflow: {uri}: " in outcome["error"]
         failed = registry.get_sample_value(
-            "mlwatch_job_runs_total", {"job": "drift:nowhere", "result": "failed"}
+            "mlwatch_job_runs_total",
+            {"job": "drift:nowhere", "environment": "default", "result": "failed"},
         )
         assert failed == attempt
     scheduler.shutdown()

@@ -175,3 +175,42 @@ def test_a_task_registered_as_regression_is_restored_as_regression(
         assert registry.get_sample_value("mlwatch_predicted_class_total", labels) is None
     finally:
         again.stop()
+
+
+def test_a_restart_in_a_new_environment_leaves_the_old_ones_counts_out(
+    sidecar_config: Callable[..., Any],
+) -> None:
+    """A deployment that sets its environment (the overlays' dev and prod) after events
+    were stored as 'default': restored, 'default's counters would never move again, and
+    MlwatchNoTraffic (by model and environment) would fire for 'default' until retention
+    purged those events. The counters start from the sidecar's own environment's rows."""
+    config = sidecar_config()
+    first = Sidecar(config, registry=CollectorRegistry())
+    fill_store(first)
+    first.store.insert_events(
+        [
+            validate_event(
+                {"model": "churn", "version": "2", "latency_ms": 1, "request_id": f"p{i}"}
+                | {"environment": "prod", "prediction": "stay"}
+            )
+            for i in range(4)
+        ]
+    )
+    first.stop()
+    registry = CollectorRegistry()
+    again = Sidecar(replace(config, environment="prod"), registry=registry)
+    again.start()
+    try:
+        value = registry.get_sample_value
+        old = {"model": "churn", "environment": "default", "version": "2"}
+        assert value("mlwatch_predictions_total", old | {"status": "ok"}) is None
+        assert value("mlwatch_predicted_class_total", old | {"class": "stay"}) is None
+        assert value("mlwatch_model_info", old | {"code_version": "abc", "run_id": ""}) is None
+        prod = old | {"environment": "prod"}
+        assert value("mlwatch_predictions_total", prod | {"status": "ok"}) == 4
+        assert value("mlwatch_predicted_class_total", prod | {"class": "stay"}) == 4
+        assert value("mlwatch_model_info", prod | {"code_version": "", "run_id": "run9"}) == 1
+        assert value("mlwatch_feedback_total", {"model": "churn", "environment": "prod"}) == 7
+        assert again.store.count_events("churn", environment="default") == 30  # still stored
+    finally:
+        again.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,3 +263,49 @@ def test_a_version_3_store_reads_as_the_default_environment_read_only(tmp_path: 
     with sqlite3.connect(tmp_path / "s.db") as conn:  # and the file is unchanged
         assert "environment" not in {r[1] for r in conn.execute("PRAGMA table_info(events)")}
     conn.close()
+
+
+def test_two_openers_of_a_version_3_file_do_not_race_on_its_migration(tmp_path: Path) -> None:
+    """A sidecar and a standalone scheduler started together on an old file: the other
+    one migrates the file between this one's look at the columns and its ALTER TABLE.
+    This one must then wait for it, or find the column added; never fail on it
+    ("duplicate column name: environment", seen with six processes opening one file)."""
+    import sqlite3
+
+    from mlwatch.store import schema
+
+    path = tmp_path / "s.db"
+    _version_3_file(path)
+    with sqlite3.connect(path) as wal:
+        wal.execute("PRAGMA journal_mode=WAL")
+    wal.close()
+    others: list[str] = []
+
+    class Interleaved(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> Any:
+            if not sql.startswith("PRAGMA table_info(events)") or others:
+                return super().execute(sql, *args)
+            rows = super().execute(sql, *args).fetchall()  # what this one saw
+            other = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+            try:  # the other process, between this one's check and its ALTER
+                schema.create(other, path)
+                others.append("migrated")
+            except sqlite3.OperationalError as exc:
+                others.append(str(exc))  # kept out: this one holds the write lock
+            finally:
+                other.close()
+            return iter(rows)
+
+    conn = sqlite3.connect(path, isolation_level=None, factory=Interleaved)
+    try:
+        schema.create(conn, path)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+    finally:
+        conn.close()
+    assert columns.count("environment") == 1
+    assert others in (["migrated"], ["database is locked"])
+    store = EmbeddedStore(path)
+    try:
+        assert [e["environment"] for e in store.events("m")] == ["default"]
+    finally:
+        store.close()
