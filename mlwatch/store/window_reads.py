@@ -58,21 +58,8 @@ class WindowReads(Database):
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """What KPIs need of :meth:`joined`: ``ts_us``, ``status``, ``prediction`` and the
         label — without decoding features, so a window of millions stays cheap."""
-        where, args = window_clause("e.", model, since_us, until_us, version, environment)
-        sql = (
-            "SELECT e.ts_us, e.status, e.prediction, f.label FROM events e LEFT JOIN "
-            "feedback f ON f.model = e.model AND f.request_id = e.request_id "
-            f"WHERE {where}"
-        )
-        for ts_us, status, prediction, label in self._conn().execute(sql, args):
-            yield (
-                {
-                    "ts_us": ts_us,
-                    "status": status,
-                    "prediction": None if prediction is None else loads(prediction),
-                },
-                None if label is None else loads(label),
-            )
+        where = window_clause("e.", model, since_us, until_us, version, environment)
+        return self._predictions(where, latency=False)
 
     def served_predictions(
         self,
@@ -85,22 +72,26 @@ class WindowReads(Database):
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """:meth:`joined_predictions` with each event's ``latency_ms``: what a comparison
         of two versions reads (KPIs, error ratio and latency of the same events)."""
-        where, args = window_clause("e.", model, since_us, until_us, version, environment)
+        where = window_clause("e.", model, since_us, until_us, version, environment)
+        return self._predictions(where, latency=True)
+
+    def _predictions(
+        self, where: tuple[str, list[Any]], *, latency: bool
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """``({ts_us, status[, latency_ms], prediction}, label)`` of the events ``where``
+        selects, joined with their feedback."""
+        clause, args = where
+        columns = ["ts_us", "status", *(["latency_ms"] if latency else []), "prediction"]
         sql = (
-            "SELECT e.ts_us, e.status, e.latency_ms, e.prediction, f.label FROM events e "
+            f"SELECT {', '.join('e.' + c for c in columns)}, f.label FROM events e "
             "LEFT JOIN feedback f ON f.model = e.model AND f.request_id = e.request_id "
-            f"WHERE {where}"
+            f"WHERE {clause}"
         )
-        for ts_us, status, latency_ms, prediction, label in self._conn().execute(sql, args):
-            yield (
-                {
-                    "ts_us": ts_us,
-                    "status": status,
-                    "latency_ms": latency_ms,
-                    "prediction": None if prediction is None else loads(prediction),
-                },
-                None if label is None else loads(label),
-            )
+        for *values, label in self._conn().execute(sql, args):
+            event = dict(zip(columns, values, strict=True))
+            prediction = event["prediction"]
+            event["prediction"] = None if prediction is None else loads(prediction)
+            yield event, (None if label is None else loads(label))
 
     def recent_versions(
         self,
