@@ -26,13 +26,18 @@ from sklearn.linear_model import LogisticRegression
 IRIS = load_iris()
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 MODEL = LogisticRegression(max_iter=500).fit(IRIS.data, IRIS.target)
+# The fitted model's decision function, for the v2 route: the label LogisticRegression.predict
+# gives (the class of the largest score) without its ~0.2 ms of input checks a call, which
+# at 2,000 calls/s would take a third of the benchmark's two cores (test_capture compares
+# the labels with MODEL.predict).
+COEF, INTERCEPT = MODEL.coef_.T.copy(), MODEL.intercept_.copy()
 CHUNK = 64 * 1024
 
 
 def oip_answer(body: dict[str, Any]) -> dict[str, Any]:
     tensor = body["inputs"][0]
     rows = np.asarray(tensor["data"], dtype=float).reshape(tensor["shape"])
-    labels = MODEL.predict(rows).tolist()
+    labels = MODEL.classes_[(rows @ COEF + INTERCEPT).argmax(axis=1)].tolist()
     return {
         "model_name": "iris",
         "model_version": "1",
